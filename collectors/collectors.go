@@ -1,0 +1,102 @@
+// Package collectors holds the registry of collector types and the poll loop
+// that runs each configured collector. A collector type is one file in this
+// package (or a file here that wraps a package of its own) that registers a
+// Factory in init.
+package collectors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
+)
+
+// Collector lists the current state of one source.
+//
+// Collect returns a snapshot or an error. An error, or a context that ends
+// before Collect returns, means a failed poll: the engine changes nothing.
+// Collect must honour ctx (the poll time-out) and must be safe to call again
+// after it failed.
+type Collector interface {
+	Collect(ctx context.Context) (*entity.Snapshot, error)
+}
+
+// Closer is implemented by collectors that hold resources (connections,
+// child processes) to release when the collector is stopped.
+type Closer interface {
+	Close() error
+}
+
+// StatusReporter is implemented by collectors with details worth showing in
+// `status` beyond what the poll loop records (per-type figures, held-back
+// deletes). The result must be JSON-encodable and must not contain secrets.
+type StatusReporter interface {
+	Status() map[string]any
+}
+
+// Settings is what a factory gets: the collector's name, the YAML node of its
+// whole config entry (decode the type-specific keys from it with Decode) and
+// the directory that relative paths are relative to.
+type Settings struct {
+	Name string
+	Node *yaml.Node
+	// Dir is the directory of the config file; relative paths in the
+	// collector's settings are relative to it.
+	Dir    string
+	Logger *slog.Logger
+}
+
+// Factory builds a collector from its settings. It validates them and returns
+// an error naming the bad field; it must not contact the source (check-config
+// calls factories).
+type Factory func(s Settings) (Collector, error)
+
+var (
+	mu        sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register makes a collector type available under name. It panics when the
+// name is taken, as that is a programming error.
+func Register(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := factories[name]; dup {
+		panic("collectors: type registered twice: " + name)
+	}
+	factories[name] = f
+}
+
+// Lookup returns the factory of a collector type.
+func Lookup(name string) (Factory, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := factories[name]
+	return f, ok
+}
+
+// Types returns the registered collector types, sorted.
+func Types() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]string, 0, len(factories))
+	for n := range factories {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New builds a collector of a registered type.
+func New(typ string, s Settings) (Collector, error) {
+	f, ok := Lookup(typ)
+	if !ok {
+		return nil, fmt.Errorf("unknown collector type %q (known: %v)", typ, Types())
+	}
+	return f(s)
+}

@@ -1,0 +1,381 @@
+// Package config owns the synchronizer's configuration file: defaults, strict
+// parsing, validation with errors that name the field and line, and the
+// embedded default used when no file is given.
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Retention bounds the change log. A change is pruned when it is beyond
+// Count newest changes or older than Age; zero disables that bound.
+type Retention struct {
+	Count int64    `yaml:"count"`
+	Age   Duration `yaml:"age"`
+}
+
+// Metrics configures the optional Prometheus endpoint.
+type Metrics struct {
+	Listen string `yaml:"listen"` // loopback host:port; empty disables
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Config is a whole configuration file.
+type Config struct {
+	Socket            string    `yaml:"socket"`
+	SocketMode        string    `yaml:"socket_mode"`
+	Database          string    `yaml:"database"`
+	Sync              string    `yaml:"sync"` // SQLite synchronous: full (default) or normal
+	ActiveEntityTypes []string  `yaml:"active_entity_types"`
+	ChangesRetention  Retention `yaml:"changes_retention"`
+	// SubscriberQueue is how many changes may wait for one subscriber before
+	// it is cut off with a resync notification.
+	SubscriberQueue int `yaml:"subscriber_queue"`
+	// NotifyBatch is the most changes sent in one notification.
+	NotifyBatch int `yaml:"notify_batch"`
+	// WriteTimeout ends a connection whose peer stops reading.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// RemovedCollector says what happens to the entities of a collector that
+	// disappears from the config on reload: "keep" (default) or "delete".
+	RemovedCollector string      `yaml:"removed_collector"`
+	Metrics          Metrics     `yaml:"metrics"`
+	Log              Log         `yaml:"log"`
+	Collectors       []Collector `yaml:"collectors"`
+	Listeners        []Listener  `yaml:"listeners"`
+
+	// Path is the file the config was read from ("" for the embedded one),
+	// Dir the directory relative paths are resolved against.
+	Path string `yaml:"-"`
+	Dir  string `yaml:"-"`
+	// Hash is the SHA-256 of the file's bytes, hex.
+	Hash string `yaml:"-"`
+}
+
+// Common holds the settings every collector has. Collector-specific settings
+// structs embed it with `yaml:",inline"` so that strict decoding accepts them.
+type Common struct {
+	Name     string   `yaml:"name"`
+	Type     string   `yaml:"type"`
+	Interval Duration `yaml:"interval"`
+	// Jitter delays each poll by a random share of up to Jitter of the
+	// interval (0.1 = 10%), so that many collectors do not poll in step.
+	Jitter  float64  `yaml:"jitter"`
+	Timeout Duration `yaml:"timeout"`
+	// MaxBackoff caps the exponential back-off after failed polls.
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// VolatileFields names, per entity type, the data fields that change
+	// without meaning a change: they are dropped before hashing. A dotted
+	// name reaches into nested objects ("flavor.extra_specs").
+	VolatileFields map[string][]string `yaml:"volatile_fields"`
+	// MaxDeleteRatio holds back a complete listing that would delete more
+	// than this share of a type's entities (0 disables; default 0.5).
+	MaxDeleteRatio *float64 `yaml:"max_delete_ratio"`
+}
+
+// Collector is one entry of collectors:. Node keeps the whole entry so that
+// the collector type can decode its own keys strictly.
+type Collector struct {
+	Common `yaml:",inline"`
+	Node   *yaml.Node `yaml:"-"`
+}
+
+// Listener is one entry of listeners:.
+type Listener struct {
+	Name string     `yaml:"name"`
+	Type string     `yaml:"type"`
+	Node *yaml.Node `yaml:"-"`
+}
+
+// Defaults applied to fields left empty.
+const (
+	DefaultInterval        = 30 * time.Second
+	DefaultJitter          = 0.1
+	DefaultMaxBackoff      = 5 * time.Minute
+	DefaultSubscriberQueue = 100000
+	DefaultNotifyBatch     = 1000
+	DefaultWriteTimeout    = 30 * time.Second
+	DefaultMaxDeleteRatio  = 0.5
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// Load reads and validates a config file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b, abs)
+}
+
+// Parse parses and validates config bytes; path names the file in errors and
+// sets the directory relative paths are resolved against.
+func Parse(b []byte, path string) (*Config, error) {
+	c := &Config{Path: path, Dir: filepath.Dir(path)}
+	sum := sha256.Sum256(b)
+	c.Hash = hex.EncodeToString(sum[:])
+
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrInvalid, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var raw struct {
+		Config     `yaml:",inline"`
+		Collectors []yaml.Node `yaml:"collectors"`
+		Listeners  []yaml.Node `yaml:"listeners"`
+	}
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrInvalid, err)
+	}
+	raw.Config.Path, raw.Config.Dir, raw.Config.Hash = c.Path, c.Dir, c.Hash
+	*c = raw.Config
+	for i := range raw.Collectors {
+		n := &raw.Collectors[i]
+		var col Collector
+		if err := n.Decode(&col.Common); err != nil {
+			return nil, fmt.Errorf("%s: %w: collectors[%d]: %v", path, ErrInvalid, i, err)
+		}
+		col.Node = n
+		c.Collectors = append(c.Collectors, col)
+	}
+	for i := range raw.Listeners {
+		n := &raw.Listeners[i]
+		var l Listener
+		if err := n.Decode(&l); err != nil {
+			return nil, fmt.Errorf("%s: %w: listeners[%d]: %v", path, ErrInvalid, i, err)
+		}
+		l.Node = n
+		c.Listeners = append(c.Listeners, l)
+	}
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Socket == "" {
+		c.Socket = "var/synchronizer.sock"
+	}
+	if c.SocketMode == "" {
+		c.SocketMode = "0600"
+	}
+	if c.Database == "" {
+		c.Database = "var/synchronizer.db"
+	}
+	if c.Sync == "" {
+		c.Sync = "full"
+	}
+	if c.ChangesRetention.Count == 0 && c.ChangesRetention.Age == 0 {
+		c.ChangesRetention = Retention{Count: 1000000, Age: Duration(168 * time.Hour)}
+	}
+	if c.SubscriberQueue == 0 {
+		c.SubscriberQueue = DefaultSubscriberQueue
+	}
+	if c.NotifyBatch == 0 {
+		c.NotifyBatch = DefaultNotifyBatch
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = Duration(DefaultWriteTimeout)
+	}
+	if c.RemovedCollector == "" {
+		c.RemovedCollector = "keep"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	for i := range c.Collectors {
+		cc := &c.Collectors[i].Common
+		if cc.Interval == 0 {
+			cc.Interval = Duration(DefaultInterval)
+		}
+		if cc.Timeout == 0 {
+			// A poll may take most of its interval, never more.
+			cc.Timeout = Duration(cc.Interval.D() * 9 / 10)
+		}
+		if cc.MaxBackoff == 0 {
+			cc.MaxBackoff = Duration(DefaultMaxBackoff)
+		}
+		if cc.MaxDeleteRatio == nil {
+			r := DefaultMaxDeleteRatio
+			cc.MaxDeleteRatio = &r
+		}
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(line int, field, format string, a ...any) {
+		msg := fmt.Sprintf(format, a...)
+		if line > 0 {
+			errs = append(errs, fmt.Errorf("%w: line %d: %s: %s", ErrInvalid, line, field, msg))
+			return
+		}
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, field, msg))
+	}
+	if _, err := c.FileMode(); err != nil {
+		bad(0, "socket_mode", "%v", err)
+	}
+	if c.Sync != "full" && c.Sync != "normal" {
+		bad(0, "sync", "must be full or normal, not %q", c.Sync)
+	}
+	if c.ChangesRetention.Count < 0 || c.ChangesRetention.Age < 0 {
+		bad(0, "changes_retention", "must not be negative")
+	}
+	if c.SubscriberQueue < 1 {
+		bad(0, "subscriber_queue", "must be > 0")
+	}
+	if c.NotifyBatch < 1 {
+		bad(0, "notify_batch", "must be > 0")
+	}
+	if c.RemovedCollector != "keep" && c.RemovedCollector != "delete" {
+		bad(0, "removed_collector", "must be keep or delete, not %q", c.RemovedCollector)
+	}
+	names := map[string]string{}
+	for i, col := range c.Collectors {
+		line := col.Node.Line
+		field := fmt.Sprintf("collectors[%d]", i)
+		switch {
+		case col.Name == "":
+			bad(line, field+".name", "required")
+		case !nameRE.MatchString(col.Name):
+			bad(line, field+".name", "%q: use letters, digits, '.', '_' and '-'", col.Name)
+		case names[col.Name] != "":
+			bad(line, field+".name", "%q is already used by %s", col.Name, names[col.Name])
+		default:
+			names[col.Name] = field
+		}
+		if col.Type == "" {
+			bad(line, field+".type", "required")
+		}
+		if col.Interval.D() < 100*time.Millisecond {
+			bad(line, field+".interval", "must be at least 100ms, not %s", col.Interval.D())
+		}
+		if col.Timeout.D() <= 0 {
+			bad(line, field+".timeout", "must be > 0")
+		}
+		if col.Jitter < 0 || col.Jitter > 1 {
+			bad(line, field+".jitter", "must be between 0 and 1")
+		}
+		if r := *col.MaxDeleteRatio; r < 0 || r > 1 {
+			bad(line, field+".max_delete_ratio", "must be between 0 and 1")
+		}
+	}
+	for i, l := range c.Listeners {
+		line := l.Node.Line
+		field := fmt.Sprintf("listeners[%d]", i)
+		switch {
+		case l.Name == "":
+			bad(line, field+".name", "required")
+		case !nameRE.MatchString(l.Name):
+			bad(line, field+".name", "%q: use letters, digits, '.', '_' and '-'", l.Name)
+		case names[l.Name] != "":
+			bad(line, field+".name", "%q is already used by %s", l.Name, names[l.Name])
+		default:
+			names[l.Name] = field
+		}
+		if l.Type == "" {
+			bad(line, field+".type", "required")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FileMode parses socket_mode ("0600").
+func (c *Config) FileMode() (os.FileMode, error) {
+	m, err := strconv.ParseUint(c.SocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal file mode such as \"0600\"", c.SocketMode)
+	}
+	return os.FileMode(m), nil
+}
+
+// Abs resolves a path from the config against the config's directory.
+func (c *Config) Abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// DecodeStrict decodes a collector's or listener's YAML node into v, refusing
+// unknown keys with the line they are on. v should embed Common (collectors)
+// inline so the common keys are known.
+func DecodeStrict(n *yaml.Node, v any) error {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.MappingNode {
+		known := map[string]bool{}
+		yamlKeys(reflect.TypeOf(v), known)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if !known[k.Value] {
+				return fmt.Errorf("line %d: unknown key %q", k.Line, k.Value)
+			}
+		}
+	}
+	return n.Decode(v)
+}
+
+// yamlKeys collects the YAML keys a struct type accepts, following inline
+// fields.
+func yamlKeys(t reflect.Type, into map[string]bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			yamlKeys(f.Type, into)
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		into[name] = true
+	}
+}

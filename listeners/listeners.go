@@ -1,0 +1,96 @@
+// Package listeners holds the registry of listener types: sources that push
+// changes (the OpenStack message bus) instead of being polled. A listener type
+// is one file in this package that registers a Factory in init.
+package listeners
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
+)
+
+// Sink receives a listener's events. Apply returns only after the events are
+// committed to the baseline (or were found to change nothing), so a listener
+// may acknowledge the messages they came from once Apply returns nil. An
+// error means nothing was committed: do not acknowledge.
+//
+// An event's Entity.Source may be left empty (the listener's name is used) or
+// set to the name of the collector that polls the same entities, so that push
+// and poll update one owner's entities.
+type Sink interface {
+	Apply(ctx context.Context, events []entity.Event) error
+}
+
+// Listener runs until ctx ends, feeding sink. Run returns nil when ctx ended
+// and an error when it cannot go on (the supervisor logs it and restarts the
+// listener with back-off). Transient problems such as a broker restart are
+// the listener's to retry.
+type Listener interface {
+	Run(ctx context.Context, sink Sink) error
+}
+
+// StatusReporter is implemented by listeners with figures for `status`
+// (messages, bad messages, connection state). The result must be
+// JSON-encodable and must not contain secrets.
+type StatusReporter interface {
+	Status() map[string]any
+}
+
+// Settings is what a factory gets: the listener's name, the YAML node of its
+// whole config entry (decode it with config.DecodeStrict into a struct that
+// has name and type fields too) and the config file's directory.
+type Settings struct {
+	Name   string
+	Node   *yaml.Node
+	Dir    string
+	Logger *slog.Logger
+}
+
+// Factory builds a listener from its settings, validating them without
+// connecting anywhere (check-config calls factories).
+type Factory func(s Settings) (Listener, error)
+
+var (
+	mu        sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register makes a listener type available under name. It panics when the
+// name is taken.
+func Register(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := factories[name]; dup {
+		panic("listeners: type registered twice: " + name)
+	}
+	factories[name] = f
+}
+
+// Types returns the registered listener types, sorted.
+func Types() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]string, 0, len(factories))
+	for n := range factories {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New builds a listener of a registered type.
+func New(typ string, s Settings) (Listener, error) {
+	mu.RLock()
+	f, ok := factories[typ]
+	mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown listener type %q (known: %v)", typ, Types())
+	}
+	return f(s)
+}
