@@ -67,6 +67,10 @@ type Change struct {
 type Snapshot struct {
 	Types    []string
 	Entities []Entity
+	// AllTypes says the listing is complete for every type: every entity
+	// the source owns that is missing is deleted, whatever its type (a
+	// static file or a plugin that reports all it knows).
+	AllTypes bool
 }
 
 // Event is one pushed change from a listener: Action is Delete to remove the

@@ -1,0 +1,540 @@
+package engine
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/store"
+)
+
+// ErrInvalidEntity is wrapped by errors about entities that cannot be
+// stored (no type, no id, a key that does not start with the type).
+var ErrInvalidEntity = errors.New("invalid entity")
+
+// SnapshotOptions describe the poll a snapshot came from.
+type SnapshotOptions struct {
+	// Source is the collector's name: it owns the entities it creates, and
+	// only its own entities are deleted by its snapshots.
+	Source string
+	// StartedAt is when the poll began. An entity observed after that (by
+	// a push event) is neither reverted nor deleted by this snapshot.
+	StartedAt time.Time
+	// Volatile names, per type, the data fields dropped before hashing.
+	Volatile map[string][]string
+	// MaxDeleteRatio holds back the deletes of a type when they would
+	// remove more than this share of the source's entities of that type,
+	// until the next snapshot confirms them (0: no brake).
+	MaxDeleteRatio float64
+	// Force applies held-back deletes at once.
+	Force bool
+}
+
+// Result counts what an apply did.
+type Result struct {
+	Created   int `json:"created"`
+	Updated   int `json:"updated"`
+	Deleted   int `json:"deleted"`
+	Unchanged int `json:"unchanged"`
+	// Ignored counts events older than the baseline and snapshot entities
+	// that a newer push event had already updated.
+	Ignored int `json:"ignored"`
+	// Held maps a type to the number of deletes the brake held back.
+	Held map[string]int `json:"held,omitempty"`
+	// Seq is the last committed seq after the apply.
+	Seq int64 `json:"seq"`
+}
+
+// prepared is an entity ready to compare: normalized, hashed.
+type prepared struct {
+	ent  entity.Entity
+	hash [16]byte
+	core [16]byte
+}
+
+// pending is one change waiting for commit.
+type pending struct {
+	action string
+	p      *prepared // nil for deletes of entities not in hand
+	key    string
+	typ    string
+	source string
+	obs    time.Time
+	json   []byte
+}
+
+// prepareAll normalizes and hashes entities on all cores: canonical hashing
+// is the main CPU cost of comparing a large snapshot.
+func (e *Engine) prepareAll(ents []entity.Entity, source string, observed time.Time, volatile map[string][]string) ([]prepared, error) {
+	out := make([]prepared, len(ents))
+	workers := runtime.GOMAXPROCS(0)
+	if len(ents) < 256 {
+		workers = 1
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	chunk := (len(ents) + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*chunk, min((w+1)*chunk, len(ents))
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func(w, lo, hi int) {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				if err := prepare(&out[i], &ents[i], source, observed, volatile); err != nil {
+					errs[w] = fmt.Errorf("entity %d: %w", i, err)
+					return
+				}
+			}
+		}(w, lo, hi)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func prepare(p *prepared, src *entity.Entity, source string, observed time.Time, volatile map[string][]string) error {
+	p.ent = *src
+	en := &p.ent
+	if en.Type == "" || strings.Contains(en.Type, ":") {
+		return fmt.Errorf("%w: type %q (key %q): must be non-empty and contain no ':'", ErrInvalidEntity, en.Type, en.Key)
+	}
+	if en.Key == "" {
+		if en.ID == "" {
+			return fmt.Errorf("%w: %s entity %q has neither key nor id", ErrInvalidEntity, en.Type, en.Name)
+		}
+		en.Key = entity.MakeKey(en.Type, en.ID)
+	} else if !strings.HasPrefix(en.Key, en.Type+":") || len(en.Key) == len(en.Type)+1 {
+		return fmt.Errorf("%w: key %q must be \"%s:<id>\"", ErrInvalidEntity, en.Key, en.Type)
+	}
+	if en.ID == "" {
+		_, en.ID = entity.SplitKey(en.Key)
+	}
+	if en.Source == "" {
+		en.Source = source
+	}
+	if en.Timestamp.IsZero() {
+		en.Timestamp = observed
+	}
+	en.Timestamp = en.Timestamp.UTC()
+	if en.Data == nil {
+		en.Data = map[string]any{}
+	}
+	for _, f := range volatile[en.Type] {
+		dropField(en.Data, f)
+	}
+	full, core := Hashes(en)
+	hex.Decode(p.hash[:], []byte(full))
+	hex.Decode(p.core[:], []byte(core))
+	return nil
+}
+
+// dropField removes a field, following dots into nested objects.
+func dropField(m map[string]any, path string) {
+	for {
+		head, rest, nested := strings.Cut(path, ".")
+		if !nested {
+			delete(m, head)
+			return
+		}
+		// A key that itself contains dots wins over nesting.
+		if _, ok := m[path]; ok {
+			delete(m, path)
+			return
+		}
+		next, ok := m[head].(map[string]any)
+		if !ok {
+			return
+		}
+		m, path = next, rest
+	}
+}
+
+// ApplySnapshot compares a collector's snapshot with the baseline and commits
+// the differences. Deletes are limited to snap.Types and to entities owned by
+// o.Source. An error leaves the baseline as the last committed batch left it;
+// an invalid entity fails the whole snapshot before anything is written.
+func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o SnapshotOptions) (Result, error) {
+	now := e.o.Now().UTC()
+	if o.StartedAt.IsZero() {
+		o.StartedAt = now
+	}
+	preps, err := e.prepareAll(snap.Entities, o.Source, now, o.Volatile)
+	if err != nil {
+		return Result{}, fmt.Errorf("engine: snapshot of %s: %w", o.Source, err)
+	}
+	started := o.StartedAt.UnixNano()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var res Result
+	srcID := e.intern(o.Source)
+	seen := make(map[string]struct{}, len(preps))
+	var changes []pending
+	var touches []store.Touch
+	for i := range preps {
+		p := &preps[i]
+		key := p.ent.Key
+		if _, dup := seen[key]; dup {
+			continue // the first listing of a key wins
+		}
+		seen[key] = struct{}{}
+		r, ok := e.idx[key]
+		switch {
+		case !ok:
+			changes = append(changes, pending{action: entity.Create, p: p})
+		case r.observed > started:
+			res.Ignored++
+		case r.hash == p.hash:
+			res.Unchanged++
+			if r.source != srcID {
+				touches = append(touches, store.Touch{Key: key, Source: o.Source, ObservedAt: fmtTime(now)})
+			}
+		default:
+			changes = append(changes, pending{action: entity.Update, p: p})
+		}
+	}
+
+	complete := map[string]bool{}
+	for _, t := range snap.Types {
+		complete[t] = true
+	}
+	if len(complete) > 0 || snap.AllTypes {
+		owned := map[string]int{}
+		missing := map[string][]string{}
+		for key, r := range e.idx {
+			if r.source != srcID {
+				continue
+			}
+			typ := e.names[r.typ]
+			if !complete[typ] && !snap.AllTypes {
+				continue
+			}
+			owned[typ]++
+			if _, ok := seen[key]; ok {
+				continue
+			}
+			if r.observed > started {
+				res.Ignored++
+				continue
+			}
+			missing[typ] = append(missing[typ], key)
+		}
+		for typ, keys := range missing {
+			if e.brake(o, typ, len(keys), owned[typ]) {
+				if res.Held == nil {
+					res.Held = map[string]int{}
+				}
+				res.Held[typ] = len(keys)
+				continue
+			}
+			for _, k := range keys {
+				changes = append(changes, pending{action: entity.Delete, key: k, typ: typ, source: o.Source})
+			}
+		}
+		// A type whose listing no longer wants a mass delete releases the brake.
+		for typ := range e.held[o.Source] {
+			if (complete[typ] || snap.AllTypes) && len(missing[typ]) == 0 {
+				delete(e.held[o.Source], typ)
+			}
+		}
+	}
+	if err := e.commit(ctx, changes, touches, now, &res); err != nil {
+		return res, fmt.Errorf("engine: snapshot of %s: %w", o.Source, err)
+	}
+	return res, nil
+}
+
+// brake reports whether the deletes of typ must be held back, and records
+// or clears the hold. Caller holds e.mu.
+func (e *Engine) brake(o SnapshotOptions, typ string, deletes, owned int) bool {
+	held := e.held[o.Source]
+	if o.Force || o.MaxDeleteRatio <= 0 || owned == 0 || float64(deletes)/float64(owned) <= o.MaxDeleteRatio {
+		delete(held, typ)
+		return false
+	}
+	if _, confirmed := held[typ]; confirmed {
+		// The previous complete listing wanted the same mass delete: it is
+		// real, not a glitch of one poll.
+		e.log.Warn("applying mass delete confirmed by a second listing", "source", o.Source, "type", typ, "deletes", deletes, "of", owned)
+		delete(held, typ)
+		return false
+	}
+	if held == nil {
+		held = map[string]int{}
+		e.held[o.Source] = held
+	}
+	held[typ] = deletes
+	e.log.Warn("holding back mass delete until the next listing confirms it",
+		"source", o.Source, "type", typ, "deletes", deletes, "of", owned, "max_delete_ratio", o.MaxDeleteRatio)
+	return true
+}
+
+// Held returns the deletes held back by the brake, per source and type.
+func (e *Engine) Held() map[string]map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]map[string]int{}
+	for s, m := range e.held {
+		if len(m) == 0 {
+			continue
+		}
+		out[s] = map[string]int{}
+		for t, n := range m {
+			out[s][t] = n
+		}
+	}
+	return out
+}
+
+// ApplyEvents applies pushed changes from source, in order. An event older
+// than the baseline's last observation of its key is ignored; an update
+// whose type, id, name, parent, state, project and links equal the baseline
+// only refreshes the observation time (data from notifications and from
+// polls differ in shape; only a poll refreshes data).
+func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Event) (Result, error) {
+	now := e.o.Now().UTC()
+	ents := make([]entity.Entity, len(evs))
+	for i := range evs {
+		ents[i] = evs[i].Entity
+	}
+	preps, err := e.prepareAll(ents, source, now, nil)
+	if err != nil {
+		return Result{}, fmt.Errorf("engine: events of %s: %w", source, err)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var res Result
+	// overlay holds the state this batch has reached per key, so that
+	// several events of one key in a batch compare with each other.
+	type state struct {
+		r       rec
+		present bool
+	}
+	overlay := map[string]state{}
+	var changes []pending
+	var touches []store.Touch
+	for i := range preps {
+		p := &preps[i]
+		key, ts := p.ent.Key, p.ent.Timestamp.UnixNano()
+		cur, ok := overlay[key]
+		if !ok {
+			cur.r, cur.present = e.idx[key]
+		}
+		if cur.present && ts < cur.r.observed {
+			res.Ignored++
+			continue
+		}
+		srcID := e.intern(p.ent.Source)
+		next := rec{hash: p.hash, core: p.core, observed: ts, source: srcID, typ: e.intern(p.ent.Type)}
+		switch {
+		case evs[i].Action == entity.Delete:
+			if !cur.present {
+				res.Ignored++
+				continue
+			}
+			changes = append(changes, pending{action: entity.Delete, key: key, typ: p.ent.Type, source: p.ent.Source, obs: p.ent.Timestamp})
+			overlay[key] = state{}
+			continue
+		case !cur.present:
+			changes = append(changes, pending{action: entity.Create, p: p})
+		case cur.r.core == p.core:
+			res.Unchanged++
+			touches = append(touches, store.Touch{Key: key, Source: e.names[cur.r.source], ObservedAt: fmtTime(p.ent.Timestamp)})
+			next.hash, next.core, next.source = cur.r.hash, cur.r.core, cur.r.source
+		default:
+			changes = append(changes, pending{action: entity.Update, p: p})
+		}
+		overlay[key] = state{r: next, present: true}
+	}
+	if err := e.commit(ctx, changes, touches, now, &res); err != nil {
+		return res, fmt.Errorf("engine: events of %s: %w", source, err)
+	}
+	// Touches moved observation times forward.
+	for _, t := range touches {
+		if r, ok := e.idx[t.Key]; ok {
+			if tt, err := time.Parse(time.RFC3339Nano, t.ObservedAt); err == nil && tt.UnixNano() > r.observed {
+				r.observed = tt.UnixNano()
+				e.idx[t.Key] = r
+			}
+		}
+	}
+	return res, nil
+}
+
+// DeleteSource deletes every entity owned by source, through the change log
+// (used when an operator removes a collector and asks for its entities to go).
+func (e *Engine) DeleteSource(ctx context.Context, source string) (Result, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, ok := e.nameID[source]
+	var res Result
+	if !ok {
+		res.Seq = e.lastSeq
+		return res, nil
+	}
+	var changes []pending
+	for key, r := range e.idx {
+		if r.source == id {
+			changes = append(changes, pending{action: entity.Delete, key: key, typ: e.names[r.typ], source: source})
+		}
+	}
+	delete(e.held, source)
+	err := e.commit(ctx, changes, nil, e.o.Now().UTC(), &res)
+	return res, err
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(store.TimeFormat) }
+
+// commit writes changes in batches of BatchSize, one transaction each, and
+// publishes each batch after its commit. Caller holds e.mu.
+func (e *Engine) commit(ctx context.Context, changes []pending, touches []store.Touch, now time.Time, res *Result) error {
+	if err := e.encode(ctx, changes, now); err != nil {
+		return err
+	}
+	at := fmtTime(now)
+	for len(changes) > 0 || len(touches) > 0 {
+		n := min(len(changes), e.o.BatchSize)
+		batch := changes[:n]
+		changes = changes[n:]
+		rows := make([]store.Row, len(batch))
+		pubs := make([]Published, len(batch))
+		seq := e.lastSeq
+		for i := range batch {
+			c := &batch[i]
+			seq++
+			row := store.Row{Seq: seq, Action: c.action, At: at, Entity: c.json}
+			if c.p != nil {
+				row.Key, row.Type, row.Source = c.p.ent.Key, c.p.ent.Type, c.p.ent.Source
+				row.Hash, row.CoreHash = hex.EncodeToString(c.p.hash[:]), hex.EncodeToString(c.p.core[:])
+				row.ObservedAt = fmtTime(c.p.ent.Timestamp)
+			} else {
+				row.Key, row.Type, row.Source = c.key, c.typ, c.source
+			}
+			rows[i] = row
+			pubs[i] = Published{Seq: seq, Type: row.Type, JSON: changeJSON(seq, c.action, c.json)}
+		}
+		if err := e.st.Commit(ctx, rows, touches); err != nil {
+			return err
+		}
+		touches = nil
+		e.lastSeq = seq
+		for i := range batch {
+			c := &batch[i]
+			switch c.action {
+			case entity.Delete:
+				delete(e.idx, c.key)
+				res.Deleted++
+			default:
+				e.idx[c.p.ent.Key] = rec{hash: c.p.hash, core: c.p.core, observed: c.p.ent.Timestamp.UnixNano(),
+					source: e.intern(c.p.ent.Source), typ: e.intern(c.p.ent.Type)}
+				if c.action == entity.Create {
+					res.Created++
+				} else {
+					res.Updated++
+				}
+			}
+		}
+		if e.pub != nil && len(pubs) > 0 {
+			e.pub.Publish(pubs)
+		}
+	}
+	res.Seq = e.lastSeq
+	return nil
+}
+
+// encode marshals the entities of changes on all cores. A delete carries the
+// entity as last stored, so consumers know what went away.
+func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) error {
+	for i := range changes {
+		c := &changes[i]
+		if c.action != entity.Delete {
+			continue
+		}
+		b, err := e.st.Entity(ctx, c.key)
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			typ, id := entity.SplitKey(c.key)
+			b, _ = json.Marshal(entity.Entity{Key: c.key, Type: typ, ID: id, Source: c.source, Data: map[string]any{}})
+		}
+		if c.obs.IsZero() {
+			c.obs = now
+		}
+		c.json = withTimestamp(b, c.obs)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(changes); i += workers {
+				c := &changes[i]
+				if c.p == nil {
+					continue
+				}
+				b, err := json.Marshal(&c.p.ent)
+				if err != nil {
+					errs[w] = fmt.Errorf("encode %s: %w", c.p.ent.Key, err)
+					return
+				}
+				c.json = b
+			}
+		}(w)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// withTimestamp sets the timestamp of a stored entity's JSON to when its
+// deletion was observed.
+func withTimestamp(b []byte, t time.Time) []byte {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return b
+	}
+	ts, _ := json.Marshal(t.UTC())
+	m["timestamp"] = ts
+	out, err := json.Marshal(m)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// changeJSON turns an entity's JSON object into the change object by
+// prepending seq and action, without decoding it again.
+func changeJSON(seq int64, action string, ent []byte) []byte {
+	out := make([]byte, 0, len(ent)+40)
+	out = append(out, `{"seq":`...)
+	out = strconv.AppendInt(out, seq, 10)
+	out = append(out, `,"action":"`...)
+	out = append(out, action...)
+	out = append(out, '"')
+	if len(ent) > 2 {
+		out = append(out, ',')
+		out = append(out, ent[1:]...)
+	} else {
+		out = append(out, '}')
+	}
+	return out
+}
+
+// ChangeJSON is changeJSON for readers of the stored log.
+func ChangeJSON(seq int64, action string, ent []byte) []byte { return changeJSON(seq, action, ent) }

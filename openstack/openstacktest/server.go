@@ -1,0 +1,336 @@
+// Package openstacktest serves the upstream OpenStack API samples under
+// testdata/ from a local HTTP server that behaves like the real services where
+// a client can tell: Keystone issues tokens in X-Subject-Token with the sample
+// catalog pointed at this server, and Nova, Neutron, Cinder and Heat page
+// their listings the way the real APIs do (limit/marker, *_links "next"
+// links; Heat without links). Tests change the data (status of a server,
+// removal, N more servers) and make endpoints fail (500, hang, 401, 404)
+// through methods or through the JSON control endpoint POST /_control, which
+// cmd/fakecloud exposes to tests written in other languages.
+//
+// Our own test data, not upstream: the catalog gains a "volumev3" entry (the
+// keystone sample has none; Options.NoVolumeV3 leaves it out), tokens expire
+// TokenTTL after issue instead of the sample's 2015 date, and the Nova version
+// document is built from the shape of nova's
+// doc/api_samples/versions/v21-version-get-resp.json.
+package openstacktest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ProjectID is the project of the keystone sample's scoped token; it is the
+// project id in every catalog URL.
+const ProjectID = "a6944d763bf64ee6a275f1263fae0352"
+
+// Options configures a Server. The zero value is usable.
+type Options struct {
+	// Addr is the address to listen on; default 127.0.0.1:0.
+	Addr string
+	// PageSize is the largest page a listing returns (the service's
+	// max_limit); default 1, so every fixture item is a page of its own.
+	PageSize int
+	// Password, when set, is the only password Keystone accepts.
+	Password string
+	// NoVolumeV3 leaves the volumev3 entry out of the catalog, as in the
+	// upstream sample.
+	NoVolumeV3 bool
+	// MaxMicroversion is the highest Nova microversion served; default
+	// "2.100". Higher requests get nova's 406.
+	MaxMicroversion string
+	// TokenTTL is how long an issued token is valid; default one hour.
+	TokenTTL time.Duration
+}
+
+// Server is a running fake cloud. All methods are safe for concurrent use.
+type Server struct {
+	// URL is the base URL, e.g. http://127.0.0.1:40123.
+	URL string
+
+	ts      *httptest.Server
+	closing chan struct{}
+	once    sync.Once
+
+	mu       sync.Mutex
+	opts     Options
+	colls    map[string]*collection
+	tokens   map[string]time.Time // valid token -> expiry
+	nTokens  int
+	failures map[string][]*Failure
+	requests map[string]int
+	lastMV   string
+	keystone map[string]any // the sample token body
+}
+
+// New starts a server with the fixture data loaded.
+func New(opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = 1
+	}
+	if opts.MaxMicroversion == "" {
+		opts.MaxMicroversion = "2.100"
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = time.Hour
+	}
+	s := &Server{
+		opts:     opts,
+		closing:  make(chan struct{}),
+		tokens:   map[string]time.Time{},
+		failures: map[string][]*Failure{},
+		requests: map[string]int{},
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("openstacktest: listen: %w", err)
+	}
+	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	s.ts.Listener.Close()
+	s.ts.Listener = l
+	s.ts.Start()
+	s.URL = s.ts.URL
+	return s, nil
+}
+
+// Close stops the server, releasing requests that hang.
+func (s *Server) Close() {
+	s.once.Do(func() { close(s.closing) })
+	s.ts.CloseClientConnections()
+	s.ts.Close()
+}
+
+// AuthURL is the Keystone URL to put in clouds.yaml (auth_url).
+func (s *Server) AuthURL() string { return s.URL + "/v3" }
+
+// CloudsYAML returns a clouds.yaml document with one cloud, name, that
+// authenticates against this server with password.
+func (s *Server) CloudsYAML(name, password string) string {
+	return fmt.Sprintf(`clouds:
+  %s:
+    auth:
+      auth_url: %s
+      username: admin
+      password: %q
+      project_id: %s
+      user_domain_name: Default
+    region_name: RegionOne
+    interface: public
+`, name, s.AuthURL(), password, ProjectID)
+}
+
+// ExpireTokens invalidates every token issued so far: the next request with
+// one of them gets 401, as after a real token expiry.
+func (s *Server) ExpireTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = map[string]time.Time{}
+}
+
+// AuthCount is the number of tokens issued so far.
+func (s *Server) AuthCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nTokens
+}
+
+// Requests is the number of requests that reached target (a collection
+// name such as Servers, or "versions" for the Nova version document).
+func (s *Server) Requests(target string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests[target]
+}
+
+// LastMicroversion is the Nova microversion of the last compute request that
+// was served, "" before any.
+func (s *Server) LastMicroversion() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastMV
+}
+
+// SetMaxMicroversion changes the highest Nova microversion served.
+func (s *Server) SetMaxMicroversion(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.MaxMicroversion = v
+}
+
+// SetPageSize changes the largest page size.
+func (s *Server) SetPageSize(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n > 0 {
+		s.opts.PageSize = n
+	}
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case p == "/_control":
+		s.serveControl(w, r)
+		return
+	case p == "/v3/auth/tokens" && r.Method == http.MethodPost:
+		s.serveAuth(w, r)
+		return
+	}
+	service, rest, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	target := route(service, "/"+rest)
+	if target == "" || r.Method != http.MethodGet {
+		writeJSON(w, http.StatusNotFound, map[string]any{"itemNotFound": map[string]any{"code": 404, "message": "not found: " + p}})
+		return
+	}
+	if !s.validToken(r.Header.Get("X-Auth-Token")) {
+		writeJSON(w, http.StatusUnauthorized, unauthorized)
+		return
+	}
+	page := s.pageOf(target, r)
+	if s.inject(w, r, []string{target, service}, page) {
+		return
+	}
+	s.mu.Lock()
+	s.requests[target]++
+	s.mu.Unlock()
+	if service == "compute" && !s.checkMicroversion(w, r) {
+		return
+	}
+	if target == "versions" {
+		s.serveVersion(w)
+		return
+	}
+	s.serveList(w, r, target)
+}
+
+// route maps a request path below a service prefix to a collection.
+func route(service, rest string) string {
+	switch service {
+	case "compute":
+		switch {
+		case rest == "/v2.1" || rest == "/v2.1/":
+			return "versions"
+		case strings.HasSuffix(rest, "/servers/detail"):
+			return Servers
+		case strings.HasSuffix(rest, "/os-services"):
+			return Services
+		case strings.HasSuffix(rest, "/os-hypervisors/detail"):
+			return Hypervisors
+		case strings.HasSuffix(rest, "/os-availability-zone/detail"):
+			return Zones
+		}
+	case "network":
+		switch strings.TrimSuffix(rest, "/") {
+		case "/v2.0/networks":
+			return Networks
+		case "/v2.0/ports":
+			return Ports
+		}
+	case "volumev3":
+		if strings.HasSuffix(rest, "/volumes/detail") {
+			return Volumes
+		}
+	case "orchestration":
+		if strings.HasSuffix(strings.TrimSuffix(rest, "/"), "/stacks") {
+			return Stacks
+		}
+	}
+	return ""
+}
+
+var unauthorized = map[string]any{"error": map[string]any{
+	"code": 401, "title": "Unauthorized",
+	"message": "The request you have made requires authentication.",
+}}
+
+func (s *Server) validToken(tok string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.tokens[tok]
+	return ok && time.Now().Before(exp)
+}
+
+// checkMicroversion answers 406 as nova does when the requested
+// microversion is above the maximum, and records the one served.
+func (s *Server) checkMicroversion(w http.ResponseWriter, r *http.Request) bool {
+	v := "2.1"
+	if h := r.Header.Get("OpenStack-API-Version"); strings.HasPrefix(h, "compute ") {
+		v = strings.TrimSpace(strings.TrimPrefix(h, "compute "))
+	} else if h := r.Header.Get("X-OpenStack-Nova-API-Version"); h != "" {
+		v = h
+	}
+	s.mu.Lock()
+	max := s.opts.MaxMicroversion
+	s.mu.Unlock()
+	if v == "latest" {
+		v = max
+	}
+	if minor(v) < 1 || minor(v) > minor(max) {
+		msg := fmt.Sprintf("Version %s is not supported by the API. Minimum is 2.1 and maximum is %s.", v, max)
+		writeJSON(w, http.StatusNotAcceptable, map[string]any{"computeFault": map[string]any{"code": 406, "message": msg}})
+		return false
+	}
+	s.mu.Lock()
+	s.lastMV = v
+	s.mu.Unlock()
+	w.Header().Set("OpenStack-API-Version", "compute "+v)
+	w.Header().Set("X-OpenStack-Nova-API-Version", v)
+	w.Header().Set("Vary", "OpenStack-API-Version, X-OpenStack-Nova-API-Version")
+	return true
+}
+
+// minor returns the minor number of a "2.N" microversion, -1 when malformed.
+func minor(v string) int {
+	maj, min, ok := strings.Cut(v, ".")
+	if !ok || maj != "2" {
+		return -1
+	}
+	n, err := strconv.Atoi(min)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+func (s *Server) serveVersion(w http.ResponseWriter) {
+	s.mu.Lock()
+	max := s.opts.MaxMicroversion
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"version": map[string]any{
+		"id":          "v2.1",
+		"links":       []any{map[string]any{"href": s.URL + "/compute/v2.1/", "rel": "self"}},
+		"media-types": []any{map[string]any{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}},
+		"status":      "CURRENT",
+		"version":     max,
+		"min_version": "2.1",
+		"updated":     "2013-07-23T11:33:21Z",
+	}})
+}
+
+// hang blocks until the client gives up or the server closes.
+func (s *Server) hang(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-s.closing:
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,195 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// Error is a JSON-RPC error returned by the server.
+type Error struct {
+	Code    int64  `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s (code %d)", e.Message, e.Code) }
+
+// Notification is a server notification: "change", "resync" or "shutdown".
+type Notification struct {
+	Method string
+	Params json.RawMessage
+}
+
+// ChangeParams are the params of a "change" notification. Changes are left
+// as raw JSON: decode only what you need.
+type ChangeParams struct {
+	Subscription string            `json:"subscription"`
+	Changes      []json.RawMessage `json:"changes"`
+}
+
+// Client is a connection to the synchronizer's socket. Calls may be made
+// from several goroutines; notifications go to the channel from
+// Notifications, which the caller must keep reading while subscribed.
+type Client struct {
+	conn net.Conn
+	wmu  sync.Mutex
+	w    *bufio.Writer
+
+	mu      sync.Mutex
+	nextID  int64
+	pending map[int64]chan response
+	err     error
+	notify  chan Notification
+	done    chan struct{}
+}
+
+type response struct {
+	Result json.RawMessage
+	Error  *Error
+}
+
+// Dial connects to the socket at path.
+func Dial(ctx context.Context, path string) (*Client, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("connect to synchronizer at %s: %w", path, err)
+	}
+	cl := &Client{
+		conn:    c,
+		w:       bufio.NewWriter(c),
+		pending: map[int64]chan response{},
+		notify:  make(chan Notification, 64),
+		done:    make(chan struct{}),
+	}
+	go cl.read()
+	return cl, nil
+}
+
+// Notifications returns the channel of server notifications. It is closed
+// when the connection ends.
+func (c *Client) Notifications() <-chan Notification { return c.notify }
+
+// Done is closed when the connection ends; Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended (nil while it is up).
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) read() {
+	r := bufio.NewReaderSize(c.conn, 1<<20)
+	var err error
+	for {
+		var line []byte
+		line, err = r.ReadBytes('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.EOF
+			}
+			break
+		}
+		var m struct {
+			ID     *int64          `json:"id"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+			Result json.RawMessage `json:"result"`
+			Error  *Error          `json:"error"`
+		}
+		if err = json.Unmarshal(line, &m); err != nil {
+			err = fmt.Errorf("bad line from server: %w", err)
+			break
+		}
+		if m.Method != "" {
+			c.notify <- Notification{Method: m.Method, Params: m.Params}
+			continue
+		}
+		if m.ID == nil {
+			continue // an error about a line we could not frame
+		}
+		c.mu.Lock()
+		ch := c.pending[*m.ID]
+		delete(c.pending, *m.ID)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- response{Result: m.Result, Error: m.Error}
+		}
+	}
+	c.conn.Close()
+	c.mu.Lock()
+	c.err = err
+	for id, ch := range c.pending {
+		close(ch)
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+	close(c.notify)
+	close(c.done)
+}
+
+// Call calls method with params and decodes the result into result (which
+// may be nil, or a *json.RawMessage to keep it raw). A JSON-RPC error is
+// returned as *Error.
+func (c *Client) Call(ctx context.Context, method string, params, result any) error {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("call %s: connection closed: %w", method, c.err)
+	}
+	c.nextID++
+	id := c.nextID
+	ch := make(chan response, 1)
+	c.pending[id] = ch
+	c.mu.Unlock()
+
+	b, err := json.Marshal(struct {
+		JSONRPC string `json:"jsonrpc"`
+		ID      int64  `json:"id"`
+		Method  string `json:"method"`
+		Params  any    `json:"params,omitempty"`
+	}{"2.0", id, method, params})
+	if err != nil {
+		return fmt.Errorf("call %s: %w", method, err)
+	}
+	c.wmu.Lock()
+	c.w.Write(b)
+	c.w.WriteByte('\n')
+	err = c.w.Flush()
+	c.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("call %s: %w", method, err)
+	}
+	select {
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+		return ctx.Err()
+	case resp, ok := <-ch:
+		if !ok {
+			return fmt.Errorf("call %s: connection closed: %w", method, c.Err())
+		}
+		if resp.Error != nil {
+			return resp.Error
+		}
+		if result == nil {
+			return nil
+		}
+		if raw, ok := result.(*json.RawMessage); ok {
+			*raw = resp.Result
+			return nil
+		}
+		return json.Unmarshal(resp.Result, result)
+	}
+}

@@ -1,0 +1,184 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+
+	"github.com/openstack-synchronizer/synchronizer/engine"
+)
+
+// subscriber is one registration: a bounded queue of changes and a
+// goroutine that writes them as batched notifications. A subscriber whose
+// queue overflows gets a final resync notification and its connection is
+// closed: memory per subscriber is bounded by QueueLimit changes (whose
+// bytes are shared with every other subscriber).
+type subscriber struct {
+	id    string
+	ss    *session
+	types map[string]bool // nil: every type
+
+	mu       sync.Mutex
+	q        []engine.Published
+	overflow bool
+	lastSent int64
+	wake     chan struct{}
+	quit     chan struct{}
+	stopOnce sync.Once
+}
+
+func newSubscriber(id string, ss *session, types []string) *subscriber {
+	sub := &subscriber{id: id, ss: ss, wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	if len(types) > 0 {
+		sub.types = map[string]bool{}
+		for _, t := range types {
+			sub.types[t] = true
+		}
+	}
+	return sub
+}
+
+func (sub *subscriber) wants(typ string) bool { return sub.types == nil || sub.types[typ] }
+
+// offer queues the matching changes; called with the server's lock held.
+func (sub *subscriber) offer(pubs []engine.Published) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.overflow {
+		return
+	}
+	n := 0
+	for i := range pubs {
+		if sub.wants(pubs[i].Type) {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	if len(sub.q)+n > sub.ss.s.o.QueueLimit {
+		sub.overflow = true
+		sub.q = nil
+	} else {
+		for i := range pubs {
+			if sub.wants(pubs[i].Type) {
+				sub.q = append(sub.q, pubs[i])
+			}
+		}
+	}
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (sub *subscriber) queued() int {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return len(sub.q)
+}
+
+func (sub *subscriber) stop() { sub.stopOnce.Do(func() { close(sub.quit) }) }
+
+var errStopReplay = errors.New("replay reached the join point")
+
+// run replays the log after since up to joinSeq (when since >= 0), then
+// streams live changes until the subscription ends.
+func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
+	s := sub.ss.s
+	batch := make([][]byte, 0, s.o.NotifyBatch)
+	if since >= 0 && since < joinSeq {
+		var types []string
+		for t := range sub.types {
+			types = append(types, t)
+		}
+		_, err := s.b.Changes(ctx, since, types, 0, func(seq int64, change []byte) error {
+			if seq > joinSeq {
+				return errStopReplay
+			}
+			batch = append(batch, append([]byte(nil), change...))
+			sub.lastSent = seq
+			if len(batch) == cap(batch) {
+				if err := sub.send(batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopReplay) {
+			if errors.Is(err, ErrResyncNeeded) {
+				sub.resync("the change log was pruned during replay")
+			} else {
+				s.log.Warn("subscriber replay failed", "subscription", sub.id, "err", err)
+			}
+			sub.ss.conn.Close()
+			return
+		}
+		if len(batch) > 0 {
+			if err := sub.send(batch); err != nil {
+				sub.ss.conn.Close()
+				return
+			}
+			batch = batch[:0]
+		}
+	}
+	for {
+		select {
+		case <-sub.quit:
+			return
+		case <-sub.wake:
+		}
+		sub.mu.Lock()
+		q, overflow := sub.q, sub.overflow
+		sub.q = nil
+		sub.mu.Unlock()
+		if overflow {
+			s.log.Warn("subscriber too slow: sending resync and disconnecting", "subscription", sub.id, "queue_limit", s.o.QueueLimit)
+			sub.resync("subscriber queue overflowed")
+			sub.ss.conn.Close()
+			return
+		}
+		for len(q) > 0 {
+			n := min(len(q), s.o.NotifyBatch)
+			batch = batch[:0]
+			for _, p := range q[:n] {
+				batch = append(batch, p.JSON)
+			}
+			if err := sub.send(batch); err != nil {
+				sub.ss.conn.Close()
+				return
+			}
+			sub.lastSent = q[n-1].Seq
+			q = q[n:]
+		}
+	}
+}
+
+// send writes one change notification: the changes are already JSON, so the
+// notification is assembled from bytes instead of re-encoded.
+func (sub *subscriber) send(changes [][]byte) error {
+	return sub.ss.stream.writeWith(func(w *bufio.Writer) error {
+		w.WriteString(`{"jsonrpc":"2.0","method":"change","params":{"subscription":"`)
+		w.WriteString(sub.id)
+		w.WriteString(`","changes":[`)
+		for i, c := range changes {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			w.Write(c)
+		}
+		_, err := w.WriteString("]}}\n")
+		return err
+	})
+}
+
+func (sub *subscriber) resync(reason string) {
+	sub.ss.stream.writeLines(notification("resync", map[string]any{
+		"subscription": sub.id,
+		"seq":          sub.lastSent,
+		"reason":       reason + ": register again with since=" + strconv.FormatInt(sub.lastSent, 10) + " or call get_all",
+	}))
+}

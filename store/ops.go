@@ -1,0 +1,317 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Row is one change to commit: the baseline and entities rows of Key are
+// replaced (create, update) or removed (delete), and the change is appended to
+// the log under Seq.
+type Row struct {
+	Seq        int64
+	Key        string
+	Type       string
+	Action     string
+	Source     string
+	At         string // RFC 3339 UTC time of the change
+	Hash       string
+	CoreHash   string
+	ObservedAt string // RFC 3339 UTC with nanoseconds
+	Entity     []byte // the entity's JSON
+}
+
+// Touch updates a baseline row's owner and observation time without a
+// change (a push event or poll that found the same content).
+type Touch struct {
+	Key, Source, ObservedAt string
+}
+
+// Commit applies rows and touches in one transaction and records the last
+// seq. Either all of it is committed or nothing is.
+func (s *Store) Commit(ctx context.Context, rows []Row, touches []Touch) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	defer tx.Rollback()
+	ins, upB, upE := tx.StmtContext(ctx, s.insChange), tx.StmtContext(ctx, s.upBaseline), tx.StmtContext(ctx, s.upEntity)
+	delB, delE := tx.StmtContext(ctx, s.delBaseline), tx.StmtContext(ctx, s.delEntity)
+	var last int64
+	for i := range rows {
+		r := &rows[i]
+		ent := string(r.Entity)
+		if r.Action == "delete" {
+			if _, err := delB.ExecContext(ctx, r.Key); err != nil {
+				return fmt.Errorf("store: delete baseline %s: %w", r.Key, err)
+			}
+			if _, err := delE.ExecContext(ctx, r.Key); err != nil {
+				return fmt.Errorf("store: delete entity %s: %w", r.Key, err)
+			}
+		} else {
+			if _, err := upB.ExecContext(ctx, r.Key, r.Source, r.Type, r.Hash, r.ObservedAt, r.CoreHash); err != nil {
+				return fmt.Errorf("store: upsert baseline %s: %w", r.Key, err)
+			}
+			if _, err := upE.ExecContext(ctx, r.Key, r.Type, ent); err != nil {
+				return fmt.Errorf("store: upsert entity %s: %w", r.Key, err)
+			}
+		}
+		if _, err := ins.ExecContext(ctx, r.Seq, r.Key, r.Type, r.Action, r.Source, r.At, ent); err != nil {
+			return fmt.Errorf("store: append change %d: %w", r.Seq, err)
+		}
+		last = r.Seq
+	}
+	if len(touches) > 0 {
+		st, err := tx.PrepareContext(ctx, `UPDATE baseline SET source = ?, observed_at = ? WHERE key = ?`)
+		if err != nil {
+			return fmt.Errorf("store: prepare touch: %w", err)
+		}
+		defer st.Close()
+		for _, t := range touches {
+			if _, err := st.ExecContext(ctx, t.Source, t.ObservedAt, t.Key); err != nil {
+				return fmt.Errorf("store: touch %s: %w", t.Key, err)
+			}
+		}
+	}
+	if last > 0 {
+		if _, err := tx.StmtContext(ctx, s.setMeta).ExecContext(ctx, "last_seq", strconv.FormatInt(last, 10)); err != nil {
+			return fmt.Errorf("store: set last seq: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// LogBounds returns the highest seq ever handed out and the seq through which
+// the log has been pruned: the log holds exactly the changes with
+// pruned < seq <= last.
+func (s *Store) LogBounds(ctx context.Context) (last, pruned int64, err error) {
+	return logBounds(ctx, s.w)
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+func logBounds(ctx context.Context, q queryer) (last, pruned int64, err error) {
+	get := func(key string) (int64, error) {
+		var v string
+		err := q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		return strconv.ParseInt(v, 10, 64)
+	}
+	if last, err = get("last_seq"); err != nil {
+		return 0, 0, fmt.Errorf("store: read last seq: %w", err)
+	}
+	if pruned, err = get("pruned_through"); err != nil {
+		return 0, 0, fmt.Errorf("store: read pruned seq: %w", err)
+	}
+	// A log that holds more than meta says (meta written by an older
+	// version, or edited by hand) must not hand out a seq twice.
+	var max sql.NullInt64
+	if err := q.QueryRowContext(ctx, `SELECT max(seq) FROM changes`).Scan(&max); err != nil {
+		return 0, 0, fmt.Errorf("store: read max seq: %w", err)
+	}
+	if max.Valid && max.Int64 > last {
+		last = max.Int64
+	}
+	return last, pruned, nil
+}
+
+// BaselineRow is one row of the baseline.
+type BaselineRow struct {
+	Key, Source, Type, Hash, ObservedAt, CoreHash string
+}
+
+// ScanBaseline calls fn for every baseline row, in key order.
+func (s *Store) ScanBaseline(ctx context.Context, fn func(BaselineRow) error) error {
+	rows, err := s.r.QueryContext(ctx, `SELECT key, source, type, hash, observed_at, core_hash FROM baseline`)
+	if err != nil {
+		return fmt.Errorf("store: scan baseline: %w", err)
+	}
+	defer rows.Close()
+	var b BaselineRow
+	for rows.Next() {
+		if err := rows.Scan(&b.Key, &b.Source, &b.Type, &b.Hash, &b.ObservedAt, &b.CoreHash); err != nil {
+			return fmt.Errorf("store: scan baseline: %w", err)
+		}
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Entity returns the stored JSON of one entity, or nil when there is none.
+func (s *Store) Entity(ctx context.Context, key string) ([]byte, error) {
+	var b []byte
+	err := s.r.QueryRowContext(ctx, `SELECT entity FROM entities WHERE key = ?`, key).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read entity %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// typeRange turns a type filter into a key range: keys start with
+// "<type>:", so a type's entities are one contiguous range of the primary
+// key and need no index of their own.
+func typeRange(typ string) (lo, hi string) { return typ + ":", typ + ";" }
+
+// All calls fn with the JSON of every entity of the given types (all types
+// when types is empty), inside one read transaction, and returns the last
+// seq that this consistent view includes.
+func (s *Store) All(ctx context.Context, types []string, fn func(entity []byte) error) (int64, error) {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, fmt.Errorf("store: begin read: %w", err)
+	}
+	defer tx.Rollback()
+	last, _, err := logBounds(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	scan := func(q string, args ...any) error {
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("store: read entities: %w", err)
+		}
+		defer rows.Close()
+		var b sql.RawBytes
+		for rows.Next() {
+			if err := rows.Scan(&b); err != nil {
+				return fmt.Errorf("store: read entities: %w", err)
+			}
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	if len(types) == 0 {
+		return last, scan(`SELECT entity FROM entities ORDER BY key`)
+	}
+	for _, t := range types {
+		lo, hi := typeRange(t)
+		if err := scan(`SELECT entity FROM entities WHERE key >= ? AND key < ? ORDER BY key`, lo, hi); err != nil {
+			return 0, err
+		}
+	}
+	return last, nil
+}
+
+// LogRow is one change as stored.
+type LogRow struct {
+	Seq    int64
+	Action string
+	Type   string
+	Entity []byte // valid only during the callback
+}
+
+// Changes calls fn for each change with seq > since, in seq order, of the
+// given types (all when empty), at most limit of them (no limit when <= 0).
+// It returns the highest seq the log held when the read began.
+func (s *Store) Changes(ctx context.Context, since int64, types []string, limit int, fn func(LogRow) error) (int64, error) {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, fmt.Errorf("store: begin read: %w", err)
+	}
+	defer tx.Rollback()
+	last, _, err := logBounds(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	q := `SELECT seq, action, type, entity FROM changes WHERE seq > ?`
+	args := []any{since}
+	if len(types) > 0 {
+		q += ` AND type IN (?` + strings.Repeat(",?", len(types)-1) + `)`
+		for _, t := range types {
+			args = append(args, t)
+		}
+	}
+	q += ` ORDER BY seq`
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("store: read changes: %w", err)
+	}
+	defer rows.Close()
+	var r LogRow
+	var b sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&r.Seq, &r.Action, &r.Type, &b); err != nil {
+			return 0, fmt.Errorf("store: read changes: %w", err)
+		}
+		r.Entity = b
+		if err := fn(r); err != nil {
+			return 0, err
+		}
+	}
+	return last, rows.Err()
+}
+
+// Prune drops changes beyond the newest keep (keep <= 0: no count bound) and
+// changes older than maxAge (maxAge <= 0: no age bound), and records how far
+// the log now reaches back. It returns the number of changes removed.
+func (s *Store) Prune(ctx context.Context, keep int64, maxAge time.Duration, now time.Time) (int64, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("store: begin prune: %w", err)
+	}
+	defer tx.Rollback()
+	last, pruned, err := logBounds(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	through := pruned
+	if keep > 0 && last-keep > through {
+		through = last - keep
+	}
+	if maxAge > 0 {
+		cutoff := now.Add(-maxAge).UTC().Format(TimeFormat)
+		var seq sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM changes WHERE at < ?`, cutoff).Scan(&seq); err != nil {
+			return 0, fmt.Errorf("store: prune by age: %w", err)
+		}
+		if seq.Valid && seq.Int64 > through {
+			through = seq.Int64
+		}
+	}
+	if through <= pruned {
+		return 0, nil
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE seq <= ?`, through)
+	if err != nil {
+		return 0, fmt.Errorf("store: prune: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('pruned_through', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, strconv.FormatInt(through, 10)); err != nil {
+		return 0, fmt.Errorf("store: record prune: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("store: commit prune: %w", err)
+	}
+	return n, nil
+}
+
+// TimeFormat is how times are stored: RFC 3339 in UTC with a fixed number of
+// fractional digits, so that text order is time order.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z"

@@ -1,0 +1,237 @@
+// Package store keeps the synchronizer's state in SQLite: the baseline of
+// entity hashes, the latest entities and the change log. It only stores and
+// reads; deciding what changed is the engine's job.
+//
+// One process writes (a lock file refuses a second synchronizer on the same
+// database); readers use their own connections and, thanks to WAL, never
+// block the writer or each other, including an operator's sqlite3 shell.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// SchemaVersion is the version of schema.sql this code reads and writes.
+const SchemaVersion = 1
+
+// ErrLocked is returned by Open when another process holds the database.
+var ErrLocked = errors.New("database is in use by another synchronizer")
+
+// ErrNewerSchema is returned by Open for a database written by a newer
+// version of the synchronizer.
+var ErrNewerSchema = errors.New("database was written by a newer synchronizer")
+
+// Options tune how the database is opened.
+type Options struct {
+	// Synchronous is the SQLite synchronous level: "full" (default, a
+	// committed change survives power loss) or "normal" (survives a crash of
+	// the process only).
+	Synchronous string
+	// Readers is the size of the read connection pool (default 4).
+	Readers int
+}
+
+// Store is an open database. Its methods are safe for concurrent use, but
+// Commit must only be called by one goroutine at a time (the engine's).
+type Store struct {
+	path string
+	w    *sql.DB
+	r    *sql.DB
+	lock *os.File
+
+	insChange, upBaseline, upEntity, delBaseline, delEntity, setMeta *sql.Stmt
+}
+
+// Open opens or creates the database at path, applying schema (the contents
+// of schema.sql). It fails with ErrLocked when another synchronizer has the
+// database open and with ErrNewerSchema when the file's schema is newer than
+// SchemaVersion; in both cases the file is left untouched.
+func Open(path, schema string, o Options) (*Store, error) {
+	if o.Synchronous == "" {
+		o.Synchronous = "full"
+	}
+	if o.Readers <= 0 {
+		o.Readers = 4
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	lock, err := acquireLock(path + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{path: path, lock: lock}
+	if err := s.open(schema, o); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open(schema string, o Options) error {
+	pragmas := []string{
+		"journal_mode(WAL)",
+		"synchronous(" + strings.ToUpper(o.Synchronous) + ")",
+		"busy_timeout(10000)",
+		"cache_size(-65536)",
+		"temp_store(MEMORY)",
+	}
+	q := url.Values{}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	var err error
+	if s.w, err = sql.Open("sqlite", "file:"+s.path+"?"+q.Encode()); err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+
+	// Check the version before applying our schema: a newer file must not be
+	// touched.
+	v, err := s.schemaVersion()
+	if err != nil {
+		return err
+	}
+	if v > SchemaVersion {
+		return fmt.Errorf("store: %s: %w (schema version %d, this binary knows %d): upgrade the synchronizer or use another database",
+			s.path, ErrNewerSchema, v, SchemaVersion)
+	}
+	if _, err := s.w.Exec(schema); err != nil {
+		return fmt.Errorf("store: apply schema: %w", err)
+	}
+	if _, err := s.w.Exec(`INSERT INTO meta(key, value) VALUES ('schema_version', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, strconv.Itoa(SchemaVersion)); err != nil {
+		return fmt.Errorf("store: set schema version: %w", err)
+	}
+
+	rq := url.Values{}
+	rq.Add("_pragma", "busy_timeout(10000)")
+	rq.Add("_pragma", "query_only(1)")
+	rq.Add("_pragma", "cache_size(-16384)")
+	if s.r, err = sql.Open("sqlite", "file:"+s.path+"?"+rq.Encode()); err != nil {
+		return fmt.Errorf("store: open readers: %w", err)
+	}
+	s.r.SetMaxOpenConns(o.Readers)
+	s.r.SetMaxIdleConns(o.Readers)
+	return s.prepare()
+}
+
+func (s *Store) schemaVersion() (int, error) {
+	var n int
+	err := s.w.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: read %s: %w", s.path, err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	var v string
+	err = s.w.QueryRow(`SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: read schema version: %w", err)
+	}
+	ver, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("store: schema version %q is not a number", v)
+	}
+	return ver, nil
+}
+
+func (s *Store) prepare() error {
+	stmts := []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&s.insChange, `INSERT INTO changes(seq, key, type, action, source, at, entity) VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&s.upBaseline, `INSERT INTO baseline(key, source, type, hash, observed_at, core_hash) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT(key) DO UPDATE SET source = excluded.source, type = excluded.type, hash = excluded.hash,
+				observed_at = excluded.observed_at, core_hash = excluded.core_hash`},
+		{&s.upEntity, `INSERT INTO entities(key, type, entity) VALUES (?, ?, ?)
+			ON CONFLICT(key) DO UPDATE SET type = excluded.type, entity = excluded.entity`},
+		{&s.delBaseline, `DELETE FROM baseline WHERE key = ?`},
+		{&s.delEntity, `DELETE FROM entities WHERE key = ?`},
+		{&s.setMeta, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`},
+	}
+	for _, st := range stmts {
+		p, err := s.w.Prepare(st.q)
+		if err != nil {
+			return fmt.Errorf("store: prepare: %w", err)
+		}
+		*st.dst = p
+	}
+	return nil
+}
+
+// Close closes the database and releases the lock. It is safe to call on a
+// partly opened store.
+func (s *Store) Close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.insChange, s.upBaseline, s.upEntity, s.delBaseline, s.delEntity, s.setMeta} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// acquireLock takes an exclusive flock on path and writes our pid into it so
+// that the refusal message can name the holder. The kernel drops the lock
+// when the process dies, so a kill -9 leaves no stale lock behind.
+func acquireLock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("store: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		holder := strings.TrimSpace(string(b))
+		if holder == "" {
+			holder = "unknown"
+		}
+		return nil, fmt.Errorf("store: %s: %w (pid %s holds %s)", strings.TrimSuffix(path, ".lock"), ErrLocked, holder, path)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}
+
+// IntegrityCheck runs PRAGMA integrity_check and returns its verdict ("ok"
+// when the file is sound).
+func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
+	var res string
+	if err := s.r.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil {
+		return "", fmt.Errorf("store: integrity check: %w", err)
+	}
+	return res, nil
+}
