@@ -1,0 +1,38 @@
+package collectors
+
+import (
+	"fmt"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/openstack"
+)
+
+// openstackSettings is a collector entry of type openstack: the common keys
+// and the openstack package's own (cloud, auth, region, interface, types,
+// request_timeout, retries, ...), all decoded strictly.
+type openstackSettings struct {
+	config.Common     `yaml:",inline"`
+	openstack.Options `yaml:",inline"`
+}
+
+func init() {
+	Register("openstack", newOpenStack)
+}
+
+func newOpenStack(s Settings) (Collector, error) {
+	var st openstackSettings
+	if err := config.DecodeStrict(s.Node, &st); err != nil {
+		return nil, fmt.Errorf("openstack collector %q: %w", s.Name, err)
+	}
+	c, err := openstack.New(st.Options, s.Dir, s.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("openstack collector %q: %w", s.Name, err)
+	}
+	return c, nil
+}
+
+// Compile-time checks that the openstack collector offers status and close.
+var (
+	_ StatusReporter = (*openstack.Collector)(nil)
+	_ Closer         = (*openstack.Collector)(nil)
+)

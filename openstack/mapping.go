@@ -1,0 +1,182 @@
+package openstack
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
+)
+
+// The mappers turn one API object into an entity per the normalization
+// table shared with the bus listener; data is the object whole (minus the
+// volatile fields of DefaultVolatile).
+
+func mapServer(o map[string]any) entity.Entity {
+	return entity.Entity{
+		Type:      TypeInstance,
+		ID:        str(o, "id"),
+		Name:      str(o, "name"),
+		State:     str(o, "status"),
+		Project:   str(o, "tenant_id"),
+		ParentKey: parent(TypeHost, str(o, "OS-EXT-SRV-ATTR:host")),
+		Data:      o,
+	}
+}
+
+// mapHost maps a nova-compute service record; hvs are the hypervisors that
+// service runs (one, or many for ironic), kept under data["hypervisors"].
+func mapHost(svc map[string]any, hvs []any) entity.Entity {
+	state := str(svc, "state")
+	if b, _ := svc["forced_down"].(bool); b {
+		state = "down"
+	}
+	if hvs != nil {
+		svc["hypervisors"] = hvs
+	}
+	host := str(svc, "host")
+	return entity.Entity{
+		Type:      TypeHost,
+		ID:        host,
+		Name:      host,
+		State:     state,
+		ParentKey: parent(TypeZone, str(svc, "zone")),
+		Data:      svc,
+	}
+}
+
+func mapZone(o map[string]any) entity.Entity {
+	state := "unavailable"
+	if zs, ok := o["zoneState"].(map[string]any); ok {
+		if b, _ := zs["available"].(bool); b {
+			state = "available"
+		}
+	}
+	name := str(o, "zoneName")
+	return entity.Entity{Type: TypeZone, ID: name, Name: name, State: state, Data: o}
+}
+
+func mapNetwork(o map[string]any) entity.Entity {
+	return entity.Entity{
+		Type:    TypeNetwork,
+		ID:      str(o, "id"),
+		Name:    str(o, "name"),
+		State:   str(o, "status"),
+		Project: first(str(o, "project_id"), str(o, "tenant_id")),
+		Data:    o,
+	}
+}
+
+func mapPort(o map[string]any) entity.Entity {
+	e := entity.Entity{
+		Type:      TypePort,
+		ID:        str(o, "id"),
+		Name:      str(o, "name"),
+		State:     str(o, "status"),
+		Project:   first(str(o, "project_id"), str(o, "tenant_id")),
+		ParentKey: parent(TypeNetwork, str(o, "network_id")),
+		Data:      o,
+	}
+	if dev := str(o, "device_id"); dev != "" && strings.HasPrefix(str(o, "device_owner"), "compute:") {
+		e.Links = []entity.Link{{Key: entity.MakeKey(TypeInstance, dev), Relation: "attached"}}
+	}
+	return e
+}
+
+func mapVolume(o map[string]any) entity.Entity {
+	e := entity.Entity{
+		Type:    TypeVolume,
+		ID:      str(o, "id"),
+		Name:    str(o, "name"),
+		State:   str(o, "status"),
+		Project: str(o, "os-vol-tenant-attr:tenant_id"),
+		Data:    o,
+	}
+	atts, _ := o["attachments"].([]any)
+	var servers []string
+	for _, a := range atts {
+		if m, ok := a.(map[string]any); ok {
+			if id := str(m, "server_id"); id != "" {
+				servers = append(servers, id)
+			}
+		}
+	}
+	// The order of attachments is the service's; sort so that it never
+	// looks like a change.
+	sort.Strings(servers)
+	for i, id := range servers {
+		if i > 0 && servers[i-1] == id {
+			continue
+		}
+		e.Links = append(e.Links, entity.Link{Key: entity.MakeKey(TypeInstance, id), Relation: "attached"})
+	}
+	return e
+}
+
+func mapStack(o map[string]any) entity.Entity {
+	return entity.Entity{
+		Type:    TypeStack,
+		ID:      str(o, "id"),
+		Name:    str(o, "stack_name"),
+		State:   str(o, "stack_status"),
+		Project: str(o, "project"),
+		Data:    o,
+	}
+}
+
+// str reads a string field; null, missing and non-strings are "".
+func str(o map[string]any, k string) string {
+	s, _ := o[k].(string)
+	return s
+}
+
+func parent(typ, id string) string {
+	if id == "" {
+		return ""
+	}
+	return entity.MakeKey(typ, id)
+}
+
+// DefaultVolatile are the data fields, per entity type, that change without
+// meaning a change: the collector drops them from data itself, so the
+// engine's volatile_fields need not name them (naming them again is
+// harmless). A path is dotted; "*" matches every key of an object or every
+// element of a list.
+var DefaultVolatile = map[string][]string{
+	// nova-compute heartbeats every report_interval (10 s).
+	TypeHost: {"updated_at", "hypervisors.*.uptime"},
+	TypeZone: {"hosts.*.*.updated_at"},
+}
+
+// dropPath deletes the field at a dotted path with "*" wildcards.
+func dropPath(v any, path []string) {
+	if len(path) == 0 {
+		return
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		if path[0] == "*" {
+			for _, c := range t {
+				dropPath(c, path[1:])
+			}
+			return
+		}
+		if len(path) == 1 {
+			delete(t, path[0])
+			return
+		}
+		dropPath(t[path[0]], path[1:])
+	case []any:
+		if path[0] == "*" {
+			for _, c := range t {
+				dropPath(c, path[1:])
+			}
+		}
+	}
+}
+
+// stripVolatile drops the DefaultVolatile fields of e's type from e.Data.
+func stripVolatile(e *entity.Entity) {
+	for _, p := range DefaultVolatile[e.Type] {
+		dropPath(e.Data, strings.Split(p, "."))
+	}
+}

@@ -1,0 +1,221 @@
+package openstack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+)
+
+// maxPages stops a listing whose links go round in circles.
+const maxPages = 100000
+
+// listSpec says how one collection is fetched and paged.
+type listSpec struct {
+	service string // "nova", "neutron", ... for messages
+	what    string // "servers", ... for messages
+	url     string // first page, query included
+	key     string // JSON key of the item array
+	// links: the body has <key>_links with a "next" link (nova, neutron,
+	// cinder). Without it (heat), the next page is asked for with the last
+	// item's id as marker until a page comes back empty.
+	links  bool
+	paged  bool // whether limit/marker apply at all
+	header func() map[string]string
+	// retryPage, when set, may repair a failed page (nova's microversion
+	// fall-back) and reports whether to fetch the page again.
+	retryPage func(err error) bool
+}
+
+// list fetches every page of a collection and hands each item to visit in
+// order. It returns the number of pages read; any failed page fails the
+// whole listing.
+func (s *session) list(ctx context.Context, ls listSpec, visit func(map[string]any) error) (int, error) {
+	next := ls.url
+	base, err := url.Parse(ls.url)
+	if err != nil {
+		return 0, fmt.Errorf("%s: list %s: %w", ls.service, ls.what, err)
+	}
+	seen := map[string]bool{}
+	attempts := *s.opts.Retries + 1
+	for page := 1; ; page++ {
+		if page > maxPages || seen[next] {
+			return page - 1, fmt.Errorf("%s: list %s: pagination does not end (page %d repeats %s)", ls.service, ls.what, page, next)
+		}
+		seen[next] = true
+		// Items are handed to visit only once the page is whole, so that a
+		// page retried after a broken body is not counted twice.
+		var (
+			items []map[string]any
+			href  string
+		)
+		decode := func(r io.Reader) error {
+			items, href = items[:0], ""
+			return decodePage(r, ls.key, func(obj map[string]any) error {
+				items = append(items, obj)
+				return nil
+			}, &href)
+		}
+		for {
+			var hdr map[string]string
+			if ls.header != nil {
+				hdr = ls.header()
+			}
+			err = s.get(ctx, next, hdr, attempts, decode)
+			if err != nil && ls.retryPage != nil && ls.retryPage(err) {
+				continue
+			}
+			break
+		}
+		if err != nil {
+			return page - 1, fmt.Errorf("%s: list %s page %d: %w", ls.service, ls.what, page, err)
+		}
+		for _, obj := range items {
+			if err := visit(obj); err != nil {
+				return page, fmt.Errorf("%s: list %s page %d: %w", ls.service, ls.what, page, err)
+			}
+		}
+		n := len(items)
+		lastID := ""
+		if n > 0 {
+			lastID, _ = items[n-1]["id"].(string)
+		}
+		switch {
+		case !ls.paged:
+			return page, nil
+		case ls.links:
+			if href == "" {
+				return page, nil
+			}
+			next, err = sameHost(base, href)
+			if err != nil {
+				return page, fmt.Errorf("%s: list %s page %d: next link: %w", ls.service, ls.what, page, err)
+			}
+		default:
+			if n == 0 {
+				return page, nil
+			}
+			if lastID == "" {
+				return page, fmt.Errorf("%s: list %s page %d: an item has no id to page on", ls.service, ls.what, page)
+			}
+			u := *base
+			q := u.Query()
+			q.Set("marker", lastID)
+			u.RawQuery = q.Encode()
+			next = u.String()
+		}
+	}
+}
+
+// sameHost resolves a next link and keeps it on the endpoint's scheme and
+// host: services behind a proxy often write their internal address into
+// links.
+func sameHost(base *url.URL, href string) (string, error) {
+	u, err := base.Parse(href)
+	if err != nil {
+		return "", err
+	}
+	u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
+	return u.String(), nil
+}
+
+// decodePage streams one page: each element of the array under key goes to
+// visit as soon as it is decoded, so memory is bounded by one item beyond
+// what visit keeps. The href of the "next" link of <key>_links is stored in
+// next.
+func decodePage(r io.Reader, key string, visit func(map[string]any) error, next *string) error {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	found := false
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		k, _ := t.(string)
+		switch k {
+		case key:
+			found = true
+			if err := expectDelim(dec, '['); err != nil {
+				return fmt.Errorf("%q: %w", key, err)
+			}
+			for dec.More() {
+				var obj map[string]any
+				if err := dec.Decode(&obj); err != nil {
+					return err
+				}
+				if obj == nil {
+					return fmt.Errorf("%q: null item", key)
+				}
+				if err := visit(obj); err != nil {
+					return err
+				}
+			}
+			if _, err := dec.Token(); err != nil {
+				return err
+			}
+		case key + "_links":
+			var links []struct {
+				Href string `json:"href"`
+				Rel  string `json:"rel"`
+			}
+			if err := dec.Decode(&links); err != nil {
+				return fmt.Errorf("%q: %w", k, err)
+			}
+			for _, l := range links {
+				if l.Rel == "next" {
+					*next = l.Href
+				}
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+		}
+	}
+	if !found {
+		return fmt.Errorf("no %q in the response", key)
+	}
+	_, err := dec.Token()
+	return err
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := t.(json.Delim); !ok || d != want {
+		return errors.New("unexpected JSON: want " + string(want))
+	}
+	return nil
+}
+
+// withQuery adds query parameters to a URL.
+func withQuery(raw string, kv ...string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Set(kv[i], kv[i+1])
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// limitQuery is the limit parameter for a page size (none when 0).
+func limitQuery(n int) []string {
+	if n <= 0 {
+		return nil
+	}
+	return []string{"limit", strconv.Itoa(n)}
+}

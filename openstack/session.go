@@ -1,0 +1,246 @@
+package openstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	gcos "github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+)
+
+// ErrNoEndpoint is returned when the catalog has no endpoint for a service.
+var ErrNoEndpoint = errors.New("no endpoint in the catalog")
+
+// renewBefore is how long before its expiry a token is renewed, so that a
+// poll does not start with a token that dies half-way.
+const renewBefore = 2 * time.Minute
+
+// session is an authenticated connection to one cloud. gophercloud's
+// ProviderClient holds the token and re-authenticates once on a 401; the
+// session adds the per-request time-out, retries and redaction.
+type session struct {
+	opts Options
+	dir  string
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	cloud *cloud
+	pc    *gophercloud.ProviderClient
+	seen  []string // the latest tokens, for redact
+	auths int      // tokens obtained
+}
+
+// ensure authenticates when there is no token yet or it is about to expire.
+func (s *session) ensure(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc != nil {
+		exp, ok := s.expiry()
+		if !ok || time.Until(exp) > renewBefore {
+			return nil
+		}
+		s.log.Info("openstack token about to expire, renewing", "expires_at", exp)
+		if err := s.pc.Reauthenticate(ctx, s.pc.Token()); err == nil {
+			s.noteToken()
+			return nil
+		}
+		s.pc = nil // start over: credentials may have changed
+	}
+	c, err := resolveCloud(s.opts, s.dir)
+	if err != nil {
+		return err
+	}
+	s.cloud = c
+	ao := c.authOptions()
+	pc, err := gcos.NewClient(ao.IdentityEndpoint)
+	if err != nil {
+		return s.redact(fmt.Errorf("keystone: auth_url: %w", err))
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = c.tlsConfig
+	pc.HTTPClient = http.Client{Transport: tr}
+	pc.UserAgent.Prepend("synchronizer")
+	actx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout.D())
+	defer cancel()
+	if err := gcos.AuthenticateV3(actx, pc, &ao, gophercloud.EndpointOpts{}); err != nil {
+		return s.redact(fmt.Errorf("keystone: authenticate (%s): %w", c.source, httpError(err)))
+	}
+	s.pc = pc
+	s.noteToken()
+	return nil
+}
+
+// noteToken records the current token as a secret. Called with mu held or
+// from the re-auth path.
+func (s *session) noteToken() {
+	s.auths++
+	if t := s.pc.Token(); t != "" {
+		s.seen = append(s.seen, t)
+	}
+	if len(s.seen) > 16 {
+		s.seen = append([]string(nil), s.seen[len(s.seen)-16:]...)
+	}
+}
+
+func (s *session) expiry() (time.Time, bool) {
+	r, ok := s.pc.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := r.ExtractToken()
+	if err != nil || t.ExpiresAt.IsZero() {
+		return time.Time{}, false
+	}
+	return t.ExpiresAt, true
+}
+
+// endpoint returns the catalog URL of the first of types for the configured
+// interface and region, ending in "/".
+func (s *session) endpoint(types ...string) (string, error) {
+	s.mu.Lock()
+	pc, c := s.pc, s.cloud
+	s.mu.Unlock()
+	if pc == nil {
+		return "", errors.New("not authenticated")
+	}
+	r, ok := pc.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		return "", errors.New("keystone: no catalog in the token")
+	}
+	cat, err := r.ExtractServiceCatalog()
+	if err != nil {
+		return "", fmt.Errorf("keystone: catalog: %w", err)
+	}
+	for _, t := range types {
+		for _, e := range cat.Entries {
+			if e.Type != t {
+				continue
+			}
+			for _, ep := range e.Endpoints {
+				if gophercloud.Availability(ep.Interface) != c.iface {
+					continue
+				}
+				if c.region != "" && ep.Region != c.region && ep.RegionID != c.region {
+					continue
+				}
+				return gophercloud.NormalizeURL(ep.URL), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%w: type %s, interface %s, region %q", ErrNoEndpoint, strings.Join(types, " or "), c.iface, c.region)
+}
+
+// get fetches url and hands the body to decode, retrying 5xx, 429,
+// connection errors and time-outs with exponential back-off. Each attempt
+// has its own time-out, body decoding included.
+func (s *session) get(ctx context.Context, url string, hdr map[string]string, attempts int, decode func(io.Reader) error) error {
+	s.mu.Lock()
+	pc := s.pc
+	s.mu.Unlock()
+	if pc == nil {
+		return errors.New("not authenticated")
+	}
+	wait := s.opts.RetryBackoff.D()
+	var err error
+	for try := 0; try < attempts; try++ {
+		if try > 0 {
+			s.log.Debug("openstack request retry", "url", url, "attempt", try+1, "err", s.redact(err))
+			d := wait + time.Duration(rand.Int64N(int64(wait)/4+1))
+			wait = min(wait*2, 30*time.Second)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (after: %v)", ctx.Err(), err)
+			case <-time.After(d):
+			}
+		}
+		err = s.once(ctx, pc, url, hdr, decode)
+		if err == nil || ctx.Err() != nil || !retryable(err) {
+			break
+		}
+	}
+	if ctx.Err() != nil && err != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w: %v", ctx.Err(), err)
+	}
+	return s.redact(err)
+}
+
+func (s *session) once(ctx context.Context, pc *gophercloud.ProviderClient, url string, hdr map[string]string, decode func(io.Reader) error) error {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout.D())
+	defer cancel()
+	before := pc.Token()
+	resp, err := pc.Request(rctx, http.MethodGet, url, &gophercloud.RequestOpts{
+		OkCodes:          []int{http.StatusOK},
+		MoreHeaders:      hdr,
+		KeepResponseBody: true,
+	})
+	if pc.Token() != before {
+		// gophercloud re-authenticated after a 401.
+		s.mu.Lock()
+		if s.pc == pc {
+			s.noteToken()
+		}
+		s.mu.Unlock()
+	}
+	if err != nil {
+		if rctx.Err() != nil && ctx.Err() == nil {
+			return &timeoutError{after: s.opts.RequestTimeout.D()}
+		}
+		return httpError(err)
+	}
+	defer resp.Body.Close()
+	if err := decode(resp.Body); err != nil {
+		if rctx.Err() != nil && ctx.Err() == nil {
+			return &timeoutError{after: s.opts.RequestTimeout.D()}
+		}
+		return fmt.Errorf("decode response: %w", err)
+	}
+	return nil
+}
+
+// tokens returns how many tokens were obtained so far.
+func (s *session) tokenCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.auths
+}
+
+// redact replaces every known secret in err's text; errors.Is/As still see
+// the original chain.
+func (s *session) redact(err error) error {
+	if err == nil {
+		return nil
+	}
+	s.mu.Lock()
+	secrets := append([]string(nil), s.seen...)
+	if s.cloud != nil {
+		secrets = append(secrets, s.cloud.secrets...)
+	}
+	s.mu.Unlock()
+	msg := err.Error()
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			msg = strings.ReplaceAll(msg, sec, "***")
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
