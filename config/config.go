@@ -62,8 +62,8 @@ type Config struct {
 	RemovedCollector string      `yaml:"removed_collector"`
 	Metrics          Metrics     `yaml:"metrics"`
 	Log              Log         `yaml:"log"`
-	Collectors       []Collector `yaml:"collectors"`
-	Listeners        []Listener  `yaml:"listeners"`
+	Collectors       []Collector `yaml:"-"`
+	Listeners        []Listener  `yaml:"-"`
 
 	// Path is the file the config was read from ("" for the embedded one),
 	// Dir the directory relative paths are resolved against.

@@ -93,7 +93,7 @@ func (s *Store) Commit(ctx context.Context, rows []Row, touches []Touch) error {
 // the log has been pruned: the log holds exactly the changes with
 // pruned < seq <= last.
 func (s *Store) LogBounds(ctx context.Context) (last, pruned int64, err error) {
-	return logBounds(ctx, s.w)
+	return logBounds(ctx, s.r)
 }
 
 type queryer interface {

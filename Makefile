@@ -1,0 +1,36 @@
+# The synchronizer. `make run` starts it on the embedded default config;
+# `make test` installs what the tests need (as root, with apt) and runs them.
+GO      ?= go
+BIN     := bin/synchronizer
+PKGS    := ./...
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: build run test test-deps bench lint clean
+
+build:
+	$(GO) build -o $(BIN) .
+
+run: build
+	./$(BIN) serve
+
+# Every script in scripts/deps.d installs (apt) and starts what a part of
+# the test suite needs; they are idempotent and fast when all is there.
+test-deps:
+	@for s in scripts/deps.d/*.sh; do echo "== $$s"; bash "$$s" || exit 1; done
+
+test: test-deps build
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# Go benchmarks plus the load tool; figures go into the issue notes.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./engine ./store ./rpc
+	$(GO) run ./cmd/loadtest
+
+lint:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+
+clean:
+	rm -rf bin var

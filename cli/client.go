@@ -1,0 +1,303 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/collectors"
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/listeners"
+	"github.com/openstack-synchronizer/synchronizer/rpc"
+)
+
+// clientFlags are the flags every client subcommand takes.
+type clientFlags struct {
+	socket, config string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.socket, "socket", "", "socket path (default: from the config)")
+	fs.StringVar(&c.config, "config", "", "config file to read the socket path from (default config.yaml)")
+}
+
+func (c *clientFlags) socketPath(env Env) (string, error) {
+	if c.socket != "" {
+		return c.socket, nil
+	}
+	cfg, _, err := loadConfig(c.config, env, c.config != "")
+	if err != nil {
+		return "", err
+	}
+	return cfg.Abs(cfg.Socket), nil
+}
+
+func (c *clientFlags) dial(ctx context.Context, env Env) (*rpc.Client, error) {
+	p, err := c.socketPath(env)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.Dial(ctx, p)
+}
+
+func newFlags(name string, env Env) (*flag.FlagSet, *clientFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	cf := &clientFlags{}
+	cf.register(fs)
+	return fs, cf
+}
+
+// printRaw writes a raw JSON result, indented when it is small enough for a
+// person to read.
+func printRaw(w io.Writer, raw json.RawMessage) error {
+	if len(raw) < 1<<20 {
+		var buf bytes.Buffer
+		if json.Indent(&buf, raw, "", "  ") == nil {
+			raw = buf.Bytes()
+		}
+	}
+	_, err := fmt.Fprintf(w, "%s\n", raw)
+	return err
+}
+
+func getAll(args []string, env Env) error {
+	fs, cf := newFlags("get-all", env)
+	var types typeList
+	fs.Var(&types, "type", "entity type (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	c, err := cf.dial(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var raw json.RawMessage
+	if err := c.Call(ctx, "get_all", map[string]any{"types": []string(types)}, &raw); err != nil {
+		return err
+	}
+	return printRaw(env.Stdout, raw)
+}
+
+func changes(args []string, env Env) error {
+	fs, cf := newFlags("changes", env)
+	var types typeList
+	fs.Var(&types, "type", "entity type (repeatable)")
+	since := fs.Int64("since", -1, "print changes after this seq (required)")
+	limit := fs.Int("limit", 0, "at most this many changes")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *since < 0 {
+		return usageError{errors.New("--since N is required")}
+	}
+	ctx := context.Background()
+	c, err := cf.dial(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var raw json.RawMessage
+	if err := c.Call(ctx, "changes", map[string]any{"since": *since, "types": []string(types), "limit": *limit}, &raw); err != nil {
+		return err
+	}
+	return printRaw(env.Stdout, raw)
+}
+
+func status(args []string, env Env) error {
+	fs, cf := newFlags("status", env)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	c, err := cf.dial(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var raw json.RawMessage
+	if err := c.Call(ctx, "status", struct{}{}, &raw); err != nil {
+		return err
+	}
+	return printRaw(env.Stdout, raw)
+}
+
+func collect(args []string, env Env) error {
+	fs, cf := newFlags("collect", env)
+	force := fs.Bool("force", false, "apply deletes held back by the mass-delete brake")
+	// Allow the name before the flags: collect NAME --force.
+	var name string
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if name == "" && fs.NArg() > 0 {
+		name = fs.Arg(0)
+	}
+	if name == "" {
+		return usageError{errors.New("collector NAME is required")}
+	}
+	ctx := context.Background()
+	c, err := cf.dial(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var raw json.RawMessage
+	if err := c.Call(ctx, "collect", map[string]any{"name": name, "force": *force}, &raw); err != nil {
+		return err
+	}
+	return printRaw(env.Stdout, raw)
+}
+
+// watch prints changes one per line, and survives a restart of the
+// synchronizer by reconnecting and registering again with since = the last
+// seq it printed, so nothing is missed or printed twice.
+func watch(args []string, env Env) error {
+	fs, cf := newFlags("watch", env)
+	var types typeList
+	fs.Var(&types, "type", "entity type (repeatable)")
+	since := fs.Int64("since", -1, "start after this seq (default: from now)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path, err := cf.socketPath(env)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	last := *since
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := watchOnce(ctx, path, types, &last, env)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var re *rpc.Error
+		if errors.As(err, &re) && re.Code == rpc.CodeResyncNeeded {
+			fmt.Fprintf(env.Stderr, "watch: %v: continuing from the current state; use get-all to resynchronize\n", re)
+			last = -1
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "watch: %v; reconnecting\n", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	return nil
+}
+
+func watchOnce(ctx context.Context, path string, types []string, last *int64, env Env) error {
+	c, err := rpc.Dial(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.Close()
+		case <-c.Done():
+		}
+	}()
+	params := map[string]any{"types": types}
+	if *last >= 0 {
+		params["since"] = *last
+	}
+	var reg struct {
+		Subscription string `json:"subscription"`
+		Seq          int64  `json:"seq"`
+	}
+	if err := c.Call(ctx, "register", params, &reg); err != nil {
+		return err
+	}
+	if *last < 0 {
+		*last = reg.Seq
+	}
+	out := env.Stdout
+	for n := range c.Notifications() {
+		switch n.Method {
+		case "change":
+			var p rpc.ChangeParams
+			if err := json.Unmarshal(n.Params, &p); err != nil {
+				return fmt.Errorf("bad change notification: %w", err)
+			}
+			for _, ch := range p.Changes {
+				var s struct {
+					Seq int64 `json:"seq"`
+				}
+				json.Unmarshal(ch, &s)
+				if s.Seq <= *last {
+					continue
+				}
+				out.Write(ch)
+				out.Write([]byte{'\n'})
+				*last = s.Seq
+			}
+			if f, ok := out.(*os.File); ok {
+				f.Sync()
+			}
+		case "resync":
+			return fmt.Errorf("server asked to resync: %s", n.Params)
+		case "shutdown":
+			return errors.New("synchronizer is shutting down")
+		}
+	}
+	return c.Err()
+}
+
+// checkConfig validates a config file the way serve would, building every
+// collector and listener without starting them.
+func checkConfig(args []string, env Env) int {
+	if len(args) != 1 {
+		fmt.Fprintln(env.Stderr, "usage: synchronizer check-config FILE")
+		return 2
+	}
+	cfg, err := config.Load(args[0])
+	if err != nil {
+		fmt.Fprintln(env.Stderr, err)
+		return 1
+	}
+	var errs []error
+	for i, c := range cfg.Collectors {
+		col, err := collectors.New(c.Type, collectors.Settings{Name: c.Name, Node: c.Node, Dir: cfg.Dir})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: line %d: collectors[%d] (%s): %v", cfg.Path, c.Node.Line, i, c.Name, err))
+			continue
+		}
+		if cl, ok := col.(collectors.Closer); ok {
+			cl.Close()
+		}
+	}
+	for i, l := range cfg.Listeners {
+		if _, err := listeners.New(l.Type, listeners.Settings{Name: l.Name, Node: l.Node, Dir: cfg.Dir}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: line %d: listeners[%d] (%s): %v", cfg.Path, l.Node.Line, i, l.Name, err))
+		}
+	}
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(env.Stderr, e)
+		}
+		return 1
+	}
+	fmt.Fprintf(env.Stdout, "%s: ok (%d collectors, %d listeners)\n", cfg.Path, len(cfg.Collectors), len(cfg.Listeners))
+	return 0
+}

@@ -1,0 +1,176 @@
+package collectors
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/entity"
+)
+
+func init() { Register("exec", newExec) }
+
+// execCollector runs a plugin program each poll and reads a JSON snapshot
+// from its standard output (format in the README):
+//
+//	{"entities": [{"type": "switch", "id": "sw-1", "name": "...", "state": "...",
+//	               "parent_key": "...", "project": "...", "data": {...},
+//	               "links": [{"key": "...", "relation": "..."}]}],
+//	 "types": ["switch"]}
+//
+// "types" lists the types listed completely (deletes are limited to them);
+// without it the plugin reports everything it owns. A bare JSON array is
+// read as the entities. A non-zero exit, a time-out or output that does not
+// parse is a failed poll. The program's stderr is logged.
+type execCollector struct {
+	argv      []string
+	dir       string
+	env       []string
+	maxOutput int64
+	log       *slog.Logger
+}
+
+type execConfig struct {
+	config.Common `yaml:",inline"`
+	Command       []string          `yaml:"command"`
+	Dir           string            `yaml:"dir"`
+	Env           map[string]string `yaml:"env"`
+	// MaxOutput bounds stdout in bytes (default 256 MiB).
+	MaxOutput int64 `yaml:"max_output"`
+}
+
+func newExec(s Settings) (Collector, error) {
+	var c execConfig
+	if err := config.DecodeStrict(s.Node, &c); err != nil {
+		return nil, fmt.Errorf("exec: %w", err)
+	}
+	if len(c.Command) == 0 || c.Command[0] == "" {
+		return nil, errors.New("exec: command: required (a list: program and arguments)")
+	}
+	dir := s.Dir
+	if c.Dir != "" {
+		dir = c.Dir
+		if !strings.HasPrefix(dir, "/") {
+			dir = s.Dir + "/" + dir
+		}
+	}
+	env := os.Environ()
+	for k, v := range c.Env {
+		env = append(env, k+"="+v)
+	}
+	if c.MaxOutput <= 0 {
+		c.MaxOutput = 256 << 20
+	}
+	log := s.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &execCollector{argv: c.Command, dir: dir, env: env, maxOutput: c.MaxOutput, log: log}, nil
+}
+
+type execOutput struct {
+	Entities []entity.Entity `json:"entities"`
+	Types    *[]string       `json:"types"`
+}
+
+func (x *execCollector) Collect(ctx context.Context) (*entity.Snapshot, error) {
+	cmd := exec.CommandContext(ctx, x.argv[0], x.argv[1:]...)
+	cmd.Dir, cmd.Env = x.dir, x.env
+	// The plugin and its children form one process group, killed whole on
+	// time-out, so that no grandchild keeps stdout open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	var stdout bytes.Buffer
+	var stderr limitedBuffer
+	stderr.max = 64 << 10
+	cmd.Stdout = &limitWriter{w: &stdout, n: x.maxOutput}
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if s := strings.TrimSpace(stderr.String()); s != "" {
+		x.log.Info("plugin stderr", "command", x.argv[0], "stderr", s)
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("exec %s: %w", x.argv[0], ctx.Err())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exec %s: %w", x.argv[0], err)
+	}
+	if lw := cmd.Stdout.(*limitWriter); lw.over {
+		return nil, fmt.Errorf("exec %s: output larger than %d bytes", x.argv[0], x.maxOutput)
+	}
+	return parseExecOutput(stdout.Bytes())
+}
+
+func parseExecOutput(b []byte) (*entity.Snapshot, error) {
+	b = bytes.TrimSpace(b)
+	var out execOutput
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	switch {
+	case len(b) == 0:
+		return nil, errors.New("exec: plugin printed nothing (print {\"entities\": []} for an empty source)")
+	case b[0] == '[':
+		if err := dec.Decode(&out.Entities); err != nil {
+			return nil, fmt.Errorf("exec: invalid output: %w", err)
+		}
+	default:
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&out); err != nil {
+			return nil, fmt.Errorf("exec: invalid output: %w", err)
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("exec: invalid output: trailing data after the JSON value")
+	}
+	for i, e := range out.Entities {
+		if e.Type == "" || (e.ID == "" && e.Key == "") {
+			return nil, fmt.Errorf("exec: invalid output: entities[%d]: type and id are required", i)
+		}
+	}
+	snap := &entity.Snapshot{Entities: out.Entities}
+	if out.Types == nil {
+		snap.AllTypes = true
+	} else {
+		snap.Types = *out.Types
+	}
+	return snap, nil
+}
+
+type limitWriter struct {
+	w    io.Writer
+	n    int64
+	over bool
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.n {
+		l.over = true
+		return 0, errors.New("output limit exceeded")
+	}
+	l.n -= int64(len(p))
+	return l.w.Write(p)
+}
+
+// limitedBuffer keeps the first max bytes of stderr.
+type limitedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.Len(); room > 0 {
+		l.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}

@@ -1,0 +1,268 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/engine"
+	"github.com/openstack-synchronizer/synchronizer/entity"
+)
+
+// Applier is the engine as the poll loop sees it.
+type Applier interface {
+	ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o engine.SnapshotOptions) (engine.Result, error)
+}
+
+// VolatileDefaulter is implemented by collectors whose sources have fields
+// that change on every poll without meaning a change (hypervisor uptime):
+// the config's volatile_fields add to these.
+type VolatileDefaulter interface {
+	DefaultVolatile() map[string][]string
+}
+
+// Runner runs one configured collector: a poll every interval with jitter,
+// a time-out per poll, capped exponential back-off after failures. A failed
+// poll changes nothing in the baseline. The framework, not the collector,
+// times each poll and records its outcome.
+type Runner struct {
+	cfg config.Common
+	c   Collector
+	eng Applier
+	log *slog.Logger
+	vol map[string][]string
+
+	trigger chan collectRequest
+
+	mu          sync.Mutex
+	state       string
+	startedAt   time.Time
+	polls       int64
+	failures    int64
+	consecutive int
+	lastStart   time.Time
+	lastSuccess time.Time
+	lastError   string
+	lastErrorAt time.Time
+	lastDur     time.Duration
+	lastResult  engine.Result
+	lastCount   int
+	nextPoll    time.Time
+}
+
+type collectRequest struct {
+	force bool
+	done  chan collectReply
+}
+
+type collectReply struct {
+	res engine.Result
+	err error
+}
+
+// NewRunner wraps a collector built from cfg.
+func NewRunner(cfg config.Common, c Collector, eng Applier, log *slog.Logger) *Runner {
+	vol := map[string][]string{}
+	if d, ok := c.(VolatileDefaulter); ok {
+		for t, fs := range d.DefaultVolatile() {
+			vol[t] = append(vol[t], fs...)
+		}
+	}
+	for t, fs := range cfg.VolatileFields {
+		vol[t] = append(vol[t], fs...)
+	}
+	return &Runner{cfg: cfg, c: c, eng: eng, log: log, vol: vol, trigger: make(chan collectRequest), state: "created"}
+}
+
+// Collector returns the wrapped collector.
+func (r *Runner) Collector() Collector { return r.c }
+
+// Run polls until ctx ends. The first poll starts at once.
+func (r *Runner) Run(ctx context.Context) {
+	r.setState("idle")
+	r.mu.Lock()
+	r.startedAt = time.Now()
+	r.mu.Unlock()
+	defer func() {
+		r.setState("stopped")
+		if cl, ok := r.c.(Closer); ok {
+			cl.Close()
+		}
+	}()
+	delay := time.Duration(0)
+	for {
+		r.mu.Lock()
+		r.nextPoll = time.Now().Add(delay)
+		r.mu.Unlock()
+		t := time.NewTimer(delay)
+		var req *collectRequest
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case q := <-r.trigger:
+			t.Stop()
+			req = &q
+		}
+		res, err := r.poll(ctx, req != nil && req.force)
+		if req != nil {
+			req.done <- collectReply{res, err}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		delay = r.nextDelay(err != nil)
+	}
+}
+
+// nextDelay is the interval with jitter after a success, and the interval
+// doubled per consecutive failure, capped at max_backoff, after a failure.
+func (r *Runner) nextDelay(failed bool) time.Duration {
+	iv := r.cfg.Interval.D()
+	if failed {
+		r.mu.Lock()
+		n := r.consecutive
+		r.mu.Unlock()
+		d := iv
+		for i := 1; i < n && d < r.cfg.MaxBackoff.D(); i++ {
+			d *= 2
+		}
+		return min(d, max(r.cfg.MaxBackoff.D(), iv))
+	}
+	if r.cfg.Jitter > 0 {
+		iv += time.Duration(rand.Float64() * r.cfg.Jitter * float64(iv))
+	}
+	return iv
+}
+
+// Collect runs a poll now, between scheduled polls (never concurrently with
+// one), and returns its result. force applies deletes held back by the
+// mass-delete brake.
+func (r *Runner) Collect(ctx context.Context, force bool) (engine.Result, error) {
+	q := collectRequest{force: force, done: make(chan collectReply, 1)}
+	select {
+	case r.trigger <- q:
+	case <-ctx.Done():
+		return engine.Result{}, ctx.Err()
+	}
+	select {
+	case rep := <-q.done:
+		return rep.res, rep.err
+	case <-ctx.Done():
+		return engine.Result{}, ctx.Err()
+	}
+}
+
+func (r *Runner) setState(s string) {
+	r.mu.Lock()
+	r.state = s
+	r.mu.Unlock()
+}
+
+func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err error) {
+	start := time.Now()
+	r.mu.Lock()
+	r.state, r.lastStart = "polling", start
+	r.mu.Unlock()
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout.D())
+	defer cancel()
+	snap, err := r.collect(pctx)
+	if err == nil && pctx.Err() != nil {
+		err = fmt.Errorf("poll timed out after %s", r.cfg.Timeout.D())
+	}
+	if err == nil {
+		res, err = r.eng.ApplySnapshot(ctx, snap, engine.SnapshotOptions{
+			Source:         r.cfg.Name,
+			StartedAt:      start,
+			Volatile:       r.vol,
+			MaxDeleteRatio: *r.cfg.MaxDeleteRatio,
+			Force:          force,
+		})
+	}
+	dur := time.Since(start)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.polls++
+	r.lastDur = dur
+	if err != nil {
+		r.failures++
+		r.consecutive++
+		r.state, r.lastError, r.lastErrorAt = "failing", err.Error(), time.Now()
+		if r.consecutive == 1 || r.consecutive%10 == 0 {
+			r.log.Warn("poll failed: baseline unchanged", "err", err, "consecutive", r.consecutive, "duration", dur)
+		}
+		return res, err
+	}
+	if r.consecutive > 0 {
+		r.log.Info("poll recovered", "after_failures", r.consecutive)
+	}
+	r.consecutive = 0
+	r.state, r.lastSuccess, r.lastResult, r.lastCount = "idle", time.Now(), res, len(snap.Entities)
+	lvl := slog.LevelDebug
+	if res.Created+res.Updated+res.Deleted > 0 || len(res.Held) > 0 {
+		lvl = slog.LevelInfo
+	}
+	r.log.Log(ctx, lvl, "poll done", "entities", len(snap.Entities), "created", res.Created,
+		"updated", res.Updated, "deleted", res.Deleted, "held", res.Held, "duration", dur)
+	return res, nil
+}
+
+// collect calls the collector, turning a panic into a failed poll so that a
+// bug in one collector cannot take the sidecar down.
+func (r *Runner) collect(ctx context.Context) (snap *entity.Snapshot, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("collector panicked: %v", p)
+		}
+	}()
+	snap, err = r.c.Collect(ctx)
+	if err == nil && snap == nil {
+		err = errors.New("collector returned no snapshot")
+	}
+	return snap, err
+}
+
+// Status reports the poll loop's figures and the collector's own.
+func (r *Runner) Status() map[string]any {
+	r.mu.Lock()
+	st := map[string]any{
+		"name":                 r.cfg.Name,
+		"type":                 r.cfg.Type,
+		"state":                r.state,
+		"interval":             r.cfg.Interval.D().String(),
+		"polls":                r.polls,
+		"failures":             r.failures,
+		"consecutive_failures": r.consecutive,
+		"last_duration":        r.lastDur.String(),
+		"last_duration_ms":     r.lastDur.Milliseconds(),
+		"last_entities":        r.lastCount,
+		"last_result":          r.lastResult,
+	}
+	if !r.startedAt.IsZero() {
+		st["started_at"] = r.startedAt.UTC()
+	}
+	if !r.lastStart.IsZero() {
+		st["last_run"] = r.lastStart.UTC()
+	}
+	if !r.lastSuccess.IsZero() {
+		st["last_success"] = r.lastSuccess.UTC()
+	}
+	if r.lastError != "" {
+		st["last_error"] = r.lastError
+		st["last_error_at"] = r.lastErrorAt.UTC()
+	}
+	if !r.nextPoll.IsZero() && r.state == "idle" || r.state == "failing" {
+		st["next_poll"] = r.nextPoll.UTC()
+	}
+	r.mu.Unlock()
+	if sr, ok := r.c.(StatusReporter); ok {
+		st["details"] = sr.Status()
+	}
+	return st
+}

@@ -1,0 +1,211 @@
+// Package sidecar assembles the synchronizer: it opens the store, loads the
+// engine, serves the socket, runs the collectors and listeners of the
+// configuration and reloads it when it changes.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/engine"
+	"github.com/openstack-synchronizer/synchronizer/rpc"
+	"github.com/openstack-synchronizer/synchronizer/store"
+)
+
+// Options say how to start.
+type Options struct {
+	// Config is the loaded configuration; ConfigPath is the file to watch
+	// ("" when the embedded default is used).
+	Config     *config.Config
+	ConfigPath string
+	// Schema is schema.sql.
+	Schema string
+	// Socket and Database override the config when set.
+	Socket, Database string
+	Logger           *slog.Logger
+	// Reload is signalled to force a reload (SIGHUP).
+	Reload <-chan struct{}
+}
+
+// Sidecar is a running synchronizer.
+type Sidecar struct {
+	o       Options
+	log     *slog.Logger
+	store   *store.Store
+	engine  *engine.Engine
+	rpc     *rpc.Server
+	sup     *supervisor
+	socket  string
+	started time.Time
+	pid     int
+}
+
+// Run starts the synchronizer and blocks until ctx ends, then stops
+// collectors and listeners, tells subscribers, removes the socket and closes
+// the database.
+func Run(ctx context.Context, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	cfg := o.Config
+	sc := &Sidecar{o: o, log: o.Logger, started: time.Now(), pid: os.Getpid()}
+	dbPath := cfg.Abs(cfg.Database)
+	if o.Database != "" {
+		dbPath = o.Database
+	}
+	sc.socket = cfg.Abs(cfg.Socket)
+	if o.Socket != "" {
+		sc.socket = o.Socket
+	}
+	var err error
+	if sc.store, err = store.Open(dbPath, o.Schema, store.Options{Synchronous: cfg.Sync}); err != nil {
+		return err
+	}
+	defer sc.store.Close()
+	t0 := time.Now()
+	sc.engine, err = engine.New(ctx, sc.store, engine.Options{
+		RetainCount: cfg.ChangesRetention.Count,
+		RetainAge:   cfg.ChangesRetention.Age.D(),
+		Logger:      sc.log,
+	})
+	if err != nil {
+		return err
+	}
+	sc.log.Info("baseline loaded", "entities", sc.engine.Len(), "last_seq", sc.engine.LastSeq(), "duration", time.Since(t0))
+	mode, _ := cfg.FileMode()
+	sc.rpc = rpc.New(backend{sc}, rpc.Options{
+		SocketMode:   mode,
+		QueueLimit:   cfg.SubscriberQueue,
+		NotifyBatch:  cfg.NotifyBatch,
+		WriteTimeout: cfg.WriteTimeout.D(),
+		Logger:       sc.log.With("component", "rpc"),
+	})
+	sc.engine.SetPublisher(sc.rpc)
+	if err := sc.rpc.Listen(sc.socket); err != nil {
+		return err
+	}
+	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}}
+	runCtx, stopUnits := context.WithCancel(context.Background())
+	defer stopUnits()
+	if err := sc.sup.apply(runCtx, cfg); err != nil {
+		sc.rpc.Serve(canceled())
+		return err
+	}
+	pruneCtx, stopPrune := context.WithCancel(context.Background())
+	go sc.engine.RunPruner(pruneCtx, time.Minute)
+
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- sc.rpc.Serve(serveCtx) }()
+	sc.log.Info("synchronizer ready", "socket", sc.socket, "database", dbPath, "config", cfg.Path,
+		"collectors", len(cfg.Collectors), "listeners", len(cfg.Listeners))
+
+	watchErr := sc.watch(ctx, runCtx)
+	// Stop order: sources first (an open transaction finishes), then
+	// subscribers are told and the socket goes, then the database closes.
+	sc.sup.stopAll()
+	stopPrune()
+	stopServe()
+	serr := <-served
+	sc.log.Info("synchronizer stopped")
+	return errors.Join(watchErr, serr)
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func (sc *Sidecar) runner(name string) interface {
+	Collect(ctx context.Context, force bool) (engine.Result, error)
+} {
+	r := sc.sup.runner(name)
+	if r == nil {
+		return nil
+	}
+	return r
+}
+
+func (sc *Sidecar) activeTypes() []string {
+	if c := sc.sup.config(); c != nil {
+		return c.ActiveEntityTypes
+	}
+	return nil
+}
+
+// watch waits for ctx, reloading the config on a forced reload. (The file
+// watcher lives in watch.go.)
+func (sc *Sidecar) watch(ctx, runCtx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sc.o.Reload:
+			sc.reload(runCtx)
+		}
+	}
+}
+
+// reload reads the config file again and applies it; a bad file keeps the
+// running configuration.
+func (sc *Sidecar) reload(runCtx context.Context) {
+	if sc.o.ConfigPath == "" {
+		sc.log.Info("reload requested, but the embedded default config is in use: nothing to reload")
+		return
+	}
+	cfg, err := config.Load(sc.o.ConfigPath)
+	if err == nil {
+		err = sc.applyReload(runCtx, cfg)
+	}
+	if err != nil {
+		sc.sup.reloadFailed(err)
+		sc.log.Error("config reload failed: keeping the running configuration", "err", err)
+		return
+	}
+	sc.log.Info("config reloaded", "path", cfg.Path, "hash", cfg.Hash[:12])
+}
+
+func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error {
+	old := sc.sup.config()
+	var restart []string
+	if cfg.Abs(cfg.Socket) != old.Abs(old.Socket) {
+		restart = append(restart, "socket")
+	}
+	if cfg.Abs(cfg.Database) != old.Abs(old.Database) {
+		restart = append(restart, "database")
+	}
+	for _, f := range []struct {
+		name string
+		diff bool
+	}{
+		{"socket_mode", cfg.SocketMode != old.SocketMode},
+		{"sync", cfg.Sync != old.Sync},
+		{"subscriber_queue", cfg.SubscriberQueue != old.SubscriberQueue},
+		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},
+		{"write_timeout", cfg.WriteTimeout != old.WriteTimeout},
+		{"changes_retention", cfg.ChangesRetention != old.ChangesRetention},
+		{"log", cfg.Log != old.Log},
+		{"metrics", cfg.Metrics != old.Metrics},
+	} {
+		if f.diff {
+			restart = append(restart, f.name)
+		}
+	}
+	if err := sc.sup.apply(runCtx, cfg); err != nil {
+		return err
+	}
+	sc.sup.mu.Lock()
+	sc.sup.restartMsg = nil
+	if len(restart) > 0 {
+		sc.sup.restartMsg = []string{fmt.Sprintf("changed settings need a restart to take effect: %v", restart)}
+		sc.log.Warn("config changes that need a restart were not applied", "settings", restart)
+	}
+	sc.sup.mu.Unlock()
+	return nil
+}

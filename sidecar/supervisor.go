@@ -1,0 +1,333 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/collectors"
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/engine"
+	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/listeners"
+)
+
+// unit is one running collector or listener.
+type unit struct {
+	name   string
+	kind   string // "collector" or "listener"
+	spec   string // canonical form of its config entry: unchanged spec, no restart
+	runner *collectors.Runner
+	lrun   *listenerRunner
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// supervisor starts, stops and restarts collectors and listeners to match
+// the configuration, leaving untouched the ones whose settings did not
+// change.
+type supervisor struct {
+	sc  *Sidecar
+	log *slog.Logger
+
+	mu         sync.Mutex
+	units      map[string]*unit
+	cfg        *config.Config
+	loadedAt   time.Time
+	reloads    int64
+	lastErr    string
+	lastErrAt  time.Time
+	restartMsg []string
+}
+
+// specOf turns a config entry into a canonical string: comments and key
+// order do not count as changes.
+func specOf(c *config.Config, kind string, n any) string {
+	var v any
+	switch node := n.(type) {
+	case interface{ Decode(any) error }:
+		node.Decode(&v)
+	}
+	b, _ := json.Marshal(v)
+	// Settings that affect every unit are part of each unit's spec only
+	// where they apply; the config directory is (relative paths).
+	return kind + "|" + c.Dir + "|" + string(b)
+}
+
+type built struct {
+	u    *unit
+	coll collectors.Collector
+	cfg  config.Common
+	lis  listeners.Listener
+}
+
+// build constructs the collectors and listeners of cfg whose spec differs
+// from the running ones, without starting anything. Any error fails the
+// whole config.
+func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
+	s.mu.Lock()
+	running := s.units
+	s.mu.Unlock()
+	out := map[string]*built{}
+	var errs []error
+	for i := range cfg.Collectors {
+		cc := cfg.Collectors[i]
+		spec := specOf(cfg, "collector", cc.Node)
+		if u, ok := running[cc.Name]; ok && u.spec == spec {
+			out[cc.Name] = &built{u: u}
+			continue
+		}
+		c, err := collectors.New(cc.Type, collectors.Settings{
+			Name: cc.Name, Node: cc.Node, Dir: cfg.Dir,
+			Logger: s.log.With("collector", cc.Name),
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: line %d: collectors[%d] (%s): %v", config.ErrInvalid, cc.Node.Line, i, cc.Name, err))
+			continue
+		}
+		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec}, coll: c, cfg: cc.Common}
+	}
+	for i := range cfg.Listeners {
+		lc := cfg.Listeners[i]
+		spec := specOf(cfg, "listener", lc.Node)
+		if u, ok := running[lc.Name]; ok && u.spec == spec {
+			out[lc.Name] = &built{u: u}
+			continue
+		}
+		l, err := listeners.New(lc.Type, listeners.Settings{
+			Name: lc.Name, Node: lc.Node, Dir: cfg.Dir,
+			Logger: s.log.With("listener", lc.Name),
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: line %d: listeners[%d] (%s): %v", config.ErrInvalid, lc.Node.Line, i, lc.Name, err))
+			continue
+		}
+		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec}, lis: l}
+	}
+	if err := errors.Join(errs...); err != nil {
+		for _, b := range out {
+			if cl, ok := b.coll.(collectors.Closer); ok {
+				cl.Close()
+			}
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// apply makes the running units match cfg. On error nothing changes.
+func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
+	next, err := s.build(cfg)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var removed []string
+	for name, u := range s.units {
+		b, keep := next[name]
+		if keep && b.u == u {
+			continue // unchanged: untouched
+		}
+		s.stopUnit(u)
+		if !keep {
+			removed = append(removed, name)
+		}
+	}
+	for name, b := range next {
+		if b.u.cancel != nil {
+			continue // already running
+		}
+		uctx, cancel := context.WithCancel(ctx)
+		b.u.cancel, b.u.done = cancel, make(chan struct{})
+		switch b.u.kind {
+		case "collector":
+			b.u.runner = collectors.NewRunner(b.cfg, b.coll, s.sc.engine, s.log.With("collector", name))
+			go func(u *unit) { defer close(u.done); u.runner.Run(uctx) }(b.u)
+		case "listener":
+			b.u.lrun = newListenerRunner(name, b.lis, s.sc.engine, s.log.With("listener", name))
+			go func(u *unit) { defer close(u.done); u.lrun.run(uctx) }(b.u)
+		}
+		s.log.Info("started", b.u.kind, name)
+	}
+	units := map[string]*unit{}
+	for name, b := range next {
+		units[name] = b.u
+	}
+	s.units = units
+	s.cfg = cfg
+	s.loadedAt = time.Now()
+	s.reloads++
+	s.lastErr = ""
+	sort.Strings(removed)
+	for _, name := range removed {
+		if cfg.RemovedCollector == "delete" {
+			res, err := s.sc.engine.DeleteSource(ctx, name)
+			if err != nil {
+				s.log.Error("delete entities of removed source", "source", name, "err", err)
+				continue
+			}
+			s.log.Info("deleted entities of removed source", "source", name, "deleted", res.Deleted)
+		} else {
+			s.log.Info("removed source's entities kept (removed_collector: keep)", "source", name)
+		}
+	}
+	return nil
+}
+
+// stopUnit cancels a unit and waits for it. Caller holds s.mu.
+func (s *supervisor) stopUnit(u *unit) {
+	if u.cancel == nil {
+		return
+	}
+	u.cancel()
+	<-u.done
+	s.log.Info("stopped", u.kind, u.name)
+}
+
+// stopAll stops every unit.
+func (s *supervisor) stopAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, u := range s.units {
+		if u.cancel != nil {
+			u.cancel()
+			wg.Add(1)
+			go func(u *unit) { defer wg.Done(); <-u.done }(u)
+		}
+	}
+	wg.Wait()
+}
+
+func (s *supervisor) runner(name string) *collectors.Runner {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.units[name]; ok {
+		return u.runner
+	}
+	return nil
+}
+
+func (s *supervisor) config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+func (s *supervisor) reloadFailed(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastErr, s.lastErrAt = err.Error(), time.Now()
+}
+
+func (s *supervisor) status() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cols := []map[string]any{}
+	lis := []map[string]any{}
+	for _, u := range s.units {
+		if u.runner != nil {
+			cols = append(cols, u.runner.Status())
+		}
+		if u.lrun != nil {
+			lis = append(lis, u.lrun.status())
+		}
+	}
+	sort.Slice(lis, func(i, j int) bool { return lis[i]["name"].(string) < lis[j]["name"].(string) })
+	cfg := map[string]any{"loaded_at": s.loadedAt.UTC(), "reloads": s.reloads}
+	if s.cfg != nil {
+		cfg["path"], cfg["hash"] = s.cfg.Path, s.cfg.Hash
+		cfg["active_entity_types"] = s.cfg.ActiveEntityTypes
+	}
+	if s.lastErr != "" {
+		cfg["last_error"], cfg["last_error_at"] = s.lastErr, s.lastErrAt.UTC()
+	}
+	if len(s.restartMsg) > 0 {
+		cfg["needs_restart"] = s.restartMsg
+	}
+	return map[string]any{"config": cfg, "collectors": cols, "listeners": lis}
+}
+
+// listenerRunner keeps a listener running, restarting it with capped
+// back-off when it returns an error.
+type listenerRunner struct {
+	name string
+	l    listeners.Listener
+	sink sink
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	state     string
+	starts    int64
+	lastErr   string
+	lastErrAt time.Time
+	startedAt time.Time
+}
+
+func newListenerRunner(name string, l listeners.Listener, eng *engine.Engine, log *slog.Logger) *listenerRunner {
+	return &listenerRunner{name: name, l: l, sink: sink{eng: eng, source: name}, log: log, state: "created"}
+}
+
+func (r *listenerRunner) run(ctx context.Context) {
+	backoff := time.Second
+	for {
+		r.mu.Lock()
+		r.state, r.startedAt = "running", time.Now()
+		r.starts++
+		r.mu.Unlock()
+		err := r.l.Run(ctx, r.sink)
+		if ctx.Err() != nil {
+			r.mu.Lock()
+			r.state = "stopped"
+			r.mu.Unlock()
+			return
+		}
+		if err == nil {
+			err = errors.New("listener returned without error")
+		}
+		r.mu.Lock()
+		r.state, r.lastErr, r.lastErrAt = "failing", err.Error(), time.Now()
+		r.mu.Unlock()
+		r.log.Warn("listener stopped: restarting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+func (r *listenerRunner) status() map[string]any {
+	r.mu.Lock()
+	st := map[string]any{"name": r.name, "state": r.state, "starts": r.starts}
+	if !r.startedAt.IsZero() {
+		st["started_at"] = r.startedAt.UTC()
+	}
+	if r.lastErr != "" {
+		st["last_error"], st["last_error_at"] = r.lastErr, r.lastErrAt.UTC()
+	}
+	r.mu.Unlock()
+	if sr, ok := r.l.(listeners.StatusReporter); ok {
+		st["details"] = sr.Status()
+	}
+	return st
+}
+
+// sink feeds a listener's events to the engine under the listener's name
+// (or the owner each event names).
+type sink struct {
+	eng    *engine.Engine
+	source string
+}
+
+func (s sink) Apply(ctx context.Context, evs []entity.Event) error {
+	_, err := s.eng.ApplyEvents(ctx, s.source, evs)
+	return err
+}
