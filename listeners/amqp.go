@@ -1,0 +1,325 @@
+package listeners
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/oslo"
+)
+
+func init() {
+	Register("amqp", newAMQP)
+}
+
+// amqpConfig is the config entry of an amqp listener. oslo/README.md
+// documents every key.
+type amqpConfig struct {
+	Name       string   `yaml:"name"`
+	Type       string   `yaml:"type"`
+	URLs       []string `yaml:"urls"`
+	VHost      string   `yaml:"vhost"`
+	TLS        *amqpTLS `yaml:"tls"`
+	Exchanges  []string `yaml:"exchanges"`
+	Topics     []string `yaml:"topics"`
+	Priorities []string `yaml:"priorities"`
+	Queue      string   `yaml:"queue"`
+	// Durable must equal the deployment's amqp_durable_queues (or
+	// rabbit_quorum_queue): it is used for the exchanges and our queue.
+	Durable bool `yaml:"durable"`
+	// AutoDelete must equal the deployment's amqp_auto_delete (exchanges).
+	AutoDelete         bool            `yaml:"auto_delete"`
+	QueueExpires       config.Duration `yaml:"queue_expires"`
+	DeadLetterExchange string          `yaml:"dead_letter_exchange"`
+	Owner              string          `yaml:"owner"`
+	Prefetch           int             `yaml:"prefetch"`
+	BatchSize          int             `yaml:"batch_size"`
+	BatchWait          config.Duration `yaml:"batch_wait"`
+	MinBackoff         config.Duration `yaml:"min_backoff"`
+	MaxBackoff         config.Duration `yaml:"max_backoff"`
+	Heartbeat          config.Duration `yaml:"heartbeat"`
+	NovaFormat         string          `yaml:"nova_format"`
+	DefaultZone        string          `yaml:"default_availability_zone"`
+	ServiceDownTime    config.Duration `yaml:"service_down_time"`
+}
+
+type amqpTLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// amqpListener consumes oslo.messaging notifications from RabbitMQ. See
+// Run for the delivery guarantees.
+type amqpListener struct {
+	cfg    amqpConfig
+	urls   []string // amqp:// or amqps://, credentials inside: never logged
+	hosts  []string // host:port of each URL, for logs and status
+	tls    *tls.Config
+	mapper *oslo.Mapper
+	log    *slog.Logger
+	st     amqpStats
+	limit  logLimiter
+}
+
+func newAMQP(s Settings) (Listener, error) {
+	c := amqpConfig{
+		Exchanges:  []string{"nova", "neutron", "cinder", "heat", "openstack"},
+		Topics:     []string{"notifications", "versioned_notifications"},
+		Priorities: []string{"info"},
+		Prefetch:   1000,
+		BatchSize:  500,
+		MinBackoff: config.Duration(100 * time.Millisecond),
+		MaxBackoff: config.Duration(30 * time.Second),
+		Heartbeat:  config.Duration(10 * time.Second),
+	}
+	if err := config.DecodeStrict(s.Node, &c); err != nil {
+		return nil, fmt.Errorf("amqp %s: %w", s.Name, err)
+	}
+	c.Name = s.Name
+	if c.Queue == "" {
+		c.Queue = "synchronizer." + s.Name
+	}
+	source := c.Owner
+	if source == "" {
+		source = s.Name
+	}
+	mapper, err := oslo.NewMapper(oslo.Options{
+		Source:          source,
+		DefaultZone:     c.DefaultZone,
+		ServiceDownTime: c.ServiceDownTime.D(),
+		NovaFormat:      c.NovaFormat,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("amqp %s: %w", s.Name, err)
+	}
+	l := &amqpListener{cfg: c, mapper: mapper, log: s.Logger}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if err := l.validate(s.Dir); err != nil {
+		return nil, fmt.Errorf("amqp %s: %w", s.Name, err)
+	}
+	l.st.bad = map[string]int64{}
+	l.st.state = "stopped"
+	return l, nil
+}
+
+func (l *amqpListener) validate(dir string) error {
+	c := &l.cfg
+	var errs []error
+	if len(c.URLs) == 0 {
+		errs = append(errs, errors.New("urls: at least one broker URL is required"))
+	}
+	if c.TLS != nil {
+		tc, err := loadTLS(c.TLS, dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tls: %w", err))
+		}
+		l.tls = tc
+	}
+	for i, raw := range c.URLs {
+		for _, u := range splitHosts(raw) {
+			norm, host, err := normalizeURL(u, c.TLS != nil)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("urls[%d]: %w", i, err))
+				continue
+			}
+			l.urls = append(l.urls, norm)
+			l.hosts = append(l.hosts, host)
+		}
+	}
+	for field, list := range map[string][]string{"exchanges": c.Exchanges, "topics": c.Topics, "priorities": c.Priorities} {
+		if len(list) == 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be empty", field))
+		}
+	}
+	for _, p := range c.Priorities {
+		switch p {
+		case "audit", "debug", "info", "warn", "error", "critical", "sample":
+		default:
+			errs = append(errs, fmt.Errorf("priorities: %q is not an oslo priority (audit, debug, info, warn, error, critical, sample)", p))
+		}
+	}
+	if c.Prefetch < 1 || c.BatchSize < 1 {
+		errs = append(errs, errors.New("prefetch and batch_size: must be > 0"))
+	}
+	if c.BatchWait < 0 || c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, errors.New("batch_wait >= 0, 0 < min_backoff <= max_backoff required"))
+	}
+	return errors.Join(errs...)
+}
+
+// splitHosts expands oslo's multi-host form
+// "rabbit://u:p@h1:5672,u:p@h2:5672/vhost" into one URL per host.
+func splitHosts(raw string) []string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return []string{raw}
+	}
+	hosts, path := rest, ""
+	if i := strings.Index(rest, "/"); i >= 0 {
+		hosts, path = rest[:i], rest[i:]
+	}
+	var out []string
+	for _, h := range strings.Split(hosts, ",") {
+		out = append(out, scheme+"://"+h+path)
+	}
+	return out
+}
+
+// normalizeURL maps oslo's rabbit:// scheme to amqp(s):// and returns the
+// URL and its host:port. Errors never contain the credentials.
+func normalizeURL(raw string, useTLS bool) (string, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", errors.New("not a URL (amqp://user:password@host:port/vhost)")
+	}
+	switch u.Scheme {
+	case "rabbit":
+		u.Scheme = "amqp"
+		if useTLS {
+			u.Scheme = "amqps"
+		}
+	case "amqp":
+		if useTLS {
+			return "", "", fmt.Errorf("%s: tls is set but the scheme is amqp://; use amqps://", u.Host)
+		}
+	case "amqps":
+	default:
+		return "", "", fmt.Errorf("%s: scheme %q: use amqp://, amqps:// or rabbit://", u.Host, u.Scheme)
+	}
+	if _, err := amqp.ParseURI(u.String()); err != nil {
+		return "", "", fmt.Errorf("%s: not a valid AMQP URI", u.Host)
+	}
+	return u.String(), u.Host, nil
+}
+
+func loadTLS(t *amqpTLS, dir string) (*tls.Config, error) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(abs(t.CAFile))
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificate", t.CAFile)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("cert_file and key_file go together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(abs(t.CertFile), abs(t.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// errFatal marks errors that a reconnect cannot fix (the broker refused our
+// declarations): Run returns them instead of retrying.
+var errFatal = errors.New("configuration does not match the broker")
+
+// Run consumes until ctx ends. Messages are acknowledged only after
+// sink.Apply returned nil for their events; on a sink error they are given
+// back to the broker (redelivered later) after a back-off. Lost connections
+// are re-established with capped exponential back-off, trying the broker
+// URLs in turn. Run returns nil when ctx ends and an error only when the
+// broker refuses the declarations (durable/auto_delete/arguments differ from
+// the existing exchanges or queue, missing dead-letter exchange, no
+// permission): retrying would fail the same way.
+func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
+	backoff := l.cfg.MinBackoff.D()
+	for attempt := 0; ; attempt++ {
+		i := attempt % len(l.urls)
+		l.setState("connecting", l.hosts[i], nil)
+		consumed, err := l.session(ctx, sink, i)
+		if ctx.Err() != nil {
+			l.setState("stopped", "", nil)
+			return nil
+		}
+		if errors.Is(err, errFatal) {
+			l.setState("failed", l.hosts[i], err)
+			l.log.Error("amqp listener stopped", "broker", l.hosts[i], "err", err)
+			return err
+		}
+		l.setState("reconnecting", l.hosts[i], err)
+		l.st.add(&l.st.reconnects, 1)
+		if consumed {
+			backoff = l.cfg.MinBackoff.D()
+		}
+		l.limit.log(l.log, "connection", slog.LevelWarn, "amqp connection lost, reconnecting",
+			"broker", l.hosts[i], "retry_in", backoff, "err", err)
+		if !sleepCtx(ctx, backoff) {
+			l.setState("stopped", "", nil)
+			return nil
+		}
+		backoff = min(backoff*2, l.cfg.MaxBackoff.D())
+	}
+}
+
+// Status implements StatusReporter.
+func (l *amqpListener) Status() map[string]any { return l.st.snapshot(l.cfg.Queue) }
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// logLimiter logs one line per key at most every 10s and says how many it
+// held back.
+type logLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	held map[string]int
+}
+
+func (r *logLimiter) log(l *slog.Logger, key string, level slog.Level, msg string, args ...any) {
+	r.mu.Lock()
+	if r.last == nil {
+		r.last, r.held = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if now.Sub(r.last[key]) < 10*time.Second {
+		r.held[key]++
+		r.mu.Unlock()
+		return
+	}
+	held := r.held[key]
+	r.last[key], r.held[key] = now, 0
+	r.mu.Unlock()
+	if held > 0 {
+		args = append(args, "suppressed", held)
+	}
+	l.Log(context.Background(), level, msg, args...)
+}

@@ -1,0 +1,342 @@
+package listeners
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/oslo"
+)
+
+// amqpStats are the figures of `status`. No URL with credentials goes in.
+type amqpStats struct {
+	mu            sync.Mutex
+	state, broker string
+	lastErr       string
+	since         time.Time
+	received      int64
+	events        int64
+	acked         int64
+	ignored       int64
+	redelivered   int64
+	deadLettered  int64
+	batches       int64
+	applyErrors   int64
+	reconnects    int64
+	bad           map[string]int64
+	lastMessage   time.Time
+}
+
+func (s *amqpStats) add(p *int64, n int64) {
+	s.mu.Lock()
+	*p += n
+	s.mu.Unlock()
+}
+
+func (s *amqpStats) snapshot(queue string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bad := make(map[string]int64, len(s.bad))
+	var total int64
+	for k, v := range s.bad {
+		bad[k] = v
+		total += v
+	}
+	m := map[string]any{
+		"state": s.state, "broker": s.broker, "queue": queue, "state_since": s.since,
+		"received": s.received, "events": s.events, "acked": s.acked, "ignored": s.ignored,
+		"redelivered": s.redelivered, "dead_lettered": s.deadLettered, "batches": s.batches,
+		"apply_errors": s.applyErrors, "reconnects": s.reconnects,
+		"bad": bad, "bad_total": total, "last_error": s.lastErr,
+	}
+	if !s.lastMessage.IsZero() {
+		m["last_message_at"] = s.lastMessage
+	}
+	return m
+}
+
+func (l *amqpListener) setState(state, broker string, err error) {
+	l.st.mu.Lock()
+	defer l.st.mu.Unlock()
+	if l.st.state != state {
+		l.st.since = time.Now().UTC()
+	}
+	l.st.state, l.st.broker = state, broker
+	if err != nil {
+		l.st.lastErr = err.Error()
+	}
+}
+
+// session connects to URL i, declares, consumes until the connection or ctx
+// ends and reports whether it got as far as consuming.
+func (l *amqpListener) session(ctx context.Context, sink Sink, i int) (bool, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName("synchronizer " + l.cfg.Name)
+	conn, err := amqp.DialConfig(l.urls[i], amqp.Config{
+		Vhost:           l.cfg.VHost,
+		TLSClientConfig: l.tls,
+		Heartbeat:       l.cfg.Heartbeat.D(),
+		Properties:      props,
+	})
+	if err != nil {
+		return false, fmt.Errorf("amqp: connect %s: %w", l.hosts[i], err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("amqp: open channel: %w", err)
+	}
+	if err := l.declare(ch); err != nil {
+		return false, err
+	}
+	if err := ch.Qos(l.cfg.Prefetch, 0, false); err != nil {
+		return false, fmt.Errorf("amqp: qos: %w", err)
+	}
+	tag := fmt.Sprintf("synchronizer-%s-%d", l.cfg.Name, os.Getpid())
+	deliveries, err := ch.Consume(l.cfg.Queue, tag, false, false, false, false, nil)
+	if err != nil {
+		return false, fmt.Errorf("amqp: consume %s: %w", l.cfg.Queue, err)
+	}
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	l.setState("connected", l.hosts[i], nil)
+	l.log.Info("amqp listener connected", "broker", l.hosts[i], "queue", l.cfg.Queue)
+	return true, l.consume(ctx, sink, ch, deliveries, closed)
+}
+
+// declare declares the exchanges as oslo.messaging does (topic, durable and
+// auto_delete as the deployment's), our own queue, and its bindings
+// <topic>.<priority> on every exchange. A refusal is fatal (errFatal).
+func (l *amqpListener) declare(ch *amqp.Channel) error {
+	c := &l.cfg
+	if c.DeadLetterExchange != "" {
+		if err := ch.ExchangeDeclarePassive(c.DeadLetterExchange, "fanout", true, false, false, false, nil); err != nil {
+			return declareErr(fmt.Sprintf("dead_letter_exchange %q (declare it, and a queue bound to it, before starting)", c.DeadLetterExchange), c.Durable, err)
+		}
+	}
+	for _, ex := range c.Exchanges {
+		if err := ch.ExchangeDeclare(ex, "topic", c.Durable, c.AutoDelete, false, false, nil); err != nil {
+			return declareErr(fmt.Sprintf("exchange %q", ex), c.Durable, err)
+		}
+	}
+	args := amqp.Table{}
+	if c.DeadLetterExchange != "" {
+		args["x-dead-letter-exchange"] = c.DeadLetterExchange
+	}
+	if c.QueueExpires > 0 {
+		args["x-expires"] = c.QueueExpires.D().Milliseconds()
+	}
+	if _, err := ch.QueueDeclare(c.Queue, c.Durable, false, false, false, args); err != nil {
+		return declareErr(fmt.Sprintf("queue %q", c.Queue), c.Durable, err)
+	}
+	for _, ex := range c.Exchanges {
+		for _, topic := range c.Topics {
+			for _, prio := range c.Priorities {
+				key := topic + "." + prio
+				if err := ch.QueueBind(c.Queue, key, ex, false, nil); err != nil {
+					return declareErr(fmt.Sprintf("binding %s to exchange %q", key, ex), c.Durable, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// declareErr explains a broker refusal; 403/404/406 are fatal.
+func declareErr(what string, durable bool, err error) error {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) {
+		return fmt.Errorf("amqp: declare %s: %w", what, err)
+	}
+	switch ae.Code {
+	case amqp.PreconditionFailed:
+		return fmt.Errorf("amqp: declare %s: it exists with other settings: set durable (now %t) to the deployment's "+
+			"amqp_durable_queues, auto_delete to amqp_auto_delete, or delete the old queue: %s: %w", what, durable, ae.Reason, errFatal)
+	case amqp.NotFound, amqp.AccessRefused:
+		return fmt.Errorf("amqp: declare %s: %s: %w", what, ae.Reason, errFatal)
+	}
+	return fmt.Errorf("amqp: declare %s: %w", what, err)
+}
+
+// consume reads deliveries in batches: the first one, then what is already
+// buffered, then whatever arrives within batch_wait, up to batch_size.
+func (l *amqpListener) consume(ctx context.Context, sink Sink, ch *amqp.Channel, deliveries <-chan amqp.Delivery, closed <-chan *amqp.Error) error {
+	applyBackoff := l.cfg.MinBackoff.D()
+	batch := make([]amqp.Delivery, 0, l.cfg.BatchSize)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return connErr(closed)
+			}
+			batch = append(batch, d)
+		}
+		open := l.fill(ctx, &batch, deliveries)
+		if !open {
+			// Unacknowledged: the broker redelivers the lot.
+			return connErr(closed)
+		}
+		failed, err := l.handle(ctx, sink, ch, batch)
+		if err != nil {
+			return err
+		}
+		if !failed {
+			applyBackoff = l.cfg.MinBackoff.D()
+			continue
+		}
+		if !sleepCtx(ctx, applyBackoff) {
+			return nil
+		}
+		applyBackoff = min(applyBackoff*2, l.cfg.MaxBackoff.D())
+	}
+}
+
+// fill adds deliveries to batch; false when the delivery channel closed.
+func (l *amqpListener) fill(ctx context.Context, batch *[]amqp.Delivery, deliveries <-chan amqp.Delivery) bool {
+	var deadline <-chan time.Time
+	if l.cfg.BatchWait > 0 {
+		t := time.NewTimer(l.cfg.BatchWait.D())
+		defer t.Stop()
+		deadline = t.C
+	}
+	for len(*batch) < l.cfg.BatchSize {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, d)
+			continue
+		default:
+		}
+		if deadline == nil {
+			return true
+		}
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, d)
+		case <-deadline:
+			return true
+		case <-ctx.Done():
+			return true
+		}
+	}
+	return true
+}
+
+// handle decodes a batch, applies its events in one call and settles the
+// deliveries: bad ones at once (ack, or nack to the dead-letter exchange),
+// good ones with one multiple ack after Apply succeeded, or one multiple
+// nack with requeue when it failed (failed = true). An error means the
+// channel is gone.
+func (l *amqpListener) handle(ctx context.Context, sink Sink, ch *amqp.Channel, batch []amqp.Delivery) (failed bool, err error) {
+	var (
+		events  []entity.Event
+		lastTag uint64
+		good    int64
+	)
+	for _, d := range batch {
+		l.st.mu.Lock()
+		l.st.received++
+		if d.Redelivered {
+			l.st.redelivered++
+		}
+		l.st.mu.Unlock()
+		evs, derr := l.decode(d.Body)
+		if derr != nil {
+			if err := l.settleBad(ch, d, derr); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if len(evs) == 0 {
+			l.st.add(&l.st.ignored, 1)
+		}
+		events = append(events, evs...)
+		lastTag = d.DeliveryTag
+		good++
+	}
+	if good == 0 {
+		return false, nil
+	}
+	if len(events) > 0 {
+		if aerr := sink.Apply(ctx, events); aerr != nil {
+			if ctx.Err() != nil {
+				return false, nil
+			}
+			l.st.mu.Lock()
+			l.st.applyErrors++
+			l.st.lastErr = "apply: " + aerr.Error()
+			l.st.mu.Unlock()
+			l.limit.log(l.log, "apply", slog.LevelError, "amqp: apply failed, messages go back to the queue", "events", len(events), "err", aerr)
+			if err := ch.Nack(lastTag, true, true); err != nil {
+				return true, fmt.Errorf("amqp: nack: %w", err)
+			}
+			return true, nil
+		}
+	}
+	if err := ch.Ack(lastTag, true); err != nil {
+		return false, fmt.Errorf("amqp: ack: %w", err)
+	}
+	l.st.mu.Lock()
+	l.st.acked += good
+	l.st.events += int64(len(events))
+	l.st.batches++
+	l.st.lastMessage = time.Now().UTC()
+	l.st.mu.Unlock()
+	return false, nil
+}
+
+func (l *amqpListener) decode(body []byte) ([]entity.Event, error) {
+	n, err := oslo.Decode(body)
+	if err != nil {
+		return nil, err
+	}
+	return l.mapper.Map(n)
+}
+
+// settleBad counts a message that cannot become events and takes it off
+// the queue: to the dead-letter exchange when there is one.
+func (l *amqpListener) settleBad(ch *amqp.Channel, d amqp.Delivery, derr error) error {
+	kind := oslo.Kind(derr)
+	l.st.mu.Lock()
+	l.st.bad[kind]++
+	l.st.mu.Unlock()
+	l.limit.log(l.log, "bad:"+kind, slog.LevelWarn, "amqp: bad message", "kind", kind,
+		"exchange", d.Exchange, "routing_key", d.RoutingKey, "err", derr)
+	if l.cfg.DeadLetterExchange != "" {
+		if err := ch.Nack(d.DeliveryTag, false, false); err != nil {
+			return fmt.Errorf("amqp: nack: %w", err)
+		}
+		l.st.add(&l.st.deadLettered, 1)
+		return nil
+	}
+	if err := ch.Ack(d.DeliveryTag, false); err != nil {
+		return fmt.Errorf("amqp: ack: %w", err)
+	}
+	return nil
+}
+
+// connErr returns why the connection closed.
+func connErr(closed <-chan *amqp.Error) error {
+	select {
+	case e, ok := <-closed:
+		if ok && e != nil {
+			return fmt.Errorf("amqp: connection closed: %w", e)
+		}
+	case <-time.After(100 * time.Millisecond):
+	}
+	return errors.New("amqp: connection closed")
+}
