@@ -120,6 +120,7 @@ func (s *Server) serveAuth(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	s.tokens[tok] = now.Add(s.opts.TokenTTL)
 	s.nTokens++
+	s.issued = append(s.issued, tok)
 	s.requests[Keystone]++
 
 	body := deepCopy(s.keystone).(map[string]any)

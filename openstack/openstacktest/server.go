@@ -65,6 +65,7 @@ type Server struct {
 	colls    map[string]*collection
 	tokens   map[string]time.Time // valid token -> expiry
 	nTokens  int
+	issued   []string
 	failures map[string][]*Failure
 	requests map[string]int
 	lastMV   string
@@ -146,6 +147,14 @@ func (s *Server) AuthCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.nTokens
+}
+
+// IssuedTokens returns every token issued so far, for tests that check no
+// token leaks into logs.
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // Requests is the number of requests that reached target (a collection
