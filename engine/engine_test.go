@@ -1,0 +1,317 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/store"
+)
+
+func schema(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("../schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func openStore(t testing.TB, dir string) *store.Store {
+	t.Helper()
+	st, err := store.Open(filepath.Join(dir, "s.db"), schema(t), store.Options{Synchronous: "normal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	pubs []Published
+}
+
+func (r *recorder) Publish(p []Published) {
+	r.mu.Lock()
+	r.pubs = append(r.pubs, p...)
+	r.mu.Unlock()
+}
+
+func newEngine(t testing.TB) (*Engine, *recorder, *store.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	t.Cleanup(func() { st.Close() })
+	e, err := New(context.Background(), st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	e.SetPublisher(rec)
+	return e, rec, st
+}
+
+func inst(id, state string, data map[string]any) entity.Entity {
+	if data == nil {
+		data = map[string]any{}
+	}
+	return entity.Entity{Type: "nova.instance", ID: id, Name: "vm-" + id, State: state, ParentKey: "nova.host:h1", Data: data}
+}
+
+func snapOf(types []string, ents ...entity.Entity) *entity.Snapshot {
+	return &entity.Snapshot{Types: types, Entities: ents}
+}
+
+func actions(pubs []Published) []string {
+	var out []string
+	for _, p := range pubs {
+		var c struct {
+			Action string `json:"action"`
+			Key    string `json:"key"`
+		}
+		json.Unmarshal(p.JSON, &c)
+		out = append(out, c.Action+" "+c.Key)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestApplySnapshot(t *testing.T) {
+	all := []string{"nova.instance"}
+	type step struct {
+		snap    *entity.Snapshot
+		opts    SnapshotOptions
+		want    []string // actions published by this step
+		wantErr bool
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"create", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil), inst("b", "ACTIVE", nil)),
+				want: []string{"create nova.instance:a", "create nova.instance:b"}},
+		}},
+		{"no-op writes nothing", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil)), want: []string{"create nova.instance:a"}},
+			{snap: snapOf(all, inst("a", "ACTIVE", nil)), want: nil},
+		}},
+		{"update on state change", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil)), want: []string{"create nova.instance:a"}},
+			{snap: snapOf(all, inst("a", "SHUTOFF", nil)), want: []string{"update nova.instance:a"}},
+		}},
+		{"update on data change", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", map[string]any{"flavor": "m1"})), want: []string{"create nova.instance:a"}},
+			{snap: snapOf(all, inst("a", "ACTIVE", map[string]any{"flavor": "m2"})), want: []string{"update nova.instance:a"}},
+		}},
+		{"delete when missing from a complete listing", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil), inst("b", "ACTIVE", nil), inst("c", "ACTIVE", nil)),
+				want: []string{"create nova.instance:a", "create nova.instance:b", "create nova.instance:c"}},
+			{snap: snapOf(all, inst("a", "ACTIVE", nil), inst("b", "ACTIVE", nil)), want: []string{"delete nova.instance:c"}},
+		}},
+		{"partial listing (type not complete) deletes nothing", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil), inst("b", "ACTIVE", nil)),
+				want: []string{"create nova.instance:a", "create nova.instance:b"}},
+			{snap: snapOf(nil, inst("a", "ACTIVE", nil)), want: nil},
+			{snap: snapOf([]string{"nova.host"}, inst("a", "ACTIVE", nil)), want: nil},
+		}},
+		{"invalid entity fails the whole snapshot", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil)), want: []string{"create nova.instance:a"}},
+			{snap: snapOf(all, entity.Entity{Type: "nova.instance"}), wantErr: true},
+		}},
+		{"volatile fields change no hash", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", map[string]any{"uptime": 1, "x": map[string]any{"t": 1, "k": 1}})),
+				opts: SnapshotOptions{Volatile: map[string][]string{"nova.instance": {"uptime", "x.t"}}},
+				want: []string{"create nova.instance:a"}},
+			{snap: snapOf(all, inst("a", "ACTIVE", map[string]any{"uptime": 2, "x": map[string]any{"t": 2, "k": 1}})),
+				opts: SnapshotOptions{Volatile: map[string][]string{"nova.instance": {"uptime", "x.t"}}},
+				want: nil},
+		}},
+		{"mass delete held, then confirmed by the next listing", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil), inst("b", "ACTIVE", nil), inst("c", "ACTIVE", nil), inst("d", "ACTIVE", nil)),
+				want: []string{"create nova.instance:a", "create nova.instance:b", "create nova.instance:c", "create nova.instance:d"}},
+			{snap: snapOf(all, inst("a", "ACTIVE", nil)), opts: SnapshotOptions{MaxDeleteRatio: 0.5}, want: nil},
+			{snap: snapOf(all, inst("a", "ACTIVE", nil)), opts: SnapshotOptions{MaxDeleteRatio: 0.5},
+				want: []string{"delete nova.instance:b", "delete nova.instance:c", "delete nova.instance:d"}},
+		}},
+		{"mass delete released when the next listing has them back", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil), inst("b", "ACTIVE", nil), inst("c", "ACTIVE", nil)),
+				want: []string{"create nova.instance:a", "create nova.instance:b", "create nova.instance:c"}},
+			{snap: snapOf(all), opts: SnapshotOptions{MaxDeleteRatio: 0.5}, want: nil},
+			{snap: snapOf(all, inst("a", "ACTIVE", nil), inst("b", "ACTIVE", nil), inst("c", "ACTIVE", nil)), opts: SnapshotOptions{MaxDeleteRatio: 0.5}, want: nil},
+			{snap: snapOf(all), opts: SnapshotOptions{MaxDeleteRatio: 0.5}, want: nil},
+		}},
+		{"forced mass delete", []step{
+			{snap: snapOf(all, inst("a", "ACTIVE", nil), inst("b", "ACTIVE", nil)),
+				want: []string{"create nova.instance:a", "create nova.instance:b"}},
+			{snap: snapOf(all), opts: SnapshotOptions{MaxDeleteRatio: 0.5, Force: true},
+				want: []string{"delete nova.instance:a", "delete nova.instance:b"}},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, rec, _ := newEngine(t)
+			for i, s := range tc.steps {
+				rec.pubs = nil
+				if s.opts.Source == "" {
+					s.opts.Source = "cloud"
+				}
+				_, err := e.ApplySnapshot(context.Background(), s.snap, s.opts)
+				if (err != nil) != s.wantErr {
+					t.Fatalf("step %d: err = %v, want error %v", i, err, s.wantErr)
+				}
+				if got := actions(rec.pubs); !equal(got, s.want) {
+					t.Fatalf("step %d: published %v, want %v", i, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSourcesNeverDeleteEachOthersEntities(t *testing.T) {
+	e, rec, _ := newEngine(t)
+	ctx := context.Background()
+	all := []string{"nova.instance"}
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "ACTIVE", nil)), SnapshotOptions{Source: "one"}))
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("b", "ACTIVE", nil)), SnapshotOptions{Source: "two"}))
+	rec.pubs = nil
+	// "two" lists nothing of the type: only its own b goes.
+	check(t)(e.ApplySnapshot(ctx, snapOf(all), SnapshotOptions{Source: "two"}))
+	if got := actions(rec.pubs); !equal(got, []string{"delete nova.instance:b"}) {
+		t.Fatalf("published %v", got)
+	}
+	// An AllTypes snapshot of an unrelated source deletes nothing of "one".
+	rec.pubs = nil
+	check(t)(e.ApplySnapshot(ctx, &entity.Snapshot{AllTypes: true}, SnapshotOptions{Source: "three"}))
+	if len(rec.pubs) != 0 {
+		t.Fatalf("published %v", actions(rec.pubs))
+	}
+	if e.Len() != 1 {
+		t.Fatalf("baseline has %d entities, want 1", e.Len())
+	}
+}
+
+func check(t testing.TB) func(Result, error) {
+	return func(_ Result, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestEvents(t *testing.T) {
+	e, rec, _ := newEngine(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	ev := func(action, state string, at time.Time, data map[string]any) entity.Event {
+		en := inst("a", state, data)
+		en.Timestamp = at
+		return entity.Event{Action: action, Entity: en}
+	}
+	step := func(want []string, evs ...entity.Event) {
+		t.Helper()
+		rec.pubs = nil
+		if _, err := e.ApplyEvents(ctx, "bus", evs); err != nil {
+			t.Fatal(err)
+		}
+		if got := actions(rec.pubs); !equal(got, want) {
+			t.Fatalf("published %v, want %v", got, want)
+		}
+	}
+	step([]string{"create nova.instance:a"}, ev(entity.Update, "ACTIVE", t0, nil))
+	// Same core, other data: suppressed (notification data never flips
+	// poll data back and forth).
+	step(nil, ev(entity.Update, "ACTIVE", t0.Add(time.Second), map[string]any{"shape": "notification"}))
+	step([]string{"update nova.instance:a"}, ev(entity.Update, "PAUSED", t0.Add(2*time.Second), nil))
+	// Older than the baseline's last observation: ignored.
+	step(nil, ev(entity.Update, "ACTIVE", t0.Add(time.Second), nil))
+	// Several events of one key in one batch compare with each other.
+	step([]string{"update nova.instance:a", "update nova.instance:a"},
+		ev(entity.Update, "ACTIVE", t0.Add(3*time.Second), nil), ev(entity.Update, "SHUTOFF", t0.Add(4*time.Second), nil))
+	step([]string{"delete nova.instance:a"}, ev(entity.Delete, "DELETED", t0.Add(5*time.Second), nil))
+	step(nil, ev(entity.Delete, "DELETED", t0.Add(6*time.Second), nil))
+}
+
+func TestSnapshotStartedBeforePushDoesNotRevertIt(t *testing.T) {
+	e, rec, _ := newEngine(t)
+	ctx := context.Background()
+	all := []string{"nova.instance"}
+	t0 := time.Now().UTC()
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "ACTIVE", nil)), SnapshotOptions{Source: "cloud", StartedAt: t0}))
+	// The poll starts, then a notification says PAUSED and another creates b.
+	pollStart := t0.Add(time.Second)
+	pa, pb := inst("a", "PAUSED", nil), inst("b", "ACTIVE", nil)
+	pa.Timestamp, pb.Timestamp = pollStart.Add(time.Second), pollStart.Add(time.Second)
+	pa.Source, pb.Source = "cloud", "cloud"
+	check(t)(e.ApplyEvents(ctx, "bus", []entity.Event{{Action: entity.Update, Entity: pa}, {Action: entity.Update, Entity: pb}}))
+	rec.pubs = nil
+	// The poll's listing predates both: it must neither revert a nor delete b.
+	res, err := e.ApplySnapshot(ctx, snapOf(all, inst("a", "ACTIVE", nil)), SnapshotOptions{Source: "cloud", StartedAt: pollStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.pubs) != 0 || res.Ignored != 2 {
+		t.Fatalf("published %v, ignored %d", actions(rec.pubs), res.Ignored)
+	}
+	// A later poll that sees the same state refreshes data at most once.
+	later := pollStart.Add(5 * time.Second)
+	rec.pubs = nil
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "PAUSED", map[string]any{"full": true}), pb), SnapshotOptions{Source: "cloud", StartedAt: later}))
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "PAUSED", map[string]any{"full": true}), pb), SnapshotOptions{Source: "cloud", StartedAt: later.Add(time.Second)}))
+	if got := actions(rec.pubs); !equal(got, []string{"update nova.instance:a"}) {
+		t.Fatalf("published %v", got)
+	}
+}
+
+func TestBaselineSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	st := openStore(t, dir)
+	e, err := New(ctx, st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []string{"nova.instance"}
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "ACTIVE", map[string]any{"n": 1.5})), SnapshotOptions{Source: "cloud"}))
+	last := e.LastSeq()
+	st.Close()
+
+	st = openStore(t, dir)
+	defer st.Close()
+	e, err = New(ctx, st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.LastSeq() != last {
+		t.Fatalf("last seq %d after restart, want %d", e.LastSeq(), last)
+	}
+	rec := &recorder{}
+	e.SetPublisher(rec)
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "ACTIVE", map[string]any{"n": 1.5})), SnapshotOptions{Source: "cloud"}))
+	if len(rec.pubs) != 0 {
+		t.Fatalf("unchanged entity after restart published %v", actions(rec.pubs))
+	}
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "ERROR", nil)), SnapshotOptions{Source: "cloud"}))
+	if len(rec.pubs) != 1 || rec.pubs[0].Seq != last+1 {
+		t.Fatalf("after restart: %+v, want one change with seq %d", rec.pubs, last+1)
+	}
+}
