@@ -1,0 +1,333 @@
+package main
+
+// End-to-end tests: the real binary, a real socket and a real SQLite file
+// in a temporary directory, and the real sqlite3 shell and Python.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/rpc"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "synchronizer-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "synchronizer")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// sidecar is a running synchronizer process.
+type sidecar struct {
+	t      *testing.T
+	dir    string
+	config string
+	socket string
+	db     string
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+	exited chan error
+}
+
+// startSidecar writes config (with socket and database in a temp dir
+// prepended) and starts `synchronizer serve` on it, waiting for the socket.
+func startSidecar(t *testing.T, dir, config string) *sidecar {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	s := &sidecar{t: t, dir: dir, config: filepath.Join(dir, "config.yaml"),
+		socket: filepath.Join(dir, "s.sock"), db: filepath.Join(dir, "s.db")}
+	full := "socket: s.sock\ndatabase: s.db\nsync: normal\n" + config
+	if err := os.WriteFile(s.config, []byte(full), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	return s
+}
+
+func (s *sidecar) start() {
+	s.t.Helper()
+	s.log = &bytes.Buffer{}
+	s.cmd = exec.Command(binary, "serve", "--config", s.config)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.exited = make(chan error, 1)
+	go func() { s.exited <- s.cmd.Wait() }()
+	s.t.Cleanup(func() { s.stop() })
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("unix", s.socket); err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case err := <-s.exited:
+			s.t.Fatalf("synchronizer exited at start: %v\n%s", err, s.log)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.t.Fatalf("socket %s did not appear\n%s", s.socket, s.log)
+}
+
+// stop sends SIGTERM and waits; it returns the exit error.
+func (s *sidecar) stop() error {
+	if s.cmd == nil || s.cmd.ProcessState != nil {
+		return nil
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.exited:
+		s.exited <- err
+		return err
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		return fmt.Errorf("did not stop within 10s after SIGTERM")
+	}
+}
+
+func (s *sidecar) kill9() {
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	err := <-s.exited
+	s.exited <- err
+}
+
+func (s *sidecar) client() *rpc.Client {
+	s.t.Helper()
+	c, err := rpc.Dial(context.Background(), s.socket)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// cli runs a client subcommand of the real binary.
+func (s *sidecar) cli(args ...string) (string, error) {
+	args = append(args[:1:1], append([]string{"--socket", s.socket}, args[1:]...)...)
+	out, err := exec.Command(binary, args...).CombinedOutput()
+	return string(out), err
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type change struct {
+	Seq    int64  `json:"seq"`
+	Action string `json:"action"`
+	Key    string `json:"key"`
+	State  string `json:"state"`
+	Source string `json:"source"`
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStaticEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
+	s := startSidecar(t, dir, `
+collectors:
+  - {name: topology, type: static, path: topology.yaml, interval: 200ms}
+`)
+	// get-all through the real CLI returns the static entities.
+	var all struct {
+		Seq      int64 `json:"seq"`
+		Entities []struct {
+			Key, Type, State, ParentKey string
+			Links                       []struct{ Key, Relation string }
+		} `json:"entities"`
+	}
+	waitFor(t, "11 entities", 10*time.Second, func() bool {
+		out, err := s.cli("get-all")
+		if err != nil {
+			t.Fatalf("get-all: %v\n%s", err, out)
+		}
+		if err := json.Unmarshal([]byte(out), &all); err != nil {
+			t.Fatalf("get-all output: %v\n%s", err, out)
+		}
+		return len(all.Entities) == 11
+	})
+	types := map[string]int{}
+	for _, e := range all.Entities {
+		types[e.Type]++
+	}
+	want := map[string]int{"nova.zone": 1, "nova.host": 2, "nova.instance": 3, "neutron.network": 1, "neutron.port": 3, "cinder.volume": 1}
+	if fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Fatalf("types %v, want %v", types, want)
+	}
+	out, err := s.cli("get-all", "--type", "nova.host")
+	if err != nil || strings.Count(out, `"key": "nova.host:`) != 2 || strings.Contains(out, "nova.instance:") {
+		t.Fatalf("get-all --type nova.host: %v\n%s", err, out)
+	}
+
+	// A registered client sees the change, with its seq, after the file is edited.
+	c := s.client()
+	var reg struct {
+		Subscription string `json:"subscription"`
+		Seq          int64  `json:"seq"`
+	}
+	if err := c.Call(context.Background(), "register", map[string]any{"types": []string{"nova.instance"}}, &reg); err != nil {
+		t.Fatal(err)
+	}
+	topo, _ := os.ReadFile(filepath.Join(dir, "topology.yaml"))
+	edited := strings.Replace(string(topo), "name: db-1\n      state: SHUTOFF", "name: db-1\n      state: ERROR", 1)
+	if edited == string(topo) {
+		t.Fatal("test did not edit the topology")
+	}
+	tmp := filepath.Join(dir, "topology.yaml.tmp")
+	os.WriteFile(tmp, []byte(edited), 0o644)
+	os.Rename(tmp, filepath.Join(dir, "topology.yaml"))
+	select {
+	case n := <-c.Notifications():
+		var p rpc.ChangeParams
+		json.Unmarshal(n.Params, &p)
+		if n.Method != "change" || p.Subscription != reg.Subscription || len(p.Changes) != 1 {
+			t.Fatalf("notification %s %s", n.Method, n.Params)
+		}
+		var ch change
+		json.Unmarshal(p.Changes[0], &ch)
+		if ch.Action != "update" || ch.Key != "nova.instance:5e8f7a6b-1d2c-4b3a-8f9e-0a1b2c3d4e5f" || ch.State != "ERROR" || ch.Seq != reg.Seq+1 {
+			t.Fatalf("change %+v (registered at seq %d)", ch, reg.Seq)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no change notification\n%s", s.log)
+	}
+
+	// The sqlite3 shell reads the baseline while the sidecar runs.
+	sq, err := exec.Command("sqlite3", s.db, "SELECT count(*), count(DISTINCT source) FROM baseline; SELECT action FROM changes ORDER BY seq DESC LIMIT 1;").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3: %v\n%s", err, sq)
+	}
+	if got := strings.TrimSpace(string(sq)); got != "11|1\nupdate" {
+		t.Fatalf("sqlite3 read %q", got)
+	}
+
+	// The socket is private by default.
+	fi, err := os.Stat(s.socket)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, %v", fi.Mode().Perm(), err)
+	}
+	// SIGTERM: exit 0, socket removed.
+	if err := s.stop(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, s.log)
+	}
+	if _, err := os.Stat(s.socket); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind: %v", err)
+	}
+}
+
+func TestSecondSidecarAndStaleSocket(t *testing.T) {
+	dir := t.TempDir()
+	s := startSidecar(t, dir, "")
+	// A second synchronizer on the same database refuses clearly. (It
+	// would also find the socket in use; give it its own socket to reach
+	// the database check.)
+	other := filepath.Join(dir, "other.yaml")
+	os.WriteFile(other, []byte("socket: other.sock\ndatabase: s.db\n"), 0o644)
+	out, err := exec.Command(binary, "serve", "--config", other).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another synchronizer") {
+		t.Fatalf("second sidecar: %v\n%s", err, out)
+	}
+	// Same socket, other database: the live socket is not stolen.
+	other2 := filepath.Join(dir, "other2.yaml")
+	os.WriteFile(other2, []byte("socket: s.sock\ndatabase: other.db\n"), 0o644)
+	out, err = exec.Command(binary, "serve", "--config", other2).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another process is listening") {
+		t.Fatalf("socket thief: %v\n%s", err, out)
+	}
+	// After kill -9 the socket file is stale: the next start replaces it.
+	s.kill9()
+	if _, err := os.Stat(s.socket); err != nil {
+		t.Fatalf("expected a stale socket file: %v", err)
+	}
+	s.start()
+	if _, err := s.cli("status"); err != nil {
+		t.Fatal(err)
+	}
+	// A regular file where the socket should be is never removed.
+	s.stop()
+	os.WriteFile(s.socket, []byte("precious"), 0o644)
+	out, err = exec.Command(binary, "serve", "--config", s.config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not a socket") {
+		t.Fatalf("regular file at socket path: %v\n%s", err, out)
+	}
+}
+
+// TestPythonClient runs a stdlib-only Python client (the README's) with
+// Debian's interpreter: get_all, then a change notification.
+func TestPythonClient(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
+	s := startSidecar(t, dir, `
+collectors:
+  - {name: topology, type: static, path: topology.yaml, interval: 100ms}
+`)
+	waitFor(t, "entities", 10*time.Second, func() bool {
+		out, _ := s.cli("status")
+		return strings.Contains(out, `"entities": 11`)
+	})
+	py := exec.Command("/usr/bin/python3", "examples/client.py", s.socket)
+	stdout, _ := py.StdoutPipe()
+	py.Stderr = os.Stderr
+	if err := py.Start(); err != nil {
+		t.Fatalf("start /usr/bin/python3: %v", err)
+	}
+	defer py.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	lines.Buffer(nil, 1<<20)
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "11 entities as of seq") {
+		t.Fatalf("python get_all: %q", lines.Text())
+	}
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "registered") {
+		t.Fatalf("python register: %q", lines.Text())
+	}
+	topo, _ := os.ReadFile(filepath.Join(dir, "topology.yaml"))
+	os.WriteFile(filepath.Join(dir, "topology.yaml"), []byte(strings.Replace(string(topo), "state: DOWN", "state: ACTIVE", 1)), 0o644)
+	if !lines.Scan() {
+		t.Fatalf("python: no change line: %v", lines.Err())
+	}
+	if got := lines.Text(); !strings.Contains(got, "update neutron.port:1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d ACTIVE") {
+		t.Fatalf("python change line %q", got)
+	}
+}
