@@ -1,0 +1,34 @@
+package collectors
+
+import (
+	"fmt"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/nagios"
+)
+
+// nagiosSettings is a collector entry of type nagios: the common keys and
+// the nagios package's own (status_file or url, user, password,
+// password_env, host_mapping, host_mapping_file, max_age), decoded strictly.
+type nagiosSettings struct {
+	config.Common  `yaml:",inline"`
+	nagios.Options `yaml:",inline"`
+}
+
+func init() {
+	Register("nagios", newNagios)
+}
+
+func newNagios(s Settings) (Collector, error) {
+	var st nagiosSettings
+	if err := config.DecodeStrict(s.Node, &st); err != nil {
+		return nil, fmt.Errorf("nagios collector %q: %w", s.Name, err)
+	}
+	c, err := nagios.New(st.Options, st.Timeout.D(), s.Dir, s.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("nagios collector %q: %w", s.Name, err)
+	}
+	return c, nil
+}
+
+var _ Collector = (*nagios.Collector)(nil)
