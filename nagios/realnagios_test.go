@@ -82,7 +82,9 @@ status_file=%[1]s/status.dat
 status_update_interval=1
 nagios_user=%[2]s
 nagios_group=%[3]s
-check_external_commands=0
+check_external_commands=1
+command_file=%[1]s/nagios.cmd
+command_check_interval=-1
 lock_file=%[1]s/nagios.lock
 temp_file=%[1]s/nagios.tmp
 temp_path=%[1]s
@@ -211,6 +213,24 @@ func (n *realNagios) Set(host, service string, code int, output string) {
 	id := checkID(host, service)
 	n.write(id+".out", output)
 	n.write(id+".code", fmt.Sprint(code))
+	if n.cmd == nil {
+		return // not started yet
+	}
+	// Ask for the check now rather than wait for its turn (the external
+	// command interface, nagios.cmd, is a FIFO Nagios reads continuously).
+	now := time.Now().Unix()
+	line := fmt.Sprintf("[%d] SCHEDULE_FORCED_SVC_CHECK;%s;%s;%d\n", now, host, service, now)
+	if service == "" {
+		line = fmt.Sprintf("[%d] SCHEDULE_FORCED_HOST_CHECK;%s;%d\n", now, host, now)
+	}
+	f, err := os.OpenFile(filepath.Join(n.dir, "nagios.cmd"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		n.t.Fatalf("nagios command file: %v", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(line); err != nil {
+		n.t.Fatalf("nagios command file: %v", err)
+	}
 }
 
 // WaitFor polls the real status.dat until cond holds of its checks, failing

@@ -70,10 +70,11 @@ func ParseStatus(b []byte) (*Status, error) {
 	for len(b) > 0 {
 		n++
 		var raw []byte
+		partial := false // the last line, cut before its newline
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			raw, b = b[:i], b[i+1:]
 		} else {
-			raw, b = b, nil
+			raw, b, partial = b, nil, true
 		}
 		line := strings.TrimSpace(string(raw))
 		if line == "" || line[0] == '#' {
@@ -89,6 +90,10 @@ func ParseStatus(b []byte) (*Status, error) {
 			continue
 		}
 		if cur == nil {
+			if partial {
+				// Most likely "hoststatus {" cut short.
+				return nil, fmt.Errorf("%w: line %d: %q at the end", ErrTruncated, n, clip(line))
+			}
 			return nil, fmt.Errorf("line %d: %q outside a block", n, clip(line))
 		}
 		if line == "}" {
@@ -99,6 +104,9 @@ func ParseStatus(b []byte) (*Status, error) {
 		key, val, ok := strings.Cut(line, "=")
 		if !ok {
 			if lastKey == "" {
+				if partial {
+					return nil, fmt.Errorf("%w: line %d: %q at the end", ErrTruncated, n, clip(line))
+				}
 				return nil, fmt.Errorf("line %d: %q is not key=value", n, clip(line))
 			}
 			cur.Fields[lastKey] += "\n" + line
