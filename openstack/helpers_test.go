@@ -155,3 +155,5 @@ func without(types []string, drop ...string) []string {
 	}
 	return out
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -89,9 +89,9 @@ func (n *nova) header() map[string]string {
 	}
 }
 
-// fallback lowers the microversion after a 406 and reports whether the
-// request is worth repeating.
-func (n *nova) fallback(err error) bool {
+// fallback lowers the microversion after a 406 to a request made with the
+// headers used, and reports whether the request is worth repeating.
+func (n *nova) fallback(err error, used map[string]string) bool {
 	var he *HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusNotAcceptable {
 		return false
@@ -99,6 +99,9 @@ func (n *nova) fallback(err error) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	cur := n.mv
+	if u := used["X-OpenStack-Nova-API-Version"]; u != "" && u != cur {
+		return true // a concurrent listing has lowered it already
+	}
 	next := ""
 	if m := novaMaxRE.FindStringSubmatch(he.Message); m != nil && minorOf(m[1]) < minorOf(cur) {
 		next = m[1]

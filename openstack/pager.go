@@ -27,7 +27,7 @@ type listSpec struct {
 	header func() map[string]string
 	// retryPage, when set, may repair a failed page (nova's microversion
 	// fall-back) and reports whether to fetch the page again.
-	retryPage func(err error) bool
+	retryPage func(err error, used map[string]string) bool
 }
 
 // list fetches every page of a collection and hands each item to visit in
@@ -65,7 +65,7 @@ func (s *session) list(ctx context.Context, ls listSpec, visit func(map[string]a
 				hdr = ls.header()
 			}
 			err = s.get(ctx, next, hdr, attempts, decode)
-			if err != nil && ls.retryPage != nil && ls.retryPage(err) {
+			if err != nil && ls.retryPage != nil && ls.retryPage(err, hdr) {
 				continue
 			}
 			break

@@ -63,7 +63,7 @@ func (s *session) ensure(ctx context.Context) error {
 	ao := c.authOptions()
 	pc, err := gcos.NewClient(ao.IdentityEndpoint)
 	if err != nil {
-		return s.redact(fmt.Errorf("keystone: auth_url: %w", err))
+		return redactWith(fmt.Errorf("keystone: auth_url: %w", err), s.secretsLocked())
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = c.tlsConfig
@@ -72,7 +72,7 @@ func (s *session) ensure(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout.D())
 	defer cancel()
 	if err := gcos.AuthenticateV3(actx, pc, &ao, gophercloud.EndpointOpts{}); err != nil {
-		return s.redact(fmt.Errorf("keystone: authenticate (%s): %w", c.source, httpError(err)))
+		return redactWith(fmt.Errorf("keystone: authenticate (%s): %w", c.source, httpError(err)), s.secretsLocked())
 	}
 	s.pc = pc
 	s.noteToken()
@@ -220,11 +220,24 @@ func (s *session) redact(err error) error {
 		return nil
 	}
 	s.mu.Lock()
+	secrets := s.secretsLocked()
+	s.mu.Unlock()
+	return redactWith(err, secrets)
+}
+
+// secretsLocked lists what must never be shown; mu must be held.
+func (s *session) secretsLocked() []string {
 	secrets := append([]string(nil), s.seen...)
 	if s.cloud != nil {
 		secrets = append(secrets, s.cloud.secrets...)
 	}
-	s.mu.Unlock()
+	return secrets
+}
+
+func redactWith(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
 	msg := err.Error()
 	for _, sec := range secrets {
 		if len(sec) >= 4 {

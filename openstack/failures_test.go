@@ -1,0 +1,245 @@
+package openstack
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
+)
+
+// A failing page, a hanging service or a service down makes its types
+// missing from Types (so nothing of them is deleted) and leaves no partial
+// listing; the other types are listed as usual.
+func TestFailuresIsolated(t *testing.T) {
+	tests := []struct {
+		name    string
+		target  string
+		failure openstacktest.Failure
+		failed  []string
+		errText string
+	}{
+		{"500 on page 2 of servers", openstacktest.Servers, openstacktest.Failure{Mode: openstacktest.Fail500, Page: 2},
+			[]string{TypeInstance}, "nova: list servers page 2: GET"},
+		{"500 on page 2 of ports", openstacktest.Ports, openstacktest.Failure{Mode: openstacktest.Fail500, Page: 2},
+			[]string{TypePort}, "HTTP 500: injected failure"},
+		{"servers time out", openstacktest.Servers, openstacktest.Failure{Mode: openstacktest.Hang, Page: 2},
+			[]string{TypeInstance}, "request timed out after 300ms"},
+		{"neutron down", "network", openstacktest.Failure{Mode: openstacktest.Fail500},
+			[]string{TypeNetwork, TypePort}, "neutron: list"},
+		{"heat hangs", "orchestration", openstacktest.Failure{Mode: openstacktest.Hang},
+			[]string{TypeStack}, "heat: list stacks page 1"},
+		{"hypervisors fail", openstacktest.Hypervisors, openstacktest.Failure{Mode: openstacktest.Fail500},
+			[]string{TypeHost}, "nova: list hypervisors page 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, openstacktest.Options{}, func(o *Options) {
+				o.RequestTimeout = config.Duration(300 * time.Millisecond)
+			})
+			f.srv.AddServers(2)
+			f.srv.Fail(tt.target, tt.failure)
+			start := time.Now()
+			snap := f.collect(t)
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("poll took %s", took)
+			}
+			if want := without(AllTypes, tt.failed...); !slices.Equal(snap.Types, want) {
+				t.Errorf("types = %v, want %v", snap.Types, want)
+			}
+			for _, typ := range tt.failed {
+				if n := len(ofType(snap, typ)); n != 0 {
+					t.Errorf("%d partial %s entities in the snapshot", n, typ)
+				}
+				st := typeStatus(f.c, typ)
+				if !st.Failing || !strings.Contains(st.LastError, tt.errText) {
+					t.Errorf("%s status = %+v, want error containing %q", typ, st, tt.errText)
+				}
+			}
+			if n := len(ofType(snap, TypeZone)); n != 1 {
+				t.Errorf("zones = %d, want 1 (other types unaffected)", n)
+			}
+			if !strings.Contains(f.log.String(), "openstack listing failed") {
+				t.Error("failure not logged")
+			}
+			// The next poll, with the service back, lists everything.
+			f.srv.ClearFailures()
+			snap = f.collect(t)
+			if !slices.Equal(snap.Types, AllTypes) {
+				t.Errorf("after recovery types = %v", snap.Types)
+			}
+			if !strings.Contains(f.log.String(), "openstack listing recovered") {
+				t.Error("recovery not logged")
+			}
+		})
+	}
+}
+
+// Everything failing is an error, not an empty snapshot.
+func TestAllFailing(t *testing.T) {
+	f := newFixture(t, openstacktest.Options{}, func(o *Options) { o.Types = []string{TypeNetwork, TypePort} })
+	f.srv.Fail("network", openstacktest.Failure{Mode: openstacktest.Fail500})
+	snap, err := f.c.Collect(context.Background())
+	if err == nil || snap != nil {
+		t.Fatalf("got snapshot %v, err %v", snap, err)
+	}
+	if !strings.Contains(err.Error(), "nothing listed") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// 5xx is retried up to the configured count, with back-off.
+func TestRetries(t *testing.T) {
+	tests := []struct {
+		retries, failures int
+		ok                bool
+	}{
+		{retries: 2, failures: 2, ok: true},
+		{retries: 1, failures: 2, ok: false},
+		{retries: 0, failures: 1, ok: false},
+	}
+	for _, tt := range tests {
+		f := newFixture(t, openstacktest.Options{PageSize: 5}, func(o *Options) {
+			o.Types = []string{TypeNetwork}
+			o.Retries = &tt.retries
+		})
+		f.srv.Fail(openstacktest.Networks, openstacktest.Failure{Mode: openstacktest.Fail500, Times: tt.failures})
+		_, err := f.c.Collect(context.Background())
+		if (err == nil) != tt.ok {
+			t.Errorf("retries %d, failures %d: err = %v", tt.retries, tt.failures, err)
+		}
+		// Requests counts the ones that got through the injected failures.
+		served := f.srv.Requests(openstacktest.Networks)
+		if tt.ok && served != 1 {
+			t.Errorf("retries %d: %d served requests, want 1", tt.retries, served)
+		}
+		if !tt.ok && served != 0 {
+			t.Errorf("retries %d: %d served requests, want 0", tt.retries, served)
+		}
+	}
+}
+
+// An expired token (401) is renewed once and the poll succeeds; a 401 that
+// persists after renewal fails the listing without looping.
+func TestReauth(t *testing.T) {
+	f := newFixture(t, openstacktest.Options{}, nil)
+	f.collect(t)
+	if n := f.srv.AuthCount(); n != 1 {
+		t.Fatalf("tokens after first poll = %d", n)
+	}
+	f.srv.ExpireTokens()
+	snap := f.collect(t)
+	if !slices.Equal(snap.Types, AllTypes) {
+		t.Fatalf("after expiry types = %v", snap.Types)
+	}
+	// Concurrent listings that all hit the 401 share one re-authentication.
+	if n := f.srv.AuthCount(); n != 2 {
+		t.Errorf("tokens after expiry = %d, want 2", n)
+	}
+
+	f.srv.Fail(openstacktest.Servers, openstacktest.Failure{Mode: openstacktest.Unauthorized, Times: 1})
+	snap = f.collect(t)
+	if !slices.Contains(snap.Types, TypeInstance) {
+		t.Fatalf("one 401: types = %v", snap.Types)
+	}
+	if n := f.srv.AuthCount(); n != 3 {
+		t.Errorf("tokens after one 401 = %d, want 3", n)
+	}
+
+	f.srv.Fail(openstacktest.Servers, openstacktest.Failure{Mode: openstacktest.Unauthorized})
+	snap = f.collect(t)
+	if slices.Contains(snap.Types, TypeInstance) {
+		t.Fatal("persistent 401: servers listed")
+	}
+	st := typeStatus(f.c, TypeInstance)
+	if !strings.Contains(st.LastError, "after re-authentication") || !strings.Contains(st.LastError, "HTTP 401") {
+		t.Errorf("status = %+v", st)
+	}
+	if n := f.srv.AuthCount(); n != 4 {
+		t.Errorf("tokens after persistent 401 = %d, want 4 (one re-auth per request)", n)
+	}
+}
+
+// A token about to expire is renewed before the poll starts.
+func TestRenewBeforeExpiry(t *testing.T) {
+	f := newFixture(t, openstacktest.Options{TokenTTL: time.Minute}, func(o *Options) { o.Types = []string{TypeZone} })
+	f.collect(t)
+	f.collect(t)
+	if n := f.srv.AuthCount(); n != 2 {
+		t.Errorf("tokens = %d, want 2 (renewed: it expires within %s)", n, renewBefore)
+	}
+}
+
+// A wrong password fails the poll with Keystone's 401, no listing at all.
+func TestAuthFailure(t *testing.T) {
+	f := newFixture(t, openstacktest.Options{}, func(o *Options) {
+		o.Auth = &AuthInfo{Password: "wrong-password-123"}
+	})
+	_, err := f.c.Collect(context.Background())
+	var he *HTTPError
+	if !errors.As(err, &he) || he.Status != 401 {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "wrong-password-123") {
+		t.Errorf("password in error: %v", err)
+	}
+	if st := typeStatus(f.c, TypeInstance); !st.Failing {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+// Nova refusing the wanted microversion: negotiated from the version
+// document, or, without one, from the 406's "maximum is".
+func TestMicroversion(t *testing.T) {
+	tests := []struct {
+		name    string
+		max     string
+		noDoc   bool
+		message string
+		want    string
+	}{
+		{"newest cloud", "2.100", false, "", "2.100"},
+		{"older cloud, version document", "2.60", false, "", "2.60"},
+		{"older cloud, 406 fall-back", "2.60", true, "", "2.60"},
+		{"ancient cloud, 406 fall-back", "2.40", true, "", "2.40"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, openstacktest.Options{MaxMicroversion: tt.max}, func(o *Options) {
+				o.Types = []string{TypeInstance, TypeHost, TypeZone}
+			})
+			if tt.noDoc {
+				f.srv.Fail("versions", openstacktest.Failure{Mode: openstacktest.NotFound})
+			}
+			snap := f.collect(t)
+			if len(snap.Types) != 3 {
+				t.Fatalf("types = %v; log:\n%s", snap.Types, f.log.String())
+			}
+			if got := f.srv.LastMicroversion(); got != tt.want {
+				t.Errorf("served at %s, want %s", got, tt.want)
+			}
+			if got := f.c.Status()["nova_microversion"]; got != tt.want {
+				t.Errorf("status microversion %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// Without "maximum is" in the 406, the fall-back steps down the ladder.
+func TestMicroversionLadder(t *testing.T) {
+	n := &nova{s: &session{log: discardLog()}, mv: "2.100", neg: true}
+	steps := []string{}
+	for n.fallback(&HTTPError{Status: 406, Message: "Not Acceptable"}, n.header()) {
+		steps = append(steps, n.microversion())
+	}
+	if want := []string{"2.96", "2.88", "2.53", "2.47", "2.1"}; !slices.Equal(steps, want) {
+		t.Errorf("steps = %v, want %v", steps, want)
+	}
+	if n.fallback(&HTTPError{Status: 500}, n.header()) {
+		t.Error("fell back on a 500")
+	}
+}
