@@ -76,8 +76,9 @@ func New(o Options, dir string, log *slog.Logger) (*Collector, error) {
 func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	if err := c.sess.ensure(ctx); err != nil {
 		for _, t := range c.opts.Types {
-			c.record(t, 0, 0, 0, err)
+			c.record(t, 0, 0, 0, err, false)
 		}
+		c.log.Warn("openstack authentication failed", "err", err)
 		return nil, fmt.Errorf("openstack: %w", err)
 	}
 	type result struct {
@@ -103,7 +104,7 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	var errs []error
 	for i, t := range c.opts.Types {
 		r := results[i]
-		c.record(t, r.took, len(r.ents), r.pages, r.err)
+		c.record(t, r.took, len(r.ents), r.pages, r.err, true)
 		if r.err != nil {
 			errs = append(errs, r.err)
 			continue
@@ -146,6 +147,7 @@ func (c *Collector) listType(ctx context.Context, typ string) ([]entity.Entity, 
 			return out, n, err
 		case TypeZone:
 			ls := c.nova.spec(ep, "os-availability-zone/detail", "availabilityZoneInfo", false)
+			ls.what = "availability zones"
 			n, err := c.sess.list(ctx, ls, func(o map[string]any) error {
 				if str(o, "zoneName") == "internal" {
 					return nil // nova's own services, not a zone for instances
@@ -225,9 +227,10 @@ func (c *Collector) listHosts(ctx context.Context, ep string, limit []string) ([
 	return out, hn + sn, err
 }
 
-// record stores the outcome of one listing and logs failures once per
-// distinct error, with a "recovered" line when a failing type succeeds.
-func (c *Collector) record(typ string, took time.Duration, count, pages int, err error) {
+// record stores the outcome of one listing and, with logIt, logs failures
+// once per distinct error, with a "recovered" line when a failing type
+// succeeds.
+func (c *Collector) record(typ string, took time.Duration, count, pages int, err error, logIt bool) {
 	c.mu.Lock()
 	st := c.status[typ]
 	if st == nil {
@@ -243,6 +246,7 @@ func (c *Collector) record(typ string, took time.Duration, count, pages int, err
 	}
 	c.mu.Unlock()
 	switch {
+	case !logIt:
 	case err != nil && (!wasFailing || lastErr != err.Error()):
 		c.log.Warn("openstack listing failed", "type", typ, "err", err)
 	case err == nil && wasFailing:

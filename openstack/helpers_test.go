@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -157,3 +158,5 @@ func without(types []string, drop ...string) []string {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func asHTTP(err error, he **HTTPError) bool { return errors.As(err, he) }
