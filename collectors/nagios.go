@@ -31,4 +31,8 @@ func newNagios(s Settings) (Collector, error) {
 	return c, nil
 }
 
-var _ Collector = (*nagios.Collector)(nil)
+// Compile-time checks that the nagios collector fits the framework.
+var (
+	_ Collector      = (*nagios.Collector)(nil)
+	_ StatusReporter = (*nagios.Collector)(nil)
+)

@@ -8,6 +8,8 @@ package nagios
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/config"
@@ -42,6 +45,9 @@ type Options struct {
 	// variable to take it from instead, so it need not be in the file.
 	Password    string `yaml:"password"`
 	PasswordEnv string `yaml:"password_env"`
+	// CAFile is a PEM file of the certificate authorities to trust for an
+	// https URL instead of the system's (a Nagios with its own CA).
+	CAFile string `yaml:"ca_file"`
 	// HostMapping maps Nagios host names to resources; HostMappingFile reads
 	// the rules from a Vitrage nagios_conf.yaml and comes after them.
 	HostMapping     []Mapping `yaml:"host_mapping"`
@@ -60,6 +66,9 @@ type Collector struct {
 	maxAge     time.Duration
 	log        *slog.Logger
 	now        func() time.Time
+
+	mu   sync.Mutex
+	last map[string]any // figures of the last successful poll, for Status
 }
 
 // New checks the options and builds a collector without contacting Nagios.
@@ -80,11 +89,12 @@ func New(o Options, timeout time.Duration, dir string, logger *slog.Logger) (*Co
 	case o.StatusFile != "" && o.URL != "":
 		return nil, errors.New("status_file and url: set one, not both")
 	case o.StatusFile != "":
-		if o.User != "" || o.Password != "" || o.PasswordEnv != "" {
-			return nil, errors.New("user, password, password_env: only with url")
+		if o.User != "" || o.Password != "" || o.PasswordEnv != "" || o.CAFile != "" {
+			return nil, errors.New("user, password, password_env, ca_file: only with url")
 		}
 		c.statusFile = abs(o.StatusFile)
 	case o.URL != "":
+		o.CAFile = abs(o.CAFile)
 		cgi, err := newCGI(o, timeout)
 		if err != nil {
 			return nil, err
@@ -140,7 +150,21 @@ func newCGI(o Options, timeout time.Duration) (*CGI, error) {
 	if pw != "" && o.User == "" {
 		return nil, errors.New("user: required with a password")
 	}
-	return &CGI{URL: o.URL, User: o.User, Password: pw, Client: &http.Client{Timeout: timeout}}, nil
+	client := &http.Client{Timeout: timeout}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s: no PEM certificate in it", o.CAFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		client.Transport = tr
+	}
+	return &CGI{URL: o.URL, User: o.User, Password: pw, Client: client}, nil
 }
 
 // Collect reads the whole state of Nagios and returns one alarm per problem.
@@ -174,7 +198,32 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 				age.Round(time.Second), c.maxAge)
 		}
 	}
-	return &entity.Snapshot{Types: []string{Type}, Entities: c.alarms(hosts, services)}, nil
+	ents := c.alarms(hosts, services)
+	c.mu.Lock()
+	c.last = map[string]any{"hosts": len(hosts), "services": len(services), "alarms": len(ents)}
+	if !updated.IsZero() {
+		c.last["nagios_updated"] = updated.Format(time.RFC3339)
+	}
+	c.mu.Unlock()
+	return &entity.Snapshot{Types: []string{Type}, Entities: ents}, nil
+}
+
+// Status reports where the collector reads from (the URL without
+// credentials, which are never in it) and the figures of its last
+// successful poll.
+func (c *Collector) Status() map[string]any {
+	out := map[string]any{}
+	if c.cgi != nil {
+		out["url"] = c.cgi.URL
+	} else {
+		out["status_file"] = c.statusFile
+	}
+	c.mu.Lock()
+	for k, v := range c.last {
+		out[k] = v
+	}
+	c.mu.Unlock()
+	return out
 }
 
 func (c *Collector) readFile() (hosts, services []Check, updated time.Time, err error) {

@@ -77,6 +77,8 @@ func TestNewErrors(t *testing.T) {
 		{"password without user", Options{URL: u, Password: "p"}, "user: required"},
 		{"negative max_age", Options{StatusFile: "s", MaxAge: -1}, "max_age"},
 		{"bad rule", Options{StatusFile: "s", HostMapping: []Mapping{{NagiosHost: "("}}}, "host_mapping[0]"},
+		{"ca_file with file", Options{StatusFile: "s", CAFile: "ca.pem"}, "only with url"},
+		{"missing ca_file", Options{URL: u, CAFile: "ca.pem"}, "ca_file"},
 		{"missing mapping file", Options{StatusFile: "s", HostMappingFile: "nope.yaml"}, "host_mapping_file"},
 	}
 	for _, tc := range tests {

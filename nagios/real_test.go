@@ -2,6 +2,7 @@ package nagios
 
 import (
 	"context"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,7 +22,7 @@ func TestRealNagios(t *testing.T) {
 		{name: "compute-2", services: []string{"Web"}},
 		{name: "switch-1", services: []string{"Ping"}},
 	})
-	srv := n.ServeCGI("tester", "s3cret-pw")
+	srv := n.ServeCGI("tester", "s3cret-pw", false)
 	mapping := []Mapping{{NagiosHost: "compute-.*", Type: "nova.host", Name: HostVar}}
 	fileCol, err := New(Options{StatusFile: n.statusFile, HostMapping: mapping}, 0, "", nil)
 	if err != nil {
@@ -109,6 +110,13 @@ func TestRealNagios(t *testing.T) {
 		if err != nil || time.Since(lc) > time.Minute || time.Since(lc) < -time.Minute {
 			t.Errorf("last_check %v (%v), want about now", d["last_check"], err)
 		}
+		st := cgiCol.Status()
+		if st["url"] != srv.URL || st["hosts"] != 3 || st["services"] != 4 || st["alarms"] != 2 {
+			t.Errorf("status %v", st)
+		}
+		if fs := fileCol.Status(); fs["status_file"] != n.statusFile || fs["nagios_updated"] == nil {
+			t.Errorf("status %v", fs)
+		}
 		ping := got["nagios:switch-1:Ping"]
 		if ping.State != "WARNING" || ping.ParentKey != "" || ping.Data["plugin_output"] != "WARNING: packet loss 40%" {
 			t.Errorf("ping alarm (no mapping rule for switch-1) %+v", ping)
@@ -171,7 +179,7 @@ func TestRealNagios(t *testing.T) {
 	t.Run("CGI user who may see nothing fails the poll", func(t *testing.T) {
 		// The real CGI answers an unauthorized user with empty lists and
 		// "Success": taken at its word, that would delete every alarm.
-		other := n.ServeCGI("guest", "guest-pw")
+		other := n.ServeCGI("guest", "guest-pw", false)
 		c, err := New(Options{URL: other.URL, User: "guest", Password: "guest-pw"}, 10*time.Second, "", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -179,6 +187,30 @@ func TestRealNagios(t *testing.T) {
 		snap, err := c.Collect(context.Background())
 		if err == nil || snap != nil || !strings.Contains(err.Error(), "no hosts") {
 			t.Fatalf("got %v, %v; want a no-hosts error", snap, err)
+		}
+	})
+
+	t.Run("https with ca_file", func(t *testing.T) {
+		tsrv := n.ServeCGI("tester", "s3cret-pw", true)
+		ca := filepath.Join(t.TempDir(), "ca.pem")
+		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tsrv.Certificate().Raw})
+		if err := os.WriteFile(ca, pemBytes, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o := Options{URL: tsrv.URL, User: "tester", Password: "s3cret-pw"}
+		c, err := New(o, 10*time.Second, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Collect(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("without ca_file: %v, want a certificate error", err)
+		}
+		o.CAFile = ca
+		if c, err = New(o, 10*time.Second, "", nil); err != nil {
+			t.Fatal(err)
+		}
+		if snap, err := c.Collect(context.Background()); err != nil || len(snap.Types) != 1 {
+			t.Fatalf("with ca_file: %v, %v", snap, err)
 		}
 	})
 

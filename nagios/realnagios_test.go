@@ -299,7 +299,7 @@ func statusJSONCGI(t *testing.T) string {
 // server with basic auth: a request with user and password runs the CGI as
 // that user (REMOTE_USER, as a web server sets it), which cgi.cfg authorizes
 // for everything when it is "tester"; a wrong password gets 401.
-func (n *realNagios) ServeCGI(user, password string) *httptest.Server {
+func (n *realNagios) ServeCGI(user, password string, useTLS bool) *httptest.Server {
 	n.t.Helper()
 	path := statusJSONCGI(n.t)
 	cgiCfg := filepath.Join(n.dir, "cgi.cfg")
@@ -312,7 +312,7 @@ authorized_for_all_hosts=tester
 authorized_for_system_information=tester
 authorized_for_configuration_information=tester
 `, n.cfg))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
 		if !ok || u != user || p != password {
 			w.Header().Set("WWW-Authenticate", `Basic realm="Nagios Access"`)
@@ -322,6 +322,11 @@ authorized_for_configuration_information=tester
 		h := &cgi.Handler{Path: path, Dir: n.dir, Env: []string{"NAGIOS_CGI_CONFIG=" + cgiCfg, "REMOTE_USER=" + u}}
 		h.ServeHTTP(w, r)
 	}))
+	if useTLS {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	n.t.Cleanup(srv.Close)
 	return srv
 }

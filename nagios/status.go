@@ -60,8 +60,10 @@ func ReadStatusFile(path string) (*Status, error) {
 // than dropped.
 //
 // The file must hold an info and a programstatus block (Nagios writes them
-// first) and every block must be closed; otherwise the error wraps
-// ErrTruncated.
+// first) and every block must be closed; otherwise, or when a last line cut
+// before its newline cannot be read, the error wraps ErrTruncated. A file
+// cut exactly between two blocks cannot be told from a whole one; Nagios
+// itself never leaves one, as it writes a temporary file and renames it.
 func ParseStatus(b []byte) (*Status, error) {
 	st := &Status{}
 	var cur *Block
