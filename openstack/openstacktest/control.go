@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -149,7 +150,11 @@ func (s *Server) rewrite(typ, raw string) string {
 	if err != nil {
 		return s.URL + "/" + typ + "/"
 	}
-	return s.URL + "/" + typ + u.Path
+	p := u.Path
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return s.URL + "/" + typ + p
 }
 
 // volumeV3 is our own catalog entry (the keystone sample has none), shaped
