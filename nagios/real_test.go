@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/store"
 )
 
 // TestRealNagios runs Debian's Nagios Core 4 with checks the test controls
@@ -76,10 +78,31 @@ func TestRealNagios(t *testing.T) {
 		return nil
 	}
 
+	// The status-file snapshots also go through the real engine and store,
+	// which must turn them into creates and deletes.
+	eng := newEngine(t)
+	apply := func(t *testing.T, want engine.Result) {
+		t.Helper()
+		snap, err := fileCol.Collect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := eng.ApplySnapshot(context.Background(), snap, engine.SnapshotOptions{
+			Source: "nagios", StartedAt: time.Now(), Volatile: map[string][]string{Type: {"last_check"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Seq, res.Held = 0, nil
+		if !reflect.DeepEqual(res, want) {
+			t.Fatalf("engine result %+v, want %+v", res, want)
+		}
+	}
+
 	t.Run("all OK: no alarms", func(t *testing.T) {
 		if got := collectStable(t); len(got) != 0 {
 			t.Fatalf("alarms %v, want none", got)
 		}
+		apply(t, engine.Result{})
 	})
 
 	t.Run("service CRITICAL: alarm on its host", func(t *testing.T) {
@@ -121,6 +144,7 @@ func TestRealNagios(t *testing.T) {
 		if ping.State != "WARNING" || ping.ParentKey != "" || ping.Data["plugin_output"] != "WARNING: packet loss 40%" {
 			t.Errorf("ping alarm (no mapping rule for switch-1) %+v", ping)
 		}
+		apply(t, engine.Result{Created: 2})
 	})
 
 	t.Run("host DOWN: host alarm", func(t *testing.T) {
@@ -134,6 +158,7 @@ func TestRealNagios(t *testing.T) {
 			h.Data["plugin_output"] != "CRITICAL: no route to host" || h.Data["service"] != HostService {
 			t.Fatalf("host alarm %+v in %v", h, got)
 		}
+		apply(t, engine.Result{Created: 1, Unchanged: 2})
 	})
 
 	t.Run("back to OK: alarms gone", func(t *testing.T) {
@@ -151,6 +176,7 @@ func TestRealNagios(t *testing.T) {
 		if got := collectStable(t); len(got) != 0 {
 			t.Fatalf("alarms %v, want none", got)
 		}
+		apply(t, engine.Result{Deleted: 3})
 	})
 
 	t.Run("truncated real status file fails the poll", func(t *testing.T) {
@@ -227,6 +253,24 @@ func TestRealNagios(t *testing.T) {
 			t.Fatalf("error shows the password: %v", err)
 		}
 	})
+}
+
+func newEngine(t *testing.T) *engine.Engine {
+	t.Helper()
+	schema, err := os.ReadFile("../schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(t.TempDir(), "s.db"), string(schema), store.Options{Synchronous: "normal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng, err := engine.New(context.Background(), st, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
 }
 
 func byKey(s *entity.Snapshot) map[string]entity.Entity {
