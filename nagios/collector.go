@@ -125,7 +125,12 @@ func New(o Options, timeout time.Duration, dir string, logger *slog.Logger) (*Co
 func newCGI(o Options, timeout time.Duration) (*CGI, error) {
 	u, err := url.Parse(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("url: %w", err)
+		// url.Error quotes the whole URL, credentials and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("url: cannot parse it: %w", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("url: scheme must be http or https, not %q", u.Scheme)

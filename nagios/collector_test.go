@@ -70,6 +70,7 @@ func TestNewErrors(t *testing.T) {
 		{"both", Options{StatusFile: "s", URL: u}, "set one, not both"},
 		{"auth with file", Options{StatusFile: "s", User: "u"}, "only with url"},
 		{"bad scheme", Options{URL: "ftp://x/statusjson.cgi"}, "scheme must be http or https"},
+		{"unparsable url with credentials", Options{URL: "http://u:secret@127.0.0.1:bad/statusjson.cgi"}, "url: cannot parse it: invalid port"},
 		{"credentials in url", Options{URL: "http://u:secret@127.0.0.1/statusjson.cgi"}, "not in the URL"},
 		{"query in url", Options{URL: u + "?query=hostlist"}, "without a query"},
 		{"password twice", Options{URL: u, User: "u", Password: "p", PasswordEnv: "NAGIOS_TEST_SET"}, "set one, not both"},
