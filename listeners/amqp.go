@@ -323,3 +323,8 @@ func (r *logLimiter) log(l *slog.Logger, key string, level slog.Level, msg strin
 	}
 	l.Log(context.Background(), level, msg, args...)
 }
+
+var (
+	_ Listener       = (*amqpListener)(nil)
+	_ StatusReporter = (*amqpListener)(nil)
+)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -208,6 +209,7 @@ func (l *amqpListener) fill(ctx context.Context, batch *[]amqp.Delivery, deliver
 		defer t.Stop()
 		deadline = t.C
 	}
+	yielded := false
 	for len(*batch) < l.cfg.BatchSize {
 		select {
 		case d, ok := <-deliveries:
@@ -215,8 +217,16 @@ func (l *amqpListener) fill(ctx context.Context, batch *[]amqp.Delivery, deliver
 				return false
 			}
 			*batch = append(*batch, d)
+			yielded = false
 			continue
 		default:
+		}
+		// The library hands buffered deliveries over from a goroutine of
+		// its own: let it run once before deciding nothing is waiting.
+		if !yielded {
+			yielded = true
+			runtime.Gosched()
+			continue
 		}
 		if deadline == nil {
 			return true
@@ -247,14 +257,15 @@ func (l *amqpListener) handle(ctx context.Context, sink Sink, ch *amqp.Channel, 
 		lastTag uint64
 		good    int64
 	)
-	for _, d := range batch {
+	decoded := l.decodeAll(batch)
+	for i, d := range batch {
 		l.st.mu.Lock()
 		l.st.received++
 		if d.Redelivered {
 			l.st.redelivered++
 		}
 		l.st.mu.Unlock()
-		evs, derr := l.decode(d.Body)
+		evs, derr := decoded[i].evs, decoded[i].err
 		if derr != nil {
 			if err := l.settleBad(ch, d, derr); err != nil {
 				return false, err
@@ -297,6 +308,30 @@ func (l *amqpListener) handle(ctx context.Context, sink Sink, ch *amqp.Channel, 
 	l.st.lastMessage = time.Now().UTC()
 	l.st.mu.Unlock()
 	return false, nil
+}
+
+type decoded struct {
+	evs []entity.Event
+	err error
+}
+
+// decodeAll decodes a batch, in parallel when it is large: JSON decoding is
+// the listener's main cost.
+func (l *amqpListener) decodeAll(batch []amqp.Delivery) []decoded {
+	out := make([]decoded, len(batch))
+	workers := min(runtime.GOMAXPROCS(0), len(batch)/32+1)
+	chunk := (len(batch) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(batch); lo += chunk {
+		hi := min(lo+chunk, len(batch))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				out[i].evs, out[i].err = l.decode(batch[i].Body)
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 func (l *amqpListener) decode(body []byte) ([]entity.Event, error) {

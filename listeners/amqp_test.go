@@ -91,6 +91,12 @@ func (s *recSink) Apply(_ context.Context, evs []entity.Event) error {
 	return nil
 }
 
+func (s *recSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.events)
+}
+
 func (s *recSink) got() []entity.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,7 +1,6 @@
 package oslo
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -109,8 +108,8 @@ func (m *Mapper) Map(n *Notification) ([]entity.Event, error) {
 
 // payloadObject decodes the payload as a JSON object.
 func payloadObject(n *Notification) (map[string]any, error) {
-	var p map[string]any
-	if err := json.Unmarshal(n.Payload, &p); err != nil || p == nil {
+	p, ok := n.Payload.(map[string]any)
+	if !ok || p == nil {
 		return nil, fmt.Errorf("payload is not an object: %w", ErrBadPayload)
 	}
 	return p, nil

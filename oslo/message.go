@@ -69,56 +69,66 @@ type Notification struct {
 	Priority string
 	// Timestamp is the notifier's clock (UTC); zero when the message has none.
 	Timestamp time.Time
-	Payload   json.RawMessage
+	// Payload as decoded JSON (usually a map[string]any). Map does not
+	// modify it.
+	Payload any
 }
 
 // wire is the inner message; "metadata" holds message_id and timestamp in
 // the form an oslo.messaging endpoint receives (some recorded samples have
 // it).
 type wire struct {
-	MessageID   string          `json:"message_id"`
-	PublisherID string          `json:"publisher_id"`
-	EventType   string          `json:"event_type"`
-	Priority    string          `json:"priority"`
-	Timestamp   *string         `json:"timestamp"`
-	Payload     json.RawMessage `json:"payload"`
+	MessageID   string  `json:"message_id"`
+	PublisherID string  `json:"publisher_id"`
+	EventType   string  `json:"event_type"`
+	Priority    string  `json:"priority"`
+	Timestamp   *string `json:"timestamp"`
+	Payload     any     `json:"payload"`
 	Metadata    *struct {
 		MessageID string  `json:"message_id"`
 		Timestamp *string `json:"timestamp"`
 	} `json:"metadata"`
 }
 
+// body is a message body of either form, decoded in one pass: the envelope
+// keys, or the inner message's own.
+type body struct {
+	Version *json.RawMessage `json:"oslo.version"`
+	Message *json.RawMessage `json:"oslo.message"`
+	wire
+}
+
 // Decode parses one message body: the 2.0 envelope
 // {"oslo.version": "2.0", "oslo.message": "<json>"} or the plain inner
 // message, which oslo.messaging's own consumer accepts too.
-func Decode(body []byte) (*Notification, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+func Decode(raw []byte) (*Notification, error) {
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, fmt.Errorf("oslo: %w", ErrNotJSON)
 	}
-	inner := body
-	ver, hasVer := top["oslo.version"]
-	msg, hasMsg := top["oslo.message"]
+	var b body
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("oslo: %v: %w", err, ErrNotJSON)
+	}
+	w := &b.wire
 	// Like oslo's deserialize_msg: only a body with both keys is an envelope.
-	if hasVer && hasMsg {
+	if b.Version != nil && b.Message != nil {
 		var v, s string
-		if err := json.Unmarshal(ver, &v); err != nil {
-			return nil, fmt.Errorf("oslo: version %s: %w", ver, ErrBadEnvelope)
+		if err := json.Unmarshal(*b.Version, &v); err != nil {
+			return nil, fmt.Errorf("oslo: version %s: %w", *b.Version, ErrBadEnvelope)
 		}
 		if major, _, _ := strings.Cut(v, "."); major != "2" {
 			return nil, fmt.Errorf("oslo: version %q: %w", v, ErrBadEnvelope)
 		}
-		if err := json.Unmarshal(msg, &s); err != nil {
+		if err := json.Unmarshal(*b.Message, &s); err != nil {
 			return nil, fmt.Errorf("oslo: oslo.message is not a string: %w", ErrBadEnvelope)
 		}
-		inner = []byte(s)
-		if !json.Valid(inner) || !bytes.HasPrefix(bytes.TrimSpace(inner), []byte("{")) {
+		if t := strings.TrimLeft(s, " \t\r\n"); t == "" || t[0] != '{' {
 			return nil, fmt.Errorf("oslo: oslo.message is not a json object: %w", ErrBadEnvelope)
 		}
-	}
-	var w wire
-	if err := json.Unmarshal(inner, &w); err != nil {
-		return nil, fmt.Errorf("oslo: message: %v: %w", err, ErrNotJSON)
+		w = &wire{}
+		if err := json.Unmarshal([]byte(s), w); err != nil {
+			return nil, fmt.Errorf("oslo: oslo.message: %v: %w", err, ErrBadEnvelope)
+		}
 	}
 	if w.EventType == "" {
 		return nil, fmt.Errorf("oslo: %w", ErrNoEventType)

@@ -78,31 +78,50 @@ func (m *Mapper) cinderVolume(n *Notification) ([]entity.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	links := volumeLinks(p)
+	links, data := volumeLinks(p)
 	ev := m.event(n, TypeVolume, id, func(e *entity.Entity) {
 		e.Name = str(p, "display_name")
 		e.State = str(p, "status")
 		e.Project = str(p, "tenant_id")
 		e.Links = links
-		e.Data = p
+		e.Data = data
 	})
 	return []entity.Event{ev}, nil
 }
 
-// volumeLinks returns one "attached" link per attached server. Cinder
-// sends its VolumeAttachment objects (instance_uuid, attach_status, and the
-// whole volume again, with provider_auth: that copy is dropped from data);
-// some recorded samples use server_id as the API does.
-func volumeLinks(p map[string]any) []entity.Link {
+// volumeLinks returns one "attached" link per attached server, and the
+// payload as entity data. Cinder sends its VolumeAttachment objects
+// (instance_uuid, attach_status, and the whole volume again, with
+// provider_auth: the data leaves that copy out); some recorded samples use
+// server_id as the API does. p is not modified.
+func volumeLinks(p map[string]any) ([]entity.Link, map[string]any) {
 	atts, _ := p["volume_attachment"].([]any)
 	var links []entity.Link
 	seen := map[string]bool{}
+	data := p
+	if len(atts) > 0 {
+		data = make(map[string]any, len(p))
+		for k, v := range p {
+			data[k] = v
+		}
+		data["volume_attachment"] = make([]any, 0, len(atts))
+	}
 	for _, a := range atts {
 		att, ok := a.(map[string]any)
 		if !ok {
+			data["volume_attachment"] = append(data["volume_attachment"].([]any), a)
 			continue
 		}
-		delete(att, "volume")
+		if _, has := att["volume"]; has {
+			c := make(map[string]any, len(att))
+			for k, v := range att {
+				if k != "volume" {
+					c[k] = v
+				}
+			}
+			att = c
+		}
+		data["volume_attachment"] = append(data["volume_attachment"].([]any), att)
 		if str(att, "attach_status") == "detached" {
 			continue
 		}
@@ -116,7 +135,7 @@ func volumeLinks(p map[string]any) []entity.Link {
 		seen[srv] = true
 		links = append(links, entity.Link{Key: entity.MakeKey(TypeInstance, srv), Relation: "attached"})
 	}
-	return links
+	return links, data
 }
 
 // heatStack maps orchestration.stack.* (heat's format_notification_body:
