@@ -2,10 +2,17 @@ package listeners
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -373,5 +380,33 @@ func TestAMQPOsloNotifier(t *testing.T) {
 	}
 	if bad := l.Status()["bad"].(map[string]int64); bad["unknown_event_type"] != 1 {
 		t.Fatalf("bad: %v", bad)
+	}
+}
+
+func TestAMQPConfigTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := newTestListener(t, "bus", fmt.Sprintf("urls: [\"rabbit://u:p@broker:5671/\"]\ntls: {ca_file: %q, server_name: broker}\n", ca))
+	if !strings.HasPrefix(l.urls[0], "amqps://") || l.tls == nil || l.tls.RootCAs == nil || l.tls.ServerName != "broker" {
+		t.Fatalf("urls %v tls %+v", l.urls, l.tls)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte("name: bus\ntype: amqp\nurls: [\"amqps://h/\"]\ntls: {cert_file: c.pem}\n"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New("amqp", Settings{Name: "bus", Node: doc.Content[0], Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cert_file and key_file go together") {
+		t.Fatalf("err = %v", err)
 	}
 }
