@@ -257,6 +257,7 @@ func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 	for attempt := 0; ; attempt++ {
 		i := attempt % len(l.urls)
 		l.setState("connecting", l.hosts[i], nil)
+		began := time.Now()
 		consumed, err := l.session(ctx, sink, i)
 		if ctx.Err() != nil {
 			l.setState("stopped", "", nil)
@@ -269,7 +270,9 @@ func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 		}
 		l.setState("reconnecting", l.hosts[i], err)
 		l.st.add(&l.st.reconnects, 1)
-		if consumed {
+		// A broker that accepts and then drops us at once is not "back":
+		// only a session that lasted resets the back-off.
+		if consumed && time.Since(began) > 10*time.Second {
 			backoff = l.cfg.MinBackoff.D()
 		}
 		l.limit.log(l.log, "connection", slog.LevelWarn, "amqp connection lost, reconnecting",
