@@ -1,9 +1,13 @@
 package listeners
 
 import (
+	"bytes"
+	"compress/bzip2"
+	"compress/zlib"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -326,7 +330,7 @@ func (l *amqpListener) decodeAll(batch []amqp.Delivery) []decoded {
 		hi := min(lo+chunk, len(batch))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				out[i].evs, out[i].err = l.decode(batch[i].Body)
+				out[i].evs, out[i].err = l.decode(batch[i])
 			}
 		})
 	}
@@ -334,7 +338,11 @@ func (l *amqpListener) decodeAll(batch []amqp.Delivery) []decoded {
 	return out
 }
 
-func (l *amqpListener) decode(body []byte) ([]entity.Event, error) {
+func (l *amqpListener) decode(d amqp.Delivery) ([]entity.Event, error) {
+	body, err := decompress(d)
+	if err != nil {
+		return nil, err
+	}
 	n, err := oslo.Decode(body)
 	if err != nil {
 		return nil, err
@@ -346,6 +354,9 @@ func (l *amqpListener) decode(body []byte) ([]entity.Event, error) {
 // the queue: to the dead-letter exchange when there is one.
 func (l *amqpListener) settleBad(ch *amqp.Channel, d amqp.Delivery, derr error) error {
 	kind := oslo.Kind(derr)
+	if errors.Is(derr, errCompression) {
+		kind = "bad_compression"
+	}
 	l.st.mu.Lock()
 	l.st.bad[kind]++
 	l.st.mu.Unlock()
@@ -374,4 +385,40 @@ func connErr(closed <-chan *amqp.Error) error {
 	case <-time.After(100 * time.Millisecond):
 	}
 	return errors.New("amqp: connection closed")
+}
+
+// errCompression: a compressed body that cannot be read.
+var errCompression = errors.New("bad compression")
+
+// maxBody bounds a decompressed body.
+const maxBody = 64 << 20
+
+// decompress undoes oslo.messaging's kombu_compression: kombu sets the
+// "compression" header; its "gzip" is a zlib stream.
+func decompress(d amqp.Delivery) ([]byte, error) {
+	c, _ := d.Headers["compression"].(string)
+	var r io.Reader
+	switch c {
+	case "":
+		return d.Body, nil
+	case "application/x-gzip":
+		zr, err := zlib.NewReader(bytes.NewReader(d.Body))
+		if err != nil {
+			return nil, fmt.Errorf("amqp: %s: %v: %w", c, err, errCompression)
+		}
+		defer zr.Close()
+		r = zr
+	case "application/x-bz2":
+		r = bzip2.NewReader(bytes.NewReader(d.Body))
+	default:
+		return nil, fmt.Errorf("amqp: compression %q not supported (use gzip or bzip2): %w", c, errCompression)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("amqp: %s: %v: %w", c, err, errCompression)
+	}
+	if len(b) > maxBody {
+		return nil, fmt.Errorf("amqp: %s: body over %d bytes: %w", c, maxBody, errCompression)
+	}
+	return b, nil
 }

@@ -1,7 +1,7 @@
 """Publish notifications with Debian's oslo.messaging, as an OpenStack
 service does: Notifier(driver='messagingv2') on a rabbit:// transport.
 
-usage: oslo_notify.py EXCHANGE TOPIC < messages.json
+usage: oslo_notify.py EXCHANGE TOPIC [KOMBU_COMPRESSION] < messages.json
 messages.json: [{"publisher_id": ..., "event_type": ..., "payload": {...},
                  "priority": "info"}, ...]
 EXCHANGE is the control_exchange (nova, neutron, openstack, ...).
@@ -21,6 +21,10 @@ def main():
     conf = cfg.ConfigOpts()
     conf([], project='synchronizer-test')
     transport = oslo_messaging.get_notification_transport(conf, url=URL)
+    if len(sys.argv) > 3:
+        # Read when the driver's first connection is made.
+        conf.set_override('kombu_compression', sys.argv[3],
+                          group='oslo_messaging_rabbit')
     try:
         for m in json.load(sys.stdin):
             notifier = oslo_messaging.Notifier(
