@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -297,34 +296,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// logLimiter logs one line per key at most every 10s and says how many it
-// held back.
-type logLimiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-	held map[string]int
-}
-
-func (r *logLimiter) log(l *slog.Logger, key string, level slog.Level, msg string, args ...any) {
-	r.mu.Lock()
-	if r.last == nil {
-		r.last, r.held = map[string]time.Time{}, map[string]int{}
-	}
-	now := time.Now()
-	if now.Sub(r.last[key]) < 10*time.Second {
-		r.held[key]++
-		r.mu.Unlock()
-		return
-	}
-	held := r.held[key]
-	r.last[key], r.held[key] = now, 0
-	r.mu.Unlock()
-	if held > 0 {
-		args = append(args, "suppressed", held)
-	}
-	l.Log(context.Background(), level, msg, args...)
 }
 
 var (

@@ -1,0 +1,95 @@
+package listeners
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// amqpStats are the figures of `status`. No URL with credentials goes in.
+type amqpStats struct {
+	mu            sync.Mutex
+	state, broker string
+	lastErr       string
+	since         time.Time
+	received      int64
+	events        int64
+	acked         int64
+	ignored       int64
+	redelivered   int64
+	deadLettered  int64
+	batches       int64
+	applyErrors   int64
+	reconnects    int64
+	bad           map[string]int64
+	lastMessage   time.Time
+}
+
+func (s *amqpStats) add(p *int64, n int64) {
+	s.mu.Lock()
+	*p += n
+	s.mu.Unlock()
+}
+
+func (s *amqpStats) snapshot(queue string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bad := make(map[string]int64, len(s.bad))
+	var total int64
+	for k, v := range s.bad {
+		bad[k] = v
+		total += v
+	}
+	m := map[string]any{
+		"state": s.state, "broker": s.broker, "queue": queue, "state_since": s.since,
+		"received": s.received, "events": s.events, "acked": s.acked, "ignored": s.ignored,
+		"redelivered": s.redelivered, "dead_lettered": s.deadLettered, "batches": s.batches,
+		"apply_errors": s.applyErrors, "reconnects": s.reconnects,
+		"bad": bad, "bad_total": total, "last_error": s.lastErr,
+	}
+	if !s.lastMessage.IsZero() {
+		m["last_message_at"] = s.lastMessage
+	}
+	return m
+}
+
+func (l *amqpListener) setState(state, broker string, err error) {
+	l.st.mu.Lock()
+	defer l.st.mu.Unlock()
+	if l.st.state != state {
+		l.st.since = time.Now().UTC()
+	}
+	l.st.state, l.st.broker = state, broker
+	if err != nil {
+		l.st.lastErr = err.Error()
+	}
+}
+
+// logLimiter logs one line per key at most every 10s and says how many it
+// held back.
+type logLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	held map[string]int
+}
+
+func (r *logLimiter) log(l *slog.Logger, key string, level slog.Level, msg string, args ...any) {
+	r.mu.Lock()
+	if r.last == nil {
+		r.last, r.held = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if now.Sub(r.last[key]) < 10*time.Second {
+		r.held[key]++
+		r.mu.Unlock()
+		return
+	}
+	held := r.held[key]
+	r.last[key], r.held[key] = now, 0
+	r.mu.Unlock()
+	if held > 0 {
+		args = append(args, "suppressed", held)
+	}
+	l.Log(context.Background(), level, msg, args...)
+}
