@@ -53,9 +53,9 @@ type Result struct {
 	Seq int64 `json:"seq"`
 }
 
-// prepared is an entity ready to compare: normalized, hashed.
+// prepared is an entity ready to compare: normalized in place, hashed.
 type prepared struct {
-	ent  entity.Entity
+	ent  *entity.Entity
 	hash [16]byte
 	core [16]byte
 }
@@ -105,9 +105,11 @@ func (e *Engine) prepareAll(ents []entity.Entity, source string, observed time.T
 	return out, nil
 }
 
+// prepare normalizes src in place (the snapshot is the engine's once handed
+// over) and hashes it.
 func prepare(p *prepared, src *entity.Entity, source string, observed time.Time, volatile map[string][]string) error {
-	p.ent = *src
-	en := &p.ent
+	p.ent = src
+	en := src
 	if en.Type == "" || strings.Contains(en.Type, ":") {
 		return fmt.Errorf("%w: type %q (key %q): must be non-empty and contain no ':'", ErrInvalidEntity, en.Type, en.Key)
 	}
@@ -135,9 +137,7 @@ func prepare(p *prepared, src *entity.Entity, source string, observed time.Time,
 	for _, f := range volatile[en.Type] {
 		dropField(en.Data, f)
 	}
-	full, core := Hashes(en)
-	hex.Decode(p.hash[:], []byte(full))
-	hex.Decode(p.core[:], []byte(core))
+	p.hash, p.core = hashes(en)
 	return nil
 }
 
@@ -489,12 +489,7 @@ func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) e
 				if c.p == nil {
 					continue
 				}
-				b, err := json.Marshal(&c.p.ent)
-				if err != nil {
-					errs[w] = fmt.Errorf("encode %s: %w", c.p.ent.Key, err)
-					return
-				}
-				c.json = b
+				c.json = appendEntity(make([]byte, 0, 1024), c.p.ent)
 			}
 		}(w)
 	}

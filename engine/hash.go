@@ -50,6 +50,11 @@ type hasher struct {
 // Hashes returns the content hash and the core hash of e as 32 hex digits
 // (the first 128 bits of SHA-256).
 func Hashes(e *entity.Entity) (full, core string) {
+	f, c := hashes(e)
+	return hex.EncodeToString(f[:]), hex.EncodeToString(c[:])
+}
+
+func hashes(e *entity.Entity) (full, core [16]byte) {
 	hs := hasherPool.Get().(*hasher)
 	defer hasherPool.Put(hs)
 	hs.h.Reset()
@@ -64,7 +69,7 @@ func Hashes(e *entity.Entity) (full, core string) {
 	// Sum leaves the digest's state alone, so data continues the same
 	// stream: the full hash covers core fields and data.
 	hs.h.Sum(sum[:0])
-	core = hex.EncodeToString(sum[:16])
+	copy(core[:], sum[:16])
 	if e.Data == nil {
 		hs.buf = append(hs.buf, 'm', 0)
 	} else {
@@ -72,7 +77,8 @@ func Hashes(e *entity.Entity) (full, core string) {
 	}
 	hs.flush()
 	hs.h.Sum(sum[:0])
-	return hex.EncodeToString(sum[:16]), core
+	copy(full[:], sum[:16])
+	return full, core
 }
 
 func (hs *hasher) flush() {

@@ -125,4 +125,3 @@ func TestHashCanonicalForm(t *testing.T) {
 }
 
 func hashOf(e entity.Entity) string { h, _ := Hashes(&e); return h }
-

@@ -90,12 +90,12 @@ func (b backend) Status(ctx context.Context) (any, error) {
 	}
 	conns, subs, queued := sc.rpc.Stats()
 	st := map[string]any{
-		"pid":        sc.pid,
-		"started_at": sc.started.UTC(),
-		"socket":     sc.socket,
-		"database":   sc.store.Path(),
-		"entities":   sc.engine.Len(),
-		"counts":     sc.engine.Counts(),
+		"pid":          sc.pid,
+		"started_at":   sc.started.UTC(),
+		"socket":       sc.socket,
+		"database":     sc.store.Path(),
+		"entities":     sc.engine.Len(),
+		"counts":       sc.engine.Counts(),
 		"held_deletes": sc.engine.Held(),
 		"change_log": map[string]any{
 			"first_seq": pruned + 1,

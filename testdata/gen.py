@@ -37,4 +37,4 @@ for i in range(n):
             "hostId": "2091634baaccdc4c5a1d57069c833e402921df696b7f970791b12ec6",
         },
     })
-json.dump({"entities": ents, "types": ["nova.instance"]}, sys.stdout)
+sys.stdout.write(json.dumps({"entities": ents, "types": ["nova.instance"]}))

@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
+)
+
+// appendEntity appends the entity's JSON object, the same document that
+// json.Marshal(e) produces (fields in struct order, object keys sorted), but
+// without reflection: encoding a changed entity is on the hot path of every
+// large snapshot, and encoding/json spends most of its time in reflection
+// and in sorting reflect.Values.
+func appendEntity(b []byte, e *entity.Entity) []byte {
+	b = append(b, `{"key":`...)
+	b = appendString(b, e.Key)
+	b = append(b, `,"type":`...)
+	b = appendString(b, e.Type)
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"name":`...)
+	b = appendString(b, e.Name)
+	b = append(b, `,"parent_key":`...)
+	b = appendString(b, e.ParentKey)
+	b = append(b, `,"state":`...)
+	b = appendString(b, e.State)
+	b = append(b, `,"project":`...)
+	b = appendString(b, e.Project)
+	b = append(b, `,"timestamp":"`...)
+	b = e.Timestamp.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","source":`...)
+	b = appendString(b, e.Source)
+	b = append(b, `,"data":`...)
+	if e.Data == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendValue(b, e.Data)
+	}
+	if len(e.Links) > 0 {
+		b = append(b, `,"links":[`...)
+		for i, l := range e.Links {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"key":`...)
+			b = appendString(b, l.Key)
+			b = append(b, `,"relation":`...)
+			b = appendString(b, l.Relation)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func appendValue(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case bool:
+		return strconv.AppendBool(b, x)
+	case string:
+		return appendString(b, x)
+	case float64:
+		return appendFloat(b, x)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10)
+	case int64:
+		return strconv.AppendInt(b, x, 10)
+	case json.Number:
+		if x == "" {
+			return append(b, '0')
+		}
+		return append(b, x...)
+	case map[string]any:
+		b = append(b, '{')
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendValue(b, x[k])
+		}
+		return append(b, '}')
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendValue(b, e)
+		}
+		return append(b, ']')
+	default:
+		j, err := json.Marshal(v)
+		if err != nil {
+			return append(b, "null"...)
+		}
+		return append(b, j...)
+	}
+}
+
+// appendFloat formats like encoding/json.
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return append(b, "null"...) // not representable in JSON
+	}
+	abs := math.Abs(f)
+	fmt := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		fmt = 'e'
+	}
+	n := len(b)
+	b = strconv.AppendFloat(b, f, fmt, -1, 64)
+	if fmt == 'e' {
+		// clean up e-09 to e-9
+		m := len(b) - n
+		if m >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
+			b[len(b)-2] = b[len(b)-1]
+			b = b[:len(b)-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string with encoding/json's escaping
+// (HTML-safe, invalid UTF-8 replaced by U+FFFD).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
