@@ -103,7 +103,7 @@ func declareErr(what string, durable bool, err error) error {
 	switch ae.Code {
 	case amqp.PreconditionFailed:
 		return fmt.Errorf("amqp: declare %s: it exists with other settings: set durable (now %t) to the deployment's "+
-			"amqp_durable_queues, auto_delete to amqp_auto_delete, or delete the old queue: %s: %w", what, durable, ae.Reason, errFatal)
+			"amqp_durable_queues, auto_delete to amqp_auto_delete, or delete the old one: %s: %w", what, durable, ae.Reason, errFatal)
 	case amqp.NotFound, amqp.AccessRefused:
 		return fmt.Errorf("amqp: declare %s: %s: %w", what, ae.Reason, errFatal)
 	}
@@ -132,7 +132,7 @@ func (l *amqpListener) consume(ctx context.Context, sink Sink, ch *amqp.Channel,
 			return connErr(closed)
 		}
 		failed, err := l.handle(ctx, sink, ch, batch)
-		if err != nil {
+		if err != nil || ctx.Err() != nil {
 			return err
 		}
 		if !failed {
