@@ -141,6 +141,7 @@ func newTestListener(t testing.TB, name, conf string) *amqpListener {
 // Run's result (also called at cleanup).
 func run(t testing.TB, l *amqpListener, sink Sink) (stop func() error) {
 	t.Helper()
+	admin(t) // fails with a clear message when the broker is not there
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx, sink) }()
