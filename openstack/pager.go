@@ -1,13 +1,13 @@
 package openstack
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"strconv"
+	"sync"
 )
 
 // maxPages stops a listing whose links go round in circles.
@@ -122,80 +122,136 @@ func sameHost(base *url.URL, href string) (string, error) {
 	return u.String(), nil
 }
 
-// decodePage streams one page: each element of the array under key goes to
-// visit as soon as it is decoded, so memory is bounded by one item beyond
-// what visit keeps. The href of the "next" link of <key>_links is stored in
-// next.
+// pageBuffers are reused between pages: a page's bytes are only read
+// while it is parsed (strings are copied out of them).
+var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPageBytes bounds one page body.
+const maxPageBytes = 1 << 30
+
+// decodePage reads one page and hands each element of the array under key
+// to visit. The href of the "next" link of <key>_links is stored in next.
+// Memory is bounded by the page: its bytes plus the decoded items.
 func decodePage(r io.Reader, key string, visit func(map[string]any) error, next *string) error {
-	dec := json.NewDecoder(r)
-	dec.UseNumber()
-	if err := expectDelim(dec, '{'); err != nil {
+	buf := pageBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 64<<20 {
+			pageBuffers.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(io.LimitReader(r, maxPageBytes+1)); err != nil {
 		return err
 	}
+	if buf.Len() > maxPageBytes {
+		return fmt.Errorf("page larger than %d bytes", maxPageBytes)
+	}
+	p := newParser(buf.Bytes())
+	p.ws()
+	if p.i >= len(p.b) || p.b[p.i] != '{' {
+		return p.fail("expected an object")
+	}
+	p.i++
 	found := false
-	for dec.More() {
-		t, err := dec.Token()
+	for first := true; ; first = false {
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == '}' && first {
+			p.i++
+			break
+		}
+		if p.i >= len(p.b) || p.b[p.i] != '"' {
+			return p.fail("expected object key")
+		}
+		k, err := p.str(true)
 		if err != nil {
 			return err
 		}
-		k, _ := t.(string)
+		p.ws()
+		if p.i >= len(p.b) || p.b[p.i] != ':' {
+			return p.fail("expected ':'")
+		}
+		p.i++
 		switch k {
 		case key:
 			found = true
-			if err := expectDelim(dec, '['); err != nil {
-				return fmt.Errorf("%q: %w", key, err)
-			}
-			for dec.More() {
-				var obj map[string]any
-				if err := dec.Decode(&obj); err != nil {
-					return err
-				}
-				if obj == nil {
-					return fmt.Errorf("%q: null item", key)
-				}
-				if err := visit(obj); err != nil {
-					return err
-				}
-			}
-			if _, err := dec.Token(); err != nil {
+			if err := decodeItems(p, key, visit); err != nil {
 				return err
 			}
 		case key + "_links":
-			var links []struct {
-				Href string `json:"href"`
-				Rel  string `json:"rel"`
+			v, err := p.value(1)
+			if err != nil {
+				return err
 			}
-			if err := dec.Decode(&links); err != nil {
-				return fmt.Errorf("%q: %w", k, err)
-			}
+			links, _ := v.([]any)
 			for _, l := range links {
-				if l.Rel == "next" {
-					*next = l.Href
+				if m, ok := l.(map[string]any); ok && str(m, "rel") == "next" {
+					*next = str(m, "href")
 				}
 			}
 		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
+			if _, err := p.value(1); err != nil {
 				return err
 			}
 		}
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.i < len(p.b) && p.b[p.i] == '}' {
+			p.i++
+			break
+		}
+		return p.fail("expected ',' or '}'")
+	}
+	p.ws()
+	if p.i != len(p.b) {
+		return p.fail("data after the page")
 	}
 	if !found {
 		return fmt.Errorf("no %q in the response", key)
 	}
-	_, err := dec.Token()
-	return err
+	return nil
 }
 
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	t, err := dec.Token()
-	if err != nil {
-		return err
+// decodeItems parses the array of item objects of a page.
+func decodeItems(p *parser, key string, visit func(map[string]any) error) error {
+	p.ws()
+	if p.i >= len(p.b) || p.b[p.i] != '[' {
+		return fmt.Errorf("%q: %w", key, p.fail("expected an array"))
 	}
-	if d, ok := t.(json.Delim); !ok || d != want {
-		return errors.New("unexpected JSON: want " + string(want))
+	p.i++
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == ']' {
+		p.i++
+		return nil
 	}
-	return nil
+	for {
+		p.ws()
+		if p.i >= len(p.b) || p.b[p.i] != '{' {
+			return fmt.Errorf("%q: %w", key, p.fail("expected an object item"))
+		}
+		obj, err := p.object(1)
+		if err != nil {
+			return err
+		}
+		if err := visit(obj); err != nil {
+			return err
+		}
+		p.ws()
+		if p.i >= len(p.b) {
+			return p.fail("unexpected end in array")
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+		case ']':
+			p.i++
+			return nil
+		default:
+			return p.fail("expected ',' or ']'")
+		}
+	}
 }
 
 // withQuery adds query parameters to a URL.

@@ -1,7 +1,7 @@
 package openstacktest
 
 import (
-	"bytes"
+	"bufio"
 	"crypto/rand"
 	"embed"
 	"encoding/json"
@@ -249,33 +249,34 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, coll string) 
 	q := r.URL.Query()
 	s.mu.Lock()
 	items, _, size, err := s.window(coll, q)
-	var buf bytes.Buffer
-	if err == nil {
-		buf.WriteString(`{"` + l.key + `": [`)
-		for i, it := range items {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			buf.Write(it.raw)
-		}
-		buf.WriteByte(']')
-		// Like nova, neutron and cinder: a full page has a next link, so a
-		// listing whose size is a multiple of the page ends on an empty page.
-		if l.links && len(items) > 0 && len(items) == size {
-			q.Set("limit", strconv.Itoa(size))
-			q.Set("marker", items[len(items)-1].id)
-			next := s.URL + r.URL.Path + "?" + q.Encode()
-			link, _ := json.Marshal([]map[string]string{{"href": next, "rel": "next"}})
-			buf.WriteString(`, "` + l.key + `_links": `)
-			buf.Write(link)
-		}
-		buf.WriteByte('}')
-	}
+	// Items are immutable once made (Update replaces them), so the page can
+	// be written after the lock is released.
+	items = append([]item(nil), items...)
 	s.mu.Unlock()
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"badRequest": map[string]any{"code": 400, "message": err.Error()}})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(buf.Bytes())
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(`{"` + l.key + `": [`)
+	for i, it := range items {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(it.raw)
+	}
+	bw.WriteByte(']')
+	// Like nova, neutron and cinder: a full page has a next link, so a
+	// listing whose size is a multiple of the page ends on an empty page.
+	if l.links && len(items) > 0 && len(items) == size {
+		q.Set("limit", strconv.Itoa(size))
+		q.Set("marker", items[len(items)-1].id)
+		next := s.URL + r.URL.Path + "?" + q.Encode()
+		link, _ := json.Marshal([]map[string]string{{"href": next, "rel": "next"}})
+		bw.WriteString(`, "` + l.key + `_links": `)
+		bw.Write(link)
+	}
+	bw.WriteByte('}')
+	_ = bw.Flush()
 }
