@@ -24,12 +24,12 @@ CREATE TABLE IF NOT EXISTS baseline (
 ) WITHOUT ROWID;
 
 -- The latest full entity per key, as JSON (the contract's entity object).
+-- Keys start with "<type>:", so a type is a key range: no index on type.
 CREATE TABLE IF NOT EXISTS entities (
     key    TEXT PRIMARY KEY,
     type   TEXT NOT NULL,
     entity TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS entities_type ON entities(type);
+) WITHOUT ROWID;
 
 -- The change log. seq is assigned by the synchronizer, strictly increasing
 -- and never reused; entity is the entity as of the change (for a delete: as

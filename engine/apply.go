@@ -400,64 +400,97 @@ func (e *Engine) DeleteSource(ctx context.Context, source string) (Result, error
 func fmtTime(t time.Time) string { return t.UTC().Format(store.TimeFormat) }
 
 // commit writes changes in batches of BatchSize, one transaction each, and
-// publishes each batch after its commit. Caller holds e.mu.
+// publishes each batch after its commit. Encoding the next batch overlaps
+// with committing this one: SQLite's single writer is the limit of a large
+// apply, so the JSON work is kept off its path. Caller holds e.mu.
 func (e *Engine) commit(ctx context.Context, changes []pending, touches []store.Touch, now time.Time, res *Result) error {
-	if err := e.encode(ctx, changes, now); err != nil {
-		return err
-	}
-	at := fmtTime(now)
-	for len(changes) > 0 || len(touches) > 0 {
+	var batches [][]pending
+	for len(changes) > 0 {
 		n := min(len(changes), e.o.BatchSize)
-		batch := changes[:n]
+		batches = append(batches, changes[:n])
 		changes = changes[n:]
-		rows := make([]store.Row, len(batch))
-		pubs := make([]Published, len(batch))
-		seq := e.lastSeq
-		for i := range batch {
-			c := &batch[i]
-			seq++
-			row := store.Row{Seq: seq, Action: c.action, At: at, Entity: c.json}
-			if c.p != nil {
-				row.Key, row.Type, row.Source = c.p.ent.Key, c.p.ent.Type, c.p.ent.Source
-				row.Hash, row.CoreHash = hex.EncodeToString(c.p.hash[:]), hex.EncodeToString(c.p.core[:])
-				row.ObservedAt = fmtTime(c.p.ent.Timestamp)
-			} else {
-				row.Key, row.Type, row.Source = c.key, c.typ, c.source
+	}
+	encoded := make([]chan error, len(batches))
+	for i := range encoded {
+		encoded[i] = make(chan error, 1)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i, b := range batches {
+			select {
+			case <-stop:
+				return
+			default:
 			}
-			rows[i] = row
-			pubs[i] = Published{Seq: seq, Type: row.Type, JSON: changeJSON(seq, c.action, c.json)}
+			encoded[i] <- e.encode(ctx, b, now)
 		}
-		if err := e.st.Commit(ctx, rows, touches); err != nil {
+	}()
+	at := fmtTime(now)
+	for i, batch := range batches {
+		if err := <-encoded[i]; err != nil {
+			return err
+		}
+		if err := e.commitBatch(ctx, batch, touches, at, res); err != nil {
 			return err
 		}
 		touches = nil
-		e.lastSeq = seq
-		for i := range batch {
-			c := &batch[i]
-			switch c.action {
-			case entity.Delete:
-				delete(e.idx, c.key)
-				res.Deleted++
-			default:
-				e.idx[c.p.ent.Key] = rec{hash: c.p.hash, core: c.p.core, observed: c.p.ent.Timestamp.UnixNano(),
-					source: e.intern(c.p.ent.Source), typ: e.intern(c.p.ent.Type)}
-				if c.action == entity.Create {
-					res.Created++
-				} else {
-					res.Updated++
-				}
-			}
-		}
-		if e.pub != nil && len(pubs) > 0 {
-			e.pub.Publish(pubs)
+	}
+	if len(touches) > 0 {
+		if err := e.commitBatch(ctx, nil, touches, at, res); err != nil {
+			return err
 		}
 	}
 	res.Seq = e.lastSeq
 	return nil
 }
 
-// encode marshals the entities of changes on all cores. A delete carries the
-// entity as last stored, so consumers know what went away.
+func (e *Engine) commitBatch(ctx context.Context, batch []pending, touches []store.Touch, at string, res *Result) error {
+	rows := make([]store.Row, len(batch))
+	pubs := make([]Published, len(batch))
+	seq := e.lastSeq
+	for i := range batch {
+		c := &batch[i]
+		seq++
+		row := store.Row{Seq: seq, Action: c.action, At: at, Entity: c.json}
+		if c.p != nil {
+			row.Key, row.Type, row.Source = c.p.ent.Key, c.p.ent.Type, c.p.ent.Source
+			row.Hash, row.CoreHash = hex.EncodeToString(c.p.hash[:]), hex.EncodeToString(c.p.core[:])
+			row.ObservedAt = fmtTime(c.p.ent.Timestamp)
+		} else {
+			row.Key, row.Type, row.Source = c.key, c.typ, c.source
+		}
+		rows[i] = row
+		pubs[i] = Published{Seq: seq, Type: row.Type, JSON: changeJSON(seq, c.action, c.json)}
+	}
+	if err := e.st.Commit(ctx, rows, touches); err != nil {
+		return err
+	}
+	e.lastSeq = seq
+	for i := range batch {
+		c := &batch[i]
+		switch c.action {
+		case entity.Delete:
+			delete(e.idx, c.key)
+			res.Deleted++
+		default:
+			e.idx[c.p.ent.Key] = rec{hash: c.p.hash, core: c.p.core, observed: c.p.ent.Timestamp.UnixNano(),
+				source: e.intern(c.p.ent.Source), typ: e.intern(c.p.ent.Type)}
+			if c.action == entity.Create {
+				res.Created++
+			} else {
+				res.Updated++
+			}
+		}
+	}
+	if e.pub != nil && len(pubs) > 0 {
+		e.pub.Publish(pubs)
+	}
+	return nil
+}
+
+// encode marshals the entities of one batch on all cores. A delete carries
+// the entity as last stored, so consumers know what went away.
 func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) error {
 	for i := range changes {
 		c := &changes[i]
@@ -470,7 +503,7 @@ func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) e
 		}
 		if b == nil {
 			typ, id := entity.SplitKey(c.key)
-			b, _ = json.Marshal(entity.Entity{Key: c.key, Type: typ, ID: id, Source: c.source, Data: map[string]any{}})
+			b = appendEntity(nil, &entity.Entity{Key: c.key, Type: typ, ID: id, Source: c.source, Data: map[string]any{}})
 		}
 		if c.obs.IsZero() {
 			c.obs = now
@@ -479,22 +512,19 @@ func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) e
 	}
 	workers := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
-	errs := make([]error, workers)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < len(changes); i += workers {
-				c := &changes[i]
-				if c.p == nil {
-					continue
+				if c := &changes[i]; c.p != nil {
+					c.json = appendEntity(make([]byte, 0, 1024), c.p.ent)
 				}
-				c.json = appendEntity(make([]byte, 0, 1024), c.p.ent)
 			}
 		}(w)
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // withTimestamp sets the timestamp of a stored entity's JSON to when its
