@@ -1,6 +1,7 @@
 package openstack
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -88,6 +89,11 @@ func retryable(err error) bool {
 	var te *timeoutError
 	if errors.As(err, &te) {
 		return true
+	}
+	// A certificate that fails verification fails again.
+	var ce *tls.CertificateVerificationError
+	if errors.As(err, &ce) {
+		return false
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {
