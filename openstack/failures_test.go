@@ -243,3 +243,16 @@ func TestMicroversionLadder(t *testing.T) {
 		t.Error("fell back on a 500")
 	}
 }
+
+// A role that may not read hypervisors still gets its hosts.
+func TestHypervisorsForbidden(t *testing.T) {
+	f := newFixture(t, openstacktest.Options{}, func(o *Options) { o.Types = []string{TypeHost} })
+	f.srv.Fail(openstacktest.Hypervisors, openstacktest.Failure{Mode: openstacktest.NotFound})
+	snap := f.collect(t)
+	if len(snap.Types) != 1 || len(snap.Entities) != 2 {
+		t.Fatalf("types %v, %d hosts", snap.Types, len(snap.Entities))
+	}
+	if _, ok := snap.Entities[0].Data["hypervisors"]; ok {
+		t.Error("hypervisors merged though unavailable")
+	}
+}
