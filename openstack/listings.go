@@ -125,4 +125,3 @@ func (c *Collector) listHosts(ctx context.Context, ep string, limit []string) ([
 	})
 	return out, hn + sn, err
 }
-
