@@ -71,6 +71,10 @@ type Config struct {
 	Dir  string `yaml:"-"`
 	// Hash is the SHA-256 of the file's bytes, hex.
 	Hash string `yaml:"-"`
+
+	// root is the parsed document, kept to name the line of a setting in
+	// validation errors.
+	root *yaml.Node
 }
 
 // Common holds the settings every collector has. Collector-specific settings
@@ -153,15 +157,18 @@ func Parse(b []byte, path string) (*Config, error) {
 		Listeners  []yaml.Node `yaml:"listeners"`
 	}
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w: %v", path, ErrInvalid, err)
+		return nil, fmt.Errorf("%s: %w: %s", path, ErrInvalid, yamlError(err))
 	}
 	raw.Config.Path, raw.Config.Dir, raw.Config.Hash = c.Path, c.Dir, c.Hash
 	*c = raw.Config
+	if len(doc.Content) > 0 {
+		c.root = doc.Content[0]
+	}
 	for i := range raw.Collectors {
 		n := &raw.Collectors[i]
 		var col Collector
 		if err := n.Decode(&col.Common); err != nil {
-			return nil, fmt.Errorf("%s: %w: collectors[%d]: %v", path, ErrInvalid, i, err)
+			return nil, fmt.Errorf("%s: %w: collectors[%d]: %s", path, ErrInvalid, i, yamlError(err))
 		}
 		col.Node = n
 		c.Collectors = append(c.Collectors, col)
@@ -170,7 +177,7 @@ func Parse(b []byte, path string) (*Config, error) {
 		n := &raw.Listeners[i]
 		var l Listener
 		if err := n.Decode(&l); err != nil {
-			return nil, fmt.Errorf("%s: %w: listeners[%d]: %v", path, ErrInvalid, i, err)
+			return nil, fmt.Errorf("%s: %w: listeners[%d]: %s", path, ErrInvalid, i, yamlError(err))
 		}
 		l.Node = n
 		c.Listeners = append(c.Listeners, l)
@@ -246,22 +253,40 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, field, msg))
 	}
 	if _, err := c.FileMode(); err != nil {
-		bad(0, "socket_mode", "%v", err)
+		bad(c.line("socket_mode"), "socket_mode", "%v", err)
 	}
 	if c.Sync != "full" && c.Sync != "normal" {
-		bad(0, "sync", "must be full or normal, not %q", c.Sync)
+		bad(c.line("sync"), "sync", "must be full or normal, not %q", c.Sync)
 	}
 	if c.ChangesRetention.Count < 0 || c.ChangesRetention.Age < 0 {
-		bad(0, "changes_retention", "must not be negative")
+		bad(c.line("changes_retention"), "changes_retention", "must not be negative")
 	}
 	if c.SubscriberQueue < 1 {
-		bad(0, "subscriber_queue", "must be > 0")
+		bad(c.line("subscriber_queue"), "subscriber_queue", "must be > 0")
 	}
 	if c.NotifyBatch < 1 {
-		bad(0, "notify_batch", "must be > 0")
+		bad(c.line("notify_batch"), "notify_batch", "must be > 0")
 	}
 	if c.RemovedCollector != "keep" && c.RemovedCollector != "delete" {
-		bad(0, "removed_collector", "must be keep or delete, not %q", c.RemovedCollector)
+		bad(c.line("removed_collector"), "removed_collector", "must be keep or delete, not %q", c.RemovedCollector)
+	}
+	if c.Metrics.Listen != "" {
+		if err := checkLoopback(c.Metrics.Listen); err != nil {
+			bad(c.line("metrics", "listen"), "metrics.listen", "%v", err)
+		}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad(c.line("log", "level"), "log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad(c.line("log", "format"), "log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	for i, t := range c.ActiveEntityTypes {
+		if t == "" || strings.Contains(t, ":") {
+			bad(c.line("active_entity_types"), fmt.Sprintf("active_entity_types[%d]", i), "%q: must be non-empty and contain no ':'", t)
+		}
 	}
 	names := map[string]string{}
 	for i, col := range c.Collectors {

@@ -1,0 +1,99 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestInvalid loads one file per validation rule from testdata/invalid and
+// checks the exact message, which starts with the file's path and names the
+// line. The expected message is the file's leading "# want:" comment (with
+// "#   " continuation lines).
+func TestInvalid(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := wantOf(t, b)
+			abs, _ := filepath.Abs(f)
+			_, err = Load(f)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid: %v", err)
+			}
+			if got := err.Error(); got != abs+": "+want {
+				t.Errorf("error\n got: %s\nwant: %s: %s", got, abs, want)
+			}
+		})
+	}
+}
+
+func wantOf(t *testing.T, b []byte) string {
+	t.Helper()
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	var lines []string
+	for sc.Scan() {
+		l := sc.Text()
+		switch {
+		case strings.HasPrefix(l, "# want: "):
+			lines = append(lines, strings.TrimPrefix(l, "# want: "))
+		case strings.HasPrefix(l, "#   ") && len(lines) > 0:
+			lines = append(lines, strings.TrimPrefix(l, "#   "))
+		default:
+			if len(lines) == 0 {
+				t.Fatal("file does not start with a # want: comment")
+			}
+			return strings.Join(lines, "\n")
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestDefaultsAndRelativePaths(t *testing.T) {
+	c, err := Parse([]byte(`
+collectors:
+  - {name: topo, type: static, path: t.yaml, interval: 10s}
+metrics: {listen: "[::1]:9464"}
+`), "/etc/sync/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.Collectors[0].Common
+	if cc.Timeout.D() != 9*time.Second || *cc.MaxDeleteRatio != DefaultMaxDeleteRatio || cc.MaxBackoff.D() != DefaultMaxBackoff {
+		t.Errorf("collector defaults %+v", cc)
+	}
+	if c.Abs(c.Database) != "/etc/sync/var/synchronizer.db" || c.Abs("/x") != "/x" {
+		t.Errorf("Abs: %s", c.Abs(c.Database))
+	}
+	if c.RemovedCollector != "keep" || c.Log.Level != "info" || c.Log.Format != "text" {
+		t.Errorf("defaults %+v", c)
+	}
+	if len(c.Hash) != 64 {
+		t.Errorf("hash %q", c.Hash)
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:9464": true, "localhost:9464": true, "[::1]:9464": true, "127.1.2.3:80": true,
+		"0.0.0.0:9464": false, ":9464": false, "10.0.0.1:9464": false, "example.com:9464": false, "127.0.0.1": false,
+	} {
+		if err := checkLoopback(addr); (err == nil) != ok {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+}
