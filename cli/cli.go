@@ -142,6 +142,13 @@ func serve(args []string, env Env) error {
 	}
 	log := newLogger(cfg, env.Stderr)
 	slog.SetDefault(log)
+	if addr := os.Getenv("SYNCHRONIZER_PPROF"); addr != "" {
+		// Profiling for performance work, on loopback only.
+		if err := startPprof(addr); err != nil {
+			return err
+		}
+		log.Info("pprof listening", "addr", addr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	hup := make(chan os.Signal, 1)

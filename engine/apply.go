@@ -546,7 +546,11 @@ func withTimestamp(b []byte, t time.Time) []byte {
 // changeJSON turns an entity's JSON object into the change object by
 // prepending seq and action, without decoding it again.
 func changeJSON(seq int64, action string, ent []byte) []byte {
-	out := make([]byte, 0, len(ent)+40)
+	return AppendChangeJSON(make([]byte, 0, len(ent)+40), seq, action, ent)
+}
+
+// AppendChangeJSON appends the change object of a stored entity to out.
+func AppendChangeJSON(out []byte, seq int64, action string, ent []byte) []byte {
 	out = append(out, `{"seq":`...)
 	out = strconv.AppendInt(out, seq, 10)
 	out = append(out, `,"action":"`...)
@@ -561,5 +565,3 @@ func changeJSON(seq int64, action string, ent []byte) []byte {
 	return out
 }
 
-// ChangeJSON is changeJSON for readers of the stored log.
-func ChangeJSON(seq int64, action string, ent []byte) []byte { return changeJSON(seq, action, ent) }

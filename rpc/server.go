@@ -54,7 +54,8 @@ type Backend interface {
 	GetAll(ctx context.Context, types []string, fn func(entity []byte) error) (int64, error)
 	// Changes calls fn with each change's JSON after since, of the given
 	// types, at most limit (<= 0: all), in seq order, and returns the last
-	// seq of the log; ErrResyncNeeded when since is not in the log.
+	// seq of the log; ErrResyncNeeded when since is not in the log. The
+	// bytes are valid only during the call.
 	Changes(ctx context.Context, since int64, types []string, limit int, fn func(seq int64, change []byte) error) (int64, error)
 	// Join runs fn while no change can be committed, with the last
 	// committed seq.

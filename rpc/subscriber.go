@@ -88,27 +88,8 @@ var errStopReplay = errors.New("replay reached the join point")
 // streams live changes until the subscription ends.
 func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 	s := sub.ss.s
-	batch := make([][]byte, 0, s.o.NotifyBatch)
 	if since >= 0 && since < joinSeq {
-		var types []string
-		for t := range sub.types {
-			types = append(types, t)
-		}
-		_, err := s.b.Changes(ctx, since, types, 0, func(seq int64, change []byte) error {
-			if seq > joinSeq {
-				return errStopReplay
-			}
-			batch = append(batch, append([]byte(nil), change...))
-			sub.lastSent = seq
-			if len(batch) == cap(batch) {
-				if err := sub.send(batch); err != nil {
-					return err
-				}
-				batch = batch[:0]
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errStopReplay) {
+		if err := sub.replay(ctx, since, joinSeq); err != nil {
 			if errors.Is(err, ErrResyncNeeded) {
 				sub.resync("the change log was pruned during replay")
 			} else {
@@ -117,14 +98,8 @@ func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 			sub.ss.conn.Close()
 			return
 		}
-		if len(batch) > 0 {
-			if err := sub.send(batch); err != nil {
-				sub.ss.conn.Close()
-				return
-			}
-			batch = batch[:0]
-		}
 	}
+	batch := make([][]byte, 0, s.o.NotifyBatch)
 	for {
 		select {
 		case <-sub.quit:
@@ -155,6 +130,97 @@ func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 			q = q[n:]
 		}
 	}
+}
+
+// replayBatch is a run of changes read from the log, already joined with
+// commas.
+type replayBatch struct {
+	joined []byte
+	last   int64
+}
+
+// replay streams the log (since, joinSeq] to the subscriber. Reading the
+// database and writing the socket overlap: one goroutine fills batches
+// while this one sends them.
+func (sub *subscriber) replay(ctx context.Context, since, joinSeq int64) error {
+	s := sub.ss.s
+	var types []string
+	for t := range sub.types {
+		types = append(types, t)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan replayBatch, 4)
+	// Two spare buffers circulate between reader and sender.
+	spare := make(chan []byte, 6)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		var cur replayBatch
+		n := 0
+		flush := func() bool {
+			if n == 0 {
+				return true
+			}
+			select {
+			case batches <- cur:
+			case <-rctx.Done():
+				return false
+			}
+			var buf []byte
+			select {
+			case buf = <-spare:
+			default:
+				buf = make([]byte, 0, cap(cur.joined))
+			}
+			cur, n = replayBatch{joined: buf[:0]}, 0
+			return true
+		}
+		_, err := s.b.Changes(rctx, since, types, 0, func(seq int64, change []byte) error {
+			if seq > joinSeq {
+				return errStopReplay
+			}
+			if n > 0 {
+				cur.joined = append(cur.joined, ',')
+			}
+			cur.joined = append(cur.joined, change...)
+			cur.last = seq
+			n++
+			if n == s.o.NotifyBatch && !flush() {
+				return rctx.Err()
+			}
+			return nil
+		})
+		if err == nil || errors.Is(err, errStopReplay) {
+			err = nil
+			flush()
+		}
+		readErr <- err
+	}()
+	for b := range batches {
+		if err := sub.sendJoined(b.joined); err != nil {
+			return err
+		}
+		sub.lastSent = b.last
+		select {
+		case spare <- b.joined:
+		default:
+		}
+	}
+	return <-readErr
+}
+
+// sendJoined writes one change notification of changes already joined
+// with commas.
+func (sub *subscriber) sendJoined(joined []byte) error {
+	return sub.ss.stream.writeWith(func(w *bufio.Writer) error {
+		w.WriteString(`{"jsonrpc":"2.0","method":"change","params":{"subscription":"`)
+		w.WriteString(sub.id)
+		w.WriteString(`","changes":[`)
+		w.Write(joined)
+		_, err := w.WriteString("]}}\n")
+		return err
+	})
 }
 
 // send writes one change notification: the changes are already JSON, so the

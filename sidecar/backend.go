@@ -32,8 +32,10 @@ func (b backend) Changes(ctx context.Context, since int64, types []string, limit
 	if since > last {
 		return 0, fmt.Errorf("%w (since %d is ahead of the log's last change %d: the database was replaced)", rpc.ErrResyncNeeded, since, last)
 	}
+	var buf []byte
 	return b.sc.store.Changes(ctx, since, types, limit, func(r store.LogRow) error {
-		return fn(r.Seq, engine.ChangeJSON(r.Seq, r.Action, r.Entity))
+		buf = engine.AppendChangeJSON(buf[:0], r.Seq, r.Action, r.Entity)
+		return fn(r.Seq, buf)
 	})
 }
 

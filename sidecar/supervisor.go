@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/collectors"
@@ -43,7 +44,17 @@ type supervisor struct {
 	lastErr    string
 	lastErrAt  time.Time
 	restartMsg []string
+	// active is the set of active entity types (nil: all), read by the
+	// listeners' sinks on every batch.
+	active atomic.Pointer[map[string]bool]
 }
+
+// buildError is a collector or listener that cannot be built from its
+// settings. Its message is the one check-config prints (file, line, entry).
+type buildError struct{ msg string }
+
+func (e buildError) Error() string { return e.msg }
+func (e buildError) Unwrap() error { return config.ErrInvalid }
 
 // specOf turns a config entry into a canonical string: comments and key
 // order do not count as changes.
@@ -77,7 +88,7 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 	var errs []error
 	for i := range cfg.Collectors {
 		cc := cfg.Collectors[i]
-		spec := specOf(cfg, "collector", cc.Node)
+		spec := specOf(cfg, "collector", cc.Node) + depsSpec(cfg, cc.Type, cc.Node)
 		if u, ok := running[cc.Name]; ok && u.spec == spec {
 			out[cc.Name] = &built{u: u}
 			continue
@@ -87,14 +98,14 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 			Logger: s.log.With("collector", cc.Name),
 		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%w: line %d: collectors[%d] (%s): %v", config.ErrInvalid, cc.Node.Line, i, cc.Name, err))
+			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: collectors[%d] (%s): %v", cfg.Path, cc.Node.Line, i, cc.Name, err)})
 			continue
 		}
 		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec}, coll: c, cfg: cc.Common}
 	}
 	for i := range cfg.Listeners {
 		lc := cfg.Listeners[i]
-		spec := specOf(cfg, "listener", lc.Node)
+		spec := specOf(cfg, "listener", lc.Node) + depsSpec(cfg, lc.Type, lc.Node)
 		if u, ok := running[lc.Name]; ok && u.spec == spec {
 			out[lc.Name] = &built{u: u}
 			continue
@@ -104,7 +115,7 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 			Logger: s.log.With("listener", lc.Name),
 		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%w: line %d: listeners[%d] (%s): %v", config.ErrInvalid, lc.Node.Line, i, lc.Name, err))
+			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: listeners[%d] (%s): %v", cfg.Path, lc.Node.Line, i, lc.Name, err)})
 			continue
 		}
 		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec}, lis: l}
@@ -126,6 +137,7 @@ func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	s.setActive(cfg.ActiveEntityTypes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var removed []string
@@ -148,9 +160,12 @@ func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
 		switch b.u.kind {
 		case "collector":
 			b.u.runner = collectors.NewRunner(b.cfg, b.coll, s.sc.engine, s.log.With("collector", name))
+			b.u.runner.SetObserver(s.sc.metrics.pollObserver(name))
+			b.u.runner.SetActiveTypes(cfg.ActiveEntityTypes)
 			go func(u *unit) { defer close(u.done); u.runner.Run(uctx) }(b.u)
 		case "listener":
 			b.u.lrun = newListenerRunner(name, b.lis, s.sc.engine, s.log.With("listener", name))
+			b.u.lrun.sink.sup = s
 			go func(u *unit) { defer close(u.done); u.lrun.run(uctx) }(b.u)
 		}
 		s.log.Info("started", b.u.kind, name)
@@ -158,6 +173,11 @@ func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
 	units := map[string]*unit{}
 	for name, b := range next {
 		units[name] = b.u
+		if b.u.runner != nil {
+			// Unchanged collectors keep running; only what they hand to
+			// the engine follows the new active types.
+			b.u.runner.SetActiveTypes(cfg.ActiveEntityTypes)
+		}
 	}
 	s.units = units
 	s.cfg = cfg
@@ -172,6 +192,7 @@ func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
 				s.log.Error("delete entities of removed source", "source", name, "err", err)
 				continue
 			}
+			s.sc.metrics.changed(name, res)
 			s.log.Info("deleted entities of removed source", "source", name, "deleted", res.Deleted)
 		} else {
 			s.log.Info("removed source's entities kept (removed_collector: keep)", "source", name)
@@ -226,17 +247,55 @@ func (s *supervisor) reloadFailed(err error) {
 	s.lastErr, s.lastErrAt = err.Error(), time.Now()
 }
 
+// setActive publishes the active entity types to the listeners' sinks.
+func (s *supervisor) setActive(types []string) {
+	var set map[string]bool
+	if len(types) > 0 {
+		set = make(map[string]bool, len(types))
+		for _, t := range types {
+			set[t] = true
+		}
+	}
+	s.active.Store(&set)
+}
+
+// isActive says whether an entity type is active.
+func (s *supervisor) isActive(typ string) bool {
+	p := s.active.Load()
+	return p == nil || *p == nil || (*p)[typ]
+}
+
+// units returns the running units, for the watcher and the metrics.
+func (s *supervisor) unitList() []*unit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*unit, 0, len(s.units))
+	for _, u := range s.units {
+		out = append(out, u)
+	}
+	return out
+}
+
 func (s *supervisor) status() map[string]any {
+	counts := s.sc.engine.Counts()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cols := []map[string]any{}
 	lis := []map[string]any{}
 	for _, u := range s.units {
 		if u.runner != nil {
-			cols = append(cols, u.runner.Status())
+			st := u.runner.Status()
+			st["entities"] = countsOf(counts, u.name)
+			cols = append(cols, st)
 		}
 		if u.lrun != nil {
-			lis = append(lis, u.lrun.status())
+			st := u.lrun.status()
+			st["entities"] = countsOf(counts, u.name)
+			if d, ok := st["details"].(map[string]any); ok {
+				// Message figures in the same place for every listener type.
+				st["messages"], st["bad_messages"] = d["received"], d["bad_total"]
+			}
+			lis = append(lis, st)
 		}
 	}
 	sort.Slice(lis, func(i, j int) bool { return lis[i]["name"].(string) < lis[j]["name"].(string) })
@@ -325,9 +384,36 @@ func (r *listenerRunner) status() map[string]any {
 type sink struct {
 	eng    *engine.Engine
 	source string
+	sup    *supervisor // nil in tests: no filtering, no metrics
 }
 
+// Apply drops the updates of inactive entity types (deletes still go
+// through, so the baseline does not keep what the source removed) and
+// applies the rest.
 func (s sink) Apply(ctx context.Context, evs []entity.Event) error {
-	_, err := s.eng.ApplyEvents(ctx, s.source, evs)
+	if s.sup != nil {
+		kept := evs[:0:0]
+		for _, ev := range evs {
+			if ev.Action == entity.Delete || s.sup.isActive(ev.Entity.Type) {
+				kept = append(kept, ev)
+			}
+		}
+		if len(kept) == 0 {
+			return nil
+		}
+		evs = kept
+	}
+	res, err := s.eng.ApplyEvents(ctx, s.source, evs)
+	if err == nil && s.sup != nil {
+		s.sup.sc.metrics.changed(s.source, res)
+	}
 	return err
+}
+
+// countsOf returns the baseline's entity counts per type of one source.
+func countsOf(counts map[string]map[string]int, source string) map[string]int {
+	if c := counts[source]; c != nil {
+		return c
+	}
+	return map[string]int{}
 }

@@ -1,0 +1,207 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/openstack-synchronizer/synchronizer/engine"
+)
+
+// metrics are the Prometheus figures. They are kept whether or not the
+// endpoint is enabled (updating them costs little), in a registry of their
+// own so that several sidecars can run in one test process.
+type metrics struct {
+	reg          *prometheus.Registry
+	pollDuration *prometheus.HistogramVec
+	polls        *prometheus.CounterVec
+	changes      *prometheus.CounterVec
+	reloads      *prometheus.CounterVec
+	reloadOK     prometheus.Gauge
+	reloadTime   prometheus.Gauge
+}
+
+func newMetrics(sc *Sidecar) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		pollDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "synchronizer_poll_duration_seconds",
+			Help:    "Duration of collector polls, from the start of the listing to the commit.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"collector"}),
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synchronizer_polls_total",
+			Help: "Collector polls by outcome (success or failure; a failed poll changes nothing).",
+		}, []string{"collector", "outcome"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synchronizer_changes_total",
+			Help: "Changes committed to the change log, by source and action.",
+		}, []string{"source", "action"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synchronizer_config_reloads_total",
+			Help: "Configuration reloads by outcome.",
+		}, []string{"outcome"}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "synchronizer_config_last_reload_successful",
+			Help: "Whether the last configuration reload succeeded (1) or the previous configuration is still running (0).",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "synchronizer_config_last_reload_success_timestamp_seconds",
+			Help: "When the running configuration was loaded.",
+		}),
+	}
+	m.reloadOK.Set(1)
+	m.reloadTime.SetToCurrentTime()
+	m.reg.MustRegister(m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime,
+		stateCollector{sc}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// pollObserver returns the runner hook of one collector.
+func (m *metrics) pollObserver(name string) func(time.Duration, engine.Result, error) {
+	dur := m.pollDuration.WithLabelValues(name)
+	ok, failed := m.polls.WithLabelValues(name, "success"), m.polls.WithLabelValues(name, "failure")
+	return func(d time.Duration, res engine.Result, err error) {
+		dur.Observe(d.Seconds())
+		if err != nil {
+			failed.Inc()
+			return
+		}
+		ok.Inc()
+		m.changed(name, res)
+	}
+}
+
+// changed counts the changes an apply committed.
+func (m *metrics) changed(source string, res engine.Result) {
+	for action, n := range map[string]int{"create": res.Created, "update": res.Updated, "delete": res.Deleted} {
+		if n > 0 {
+			m.changes.WithLabelValues(source, action).Add(float64(n))
+		}
+	}
+}
+
+// reloaded records a reload's outcome.
+func (m *metrics) reloaded(err error) {
+	if err != nil {
+		m.reloads.WithLabelValues("failure").Inc()
+		m.reloadOK.Set(0)
+		return
+	}
+	m.reloads.WithLabelValues("success").Inc()
+	m.reloadOK.Set(1)
+	m.reloadTime.SetToCurrentTime()
+}
+
+// serve runs the endpoint on addr (validated as loopback by the config)
+// until ctx ends. The listener is opened before serve returns, so an
+// address in use fails the start.
+func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (<-chan struct{}, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics endpoint stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Info("metrics endpoint listening", "addr", ln.Addr().String())
+	return done, nil
+}
+
+// stateCollector reads, at scrape time, the figures that are states rather
+// than events: entities per source and type, subscribers and their queues,
+// held deletes, listener messages.
+type stateCollector struct{ sc *Sidecar }
+
+var (
+	descEntities    = prometheus.NewDesc("synchronizer_entities", "Entities in the baseline, by source and type.", []string{"source", "type"}, nil)
+	descConns       = prometheus.NewDesc("synchronizer_rpc_connections", "Open socket connections.", nil, nil)
+	descSubscribers = prometheus.NewDesc("synchronizer_rpc_subscribers", "Registered subscriptions.", nil, nil)
+	descQueued      = prometheus.NewDesc("synchronizer_rpc_queued_changes", "Changes waiting in subscriber queues.", nil, nil)
+	descLastSeq     = prometheus.NewDesc("synchronizer_change_log_last_seq", "The seq of the last committed change.", nil, nil)
+	descHeld        = prometheus.NewDesc("synchronizer_held_deletes", "Deletes held back by the mass-delete brake, by source and type.", []string{"source", "type"}, nil)
+	descMessages    = prometheus.NewDesc("synchronizer_listener_messages_total", "Bus messages received, by listener.", []string{"listener"}, nil)
+	descBad         = prometheus.NewDesc("synchronizer_listener_bad_messages_total", "Bus messages that could not be used, by listener.", []string{"listener"}, nil)
+	descUnitUp      = prometheus.NewDesc("synchronizer_unit_failing", "Whether a collector or listener is failing (1) or not (0).", []string{"kind", "name"}, nil)
+)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descUnitUp} {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	sc := c.sc
+	for src, types := range sc.engine.Counts() {
+		for typ, n := range types {
+			ch <- prometheus.MustNewConstMetric(descEntities, prometheus.GaugeValue, float64(n), src, typ)
+		}
+	}
+	for src, types := range sc.engine.Held() {
+		for typ, n := range types {
+			ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(n), src, typ)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descLastSeq, prometheus.CounterValue, float64(sc.engine.LastSeq()))
+	if sc.rpc != nil {
+		conns, subs, queued := sc.rpc.Stats()
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))
+		ch <- prometheus.MustNewConstMetric(descSubscribers, prometheus.GaugeValue, float64(subs))
+		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(queued))
+	}
+	if sc.sup == nil {
+		return
+	}
+	for _, u := range sc.sup.unitList() {
+		var st map[string]any
+		if u.runner != nil {
+			st = u.runner.Status()
+		} else if u.lrun != nil {
+			st = u.lrun.status()
+			if d, ok := st["details"].(map[string]any); ok {
+				ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, number(d["received"]), u.name)
+				ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, number(d["bad_total"]), u.name)
+			}
+		}
+		failing := 0.0
+		if st["state"] == "failing" {
+			failing = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descUnitUp, prometheus.GaugeValue, failing, u.kind, u.name)
+	}
+}
+
+// number reads a figure from a status map (listeners report int64).
+func number(v any) float64 {
+	switch n := v.(type) {
+	case int:
+		return float64(n)
+	case int64:
+		return float64(n)
+	case float64:
+		return n
+	}
+	return 0
+}
