@@ -564,4 +564,3 @@ func AppendChangeJSON(out []byte, seq int64, action string, ent []byte) []byte {
 	}
 	return out
 }
-

@@ -266,4 +266,3 @@ func startup(bin, root string, n int) error {
 	fmt.Printf("start-up: get_all of %d entities (%d MB) in %.2fs, RSS after %.0f MB\n", n, len(raw)>>20, ga.Seconds(), rssAfter)
 	return nil
 }
-
