@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,7 +46,9 @@ func (s *session) ensure(ctx context.Context) error {
 	defer s.mu.Unlock()
 	if s.pc != nil {
 		exp, ok := s.expiry()
-		if !ok || time.Until(exp) > renewBefore {
+		if !ok || time.Until(exp) > renewBefore || s.pc.ReauthFunc == nil {
+			// A token given in the settings cannot be renewed: use it
+			// until Keystone refuses it.
 			return nil
 		}
 		s.log.Info("openstack token about to expire, renewing", "expires_at", exp)
@@ -79,13 +82,15 @@ func (s *session) ensure(ctx context.Context) error {
 	return nil
 }
 
-// noteToken records the current token as a secret. Called with mu held or
-// from the re-auth path.
+// noteToken records a new current token as a secret and counts it; mu must
+// be held.
 func (s *session) noteToken() {
-	s.auths++
-	if t := s.pc.Token(); t != "" {
-		s.seen = append(s.seen, t)
+	t := s.pc.Token()
+	if t == "" || slices.Contains(s.seen, t) {
+		return
 	}
+	s.auths++
+	s.seen = append(s.seen, t)
 	if len(s.seen) > 16 {
 		s.seen = append([]string(nil), s.seen[len(s.seen)-16:]...)
 	}
@@ -158,7 +163,7 @@ func (s *session) get(ctx context.Context, url string, hdr map[string]string, at
 			wait = min(wait*2, 30*time.Second)
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("%w (after: %v)", ctx.Err(), err)
+				return s.redact(fmt.Errorf("%w (after: %v)", ctx.Err(), err))
 			case <-time.After(d):
 			}
 		}
