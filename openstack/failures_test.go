@@ -28,7 +28,7 @@ func TestFailuresIsolated(t *testing.T) {
 		{"500 on page 2 of ports", openstacktest.Ports, openstacktest.Failure{Mode: openstacktest.Fail500, Page: 2},
 			[]string{TypePort}, "HTTP 500: injected failure"},
 		{"servers time out", openstacktest.Servers, openstacktest.Failure{Mode: openstacktest.Hang, Page: 2},
-			[]string{TypeInstance}, "request timed out after 300ms"},
+			[]string{TypeInstance}, "request timed out after 1s"},
 		{"neutron down", "network", openstacktest.Failure{Mode: openstacktest.Fail500},
 			[]string{TypeNetwork, TypePort}, "neutron: list"},
 		{"heat hangs", "orchestration", openstacktest.Failure{Mode: openstacktest.Hang},
@@ -39,7 +39,7 @@ func TestFailuresIsolated(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, openstacktest.Options{}, func(o *Options) {
-				o.RequestTimeout = config.Duration(300 * time.Millisecond)
+				o.RequestTimeout = config.Duration(time.Second)
 			})
 			f.srv.AddServers(2)
 			f.srv.Fail(tt.target, tt.failure)

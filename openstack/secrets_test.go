@@ -16,7 +16,7 @@ import (
 // failed login.
 func TestNoSecretsAnywhere(t *testing.T) {
 	f := newFixture(t, openstacktest.Options{}, func(o *Options) {
-		o.RequestTimeout = config.Duration(200 * time.Millisecond)
+		o.RequestTimeout = config.Duration(time.Second)
 	})
 	var seen []string // errors and status documents
 	poll := func() {
