@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/config"
@@ -26,6 +28,13 @@ type VolatileDefaulter interface {
 	DefaultVolatile() map[string][]string
 }
 
+// TypeFilter is implemented by collectors that can skip listing entity types
+// nobody wants (active_entity_types), to spare the source. The runner drops
+// inactive types from snapshots either way.
+type TypeFilter interface {
+	SetActiveTypes(types []string)
+}
+
 // Runner runs one configured collector: a poll every interval with jitter,
 // a time-out per poll, capped exponential back-off after failures. A failed
 // poll changes nothing in the baseline. The framework, not the collector,
@@ -38,6 +47,11 @@ type Runner struct {
 	vol map[string][]string
 
 	trigger chan collectRequest
+	// active is the set of active entity types (nil: every type); observe
+	// is told the outcome of each poll (metrics). Both may change while
+	// the runner runs, without restarting it.
+	active  atomic.Pointer[map[string]bool]
+	observe atomic.Pointer[func(time.Duration, engine.Result, error)]
 
 	mu          sync.Mutex
 	state       string
@@ -177,6 +191,9 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 		err = fmt.Errorf("poll timed out after %s", r.cfg.Timeout.D())
 	}
 	if err == nil {
+		snap = r.filter(snap)
+	}
+	if err == nil {
 		res, err = r.eng.ApplySnapshot(ctx, snap, engine.SnapshotOptions{
 			Source:         r.cfg.Name,
 			StartedAt:      start,
@@ -186,6 +203,9 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 		})
 	}
 	dur := time.Since(start)
+	if fn := r.observe.Load(); fn != nil {
+		(*fn)(dur, res, err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.polls++
@@ -211,6 +231,65 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 	r.log.Log(ctx, lvl, "poll done", "entities", len(snap.Entities), "created", res.Created,
 		"updated", res.Updated, "deleted", res.Deleted, "held", res.Held, "duration", dur)
 	return res, nil
+}
+
+// SetActiveTypes limits what the following polls hand to the engine to the
+// given entity types (empty: every type), and tells the collector when it can
+// skip listing the others (TypeFilter). It takes effect at the next poll.
+func (r *Runner) SetActiveTypes(types []string) {
+	var set map[string]bool
+	if len(types) > 0 {
+		set = make(map[string]bool, len(types))
+		for _, t := range types {
+			set[t] = true
+		}
+	}
+	r.active.Store(&set)
+	if f, ok := r.c.(TypeFilter); ok {
+		f.SetActiveTypes(types)
+	}
+}
+
+// SetObserver sets a function called after every poll with its duration,
+// result and error (nil fn: none). It must not block.
+func (r *Runner) SetObserver(fn func(time.Duration, engine.Result, error)) {
+	if fn == nil {
+		r.observe.Store(nil)
+		return
+	}
+	r.observe.Store(&fn)
+}
+
+// filter drops the entities of inactive types from a snapshot and leaves
+// those types out of its complete listings, so that the engine neither
+// shows them nor deletes the ones it already has: turning a type off hides
+// it, it does not wipe it.
+func (r *Runner) filter(snap *entity.Snapshot) *entity.Snapshot {
+	p := r.active.Load()
+	if p == nil || *p == nil {
+		return snap
+	}
+	active := *p
+	out := &entity.Snapshot{Entities: make([]entity.Entity, 0, len(snap.Entities))}
+	for _, e := range snap.Entities {
+		if active[e.Type] {
+			out.Entities = append(out.Entities, e)
+		}
+	}
+	if snap.AllTypes {
+		// Complete for every type, so complete for each active one.
+		for t := range active {
+			out.Types = append(out.Types, t)
+		}
+		sort.Strings(out.Types)
+		return out
+	}
+	for _, t := range snap.Types {
+		if active[t] {
+			out.Types = append(out.Types, t)
+		}
+	}
+	return out
 }
 
 // collect calls the collector, turning a panic into a failed poll so that a

@@ -30,6 +30,9 @@ type Options struct {
 	Logger           *slog.Logger
 	// Reload is signalled to force a reload (SIGHUP).
 	Reload <-chan struct{}
+	// Debounce is the quiet time after file events before the files are
+	// read (0: DefaultDebounce).
+	Debounce time.Duration
 }
 
 // Sidecar is a running synchronizer.
@@ -40,6 +43,7 @@ type Sidecar struct {
 	engine  *engine.Engine
 	rpc     *rpc.Server
 	sup     *supervisor
+	metrics *metrics
 	socket  string
 	started time.Time
 	pid     int
@@ -90,11 +94,23 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}}
+	sc.metrics = newMetrics(sc)
 	runCtx, stopUnits := context.WithCancel(context.Background())
 	defer stopUnits()
 	if err := sc.sup.apply(runCtx, cfg); err != nil {
+		sc.sup.stopAll()
 		sc.rpc.Serve(canceled())
 		return err
+	}
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	metricsDone := (<-chan struct{})(closedChan())
+	if addr := cfg.Metrics.Listen; addr != "" {
+		if metricsDone, err = sc.metrics.serve(metricsCtx, addr, sc.log.With("component", "metrics")); err != nil {
+			stopMetrics()
+			sc.sup.stopAll()
+			sc.rpc.Serve(canceled())
+			return err
+		}
 	}
 	pruneCtx, stopPrune := context.WithCancel(context.Background())
 	go sc.engine.RunPruner(pruneCtx, time.Minute)
@@ -110,6 +126,8 @@ func Run(ctx context.Context, o Options) error {
 	// subscribers are told and the socket goes, then the database closes.
 	sc.sup.stopAll()
 	stopPrune()
+	stopMetrics()
+	<-metricsDone
 	stopServe()
 	serr := <-served
 	sc.log.Info("synchronizer stopped")
@@ -120,6 +138,12 @@ func canceled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 func (sc *Sidecar) runner(name string) interface {
@@ -139,17 +163,16 @@ func (sc *Sidecar) activeTypes() []string {
 	return nil
 }
 
-// watch waits for ctx, reloading the config on a forced reload. (The file
-// watcher lives in watch.go.)
+// watch follows the config and the files it points at (watch.go), and
+// forced reloads, until ctx ends.
 func (sc *Sidecar) watch(ctx, runCtx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-sc.o.Reload:
-			sc.reload(runCtx)
-		}
+	w, err := newWatcher(sc)
+	if err != nil {
+		return fmt.Errorf("config watcher: %w", err)
 	}
+	defer w.close()
+	w.run(ctx, runCtx)
+	return nil
 }
 
 // reload reads the config file again and applies it; a bad file keeps the
@@ -163,6 +186,7 @@ func (sc *Sidecar) reload(runCtx context.Context) {
 	if err == nil {
 		err = sc.applyReload(runCtx, cfg)
 	}
+	sc.metrics.reloaded(err)
 	if err != nil {
 		sc.sup.reloadFailed(err)
 		sc.log.Error("config reload failed: keeping the running configuration", "err", err)
