@@ -143,7 +143,7 @@ var (
 	descHeld        = prometheus.NewDesc("synchronizer_held_deletes", "Deletes held back by the mass-delete brake, by source and type.", []string{"source", "type"}, nil)
 	descMessages    = prometheus.NewDesc("synchronizer_listener_messages_total", "Bus messages received, by listener.", []string{"listener"}, nil)
 	descBad         = prometheus.NewDesc("synchronizer_listener_bad_messages_total", "Bus messages that could not be used, by listener.", []string{"listener"}, nil)
-	descFailing      = prometheus.NewDesc("synchronizer_unit_failing", "Whether a collector or listener is failing (1) or not (0).", []string{"kind", "name"}, nil)
+	descFailing     = prometheus.NewDesc("synchronizer_unit_failing", "Whether a collector or listener is failing (1) or not (0).", []string{"kind", "name"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
