@@ -1,0 +1,164 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/engine"
+	"github.com/openstack-synchronizer/synchronizer/entity"
+)
+
+type fakeCollector struct {
+	mu    sync.Mutex
+	calls int
+	fn    func(ctx context.Context, call int) (*entity.Snapshot, error)
+}
+
+var _ Collector = (*fakeCollector)(nil)
+
+func (f *fakeCollector) Collect(ctx context.Context) (*entity.Snapshot, error) {
+	f.mu.Lock()
+	f.calls++
+	n := f.calls
+	f.mu.Unlock()
+	return f.fn(ctx, n)
+}
+
+type fakeApplier struct {
+	mu    sync.Mutex
+	snaps []*entity.Snapshot
+	opts  []engine.SnapshotOptions
+}
+
+var _ Applier = (*fakeApplier)(nil)
+
+func (a *fakeApplier) ApplySnapshot(_ context.Context, s *entity.Snapshot, o engine.SnapshotOptions) (engine.Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.snaps = append(a.snaps, s)
+	a.opts = append(a.opts, o)
+	return engine.Result{Created: len(s.Entities)}, nil
+}
+
+func (a *fakeApplier) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.snaps)
+}
+
+func common(interval, timeout, maxBackoff time.Duration) config.Common {
+	r := 0.5
+	return config.Common{Name: "c", Type: "fake", Interval: config.Duration(interval), Timeout: config.Duration(timeout),
+		MaxBackoff: config.Duration(maxBackoff), MaxDeleteRatio: &r}
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestFailedPollsChangeNothing(t *testing.T) {
+	cases := []struct {
+		name string
+		fn   func(ctx context.Context, call int) (*entity.Snapshot, error)
+		want string
+	}{
+		{"error", func(context.Context, int) (*entity.Snapshot, error) { return nil, errors.New("api down") }, "api down"},
+		{"time-out", func(ctx context.Context, _ int) (*entity.Snapshot, error) {
+			<-ctx.Done()
+			return &entity.Snapshot{AllTypes: true}, nil // a collector ignoring ctx's error
+		}, "timed out"},
+		{"panic", func(context.Context, int) (*entity.Snapshot, error) { panic("bug") }, "panicked"},
+		{"nil snapshot", func(context.Context, int) (*entity.Snapshot, error) { return nil, nil }, "no snapshot"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			app := &fakeApplier{}
+			r := NewRunner(common(time.Hour, 50*time.Millisecond, time.Hour), &fakeCollector{fn: tc.fn}, app, quiet)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.Run(ctx); close(done) }()
+			_, err := r.Collect(ctx, false)
+			cancel()
+			<-done
+			if err == nil || !contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if app.count() != 0 {
+				t.Fatal("a failed poll reached the engine")
+			}
+			st := r.Status()
+			if st["failures"].(int64) == 0 || st["last_error"] == nil {
+				t.Fatalf("status does not show the failure: %v", st)
+			}
+		})
+	}
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0)) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestBackoffDoublesAndCaps(t *testing.T) {
+	r := NewRunner(common(time.Second, time.Second, 5*time.Second), &fakeCollector{}, &fakeApplier{}, quiet)
+	var got []time.Duration
+	for n := 1; n <= 5; n++ {
+		r.consecutive = n
+		got = append(got, r.nextDelay(true))
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("back-off %v, want %v", got, want)
+		}
+	}
+	r.cfg.Jitter = 0.1
+	for i := 0; i < 100; i++ {
+		if d := r.nextDelay(false); d < time.Second || d > 1100*time.Millisecond {
+			t.Fatalf("delay with 10%% jitter: %v", d)
+		}
+	}
+}
+
+func TestRunnerPollsAndRecovers(t *testing.T) {
+	app := &fakeApplier{}
+	col := &fakeCollector{fn: func(_ context.Context, call int) (*entity.Snapshot, error) {
+		if call == 2 {
+			return nil, errors.New("flaky")
+		}
+		return &entity.Snapshot{Types: []string{"t"}, Entities: []entity.Entity{{Type: "t", ID: "1"}}}, nil
+	}}
+	cfg := common(20*time.Millisecond, time.Second, 40*time.Millisecond)
+	cfg.VolatileFields = map[string][]string{"t": {"x"}}
+	r := NewRunner(cfg, col, app, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for app.count() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d polls applied", app.count())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	app.mu.Lock()
+	o := app.opts[0]
+	app.mu.Unlock()
+	if o.Source != "c" || o.Volatile["t"][0] != "x" || o.MaxDeleteRatio != 0.5 || o.StartedAt.IsZero() {
+		t.Fatalf("snapshot options %+v", o)
+	}
+	st := r.Status()
+	if st["consecutive_failures"].(int) != 0 || st["failures"].(int64) != 1 {
+		t.Fatalf("status after recovery: %v", st)
+	}
+}
