@@ -1,0 +1,85 @@
+"""A stdlib-only client for the synchronizer's JSON-RPC 2.0 Unix socket.
+
+One JSON object per line in each direction. The client opens one connection
+per call, so a sidecar restart between two calls needs no reconnect logic
+and no state survives a broken connection.
+"""
+import itertools
+import json
+import socket
+
+#: The error code the sidecar answers ``changes`` with when ``since`` is
+#: outside its retained change log: the caller must resync with get_all.
+RESYNC_NEEDED = -32001
+
+
+class SidecarError(Exception):
+    """The sidecar could not be reached or its answer was unusable."""
+
+
+class RPCError(SidecarError):
+    """The sidecar answered with a JSON-RPC error object."""
+
+    def __init__(self, code, message, data=None):
+        super().__init__('synchronizer: rpc error %s: %s' % (code, message))
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class Client(object):
+    """Calls methods of a synchronizer listening on ``path``.
+
+    ``timeout`` bounds connecting and each read of the answer (seconds).
+    """
+
+    _ids = itertools.count(1)
+
+    def __init__(self, path, timeout=30.0):
+        self.path = path
+        self.timeout = timeout
+
+    def call(self, method, params=None):
+        """Return the result of ``method``; raise SidecarError or RPCError."""
+        req_id = next(self._ids)
+        req = {'jsonrpc': '2.0', 'id': req_id, 'method': method,
+               'params': params or {}}
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            sock.sendall(json.dumps(req).encode() + b'\n')
+            with sock.makefile('rb') as lines:
+                for line in lines:
+                    msg = json.loads(line)
+                    # Notifications (no id) cannot arrive on a connection
+                    # that never registered, but skip them all the same.
+                    if msg.get('id') != req_id:
+                        continue
+                    if msg.get('error') is not None:
+                        err = msg['error']
+                        raise RPCError(err.get('code'), err.get('message'),
+                                       err.get('data'))
+                    return msg.get('result')
+        except (OSError, ValueError) as e:
+            raise SidecarError('synchronizer: %s %s: %s'
+                               % (method, self.path, e)) from e
+        finally:
+            sock.close()
+        raise SidecarError('synchronizer: %s %s: connection closed before '
+                           'the answer' % (method, self.path))
+
+    def get_all(self, types=None):
+        """Return ``{"seq": N, "entities": [...]}`` for ``types``."""
+        return self.call('get_all', {'types': list(types or [])})
+
+    def changes(self, since, types=None, limit=0):
+        """Return ``{"changes": [...], "seq": M, "more": bool}``."""
+        params = {'since': since, 'types': list(types or [])}
+        if limit:
+            params['limit'] = limit
+        return self.call('changes', params)
+
+    def status(self):
+        """Return the sidecar's status object."""
+        return self.call('status')

@@ -1,0 +1,33 @@
+"""Vitrage datasources fed by the synchronizer sidecar.
+
+List ``vitrage_synchronizer.datasources`` before ``vitrage.datasources`` in
+``[datasources] path``: for each type in ``[datasources] types`` Vitrage then
+registers the OPTS of our subpackage (``nova/instance`` for
+``nova.instance``), which name our driver and Vitrage's own transformer.
+The ``[synchronizer]`` options are registered when the first of them is
+imported.
+"""
+from oslo_config import cfg
+
+SYNCHRONIZER_OPTS = [
+    cfg.StrOpt('socket', default='/run/synchronizer/synchronizer.sock',
+               help='Unix socket of the synchronizer sidecar (its '
+                    '"socket:" setting).'),
+    cfg.StrOpt('state_dir', default='/var/lib/vitrage/synchronizer',
+               help='Directory where each datasource keeps the last change '
+                    'seq it applied, so that a restarted Vitrage goes on '
+                    'from there. Created when missing.'),
+    cfg.FloatOpt('timeout', default=60.0, min=0.1,
+                 help='Seconds to wait for the sidecar to connect and '
+                      'answer.'),
+    cfg.IntOpt('changes_limit', default=20000, min=1,
+               help='Most changes asked for in one "changes" call; more '
+                    'calls follow until the log is read.'),
+]
+
+cfg.CONF.register_opts(SYNCHRONIZER_OPTS, group='synchronizer')
+
+
+def list_opts():
+    """For oslo-config-generator."""
+    return [('synchronizer', SYNCHRONIZER_OPTS)]

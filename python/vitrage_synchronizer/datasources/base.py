@@ -1,0 +1,247 @@
+"""The driver every synchronizer-fed datasource shares.
+
+get_all lists the sidecar's current entities of the datasource's type;
+get_changes reads the sidecar's change log after the last seq it applied
+(kept in a small state file across Vitrage restarts). Both hand Vitrage's
+own transformer the rows it reads from Vitrage's own driver.
+
+Three choices follow from how Vitrage 9.0 reads rows (see python/README.md):
+
+* Every row is marked ``vitrage_datasource_action: snapshot`` (init_snapshot
+  in the first get_all), also in get_changes: the nova.instance transformer
+  reads any ``update`` row as a Nova notification, and the rows we send are
+  API-shaped. Deletes carry ``vitrage_event_type: delete_entity``.
+* All rows of one call get one sample date, strictly later than the previous
+  call's (the call waits for the next second when needed), so that Vitrage's
+  string comparison of 1-second dates never orders two of our batches
+  wrongly and get_all's outdated-entity sweep never mistakes a fresh entity
+  for an old one.
+* A sidecar that cannot be reached makes get_all raise (DriverExec logs it
+  and keeps the graph: no outdated-entity sweep runs) and get_changes log
+  and return nothing, to try again at the next interval.
+"""
+import json
+import os
+import threading
+import time
+
+from oslo_config import cfg
+from oslo_log import log
+
+from vitrage.datasources.driver_base import DriverBase
+from vitrage.utils import datetime as datetime_utils
+
+from vitrage_synchronizer import client as sclient
+from vitrage_synchronizer.datasources import constants as C
+from vitrage_synchronizer.datasources import rows as R
+
+CONF = cfg.CONF
+LOG = log.getLogger(__name__)
+
+
+class NotReady(sclient.SidecarError):
+    """The sidecar has collected nothing yet: its empty answer means
+    "don't know", not "everything is gone"."""
+
+
+class SynchronizerDriver(DriverBase):
+    """Base of the datasource drivers; subclasses set DATASOURCE."""
+
+    #: The Vitrage datasource (and sidecar entity type) this driver serves.
+    DATASOURCE = None
+    #: What Vitrage's own driver of this datasource filters out.
+    FILTER_OUT = ('manager', '_info')
+
+    def __init__(self):
+        super(SynchronizerDriver, self).__init__()
+        self._build = R.BUILDERS[self.DATASOURCE]
+        self._lock = threading.Lock()
+        self._known = {}        # key -> entity without data, as last sent
+        self._seq = None        # last change seq applied
+        self._seq_loaded = False
+        self._last_date = ''    # sample date of the previous batch
+
+    # -- hooks ------------------------------------------------------------
+
+    def sidecar_types(self):
+        """The sidecar entity types to ask for."""
+        return [self.DATASOURCE]
+
+    def accepts(self, entity):
+        """Whether this datasource shows ``entity`` at all."""
+        return True
+
+    @staticmethod
+    def should_delete_outdated_entities():
+        # Our get_all is always the sidecar's complete view.
+        return True
+
+    @classmethod
+    def properties_to_filter_out(cls):
+        return list(cls.FILTER_OUT)
+
+    # -- Vitrage's driver API -----------------------------------------------
+
+    def get_all(self, datasource_action):
+        with self._lock:
+            rows = self._snapshot(datasource_action)
+            LOG.info('synchronizer %s: get_all gives %d rows (seq %s)',
+                     self.name, len(rows), self._seq)
+            return rows
+
+    def get_changes(self, datasource_action):
+        with self._lock:
+            try:
+                return self._changes()
+            except sclient.SidecarError as e:
+                LOG.warning('synchronizer %s: get_changes: %s; keeping the '
+                            'graph, trying again next interval',
+                            self.name, e)
+                return []
+
+    # -- internals ----------------------------------------------------------
+
+    @property
+    def name(self):
+        return self._datasource_name or self.DATASOURCE
+
+    def _client(self):
+        return sclient.Client(CONF.synchronizer.socket,
+                              CONF.synchronizer.timeout)
+
+    def _snapshot(self, action):
+        """All rows, plus deletes of what we sent before and is gone."""
+        res = self._client().get_all(self.sidecar_types())
+        if not res.get('seq'):
+            raise NotReady('synchronizer %s: the sidecar has recorded no '
+                           'change yet (not polled yet or a new database)'
+                           % self.name)
+        rows, known = [], {}
+        for e in res.get('entities') or []:
+            row = self._build(e) if self.accepts(e) else None
+            if row is not None:
+                rows.append(row)
+                known[e['key']] = _stub(e)
+        for key, stub in self._known.items():
+            if key not in known:
+                row = R.delete_row(self._build, stub)
+                if row is not None:
+                    rows.append(row)
+        self._known = known
+        self._save_seq(res['seq'])
+        return self._finish(rows, action)
+
+    def _changes(self):
+        since = self._load_seq()
+        if since is None:
+            LOG.info('synchronizer %s: no seq yet, reading a full snapshot',
+                     self.name)
+            return self._snapshot(C.SNAPSHOT)
+        cli = self._client()
+        limit = CONF.synchronizer.changes_limit
+        latest = {}  # key -> last change, in the order of that change
+        seq = since
+        try:
+            while True:
+                res = cli.changes(seq, self.sidecar_types(), limit)
+                for ch in res.get('changes') or []:
+                    latest.pop(ch['key'], None)
+                    latest[ch['key']] = ch
+                seq = res['seq']
+                if not res.get('more'):
+                    break
+        except sclient.RPCError as e:
+            if e.code != sclient.RESYNC_NEEDED:
+                raise
+            LOG.warning('synchronizer %s: seq %s is no longer in the '
+                        'change log (%s): sending a full snapshot',
+                        self.name, since, e.message)
+            return self._snapshot(C.SNAPSHOT)
+        except sclient.SidecarError:
+            if not latest:
+                raise
+            # Apply the pages read; the next call goes on from there.
+            LOG.warning('synchronizer %s: changes cut short after seq %s',
+                        self.name, seq, exc_info=True)
+        rows = [r for r in (self._row_of(ch) for ch in latest.values())
+                if r is not None]
+        self._save_seq(seq)
+        if rows:
+            LOG.info('synchronizer %s: %d changes after seq %s give %d rows '
+                     '(seq %s)', self.name, len(latest), since, len(rows),
+                     seq)
+        return self._finish(rows, C.SNAPSHOT)
+
+    def _row_of(self, change):
+        key = change['key']
+        if change.get('action') != 'delete' and self.accepts(change):
+            row = self._build(change)
+            if row is not None:
+                self._known[key] = _stub(change)
+                return row
+        # A delete, or an entity this datasource no longer shows.
+        stub = self._known.pop(key, None)
+        row = R.delete_row(self._build, change)
+        if row is None and stub is not None:
+            row = R.delete_row(self._build, stub)
+        return row
+
+    def _finish(self, rows, action):
+        if not rows:
+            return []
+        rows = self.make_pickleable(rows, self.DATASOURCE, action,
+                                    *self.properties_to_filter_out())
+        date = self._next_date()
+        for r in rows:
+            r[C.SAMPLE_DATE] = date
+        return rows
+
+    def _next_date(self):
+        """A sample date strictly after the previous batch's."""
+        date = datetime_utils.format_utcnow()
+        while date <= self._last_date:
+            time.sleep(1.001 - time.time() % 1)
+            date = datetime_utils.format_utcnow()
+        self._last_date = date
+        return date
+
+    def _state_path(self):
+        return os.path.join(CONF.synchronizer.state_dir,
+                            '%s.json' % self.name)
+
+    def _load_seq(self):
+        if self._seq is None and not self._seq_loaded:
+            self._seq_loaded = True
+            try:
+                with open(self._state_path()) as f:
+                    self._seq = int(json.load(f)['seq'])
+                LOG.info('synchronizer %s: going on after seq %s',
+                         self.name, self._seq)
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                LOG.warning('synchronizer %s: unreadable state file %s: %s',
+                            self.name, self._state_path(), e)
+        return self._seq
+
+    def _save_seq(self, seq):
+        self._seq_loaded = True
+        if seq == self._seq:
+            return
+        self._seq = seq
+        path = self._state_path()
+        tmp = path + '.tmp'
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(tmp, 'w') as f:
+                json.dump({'seq': seq}, f)
+            os.replace(tmp, path)
+        except OSError as e:
+            # Not fatal: a restart then starts with a full snapshot.
+            LOG.warning('synchronizer %s: cannot save seq to %s: %s',
+                        self.name, path, e)
+
+
+def _stub(entity):
+    """What a later delete row needs: the entity without its data."""
+    return {k: v for k, v in entity.items() if k != 'data'}

@@ -1,0 +1,1 @@
+"""cinder datasources read from the synchronizer."""

@@ -1,0 +1,1 @@
+"""heat datasources read from the synchronizer."""

@@ -1,0 +1,9 @@
+"""heat.stack rows from the synchronizer, for Vitrage's own transformer."""
+from vitrage_synchronizer.datasources import base
+
+
+class HeatStackDriver(base.SynchronizerDriver):
+    """Reads heat.stack entities from the synchronizer."""
+
+    DATASOURCE = 'heat.stack'
+    FILTER_OUT = ('manager', '_info')

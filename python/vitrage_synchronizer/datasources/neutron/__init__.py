@@ -1,0 +1,1 @@
+"""neutron datasources read from the synchronizer."""

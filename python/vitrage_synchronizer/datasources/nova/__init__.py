@@ -1,0 +1,1 @@
+"""nova datasources read from the synchronizer."""

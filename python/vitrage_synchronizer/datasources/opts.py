@@ -1,0 +1,32 @@
+"""Builds each datasource's OPTS from Vitrage's own."""
+from oslo_config import cfg
+from oslo_utils import importutils
+
+from vitrage.common.constants import DatasourceOpts as DSOpts
+from vitrage.common.constants import UpdateMethod
+
+_OURS = (DSOpts.DRIVER, DSOpts.UPDATE_METHOD, DSOpts.CHANGES_INTERVAL)
+
+
+def datasource_opts(name, driver, changes_interval=10, extra=()):
+    """Vitrage's OPTS for ``name`` with our driver, pull and an interval.
+
+    Every other option of Vitrage's datasource (its transformer, nagios'
+    config_file, ...) is kept, since its transformer may read them.
+    """
+    stock = importutils.import_module('vitrage.datasources.' + name).OPTS
+    opts = [o for o in stock if o.dest not in _OURS]
+    opts += [
+        cfg.StrOpt(DSOpts.DRIVER, default=driver, required=True,
+                   help='Driver class path: the synchronizer replaces '
+                        "Vitrage's own driver."),
+        cfg.StrOpt(DSOpts.UPDATE_METHOD, default=UpdateMethod.PULL,
+                   required=True,
+                   help='pull: get_changes every changes_interval seconds '
+                        'reads what changed from the synchronizer.'),
+        cfg.IntOpt(DSOpts.CHANGES_INTERVAL, default=changes_interval,
+                   min=1,
+                   help='Seconds between two reads of the synchronizer\'s '
+                        'change log.'),
+    ]
+    return opts + list(extra)
