@@ -4,6 +4,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -182,7 +183,7 @@ func (sc *Sidecar) reload(runCtx context.Context) {
 		sc.log.Info("reload requested, but the embedded default config is in use: nothing to reload")
 		return
 	}
-	cfg, err := config.Load(sc.o.ConfigPath)
+	cfg, err := loadForReload(sc.o.ConfigPath)
 	if err == nil {
 		err = sc.applyReload(runCtx, cfg)
 	}
@@ -193,6 +194,20 @@ func (sc *Sidecar) reload(runCtx context.Context) {
 		return
 	}
 	sc.log.Info("config reloaded", "path", cfg.Path, "hash", cfg.Hash[:12])
+}
+
+// loadForReload is config.Load, refusing an empty file: an editor that
+// writes in place truncates the file first, and an empty config is valid
+// (no collectors) but would stop everything until the write completes.
+func loadForReload(path string) (*config.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, fmt.Errorf("%s: %w: the file is empty", path, config.ErrInvalid)
+	}
+	return config.Load(path)
 }
 
 func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error {

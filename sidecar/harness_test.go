@@ -1,0 +1,260 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/rpc"
+)
+
+// harness runs a synchronizer in the test process on a config file in a
+// temporary directory, with the real store, engine, socket and watcher.
+type harness struct {
+	t      *testing.T
+	dir    string // where topology files and (usually) the config live
+	path   string // the config file
+	socket string
+	log    *syncBuffer
+	reload chan struct{}
+	stop   context.CancelFunc
+	done   chan error
+}
+
+// syncBuffer is a log sink the test reads while the sidecar writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// header puts the socket and the database in dir, by absolute path, so that
+// a config file elsewhere (a ConfigMap layout) finds them.
+func header(dir string) string {
+	return "socket: " + filepath.Join(dir, "s.sock") + "\ndatabase: " + filepath.Join(dir, "s.db") + "\nsync: normal\n"
+}
+
+// topology writes a static topology file with n hosts named h0..h(n-1) in
+// state, plus one instance on h0.
+func topology(t *testing.T, path string, n int, state string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("definitions:\n  entities:\n")
+	for i := 0; i < n; i++ {
+		b.WriteString("    - {static_id: h" + itoa(i) + ", type: nova.host, id: h" + itoa(i) + ", state: " + state + "}\n")
+	}
+	b.WriteString("    - {static_id: vm, type: nova.instance, id: vm-1, state: ACTIVE}\n")
+	b.WriteString("  relationships:\n    - {source: h0, target: vm, relationship_type: contains}\n")
+	writeFile(t, path, b.String())
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startAt starts a sidecar on the config file at path (already written).
+func startAt(t *testing.T, dir, path string) *harness {
+	t.Helper()
+	schema, err := os.ReadFile("../schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, dir: dir, path: cfg.Path, socket: cfg.Abs(cfg.Socket), log: &syncBuffer{},
+		reload: make(chan struct{}, 1), done: make(chan error, 1)}
+	ctx, stop := context.WithCancel(context.Background())
+	h.stop = stop
+	log := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	go func() {
+		h.done <- Run(ctx, Options{Config: cfg, ConfigPath: cfg.Path, Schema: string(schema),
+			Logger: log, Reload: h.reload, Debounce: 50 * time.Millisecond})
+	}()
+	t.Cleanup(func() { h.shutdown() })
+	waitFor(t, "socket", 10*time.Second, func() bool {
+		select {
+		case err := <-h.done:
+			t.Fatalf("sidecar exited at start: %v\n%s", err, h.log)
+		default:
+		}
+		c, err := net.Dial("unix", h.socket)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return h
+}
+
+// start writes header+body as dir/config.yaml and starts a sidecar on it.
+func start(t *testing.T, body string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	topology(t, filepath.Join(dir, "a.yaml"), 2, "available")
+	topology(t, filepath.Join(dir, "b.yaml"), 3, "available")
+	path := filepath.Join(dir, "config.yaml")
+	writeFile(t, path, header(dir)+body)
+	return startAt(t, dir, path)
+}
+
+// shutdown stops the sidecar and returns Run's error (nil twice).
+func (h *harness) shutdown() error {
+	if h.stop == nil {
+		return nil
+	}
+	h.stop()
+	h.stop = nil
+	select {
+	case err := <-h.done:
+		return err
+	case <-time.After(10 * time.Second):
+		h.t.Fatalf("sidecar did not stop within 10s\n%s", h.log)
+		return nil
+	}
+}
+
+// status calls the status RPC.
+func (h *harness) status() status {
+	h.t.Helper()
+	var st status
+	h.call("status", struct{}{}, &st)
+	return st
+}
+
+func (h *harness) call(method string, params, result any) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := rpc.Dial(ctx, h.socket)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Call(ctx, method, params, result); err != nil {
+		h.t.Fatalf("%s: %v", method, err)
+	}
+}
+
+// keys returns the keys get_all returns.
+func (h *harness) keys(types ...string) []string {
+	h.t.Helper()
+	var all struct {
+		Entities []struct{ Key string } `json:"entities"`
+	}
+	h.call("get_all", map[string]any{"types": types}, &all)
+	out := []string{}
+	for _, e := range all.Entities {
+		out = append(out, e.Key)
+	}
+	return out
+}
+
+type status struct {
+	Config struct {
+		Path         string    `json:"path"`
+		Hash         string    `json:"hash"`
+		LoadedAt     time.Time `json:"loaded_at"`
+		Reloads      int64     `json:"reloads"`
+		LastError    string    `json:"last_error"`
+		NeedsRestart []string  `json:"needs_restart"`
+		Active       []string  `json:"active_entity_types"`
+	} `json:"config"`
+	Collectors []unitStatus `json:"collectors"`
+	Entities   int          `json:"entities"`
+	ChangeLog  struct {
+		FirstSeq int64 `json:"first_seq"`
+		LastSeq  int64 `json:"last_seq"`
+	} `json:"change_log"`
+}
+
+type unitStatus struct {
+	Name        string         `json:"name"`
+	State       string         `json:"state"`
+	Interval    string         `json:"interval"`
+	Polls       int64          `json:"polls"`
+	StartedAt   time.Time      `json:"started_at"`
+	LastSuccess time.Time      `json:"last_success"`
+	LastError   string         `json:"last_error"`
+	DurationMS  *int64         `json:"last_duration_ms"`
+	Entities    map[string]int `json:"entities"`
+}
+
+func (st status) unit(name string) (unitStatus, bool) {
+	for _, u := range st.Collectors {
+		if u.Name == name {
+			return u, true
+		}
+	}
+	return unitStatus{}, false
+}
+
+func (st status) String() string {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return string(b)
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// settle waits until every collector has polled at least once.
+func (h *harness) settle() status {
+	h.t.Helper()
+	var st status
+	waitFor(h.t, "first polls", 10*time.Second, func() bool {
+		st = h.status()
+		for _, u := range st.Collectors {
+			if u.LastSuccess.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	return st
+}
+
+// saveRename replaces a file the way most editors do: write a temporary
+// file beside it, then rename it over the original.
+func saveRename(t *testing.T, path, s string) {
+	t.Helper()
+	tmp := path + ".tmp~"
+	writeFile(t, tmp, s)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,155 @@
+package sidecar
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func twoCollectors(dir, changing string) string {
+	return "collectors:\n" +
+		"  - {name: keep, type: static, path: " + filepath.Join(dir, "a.yaml") + ", interval: 1h}\n" +
+		"  - {name: change, type: static, path: " + filepath.Join(dir, "b.yaml") + ", interval: " + changing + "}\n"
+}
+
+// TestSaveMethods edits the config each way editors and Kubernetes save a
+// file, and checks that the reload happens once, restarts the changed
+// collector and leaves the unchanged one alone (same start time, no extra
+// poll).
+func TestSaveMethods(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// layout writes the first config and returns its path; save
+		// replaces its content.
+		layout func(t *testing.T, dir, body string) string
+		save   func(t *testing.T, dir, path, body string)
+	}{
+		{"write in place",
+			func(t *testing.T, dir, body string) string {
+				p := filepath.Join(dir, "config.yaml")
+				writeFile(t, p, body)
+				return p
+			},
+			func(t *testing.T, dir, path, body string) {
+				f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Two writes, as an editor flushing its buffer may do.
+				f.WriteString(body[:len(body)/2])
+				f.Sync()
+				f.WriteString(body[len(body)/2:])
+				f.Close()
+			}},
+		{"write and rename",
+			func(t *testing.T, dir, body string) string {
+				p := filepath.Join(dir, "config.yaml")
+				writeFile(t, p, body)
+				return p
+			},
+			func(t *testing.T, dir, path, body string) { saveRename(t, path, body) }},
+		{"configmap symlink swap",
+			func(t *testing.T, dir, body string) string {
+				cm := filepath.Join(dir, "cm")
+				os.MkdirAll(filepath.Join(cm, "..2026_11_25_01"), 0o755)
+				writeFile(t, filepath.Join(cm, "..2026_11_25_01", "config.yaml"), body)
+				must(t, os.Symlink("..2026_11_25_01", filepath.Join(cm, "..data")))
+				must(t, os.Symlink("..data/config.yaml", filepath.Join(cm, "config.yaml")))
+				return filepath.Join(cm, "config.yaml")
+			},
+			func(t *testing.T, dir, path, body string) {
+				// What the kubelet's atomic writer does.
+				cm := filepath.Dir(path)
+				os.MkdirAll(filepath.Join(cm, "..2026_11_25_02"), 0o755)
+				writeFile(t, filepath.Join(cm, "..2026_11_25_02", "config.yaml"), body)
+				must(t, os.Symlink("..2026_11_25_02", filepath.Join(cm, "..data_tmp")))
+				must(t, os.Rename(filepath.Join(cm, "..data_tmp"), filepath.Join(cm, "..data")))
+				must(t, os.RemoveAll(filepath.Join(cm, "..2026_11_25_01")))
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			topology(t, filepath.Join(dir, "a.yaml"), 2, "available")
+			topology(t, filepath.Join(dir, "b.yaml"), 3, "available")
+			path := tc.layout(t, dir, header(dir)+twoCollectors(dir, "1h"))
+			h := startAt(t, dir, path)
+			before := h.settle()
+			keep, _ := before.unit("keep")
+			change, _ := before.unit("change")
+
+			tc.save(t, dir, path, header(dir)+twoCollectors(dir, "2h"))
+			var after status
+			waitFor(t, "reload", 10*time.Second, func() bool {
+				after = h.status()
+				c, _ := after.unit("change")
+				return c.Interval == "2h0m0s"
+			})
+			time.Sleep(300 * time.Millisecond) // six debounce periods: any second reload would show
+			after = h.status()
+			if after.Config.Reloads != before.Config.Reloads+1 {
+				t.Errorf("reloads %d -> %d, want one reload\n%s", before.Config.Reloads, after.Config.Reloads, h.log)
+			}
+			if after.Config.LastError != "" || after.Config.Hash == before.Config.Hash {
+				t.Errorf("config after reload: %s", after)
+			}
+			k, _ := after.unit("keep")
+			if k.Polls != keep.Polls || !k.StartedAt.Equal(keep.StartedAt) {
+				t.Errorf("unchanged collector restarted or polled: before %+v after %+v", keep, k)
+			}
+			c, _ := after.unit("change")
+			if !c.StartedAt.After(change.StartedAt) {
+				t.Errorf("changed collector not restarted: before %+v after %+v", change, c)
+			}
+			if n := strings.Count(h.log.String(), "msg=\"config reloaded\""); n != 1 {
+				t.Errorf("%d reload log lines\n%s", n, h.log)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDataFileChangeTriggersPoll edits a static topology file: its
+// collector polls at once (its interval is an hour) and the other does not.
+func TestDataFileChangeTriggersPoll(t *testing.T) {
+	h := start(t, twoCollectors("", "1h"))
+	before := h.settle()
+	topology(t, filepath.Join(h.dir, "b.yaml"), 3, "unavailable")
+	waitFor(t, "poll after the topology edit", 10*time.Second, func() bool {
+		c, _ := h.status().unit("change")
+		return c.Polls == 2
+	})
+	after := h.status()
+	k0, _ := before.unit("keep")
+	k1, _ := after.unit("keep")
+	if k1.Polls != k0.Polls || after.Config.Reloads != before.Config.Reloads {
+		t.Errorf("unrelated collector polled or config reloaded: %s", after)
+	}
+	if after.ChangeLog.LastSeq != before.ChangeLog.LastSeq+3 {
+		t.Errorf("change log %d -> %d, want 3 updates", before.ChangeLog.LastSeq, after.ChangeLog.LastSeq)
+	}
+}
+
+// TestSIGHUPForcesReload: a forced reload of an unchanged file restarts
+// nothing.
+func TestSIGHUPForcesReload(t *testing.T) {
+	h := start(t, twoCollectors("", "1h"))
+	before := h.settle()
+	h.reload <- struct{}{}
+	waitFor(t, "forced reload", 10*time.Second, func() bool { return h.status().Config.Reloads == before.Config.Reloads+1 })
+	after := h.status()
+	for _, name := range []string{"keep", "change"} {
+		b, _ := before.unit(name)
+		a, _ := after.unit(name)
+		if a.Polls != b.Polls || !a.StartedAt.Equal(b.StartedAt) {
+			t.Errorf("%s restarted by a reload of the same file: %+v -> %+v", name, b, a)
+		}
+	}
+}
