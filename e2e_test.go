@@ -331,3 +331,72 @@ collectors:
 		t.Fatalf("python change line %q", got)
 	}
 }
+
+// TestWatchSurvivesRestart: the real `watch` prints each change once,
+// across a restart of the synchronizer.
+func TestWatchSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	topo := filepath.Join(dir, "topology.yaml")
+	copyFile(t, "examples/topology.yaml", topo)
+	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 100ms}\n")
+	waitFor(t, "entities", 10*time.Second, func() bool {
+		out, _ := s.cli("status")
+		return strings.Contains(out, `"entities": 11`)
+	})
+	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
+	stdout, _ := w.StdoutPipe()
+	w.Stderr = os.Stderr
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Process.Kill()
+	lines := make(chan change, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var c change
+			if json.Unmarshal(sc.Bytes(), &c) == nil {
+				lines <- c
+			}
+		}
+		close(lines)
+	}()
+	next := func() change {
+		t.Helper()
+		select {
+		case c := <-lines:
+			return c
+		case <-time.After(15 * time.Second):
+			t.Fatalf("watch printed nothing\n%s", s.log)
+		}
+		return change{}
+	}
+	for i := 1; i <= 11; i++ {
+		if c := next(); c.Seq != int64(i) || c.Action != "create" {
+			t.Fatalf("line %d: %+v", i, c)
+		}
+	}
+	edit := func(from, to string) {
+		b, _ := os.ReadFile(topo)
+		os.WriteFile(topo, []byte(strings.Replace(string(b), from, to, 1)), 0o644)
+	}
+	edit("state: SHUTOFF", "state: ERROR")
+	if c := next(); c.Seq != 12 || c.State != "ERROR" {
+		t.Fatalf("after edit: %+v", c)
+	}
+	// Stop, change the file while it is down, start again.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	edit("state: ERROR", "state: ACTIVE")
+	s.start()
+	if c := next(); c.Seq != 13 || c.State != "ACTIVE" {
+		t.Fatalf("after restart: %+v", c)
+	}
+	select {
+	case c := <-lines:
+		t.Fatalf("unexpected extra line %+v", c)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
