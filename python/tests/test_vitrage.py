@@ -88,7 +88,8 @@ collectors:
     def tearDownClass(cls):
         cls.sidecar.stop()
         cls.cloud.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        if not os.environ.get("KEEP_TMP"):
+            shutil.rmtree(cls.tmp, ignore_errors=True)
 
     # -- helpers --------------------------------------------------------------
 

@@ -78,6 +78,7 @@ def neutron_network(entity):
     row['name'] = entity.get('name', '')
     row['status'] = entity.get('state', '')
     row['tenant_id'] = entity.get('project', '')
+    row.setdefault('updated_at', None)
     return row
 
 
@@ -98,6 +99,7 @@ def neutron_port(entity):
     row.setdefault('device_id', None)
     row.setdefault('fixed_ips', [])
     row.setdefault('binding:host_id', None)
+    row.setdefault('updated_at', None)
     return row
 
 
