@@ -55,16 +55,17 @@ func header(dir string) string {
 	return "socket: " + filepath.Join(dir, "s.sock") + "\ndatabase: " + filepath.Join(dir, "s.db") + "\nsync: normal\n"
 }
 
-// topology writes a static topology file with n hosts named h0..h(n-1) in
-// state, plus one instance on h0.
+// topology writes a static topology file with n hosts in state, plus one
+// instance on the first; ids start with the file's name ("b-h0", "b-vm").
 func topology(t *testing.T, path string, n int, state string) {
 	t.Helper()
+	p := strings.TrimSuffix(filepath.Base(path), ".yaml") + "-"
 	var b strings.Builder
 	b.WriteString("definitions:\n  entities:\n")
 	for i := 0; i < n; i++ {
-		b.WriteString("    - {static_id: h" + itoa(i) + ", type: nova.host, id: h" + itoa(i) + ", state: " + state + "}\n")
+		b.WriteString("    - {static_id: h" + itoa(i) + ", type: nova.host, id: " + p + "h" + itoa(i) + ", state: " + state + "}\n")
 	}
-	b.WriteString("    - {static_id: vm, type: nova.instance, id: vm-1, state: ACTIVE}\n")
+	b.WriteString("    - {static_id: vm, type: nova.instance, id: " + p + "vm, state: ACTIVE}\n")
 	b.WriteString("  relationships:\n    - {source: h0, target: vm, relationship_type: contains}\n")
 	writeFile(t, path, b.String())
 }
@@ -245,7 +246,9 @@ func (h *harness) settle() status {
 		}
 		return true
 	})
-	return st
+	// status reads the change log before the collectors: read it again
+	// now that every first poll has committed.
+	return h.status()
 }
 
 // saveRename replaces a file the way most editors do: write a temporary
