@@ -189,8 +189,15 @@ type status struct {
 		Active       []string  `json:"active_entity_types"`
 	} `json:"config"`
 	Collectors []unitStatus `json:"collectors"`
-	Entities   int          `json:"entities"`
-	ChangeLog  struct {
+	Listeners  []struct {
+		Name        string         `json:"name"`
+		State       string         `json:"state"`
+		Messages    int64          `json:"messages"`
+		BadMessages int64          `json:"bad_messages"`
+		Entities    map[string]int `json:"entities"`
+	} `json:"listeners"`
+	Entities  int `json:"entities"`
+	ChangeLog struct {
 		FirstSeq int64 `json:"first_seq"`
 		LastSeq  int64 `json:"last_seq"`
 	} `json:"change_log"`
