@@ -189,6 +189,16 @@ func TestStatusFields(t *testing.T) {
 	if !strings.Contains(st.Config.NeedsRestart[0], "subscriber_queue") {
 		t.Errorf("needs_restart %v", st.Config.NeedsRestart)
 	}
+	// Another reload that changes something else still reports it.
+	saveRename(t, h.path, header(h.dir)+"subscriber_queue: 10\n"+twoCollectors("", "2h"))
+	waitFor(t, "second reload", 10*time.Second, func() bool {
+		st = h.status()
+		u, _ := st.unit("change")
+		return u.Interval == "2h0m0s" && !u.LastSuccess.IsZero()
+	})
+	if len(st.Config.NeedsRestart) == 0 || !strings.Contains(st.Config.NeedsRestart[0], "subscriber_queue") {
+		t.Errorf("needs_restart after a second reload: %v", st.Config.NeedsRestart)
+	}
 	if st.Config.Path != h.path || len(st.Config.Hash) != 64 || st.Config.LoadedAt.IsZero() || time.Since(st.Config.LoadedAt) > time.Minute {
 		t.Errorf("config status %s", st)
 	}

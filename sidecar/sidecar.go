@@ -211,7 +211,9 @@ func loadForReload(path string) (*config.Config, error) {
 }
 
 func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error {
-	old := sc.sup.config()
+	// Compare with the config the process started with: these settings
+	// never change live, so a second reload must still report them.
+	old := sc.o.Config
 	var restart []string
 	if cfg.Abs(cfg.Socket) != old.Abs(old.Socket) {
 		restart = append(restart, "socket")
