@@ -153,3 +153,52 @@ func TestSIGHUPForcesReload(t *testing.T) {
 		}
 	}
 }
+
+// TestDependencyFileRestartsItsUser edits the clouds.yaml an openstack
+// collector reads when it is built: that collector alone is rebuilt and
+// restarted; a clouds.yaml without the cloud is a failed reload that keeps
+// it running.
+func TestDependencyFileRestartsItsUser(t *testing.T) {
+	dir := t.TempDir()
+	topology(t, filepath.Join(dir, "a.yaml"), 2, "available")
+	clouds := func(region string) string {
+		return "clouds:\n  test:\n    region_name: " + region + "\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n" +
+			"      username: u\n      password: secret\n      project_name: p\n      user_domain_name: Default\n      project_domain_name: Default\n"
+	}
+	writeFile(t, filepath.Join(dir, "clouds.yaml"), clouds("RegionOne"))
+	path := filepath.Join(dir, "config.yaml")
+	writeFile(t, path, header(dir)+`collectors:
+  - {name: keep, type: static, path: a.yaml, interval: 1h}
+  - {name: cloud, type: openstack, cloud: test, clouds_file: clouds.yaml, interval: 1h, retries: 0, request_timeout: 1s}
+`)
+	h := startAt(t, dir, path)
+	var before status
+	waitFor(t, "first polls", 10*time.Second, func() bool {
+		before = h.status()
+		k, _ := before.unit("keep")
+		c, _ := before.unit("cloud")
+		return k.Polls == 1 && c.Polls == 1
+	})
+	saveRename(t, filepath.Join(dir, "clouds.yaml"), clouds("RegionTwo"))
+	var after status
+	waitFor(t, "cloud collector restarted", 10*time.Second, func() bool {
+		after = h.status()
+		c, _ := after.unit("cloud")
+		b, _ := before.unit("cloud")
+		return c.StartedAt.After(b.StartedAt)
+	})
+	k0, _ := before.unit("keep")
+	k1, _ := after.unit("keep")
+	if k1.Polls != k0.Polls || !k1.StartedAt.Equal(k0.StartedAt) || after.Config.Reloads != before.Config.Reloads+1 {
+		t.Errorf("static collector touched by a clouds.yaml edit: %+v -> %+v", k0, k1)
+	}
+	if strings.Contains(h.log.String(), "secret") {
+		t.Errorf("a password reached the log")
+	}
+	writeFile(t, filepath.Join(dir, "clouds.yaml"), "clouds: {}\n")
+	waitFor(t, "reload error", 10*time.Second, func() bool { return h.status().Config.LastError != "" })
+	st := h.status()
+	if c, ok := st.unit("cloud"); !ok || !strings.Contains(st.Config.LastError, `line 6: collectors[1] (cloud): openstack collector "cloud": openstack: cloud "test" not found in `) {
+		t.Errorf("after a clouds.yaml without the cloud: %+v, error %q", c, st.Config.LastError)
+	}
+}
