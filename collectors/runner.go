@@ -64,6 +64,8 @@ type Runner struct {
 	lastError   string
 	lastErrorAt time.Time
 	lastDur     time.Duration
+	totalDur    time.Duration
+	maxDur      time.Duration
 	lastResult  engine.Result
 	lastCount   int
 	nextPoll    time.Time
@@ -210,6 +212,8 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 	defer r.mu.Unlock()
 	r.polls++
 	r.lastDur = dur
+	r.totalDur += dur
+	r.maxDur = max(r.maxDur, dur)
 	if err != nil {
 		r.failures++
 		r.consecutive++
@@ -320,8 +324,12 @@ func (r *Runner) Status() map[string]any {
 		"consecutive_failures": r.consecutive,
 		"last_duration":        r.lastDur.String(),
 		"last_duration_ms":     r.lastDur.Milliseconds(),
+		"max_duration_ms":      r.maxDur.Milliseconds(),
 		"last_entities":        r.lastCount,
 		"last_result":          r.lastResult,
+	}
+	if r.polls > 0 {
+		st["avg_duration_ms"] = (r.totalDur / time.Duration(r.polls)).Milliseconds()
 	}
 	if !r.startedAt.IsZero() {
 		st["started_at"] = r.startedAt.UTC()
