@@ -5,6 +5,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,4 +183,58 @@ SELECT coalesce(max(seq), 0) = (SELECT coalesce((SELECT CAST(value AS INTEGER) F
 	var n int
 	json.Unmarshal([]byte(f[1]), &n)
 	return n
+}
+
+// TestSIGHUPAndMetricsEndpoint: SIGHUP reloads the file (restarting
+// nothing when it is unchanged), and the metrics endpoint serves on
+// loopback. A non-loopback metrics address is refused at start.
+func TestSIGHUPAndMetricsEndpoint(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := startSidecar(t, dir, "metrics: {listen: \""+addr+"\"}\n"+
+		"collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 1h}\n")
+	waitFor(t, "first poll", 10*time.Second, func() bool { return statusOf(t, s).Entities == 11 })
+	reloads := func() float64 {
+		out, _ := s.cli("status")
+		var st struct {
+			Config struct{ Reloads float64 } `json:"config"`
+		}
+		json.Unmarshal([]byte(out), &st)
+		return st.Config.Reloads
+	}
+	r0 := reloads()
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "reload on SIGHUP", 10*time.Second, func() bool { return reloads() == r0+1 })
+	if st := statusOf(t, s); st.Collectors[0].Polls != 1 {
+		t.Errorf("SIGHUP with an unchanged file restarted the collector: %+v", st.Collectors)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"synchronizer_config_last_reload_successful 1\n",
+		`synchronizer_entities{source="topology",type="nova.instance"} 3` + "\n",
+		`synchronizer_polls_total{collector="topology",outcome="success"} 1` + "\n",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	stopWithin(t, s, 5*time.Second)
+
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("socket: b.sock\ndatabase: b.db\nmetrics: {listen: \":9464\"}\n"), 0o644)
+	out, err := exec.Command(binary, "serve", "--config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `line 3: metrics.listen: ":9464": must be a loopback address`) {
+		t.Errorf("serve with a non-loopback metrics address: %v\n%s", err, out)
+	}
 }
