@@ -102,6 +102,9 @@ func TestSaveMethods(t *testing.T) {
 			if !c.StartedAt.After(change.StartedAt) {
 				t.Errorf("changed collector not restarted: before %+v after %+v", change, c)
 			}
+			if strings.Contains(h.log.String(), "config reload failed") {
+				t.Errorf("a partly written file was read\n%s", h.log)
+			}
 			if n := strings.Count(h.log.String(), "msg=\"config reloaded\""); n != 1 {
 				t.Errorf("%d reload log lines\n%s", n, h.log)
 			}
