@@ -72,16 +72,15 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer sc.store.Close()
-	t0 := time.Now()
 	sc.engine, err = engine.New(ctx, sc.store, engine.Options{
 		RetainCount: cfg.ChangesRetention.Count,
 		RetainAge:   cfg.ChangesRetention.Age.D(),
 		Logger:      sc.log,
+		DeferLoad:   true,
 	})
 	if err != nil {
 		return err
 	}
-	sc.log.Info("baseline loaded", "entities", sc.engine.Len(), "last_seq", sc.engine.LastSeq(), "duration", time.Since(t0))
 	mode, _ := cfg.FileMode()
 	sc.rpc = rpc.New(backend{sc}, rpc.Options{
 		SocketMode:   mode,
@@ -96,11 +95,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}}
 	sc.metrics = newMetrics(sc)
+	// Readers (get_all, changes, status) are served while the baseline
+	// index loads; registrations and collectors wait for it.
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- sc.rpc.Serve(serveCtx) }()
+	t0 := time.Now()
+	if err := sc.engine.Load(ctx); err != nil {
+		stopServe()
+		<-served
+		return err
+	}
+	sc.log.Info("baseline loaded", "entities", sc.engine.Len(), "last_seq", sc.engine.LastSeq(), "duration", time.Since(t0))
 	runCtx, stopUnits := context.WithCancel(context.Background())
 	defer stopUnits()
 	if err := sc.sup.apply(runCtx, cfg); err != nil {
 		sc.sup.stopAll()
-		sc.rpc.Serve(canceled())
+		stopServe()
+		<-served
 		return err
 	}
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())
@@ -109,16 +121,14 @@ func Run(ctx context.Context, o Options) error {
 		if metricsDone, err = sc.metrics.serve(metricsCtx, addr, sc.log.With("component", "metrics")); err != nil {
 			stopMetrics()
 			sc.sup.stopAll()
-			sc.rpc.Serve(canceled())
+			stopServe()
+			<-served
 			return err
 		}
 	}
 	pruneCtx, stopPrune := context.WithCancel(context.Background())
 	go sc.engine.RunPruner(pruneCtx, time.Minute)
 
-	serveCtx, stopServe := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- sc.rpc.Serve(serveCtx) }()
 	sc.log.Info("synchronizer ready", "socket", sc.socket, "database", dbPath, "config", cfg.Path,
 		"collectors", len(cfg.Collectors), "listeners", len(cfg.Listeners))
 
@@ -135,11 +145,6 @@ func Run(ctx context.Context, o Options) error {
 	return errors.Join(watchErr, serr)
 }
 
-func canceled() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}
 
 func closedChan() chan struct{} {
 	c := make(chan struct{})

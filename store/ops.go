@@ -130,24 +130,37 @@ func logBounds(ctx context.Context, q queryer) (last, pruned int64, err error) {
 	return last, pruned, nil
 }
 
-// BaselineRow is one row of the baseline.
+// BaselineRow is one row of the baseline. Its byte slices are valid only
+// during the ScanBaseline callback: a million rows are loaded at start-up,
+// and copying every column would double the garbage of the load.
 type BaselineRow struct {
-	Key, Source, Type, Hash, ObservedAt, CoreHash string
+	Key, Source, Type, Hash, ObservedAt, CoreHash []byte
+}
+
+// CountBaseline returns the number of baseline rows.
+func (s *Store) CountBaseline(ctx context.Context) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM baseline`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count baseline: %w", err)
+	}
+	return n, nil
 }
 
 // ScanBaseline calls fn for every baseline row, in key order.
-func (s *Store) ScanBaseline(ctx context.Context, fn func(BaselineRow) error) error {
+func (s *Store) ScanBaseline(ctx context.Context, fn func(*BaselineRow) error) error {
 	rows, err := s.r.QueryContext(ctx, `SELECT key, source, type, hash, observed_at, core_hash FROM baseline`)
 	if err != nil {
 		return fmt.Errorf("store: scan baseline: %w", err)
 	}
 	defer rows.Close()
+	var k, src, typ, h, obs, core sql.RawBytes
 	var b BaselineRow
 	for rows.Next() {
-		if err := rows.Scan(&b.Key, &b.Source, &b.Type, &b.Hash, &b.ObservedAt, &b.CoreHash); err != nil {
+		if err := rows.Scan(&k, &src, &typ, &h, &obs, &core); err != nil {
 			return fmt.Errorf("store: scan baseline: %w", err)
 		}
-		if err := fn(b); err != nil {
+		b = BaselineRow{Key: k, Source: src, Type: typ, Hash: h, ObservedAt: obs, CoreHash: core}
+		if err := fn(&b); err != nil {
 			return err
 		}
 	}

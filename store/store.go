@@ -123,9 +123,6 @@ func (s *Store) open(schema string, o Options) error {
 	rq.Add("_pragma", "busy_timeout(10000)")
 	rq.Add("_pragma", "query_only(1)")
 	rq.Add("_pragma", "cache_size(-16384)")
-	// Readers map the file: replaying a large log or answering get_all
-	// then costs no copy through the page cache.
-	rq.Add("_pragma", "mmap_size(1073741824)")
 	if s.r, err = sql.Open("sqlite", "file:"+s.path+"?"+rq.Encode()); err != nil {
 		return fmt.Errorf("store: open readers: %w", err)
 	}

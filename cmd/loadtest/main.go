@@ -34,22 +34,28 @@ func main() {
 	bin := flag.String("bin", "bin/synchronizer", "synchronizer binary")
 	n := flag.Int("n", 100000, "changes for the subscriber test")
 	startupN := flag.Int("startup-n", 1000000, "entities for the start-up test (0 skips it)")
+	keep := flag.String("keep", "", "work in this directory and keep it (default: a temporary one, removed)")
 	flag.Parse()
-	if err := run(*bin, *n, *startupN); err != nil {
+	if err := run(*bin, *n, *startupN, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, n, startupN int) error {
+func run(bin string, n, startupN int, keep string) error {
 	bin, _ = filepath.Abs(bin)
-	dir, err := os.MkdirTemp("", "synchronizer-load")
-	if err != nil {
-		return err
+	dir := keep
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "synchronizer-load"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
 	}
-	defer os.RemoveAll(dir)
-	if err := subscribers(bin, dir, n); err != nil {
-		return err
+	if n > 0 {
+		if err := subscribers(bin, dir, n); err != nil {
+			return err
+		}
 	}
 	if startupN > 0 {
 		return startup(bin, dir, startupN)
