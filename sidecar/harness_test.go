@@ -246,6 +246,9 @@ func (h *harness) settle() status {
 	var st status
 	waitFor(h.t, "first polls", 10*time.Second, func() bool {
 		st = h.status()
+		if st.Config.Hash == "" {
+			return false // the baseline is still loading: no units yet
+		}
 		for _, u := range st.Collectors {
 			if u.LastSuccess.IsZero() {
 				return false
