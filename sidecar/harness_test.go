@@ -194,6 +194,7 @@ type status struct {
 		State       string         `json:"state"`
 		Messages    int64          `json:"messages"`
 		BadMessages int64          `json:"bad_messages"`
+		LastSuccess time.Time      `json:"last_success"`
 		Entities    map[string]int `json:"entities"`
 	} `json:"listeners"`
 	Entities  int `json:"entities"`

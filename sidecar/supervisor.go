@@ -327,10 +327,13 @@ type listenerRunner struct {
 	lastErr   string
 	lastErrAt time.Time
 	startedAt time.Time
+	lastApply time.Time // last batch committed (or found unchanged)
 }
 
 func newListenerRunner(name string, l listeners.Listener, eng *engine.Engine, log *slog.Logger) *listenerRunner {
-	return &listenerRunner{name: name, l: l, sink: sink{eng: eng, source: name}, log: log, state: "created"}
+	r := &listenerRunner{name: name, l: l, log: log, state: "created"}
+	r.sink = sink{eng: eng, source: name, r: r}
+	return r
 }
 
 func (r *listenerRunner) run(ctx context.Context) {
@@ -372,6 +375,9 @@ func (r *listenerRunner) status() map[string]any {
 	if r.lastErr != "" {
 		st["last_error"], st["last_error_at"] = r.lastErr, r.lastErrAt.UTC()
 	}
+	if !r.lastApply.IsZero() {
+		st["last_success"] = r.lastApply.UTC()
+	}
 	r.mu.Unlock()
 	if sr, ok := r.l.(listeners.StatusReporter); ok {
 		st["details"] = sr.Status()
@@ -385,6 +391,7 @@ type sink struct {
 	eng    *engine.Engine
 	source string
 	sup    *supervisor // nil in tests: no filtering, no metrics
+	r      *listenerRunner
 }
 
 // Apply drops the updates of inactive entity types (deletes still go
@@ -404,6 +411,11 @@ func (s sink) Apply(ctx context.Context, evs []entity.Event) error {
 		evs = kept
 	}
 	res, err := s.eng.ApplyEvents(ctx, s.source, evs)
+	if err == nil && s.r != nil {
+		s.r.mu.Lock()
+		s.r.lastApply = time.Now()
+		s.r.mu.Unlock()
+	}
 	if err == nil && s.sup != nil {
 		s.sup.sc.metrics.changed(s.source, res)
 	}
