@@ -118,7 +118,7 @@ collectors:
 
     # -- the scenario ---------------------------------------------------------
 
-    def test_1_loaded_through_parse_config(self):
+    def test_01_loaded_through_parse_config(self):
         from oslo_config import cfg
         conf = cfg.CONF
         for t in H.VITRAGE_TYPES:
@@ -131,7 +131,7 @@ collectors:
         self.assertEqual(sorted(utils.get_pull_drivers_names()),
                          sorted(H.VITRAGE_TYPES))
 
-    def test_2_init_snapshot(self):
+    def test_02_init_snapshot(self):
         t = time.process_time()
         self.g.exec.snapshot_get_all()
         print('init_snapshot: %d events, %.3f CPU s' % (
@@ -186,7 +186,7 @@ collectors:
                 ('nagios:None', 'on', 'nova.host:host1')]:
             self.assertIn(e, edges)
 
-    def test_3_status_change(self):
+    def test_03_status_change(self):
         self.cloud.control('set_status', id=SERVER, status='ERROR')
         self.wait_sidecar('nova.instance:' + SERVER, 'ERROR')
         n, events = self.changes('nova.instance')
@@ -199,7 +199,7 @@ collectors:
         # Nothing changed since: nothing sent.
         self.assertEqual(self.changes('nova.instance')[0], 0)
 
-    def test_4_same_second(self):
+    def test_04_same_second(self):
         """Two changes of one server within a second are both applied."""
         dates = []
         t = time.monotonic()
@@ -215,7 +215,7 @@ collectors:
             time.monotonic() - t, dates))
         self.assertLess(dates[0], dates[1])
 
-    def test_5_server_removed(self):
+    def test_05_server_removed(self):
         self.cloud.control('remove', collection='servers', id=SERVER)
         H.wait_for('the server gone from the sidecar',
                    lambda: self.sidecar_state('nova.instance:' + SERVER)
@@ -227,7 +227,7 @@ collectors:
         self.assertTrue(v['vitrage_is_deleted'])
         self.assertEqual(self.live_ids('nova.instance'), [VM])
 
-    def test_6_sidecar_down(self):
+    def test_06_sidecar_down(self):
         """Unreachable: nothing raised, nothing deleted, graph kept."""
         live = len(self.g.live())
         self.sidecar.kill9()
@@ -239,7 +239,7 @@ collectors:
             self.assertEqual(self.g.exec.get_all(name, 'snapshot'), 0)
         self.assertEqual(len(self.g.live()), live)
 
-    def test_7_sidecar_restarted(self):
+    def test_07_sidecar_restarted(self):
         """Changes made while the sidecar was down arrive once."""
         ids = self.cloud.control('add_servers', n=2)['ids']
         nagios_status(self.status_dat, critical=False)
@@ -259,7 +259,7 @@ collectors:
         self.assertEqual(self.g.live('nagios'), [])
         self.__class__.new_ids = ids
 
-    def test_8_vitrage_restarted(self):
+    def test_08_vitrage_restarted(self):
         """A new driver (a restarted Vitrage) goes on from the saved seq."""
         from vitrage.datasources import utils
         old = self.driver('nova.instance')
@@ -273,9 +273,9 @@ collectors:
         n, events = self.changes('nova.instance')
         self.assertEqual((n, events[0]['id']), (1, self.new_ids[0]))
 
-    def test_9_resync(self):
+    def test_09_resync(self):
         """After -32001 the driver sends a full snapshot, with deletes."""
-        gone = self.new_ids[0]  # known to this driver since test_8
+        gone = self.new_ids[0]  # known to this driver since test_08
         self.cloud.control('remove', collection='servers', id=gone)
         H.wait_for('the server gone from the sidecar',
                    lambda: self.sidecar_state('nova.instance:' + gone)
@@ -293,6 +293,30 @@ collectors:
                          sorted([VM, self.new_ids[1]]))
         self.assertLess(drv._seq, 10 ** 9)
         self.assertEqual(self.changes('nova.instance')[0], 0)
+
+    def test_10_periodic_snapshot(self):
+        """The periodic get_all: full after a resync, then only changes,
+        and Vitrage's sweep of unrefreshed vertices runs only after a full
+        one."""
+        live = sorted(v['id'] for v in self.g.live('nova.instance'))
+        time.sleep(1.05 - time.time() % 1)  # every vertex is older now
+        self.assertEqual(self.g.exec.get_all('nova.instance', 'snapshot'),
+                         len(live))  # full, asked for by test_09's resync
+        time.sleep(1.05 - time.time() % 1)
+        self.assertEqual(self.g.exec.get_all('nova.instance', 'snapshot'), 0)
+        self.assertEqual(self.live_ids('nova.instance'), live)
+        # The whole periodic round, every datasource: nothing deleted.
+        before = {v.vertex_id: v for v in self.g.live()}
+        self.g.exec.snapshot_get_all('snapshot')
+        gone = [before[i] for i in set(before) - {v.vertex_id
+                                                  for v in self.g.live()}]
+        self.assertEqual(gone, [])
+        # The ConsistencyEnforcer leaves our vertices alone: they are not
+        # refreshed when unchanged.
+        from vitrage.entity_graph.consistency.consistency_enforcer import \
+            ConsistencyEnforcer
+        ce = ConsistencyEnforcer(self.g.graph, self.g.process)
+        self.assertEqual(ce.datasources_to_mark_deleted, [])
 
 
 if __name__ == '__main__':

@@ -20,6 +20,14 @@ SYNCHRONIZER_OPTS = [
     cfg.FloatOpt('timeout', default=60.0, min=0.1,
                  help='Seconds to wait for the sidecar to connect and '
                       'answer.'),
+    cfg.StrOpt('periodic_snapshot', default='changes',
+               choices=['changes', 'full'],
+               help='What the periodic get_all (every [datasources] '
+                    'snapshots_interval) sends. "changes": only what changed '
+                    'since the last seq, as get_changes does (a full snapshot '
+                    'still follows a start from scratch, a lost seq or a '
+                    'seq the sidecar no longer has). "full": every entity, '
+                    'each time, as Vitrage\'s own drivers do.'),
     cfg.IntOpt('changes_limit', default=20000, min=1,
                help='Most changes asked for in one "changes" call; more '
                     'calls follow until the log is read.'),

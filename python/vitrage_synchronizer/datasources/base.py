@@ -1,9 +1,10 @@
 """The driver every synchronizer-fed datasource shares.
 
-get_all lists the sidecar's current entities of the datasource's type;
-get_changes reads the sidecar's change log after the last seq it applied
-(kept in a small state file across Vitrage restarts). Both hand Vitrage's
-own transformer the rows it reads from Vitrage's own driver.
+get_all lists the sidecar's current entities of the datasource's type (the
+periodic one, with ``[synchronizer] periodic_snapshot = changes``, only what
+changed); get_changes reads the sidecar's change log after the last seq it
+applied (kept in a small state file across Vitrage restarts). Both hand
+Vitrage's own transformer the rows it reads from Vitrage's own driver.
 
 Three choices follow from how Vitrage 9.0 reads rows (see python/README.md):
 
@@ -44,6 +45,16 @@ class NotReady(sclient.SidecarError):
     "don't know", not "everything is gone"."""
 
 
+class _SweepAnswer(object):
+    """should_delete_outdated_entities, answered per call on a driver and
+    from the config on the class (Vitrage asks both ways)."""
+
+    def __get__(self, driver, cls):
+        if driver is None:
+            return lambda: CONF.synchronizer.periodic_snapshot == 'full'
+        return lambda: driver._sweep
+
+
 class SynchronizerDriver(DriverBase):
     """Base of the datasource drivers; subclasses set DATASOURCE."""
 
@@ -60,6 +71,8 @@ class SynchronizerDriver(DriverBase):
         self._seq = None        # last change seq applied
         self._seq_loaded = False
         self._last_date = ''    # sample date of the previous batch
+        self._sweep = True      # the last get_all was a full one
+        self._need_full = False  # the next get_all must be a full one
 
     # -- hooks ------------------------------------------------------------
 
@@ -71,10 +84,12 @@ class SynchronizerDriver(DriverBase):
         """Whether this datasource shows ``entity`` at all."""
         return True
 
-    @staticmethod
-    def should_delete_outdated_entities():
-        # Our get_all is always the sidecar's complete view.
-        return True
+    # Whether Vitrage may delete the vertices a get_all did not refresh.
+    # DriverExec asks the driver after each get_all (true only after a full
+    # one); the ConsistencyEnforcer asks the class (true only when every
+    # periodic get_all is full: with "changes" unchanged vertices are not
+    # refreshed, and must not be taken for outdated).
+    should_delete_outdated_entities = _SweepAnswer()
 
     @classmethod
     def properties_to_filter_out(cls):
@@ -84,15 +99,54 @@ class SynchronizerDriver(DriverBase):
 
     def get_all(self, datasource_action):
         with self._lock:
-            rows = self._snapshot(datasource_action)
-            LOG.info('synchronizer %s: get_all gives %d rows (seq %s)',
-                     self.name, len(rows), self._seq)
+            rows = None
+            if (datasource_action == C.SNAPSHOT and not self._need_full and
+                    CONF.synchronizer.periodic_snapshot == 'changes' and
+                    self._load_seq() is not None):
+                try:
+                    rows = self._read_changes(self._seq)
+                    self._sweep = False
+                except sclient.RPCError as e:
+                    if e.code != sclient.RESYNC_NEEDED:
+                        raise
+                    LOG.warning('synchronizer %s: seq %s is no longer in the '
+                                'change log (%s): sending a full snapshot',
+                                self.name, self._seq, e.message)
+            if rows is None:
+                rows = self._snapshot(datasource_action)
+                self._sweep = True
+                self._need_full = False
+            LOG.info('synchronizer %s: get_all (%s) gives %d rows (seq %s)',
+                     self.name, 'full' if self._sweep else 'changes',
+                     len(rows), self._seq)
             return rows
 
     def get_changes(self, datasource_action):
         with self._lock:
             try:
-                return self._changes()
+                if self._load_seq() is None:
+                    LOG.info('synchronizer %s: no seq yet, reading a full '
+                             'snapshot', self.name)
+                    return self._snapshot(C.SNAPSHOT)
+                return self._read_changes(self._seq)
+            except sclient.RPCError as e:
+                if e.code != sclient.RESYNC_NEEDED:
+                    LOG.warning('synchronizer %s: get_changes: %s',
+                                self.name, e)
+                    return []
+                LOG.warning('synchronizer %s: seq %s is no longer in the '
+                            'change log (%s): sending a full snapshot',
+                            self.name, self._seq, e.message)
+                # Deletes can be sent only for what this process knows of;
+                # the next get_all is a full one, which Vitrage follows
+                # with its sweep of the vertices it did not refresh.
+                self._need_full = True
+                try:
+                    return self._snapshot(C.SNAPSHOT)
+                except sclient.SidecarError as e:
+                    LOG.warning('synchronizer %s: get_changes: %s',
+                                self.name, e)
+                    return []
             except sclient.SidecarError as e:
                 LOG.warning('synchronizer %s: get_changes: %s; keeping the '
                             'graph, trying again next interval',
@@ -131,12 +185,10 @@ class SynchronizerDriver(DriverBase):
         self._save_seq(res['seq'])
         return self._finish(rows, action)
 
-    def _changes(self):
-        since = self._load_seq()
-        if since is None:
-            LOG.info('synchronizer %s: no seq yet, reading a full snapshot',
-                     self.name)
-            return self._snapshot(C.SNAPSHOT)
+    def _read_changes(self, since):
+        """Rows of the changes after ``since``; the last change of each key
+        only. Raises RPCError (resync) and SidecarError when nothing was
+        read."""
         cli = self._client()
         limit = CONF.synchronizer.changes_limit
         latest = {}  # key -> last change, in the order of that change
@@ -150,13 +202,6 @@ class SynchronizerDriver(DriverBase):
                 seq = res['seq']
                 if not res.get('more'):
                     break
-        except sclient.RPCError as e:
-            if e.code != sclient.RESYNC_NEEDED:
-                raise
-            LOG.warning('synchronizer %s: seq %s is no longer in the '
-                        'change log (%s): sending a full snapshot',
-                        self.name, since, e.message)
-            return self._snapshot(C.SNAPSHOT)
         except sclient.SidecarError:
             if not latest:
                 raise
@@ -174,13 +219,17 @@ class SynchronizerDriver(DriverBase):
 
     def _row_of(self, change):
         key = change['key']
-        if change.get('action') != 'delete' and self.accepts(change):
+        deleted = change.get('action') == 'delete'
+        accepted = self.accepts(change)
+        if not deleted and accepted:
             row = self._build(change)
             if row is not None:
                 self._known[key] = _stub(change)
                 return row
-        # A delete, or an entity this datasource no longer shows.
+        # A delete, or an entity this datasource does not show (any more).
         stub = self._known.pop(key, None)
+        if stub is None and not (deleted and accepted):
+            return None  # never shown here: nothing to delete
         row = R.delete_row(self._build, change)
         if row is None and stub is not None:
             row = R.delete_row(self._build, stub)

@@ -1,0 +1,88 @@
+"""A fake synchronizer socket for the driver's unit tests: get_all and
+changes over the same JSON-RPC lines as the real one, from a list."""
+import json
+import os
+import socketserver
+import tempfile
+import threading
+
+
+class FakeSidecar(object):
+    """Serves ``entities`` and a change log on a Unix socket."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='fakesidecar-')
+        self.path = os.path.join(self.dir, 's.sock')
+        self.entities = {}   # key -> entity
+        self.log = []        # changes, seq from 1
+        self.pruned = 0      # changes up to this seq are gone
+        self.calls = []
+        fake = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                for line in self.rfile:
+                    req = json.loads(line)
+                    fake.calls.append((req['method'], req.get('params')))
+                    try:
+                        res = {'result': fake.answer(req['method'],
+                                                     req.get('params') or {})}
+                    except RPCFault as e:
+                        res = {'error': {'code': e.code, 'message': str(e)}}
+                    res.update(jsonrpc='2.0', id=req['id'])
+                    self.wfile.write(json.dumps(res).encode() + b'\n')
+
+        self.server = socketserver.ThreadingUnixStreamServer(self.path,
+                                                             Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def seq(self):
+        return len(self.log)
+
+    def put(self, typ, ident, state='ACTIVE', action=None, **fields):
+        key = '%s:%s' % (typ, ident)
+        ent = {'key': key, 'type': typ, 'id': ident, 'name': ident,
+               'parent_key': '', 'state': state, 'project': '',
+               'timestamp': '2026-01-01T00:00:00Z', 'source': 'test',
+               'data': {}, 'links': []}
+        ent.update(fields)
+        if action is None:
+            action = 'update' if key in self.entities else 'create'
+        self.entities[key] = ent
+        self.log.append(dict(ent, seq=self.seq + 1, action=action))
+        return ent
+
+    def delete(self, key):
+        ent = self.entities.pop(key)
+        self.log.append(dict(ent, seq=self.seq + 1, action='delete'))
+
+    def answer(self, method, p):
+        types = p.get('types') or None
+        if method == 'get_all':
+            return {'seq': self.seq, 'entities': [
+                e for e in self.entities.values()
+                if not types or e['type'] in types]}
+        if method == 'changes':
+            since = p['since']
+            if since < self.pruned or since > self.seq:
+                raise RPCFault(-32001, 'since is outside the retained log')
+            limit = p.get('limit') or 100000
+            out = [c for c in self.log[since:]
+                   if not types or c['type'] in types][:limit]
+            more = len(out) == limit and out[-1]['seq'] < self.seq
+            return {'changes': out, 'seq': out[-1]['seq'] if more
+                    else self.seq, 'more': more}
+        raise RPCFault(-32601, 'no method ' + method)
+
+
+class RPCFault(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,195 @@
+"""The driver's own logic against a fake sidecar socket (no processes).
+
+Needs Vitrage importable (the driver is a Vitrage DriverBase)."""
+import json
+import os
+import shutil
+import tempfile
+import time
+import unittest
+
+from oslo_config import cfg
+
+import fakesidecar
+import vitrage_synchronizer.datasources  # noqa: registers [synchronizer]
+from vitrage_synchronizer.datasources.nagios.driver import NagiosDriver
+from vitrage_synchronizer.datasources.nova.instance.driver import \
+    InstanceDriver
+
+CONF = cfg.CONF
+
+
+class DriverTest(unittest.TestCase):
+
+    def setUp(self):
+        self.sc = fakesidecar.FakeSidecar()
+        self.state = tempfile.mkdtemp(prefix='driver-state-')
+        for k, v in {'socket': self.sc.path, 'state_dir': self.state,
+                     'timeout': 2, 'changes_limit': 2,
+                     'periodic_snapshot': 'changes'}.items():
+            CONF.set_override(k, v, 'synchronizer')
+        self.sc.put('nova.instance', 'a')
+        self.sc.put('nova.instance', 'b', parent_key='nova.host:h1')
+
+    def tearDown(self):
+        CONF.clear_override('periodic_snapshot', 'synchronizer')
+        self.sc.close()
+        shutil.rmtree(self.sc.dir, ignore_errors=True)
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def test_get_all_rows(self):
+        d = InstanceDriver()
+        rows = d.get_all('init_snapshot')
+        self.assertEqual(sorted(r['id'] for r in rows), ['a', 'b'])
+        b = [r for r in rows if r['id'] == 'b'][0]
+        self.assertEqual(b['OS-EXT-SRV-ATTR:host'], 'h1')
+        self.assertEqual(b['vitrage_entity_type'], 'nova.instance')
+        self.assertEqual(b['vitrage_datasource_action'], 'init_snapshot')
+        self.assertTrue(d.should_delete_outdated_entities())
+        with open(os.path.join(self.state, 'nova.instance.json')) as f:
+            self.assertEqual(json.load(f), {'seq': 2})
+
+    def test_changes_paged_and_collapsed(self):
+        d = InstanceDriver()
+        d.get_all('init_snapshot')
+        for s in ('PAUSED', 'ACTIVE', 'ERROR'):
+            self.sc.put('nova.instance', 'a', state=s)
+        self.sc.put('nova.instance', 'c')
+        self.sc.delete('nova.instance:b')
+        rows = d.get_changes('update')
+        # 5 changes over 3 pages (limit 2); the last of each key.
+        self.assertEqual([(r['id'], r['status'], r.get('vitrage_event_type'))
+                          for r in rows],
+                         [('a', 'ERROR', None), ('c', 'ACTIVE', None),
+                          ('b', 'ACTIVE', 'delete_entity')])
+        self.assertEqual({r['vitrage_datasource_action'] for r in rows},
+                         {'snapshot'})
+        self.assertEqual(len([c for c in self.sc.calls
+                              if c[0] == 'changes']), 3)
+        self.assertEqual(d.get_changes('update'), [])
+
+    def test_sample_dates_strictly_increase(self):
+        d = InstanceDriver()
+        dates = [d.get_all('init_snapshot')[0]['vitrage_sample_date']]
+        for s in ('PAUSED', 'ACTIVE', 'PAUSED'):
+            self.sc.put('nova.instance', 'a', state=s)
+            dates.append(d.get_changes('update')[0]['vitrage_sample_date'])
+        self.assertEqual(dates, sorted(set(dates)))
+
+    def test_seq_survives_restart(self):
+        InstanceDriver().get_all('init_snapshot')
+        self.sc.put('nova.instance', 'a', state='ERROR')
+        rows = InstanceDriver().get_changes('update')  # a new process
+        self.assertEqual([(r['id'], r['status']) for r in rows],
+                         [('a', 'ERROR')])
+
+    def test_no_seq_means_full_snapshot(self):
+        rows = InstanceDriver().get_changes('update')
+        self.assertEqual(sorted(r['id'] for r in rows), ['a', 'b'])
+
+    def test_unreadable_state_file(self):
+        with open(os.path.join(self.state, 'nova.instance.json'), 'w') as f:
+            f.write('{not json')
+        rows = InstanceDriver().get_changes('update')
+        self.assertEqual(len(rows), 2)  # a full snapshot, no exception
+
+    def test_resync_sends_snapshot_with_deletes(self):
+        d = InstanceDriver()
+        d.get_all('init_snapshot')
+        self.sc.delete('nova.instance:a')
+        self.sc.put('nova.instance', 'c')
+        self.sc.pruned = self.sc.seq  # the log lost what we missed
+        d._seq = 1
+        rows = d.get_changes('update')
+        self.assertEqual(sorted((r['id'], r.get('vitrage_event_type'))
+                                for r in rows),
+                         [('a', 'delete_entity'), ('b', None), ('c', None)])
+        # The next periodic get_all is full, so Vitrage sweeps.
+        self.assertEqual(len(d.get_all('snapshot')), 2)
+        self.assertTrue(d.should_delete_outdated_entities())
+
+    def test_periodic_get_all_changes_mode(self):
+        d = InstanceDriver()
+        d.get_all('init_snapshot')
+        self.assertEqual(d.get_all('snapshot'), [])
+        self.assertFalse(d.should_delete_outdated_entities())
+        self.assertFalse(InstanceDriver.should_delete_outdated_entities())
+        self.sc.put('nova.instance', 'a', state='ERROR')
+        self.assertEqual([r['status'] for r in d.get_all('snapshot')],
+                         ['ERROR'])
+
+    def test_periodic_get_all_full_mode(self):
+        CONF.set_override('periodic_snapshot', 'full', 'synchronizer')
+        d = InstanceDriver()
+        d.get_all('init_snapshot')
+        self.assertEqual(len(d.get_all('snapshot')), 2)
+        self.assertTrue(d.should_delete_outdated_entities())
+        self.assertTrue(InstanceDriver.should_delete_outdated_entities())
+
+    def test_not_ready(self):
+        self.sc.entities.clear()
+        self.sc.log.clear()
+        d = InstanceDriver()
+        with self.assertRaises(Exception):
+            d.get_all('init_snapshot')  # never "everything is gone"
+        self.assertEqual(d.get_changes('update'), [])
+
+    def test_unreachable(self):
+        d = InstanceDriver()
+        d.get_all('init_snapshot')
+        self.sc.close()
+        os.unlink(self.sc.path)
+        t = time.monotonic()
+        self.assertEqual(d.get_changes('update'), [])
+        with self.assertRaises(Exception):
+            d.get_all('snapshot')
+        self.assertLess(time.monotonic() - t, 2)
+
+    def test_nagios_recovery_is_a_delete(self):
+        self.sc.put('nagios', 'nagios:host1:load', state='CRITICAL',
+                    name='load', parent_key='nova.host:host1',
+                    data={'service': 'load', 'plugin_output': 'high',
+                          'last_check': '2026-01-01T00:00:00Z'})
+        d = NagiosDriver()
+        [row] = d.get_all('init_snapshot')
+        self.assertEqual((row['resource_type'], row['resource_name'],
+                          row['service'], row['status']),
+                         ('nova.host', 'host1', 'load', 'CRITICAL'))
+        self.sc.delete('nagios:nagios:host1:load')
+        [row] = d.get_changes('update')
+        self.assertEqual((row['status'], row['vitrage_event_type']),
+                         ('OK', 'delete_entity'))
+
+    def test_static_takes_only_unlisted_types(self):
+        from vitrage import opts
+        from vitrage_synchronizer.datasources import static
+        from vitrage_synchronizer.datasources.static.driver import \
+            StaticDriver
+        for group, options in opts.list_opts():
+            if group == 'datasources':
+                CONF.register_opts(list(options), group=group)
+        CONF.register_opts(static.OPTS, group='static')
+        CONF.set_override('types', ['nova.instance', 'static'],
+                          'datasources')
+        self.addCleanup(CONF.clear_override, 'types', 'datasources')
+        self.sc.put('switch', 'sw1', links=[
+            {'key': 'nova.instance:a', 'relation': 'attached'}])
+        d = StaticDriver()
+        [row] = d.get_all('init_snapshot')
+        self.assertEqual((row['type'], row['id']), ('switch', 'sw1'))
+        self.assertEqual(row['relationships'], [{
+            'source': 'switch:sw1', 'relationship_type': 'attached',
+            'target': {'static_id': 'nova.instance:a',
+                       'type': 'nova.instance', 'id': 'a'}}])
+        # Changes and deletes of other datasources' entities are not ours.
+        self.sc.put('nova.instance', 'a', state='ERROR')
+        self.sc.delete('nova.instance:b')
+        self.assertEqual(d.get_changes('update'), [])
+        self.sc.delete('switch:sw1')
+        [row] = d.get_changes('update')
+        self.assertEqual((row['id'], row['vitrage_event_type']),
+                         ('sw1', 'delete_entity'))
+
+
+if __name__ == '__main__':
+    unittest.main()
