@@ -245,11 +245,13 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 			}
 		}
 		// A type whose listing no longer wants a mass delete releases the brake.
+		e.cmu.Lock()
 		for typ := range e.held[o.Source] {
 			if (complete[typ] || snap.AllTypes) && len(missing[typ]) == 0 {
 				delete(e.held[o.Source], typ)
 			}
 		}
+		e.cmu.Unlock()
 	}
 	if err := e.commit(ctx, changes, touches, now, &res); err != nil {
 		return res, fmt.Errorf("engine: snapshot of %s: %w", o.Source, err)
@@ -260,6 +262,8 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 // brake reports whether the deletes of typ must be held back, and records
 // or clears the hold. Caller holds e.mu.
 func (e *Engine) brake(o SnapshotOptions, typ string, deletes, owned int) bool {
+	e.cmu.Lock()
+	defer e.cmu.Unlock()
 	held := e.held[o.Source]
 	if o.Force || o.MaxDeleteRatio <= 0 || owned == 0 || float64(deletes)/float64(owned) <= o.MaxDeleteRatio {
 		delete(held, typ)
@@ -284,8 +288,8 @@ func (e *Engine) brake(o SnapshotOptions, typ string, deletes, owned int) bool {
 
 // Held returns the deletes held back by the brake, per source and type.
 func (e *Engine) Held() map[string]map[string]int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.cmu.Lock()
+	defer e.cmu.Unlock()
 	out := map[string]map[string]int{}
 	for s, m := range e.held {
 		if len(m) == 0 {
@@ -363,15 +367,6 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 	if err := e.commit(ctx, changes, touches, now, &res); err != nil {
 		return res, fmt.Errorf("engine: events of %s: %w", source, err)
 	}
-	// Touches moved observation times forward.
-	for _, t := range touches {
-		if r, ok := e.idx[t.Key]; ok {
-			if tt, err := time.Parse(time.RFC3339Nano, t.ObservedAt); err == nil && tt.UnixNano() > r.observed {
-				r.observed = tt.UnixNano()
-				e.idx[t.Key] = r
-			}
-		}
-	}
 	return res, nil
 }
 
@@ -392,7 +387,9 @@ func (e *Engine) DeleteSource(ctx context.Context, source string) (Result, error
 			changes = append(changes, pending{action: entity.Delete, key: key, typ: e.names[r.typ], source: source})
 		}
 	}
+	e.cmu.Lock()
 	delete(e.held, source)
+	e.cmu.Unlock()
 	err := e.commit(ctx, changes, nil, e.o.Now().UTC(), &res)
 	return res, err
 }
@@ -469,18 +466,45 @@ func (e *Engine) commitBatch(ctx context.Context, batch []pending, touches []sto
 	e.lastSeq = seq
 	for i := range batch {
 		c := &batch[i]
+		old, had := e.idx[c.key]
+		if c.p != nil {
+			old, had = e.idx[c.p.ent.Key]
+		}
+		var from *rec
+		if had {
+			from = &old
+		}
 		switch c.action {
 		case entity.Delete:
 			delete(e.idx, c.key)
+			e.count(from, nil)
 			res.Deleted++
 		default:
-			e.idx[c.p.ent.Key] = rec{hash: c.p.hash, core: c.p.core, observed: c.p.ent.Timestamp.UnixNano(),
+			r := rec{hash: c.p.hash, core: c.p.core, observed: c.p.ent.Timestamp.UnixNano(),
 				source: e.intern(c.p.ent.Source), typ: e.intern(c.p.ent.Type)}
+			e.idx[c.p.ent.Key] = r
+			e.count(from, &r)
 			if c.action == entity.Create {
 				res.Created++
 			} else {
 				res.Updated++
 			}
+		}
+	}
+	// Touches change owner and observation time without a change.
+	for _, t := range touches {
+		r, ok := e.idx[t.Key]
+		if !ok {
+			continue
+		}
+		old := r
+		r.source = e.intern(t.Source)
+		if obs, err := parseTime([]byte(t.ObservedAt)); err == nil && obs > r.observed {
+			r.observed = obs
+		}
+		e.idx[t.Key] = r
+		if old.source != r.source {
+			e.count(&old, &r)
 		}
 	}
 	if e.pub != nil && len(pubs) > 0 {

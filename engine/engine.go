@@ -71,7 +71,14 @@ type Engine struct {
 	nameID  map[string]uint16
 	lastSeq int64
 	pub     Publisher
-	held    map[string]map[string]int // source → type → deletes held back by the brake
+
+	// cmu guards what status reads without waiting for an apply.
+	cmu    sync.Mutex
+	counts map[[2]uint16]int // (source, type) → entities
+	cnames []string          // copy of names for readers of counts
+	n      int
+	loaded bool
+	held   map[string]map[string]int // source → type → deletes held back by the brake
 }
 
 // New loads the baseline index from st.
@@ -90,6 +97,7 @@ func New(ctx context.Context, st *store.Store, o Options) (*Engine, error) {
 		idx:    make(map[string]rec),
 		nameID: make(map[string]uint16),
 		held:   make(map[string]map[string]int),
+		counts: make(map[[2]uint16]int),
 	}
 	last, _, err := st.LogBounds(ctx)
 	if err != nil {
@@ -127,6 +135,14 @@ func (e *Engine) Load(ctx context.Context) error {
 	if err := e.load(ctx); err != nil {
 		return fmt.Errorf("engine: load baseline: %w", err)
 	}
+	counts := make(map[[2]uint16]int)
+	for _, r := range e.idx {
+		counts[[2]uint16{r.source, r.typ}]++
+	}
+	e.cmu.Lock()
+	e.counts, e.n, e.loaded = counts, len(e.idx), true
+	e.cnames = append([]string(nil), e.names...)
+	e.cmu.Unlock()
 	return nil
 }
 
@@ -244,26 +260,57 @@ func (e *Engine) Locked(fn func(lastSeq int64)) {
 	fn(e.lastSeq)
 }
 
-// Counts returns the number of baseline entities per source and type.
+// Counts returns the number of baseline entities per source and type. It
+// does not wait for an apply in progress (status must answer at once): the
+// figures are those of the last commit.
 func (e *Engine) Counts() map[string]map[string]int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.cmu.Lock()
+	defer e.cmu.Unlock()
 	out := map[string]map[string]int{}
-	for _, r := range e.idx {
-		src, typ := e.names[r.source], e.names[r.typ]
+	for k, n := range e.counts {
+		if n == 0 {
+			continue
+		}
+		src, typ := e.cnames[k[0]], e.cnames[k[1]]
 		if out[src] == nil {
 			out[src] = map[string]int{}
 		}
-		out[src][typ]++
+		out[src][typ] = n
 	}
 	return out
 }
 
-// Len returns the number of entities in the baseline.
+// Len returns the number of entities in the baseline as of the last commit,
+// without waiting for an apply in progress.
 func (e *Engine) Len() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.idx)
+	e.cmu.Lock()
+	defer e.cmu.Unlock()
+	return e.n
+}
+
+// Loaded reports whether the baseline index has been loaded.
+func (e *Engine) Loaded() bool {
+	e.cmu.Lock()
+	defer e.cmu.Unlock()
+	return e.loaded
+}
+
+// count moves one entity between (source, type) cells of the counts;
+// from or to may be nil. Caller holds e.mu.
+func (e *Engine) count(from, to *rec) {
+	e.cmu.Lock()
+	defer e.cmu.Unlock()
+	if from != nil {
+		e.counts[[2]uint16{from.source, from.typ}]--
+		e.n--
+	}
+	if to != nil {
+		e.counts[[2]uint16{to.source, to.typ}]++
+		e.n++
+	}
+	if len(e.cnames) != len(e.names) {
+		e.cnames = append([]string(nil), e.names...)
+	}
 }
 
 // Prune applies the change-log retention.

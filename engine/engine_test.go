@@ -207,6 +207,20 @@ func TestSourcesNeverDeleteEachOthersEntities(t *testing.T) {
 	if e.Len() != 1 {
 		t.Fatalf("baseline has %d entities, want 1", e.Len())
 	}
+	// The same content listed by another source changes owner, not content.
+	rec.pubs = nil
+	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "ACTIVE", nil)), SnapshotOptions{Source: "four"}))
+	if len(rec.pubs) != 0 {
+		t.Fatalf("owner change published %v", actions(rec.pubs))
+	}
+	if c := e.Counts(); c["four"]["nova.instance"] != 1 || c["one"]["nova.instance"] != 0 || len(c) != 1 {
+		t.Fatalf("counts %v", c)
+	}
+	// ... and "one" no longer deletes it.
+	check(t)(e.ApplySnapshot(ctx, snapOf(all), SnapshotOptions{Source: "one"}))
+	if e.Len() != 1 {
+		t.Fatalf("previous owner deleted the entity")
+	}
 }
 
 func check(t testing.TB) func(Result, error) {

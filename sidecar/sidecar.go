@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/config"
@@ -107,6 +108,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	sc.log.Info("baseline loaded", "entities", sc.engine.Len(), "last_seq", sc.engine.LastSeq(), "duration", time.Since(t0))
+	// The load's garbage goes back to the system now, not whenever the
+	// scavenger gets to it.
+	debug.FreeOSMemory()
 	runCtx, stopUnits := context.WithCancel(context.Background())
 	defer stopUnits()
 	if err := sc.sup.apply(runCtx, cfg); err != nil {
