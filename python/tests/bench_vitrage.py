@@ -16,7 +16,8 @@ and wall seconds, medians of 3.
   decoding and object building are what novaclient does). HTTP time is not
   counted. Every snapshot re-sends all N rows.
 * ours: the synchronizer polls the fake cloud (N servers); our driver's
-  get_changes with nothing changed and with 1% changed, and our get_all.
+  get_changes with nothing changed and with 1% changed, and its periodic
+  get_all with periodic_snapshot = full (every row) and = changes.
 """
 import copy
 import json
@@ -136,7 +137,12 @@ collectors:
         res = {'init_snapshot': measure(
             lambda: g.exec.get_all('nova.instance', 'init_snapshot'),
             runs=1)}
-        res['get_all_snapshot'] = measure(
+        from oslo_config import cfg
+        cfg.CONF.set_override('periodic_snapshot', 'full', 'synchronizer')
+        res['get_all_full_snapshot'] = measure(
+            lambda: g.exec.get_all('nova.instance', 'snapshot'))
+        cfg.CONF.set_override('periodic_snapshot', 'changes', 'synchronizer')
+        res['get_all_changes_unchanged'] = measure(
             lambda: g.exec.get_all('nova.instance', 'snapshot'))
         res['changes_unchanged'] = measure(
             lambda: g.exec.get_changes('nova.instance'))

@@ -87,6 +87,21 @@ class DriverTest(unittest.TestCase):
         rows = InstanceDriver().get_changes('update')
         self.assertEqual(sorted(r['id'] for r in rows), ['a', 'b'])
 
+    def test_failed_start_then_full_snapshot(self):
+        """Vitrage starts from scratch while the sidecar is down: once it
+        is back, get_changes sends everything, not the changes after the
+        seq saved by the previous run."""
+        InstanceDriver().get_all('init_snapshot')  # the previous run
+        d = InstanceDriver()
+        CONF.set_override('socket', self.sc.path + '.down', 'synchronizer')
+        with self.assertRaises(Exception):
+            d.get_all('init_snapshot')
+        self.assertEqual(d.get_changes('update'), [])
+        CONF.set_override('socket', self.sc.path, 'synchronizer')
+        self.assertEqual(sorted(r['id'] for r in d.get_changes('update')),
+                         ['a', 'b'])
+        self.assertEqual(d.get_changes('update'), [])
+
     def test_unreadable_state_file(self):
         with open(os.path.join(self.state, 'nova.instance.json'), 'w') as f:
             f.write('{not json')

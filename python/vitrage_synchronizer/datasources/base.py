@@ -72,7 +72,8 @@ class SynchronizerDriver(DriverBase):
         self._seq_loaded = False
         self._last_date = ''    # sample date of the previous batch
         self._sweep = True      # the last get_all was a full one
-        self._need_full = False  # the next get_all must be a full one
+        self._need_full = False   # no full snapshot got through yet
+        self._need_sweep = False  # the next get_all must be a full one
 
     # -- hooks ------------------------------------------------------------
 
@@ -100,9 +101,9 @@ class SynchronizerDriver(DriverBase):
     def get_all(self, datasource_action):
         with self._lock:
             rows = None
-            if (datasource_action == C.SNAPSHOT and not self._need_full and
-                    CONF.synchronizer.periodic_snapshot == 'changes' and
-                    self._load_seq() is not None):
+            if not (datasource_action != C.SNAPSHOT or self._need_full or
+                    self._need_sweep or self._load_seq() is None or
+                    CONF.synchronizer.periodic_snapshot == 'full'):
                 try:
                     rows = self._read_changes(self._seq)
                     self._sweep = False
@@ -113,9 +114,12 @@ class SynchronizerDriver(DriverBase):
                                 'change log (%s): sending a full snapshot',
                                 self.name, self._seq, e.message)
             if rows is None:
+                # Until a full snapshot gets through (the sidecar may be
+                # down at Vitrage's start), get_changes sends full ones.
+                self._need_full = True
                 rows = self._snapshot(datasource_action)
                 self._sweep = True
-                self._need_full = False
+                self._need_full = self._need_sweep = False
             LOG.info('synchronizer %s: get_all (%s) gives %d rows (seq %s)',
                      self.name, 'full' if self._sweep else 'changes',
                      len(rows), self._seq)
@@ -124,10 +128,10 @@ class SynchronizerDriver(DriverBase):
     def get_changes(self, datasource_action):
         with self._lock:
             try:
-                if self._load_seq() is None:
-                    LOG.info('synchronizer %s: no seq yet, reading a full '
-                             'snapshot', self.name)
-                    return self._snapshot(C.SNAPSHOT)
+                if self._need_full or self._load_seq() is None:
+                    LOG.info('synchronizer %s: no full snapshot yet, sending '
+                             'one', self.name)
+                    return self._full_from_changes()
                 return self._read_changes(self._seq)
             except sclient.RPCError as e:
                 if e.code != sclient.RESYNC_NEEDED:
@@ -137,12 +141,8 @@ class SynchronizerDriver(DriverBase):
                 LOG.warning('synchronizer %s: seq %s is no longer in the '
                             'change log (%s): sending a full snapshot',
                             self.name, self._seq, e.message)
-                # Deletes can be sent only for what this process knows of;
-                # the next get_all is a full one, which Vitrage follows
-                # with its sweep of the vertices it did not refresh.
-                self._need_full = True
                 try:
-                    return self._snapshot(C.SNAPSHOT)
+                    return self._full_from_changes()
                 except sclient.SidecarError as e:
                     LOG.warning('synchronizer %s: get_changes: %s',
                                 self.name, e)
@@ -152,6 +152,16 @@ class SynchronizerDriver(DriverBase):
                             'graph, trying again next interval',
                             self.name, e)
                 return []
+
+    def _full_from_changes(self):
+        """A full snapshot from get_changes. It can delete only what this
+        process sent before, so the next get_all is a full one too, which
+        Vitrage follows with its sweep of the vertices it did not refresh.
+        """
+        self._need_sweep = True
+        rows = self._snapshot(C.SNAPSHOT)
+        self._need_full = False
+        return rows
 
     # -- internals ----------------------------------------------------------
 
