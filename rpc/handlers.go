@@ -217,10 +217,11 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 				return nil, errorf(codeInternal, "%v", err)
 			}
 		}
-		sub := newSubscriber(s.newID(), ss, types)
-		if types != nil && len(types) == 0 {
-			sub.types = map[string]bool{} // no active type requested: nothing will match
-		}
+		// The subscription keeps the types it asked for; which of them are
+		// active is decided at each delivery, so a reload that changes
+		// active_entity_types applies to existing subscribers too.
+		sub := newSubscriber(s.newID(), ss, p.Types)
+		_ = types
 		var join int64
 		s.b.Join(func(last int64) {
 			join = last

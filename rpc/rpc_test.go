@@ -15,9 +15,10 @@ import (
 // memBackend is an in-memory log: enough to test the server's protocol and
 // fan-out without SQLite.
 type memBackend struct {
-	mu  sync.Mutex
-	log []engine.Published
-	srv *Server
+	mu     sync.Mutex
+	log    []engine.Published
+	srv    *Server
+	active []string // nil: every type
 }
 
 var _ Backend = (*memBackend)(nil)
@@ -60,10 +61,27 @@ func (m *memBackend) Join(fn func(int64)) {
 }
 
 func (m *memBackend) ActiveTypes(t []string) []string {
-	if len(t) == 0 {
-		return nil
+	m.mu.Lock()
+	active := m.active
+	m.mu.Unlock()
+	if active == nil {
+		if len(t) == 0 {
+			return nil
+		}
+		return t
 	}
-	return t
+	if len(t) == 0 {
+		return active
+	}
+	out := []string{}
+	for _, x := range t {
+		for _, a := range active {
+			if x == a {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
 }
 func (m *memBackend) Status(context.Context) (any, error) { return map[string]any{}, nil }
 func (m *memBackend) Collect(context.Context, string, bool) (any, error) {
@@ -71,17 +89,19 @@ func (m *memBackend) Collect(context.Context, string, bool) (any, error) {
 }
 
 // commit appends n changes and publishes them, as the engine does.
-func (m *memBackend) commit(n int, payload string) {
+func (m *memBackend) commit(n int, payload string) { m.commitType(n, payload, "nova.instance") }
+
+func (m *memBackend) commitType(n int, payload, typ string) {
 	m.mu.Lock()
 	pubs := make([]engine.Published, n)
 	for i := range pubs {
 		seq := int64(len(m.log) + 1)
-		pubs[i] = engine.Published{Seq: seq, Type: "nova.instance",
-			JSON: []byte(fmt.Sprintf(`{"seq":%d,"action":"update","key":"nova.instance:%d","type":"nova.instance","data":%s}`, seq, seq, payload))}
+		pubs[i] = engine.Published{Seq: seq, Type: typ,
+			JSON: []byte(fmt.Sprintf(`{"seq":%d,"action":"update","key":"%s:%d","type":"%s","data":%s}`, seq, typ, seq, typ, payload))}
 		m.log = append(m.log, pubs[i])
 	}
-	m.srv.Publish(pubs)
 	m.mu.Unlock()
+	m.srv.Publish(pubs)
 }
 
 func startServer(t testing.TB, o Options) (*memBackend, string) {
@@ -181,4 +201,44 @@ func BenchmarkSubscriber(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(got)/time.Since(start).Seconds(), "changes/s")
+}
+
+// TestActiveTypesApplyAtDelivery: a subscriber follows changes of
+// active_entity_types made after it registered.
+func TestActiveTypesApplyAtDelivery(t *testing.T) {
+	b, path := startServer(t, Options{})
+	b.active = []string{"nova.instance"}
+	c, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Call(context.Background(), "register", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	recv := func() string {
+		select {
+		case n := <-c.Notifications():
+			var p ChangeParams
+			json.Unmarshal(n.Params, &p)
+			var x struct{ Type string }
+			json.Unmarshal(p.Changes[0], &x)
+			return x.Type
+		case <-time.After(5 * time.Second):
+			t.Fatal("no notification")
+		}
+		return ""
+	}
+	b.commitType(1, `{}`, "nova.host") // inactive: not delivered
+	b.commitType(1, `{}`, "nova.instance")
+	if got := recv(); got != "nova.instance" {
+		t.Fatalf("got %s", got)
+	}
+	b.mu.Lock()
+	b.active = []string{"nova.instance", "nova.host"}
+	b.mu.Unlock()
+	b.commitType(1, `{}`, "nova.host")
+	if got := recv(); got != "nova.host" {
+		t.Fatalf("after activating nova.host got %s", got)
+	}
 }

@@ -241,10 +241,18 @@ func (s *Server) Stats() (conns, subscribers, queued int) {
 // Publish implements engine.Publisher: it hands committed changes to every
 // subscriber whose types match. It never blocks on a slow subscriber.
 func (s *Server) Publish(pubs []engine.Published) {
+	active := map[string]bool{}
+	for i := range pubs {
+		t := pubs[i].Type
+		if _, seen := active[t]; !seen {
+			a := s.b.ActiveTypes([]string{t})
+			active[t] = a == nil || len(a) == 1
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sub := range s.subs {
-		sub.offer(pubs)
+		sub.offer(pubs, active)
 	}
 }
 

@@ -43,7 +43,8 @@ func newSubscriber(id string, ss *session, types []string) *subscriber {
 func (sub *subscriber) wants(typ string) bool { return sub.types == nil || sub.types[typ] }
 
 // offer queues the matching changes; called with the server's lock held.
-func (sub *subscriber) offer(pubs []engine.Published) {
+// active says which types are active now.
+func (sub *subscriber) offer(pubs []engine.Published, active map[string]bool) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if sub.overflow {
@@ -51,7 +52,7 @@ func (sub *subscriber) offer(pubs []engine.Published) {
 	}
 	n := 0
 	for i := range pubs {
-		if sub.wants(pubs[i].Type) {
+		if sub.wants(pubs[i].Type) && active[pubs[i].Type] {
 			n++
 		}
 	}
@@ -63,7 +64,7 @@ func (sub *subscriber) offer(pubs []engine.Published) {
 		sub.q = nil
 	} else {
 		for i := range pubs {
-			if sub.wants(pubs[i].Type) {
+			if sub.wants(pubs[i].Type) && active[pubs[i].Type] {
 				sub.q = append(sub.q, pubs[i])
 			}
 		}
@@ -147,6 +148,10 @@ func (sub *subscriber) replay(ctx context.Context, since, joinSeq int64) error {
 	var types []string
 	for t := range sub.types {
 		types = append(types, t)
+	}
+	types = s.b.ActiveTypes(types)
+	if types != nil && len(types) == 0 {
+		return nil // none of its types is active: nothing to replay
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -47,6 +47,8 @@ type supervisor struct {
 	// active is the set of active entity types (nil: all), read by the
 	// listeners' sinks on every batch.
 	active atomic.Pointer[map[string]bool]
+	// cur is cfg, readable without mu.
+	cur atomic.Pointer[config.Config]
 }
 
 // buildError is a collector or listener that cannot be built from its
@@ -181,6 +183,7 @@ func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
 	}
 	s.units = units
 	s.cfg = cfg
+	s.cur.Store(cfg)
 	s.loadedAt = time.Now()
 	s.reloads++
 	s.lastErr = ""
@@ -235,10 +238,11 @@ func (s *supervisor) runner(name string) *collectors.Runner {
 	return nil
 }
 
+// config returns the running configuration without taking s.mu: the RPC
+// server asks for the active types while an apply (holding s.mu) may be
+// publishing the deletes of a removed collector.
 func (s *supervisor) config() *config.Config {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg
+	return s.cur.Load()
 }
 
 func (s *supervisor) reloadFailed(err error) {
