@@ -18,6 +18,7 @@ type memBackend struct {
 	mu     sync.Mutex
 	log    []engine.Published
 	srv    *Server
+	amu    sync.Mutex
 	active []string // nil: every type
 }
 
@@ -61,9 +62,9 @@ func (m *memBackend) Join(fn func(int64)) {
 }
 
 func (m *memBackend) ActiveTypes(t []string) []string {
-	m.mu.Lock()
+	m.amu.Lock()
 	active := m.active
-	m.mu.Unlock()
+	m.amu.Unlock()
 	if active == nil {
 		if len(t) == 0 {
 			return nil
@@ -100,8 +101,10 @@ func (m *memBackend) commitType(n int, payload, typ string) {
 			JSON: []byte(fmt.Sprintf(`{"seq":%d,"action":"update","key":"%s:%d","type":"%s","data":%s}`, seq, typ, seq, typ, payload))}
 		m.log = append(m.log, pubs[i])
 	}
-	m.mu.Unlock()
+	// Published under the log's lock, as the engine publishes under its
+	// own: that is what makes the register seam exact.
 	m.srv.Publish(pubs)
+	m.mu.Unlock()
 }
 
 func startServer(t testing.TB, o Options) (*memBackend, string) {
@@ -234,9 +237,9 @@ func TestActiveTypesApplyAtDelivery(t *testing.T) {
 	if got := recv(); got != "nova.instance" {
 		t.Fatalf("got %s", got)
 	}
-	b.mu.Lock()
+	b.amu.Lock()
 	b.active = []string{"nova.instance", "nova.host"}
-	b.mu.Unlock()
+	b.amu.Unlock()
 	b.commitType(1, `{}`, "nova.host")
 	if got := recv(); got != "nova.host" {
 		t.Fatalf("after activating nova.host got %s", got)
