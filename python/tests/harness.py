@@ -61,6 +61,7 @@ class FakeCloud(object):
     def stop(self):
         self.proc.terminate()
         self.proc.wait(10)
+        self.proc.stdout.close()
 
 
 class Sidecar(object):

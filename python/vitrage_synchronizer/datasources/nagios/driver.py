@@ -1,4 +1,4 @@
-"""nagios rows from the synchronizer, for Vitrage's own transformer."""
+"""nagios rows from the synchronizer for Vitrage's transformer."""
 from vitrage_synchronizer.datasources import base
 
 

@@ -1,4 +1,4 @@
-"""static rows from the synchronizer, for Vitrage's own transformer.
+"""static rows from the synchronizer for Vitrage's transformer.
 
 The sidecar's static collector reads the same YAML as Vitrage's static
 datasource. Each sidecar entity goes to exactly one Vitrage datasource: one

@@ -1,4 +1,4 @@
-"""cinder.volume rows from the synchronizer, for Vitrage's own transformer."""
+"""cinder.volume rows from the synchronizer for Vitrage's transformer."""
 from vitrage_synchronizer.datasources import base
 
 

@@ -1,4 +1,4 @@
-"""heat.stack rows from the synchronizer, for Vitrage's own transformer."""
+"""heat.stack rows from the synchronizer for Vitrage's transformer."""
 from vitrage_synchronizer.datasources import base
 
 

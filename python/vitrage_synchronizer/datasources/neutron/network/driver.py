@@ -1,4 +1,4 @@
-"""neutron.network rows from the synchronizer, for Vitrage's own transformer."""
+"""neutron.network rows from the synchronizer for Vitrage's transformer."""
 from vitrage_synchronizer.datasources import base
 
 

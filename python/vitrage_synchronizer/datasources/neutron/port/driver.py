@@ -1,4 +1,4 @@
-"""neutron.port rows from the synchronizer, for Vitrage's own transformer."""
+"""neutron.port rows from the synchronizer for Vitrage's transformer."""
 from vitrage_synchronizer.datasources import base
 
 

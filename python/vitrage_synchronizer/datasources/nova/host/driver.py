@@ -1,4 +1,4 @@
-"""nova.host rows from the synchronizer, for Vitrage's own transformer."""
+"""nova.host rows from the synchronizer for Vitrage's transformer."""
 from vitrage_synchronizer.datasources import base
 
 
