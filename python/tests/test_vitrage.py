@@ -156,6 +156,16 @@ collectors:
         }
         for typ, ids in want.items():
             self.assertEqual(self.live_ids(typ), sorted(ids), typ)
+        states = {(typ, i): self.g.vertex(typ, i)['state'] for typ, i in [
+            ('nova.zone', 'nova'), ('nova.instance', VM),
+            ('neutron.network', 'd32019d3-bc6e-4319-9c1d-6722fc136a22'),
+            ('neutron.port', '33333333-3333-4333-8333-333333333333'),
+            ('cinder.volume', '44444444-4444-4444-8444-444444444444'),
+            ('heat.stack', '3095aefc-09fb-4bc7-b1f0-f21a304e864c'),
+            ('switch', 'tor-1')]}
+        self.assertEqual(list(states.values()), [
+            'available', 'ACTIVE', 'ACTIVE', 'ACTIVE', 'in-use',
+            'CREATE_COMPLETE', 'available'])
         server = self.g.vertex('nova.instance', SERVER)
         self.assertEqual(server['state'], 'ACTIVE')
         self.assertEqual(server['vitrage_aggregated_state'], 'ACTIVE')
