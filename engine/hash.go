@@ -42,9 +42,14 @@ import (
 var hasherPool = sync.Pool{New: func() any { return &hasher{h: sha256.New()} }}
 
 type hasher struct {
-	h    hash.Hash
-	buf  []byte
-	keys []string
+	h   hash.Hash
+	buf []byte
+	kvs []kv // scratch stack of object members being sorted
+}
+
+type kv struct {
+	k string
+	v any
 }
 
 // Hashes returns the content hash and the core hash of e as 32 hex digits
@@ -160,17 +165,23 @@ func (hs *hasher) value(v any) {
 	case map[string]any:
 		hs.buf = append(hs.buf, 'm')
 		hs.buf = binary.AppendUvarint(hs.buf, uint64(len(x)))
-		start := len(hs.keys)
-		for k := range x {
-			hs.keys = append(hs.keys, k)
+		// Members are collected with their values in one pass: looking
+		// each key up again after sorting costs a second hash and probe
+		// per member, a cache miss on large snapshots.
+		start := len(hs.kvs)
+		for k, v := range x {
+			hs.kvs = append(hs.kvs, kv{k, v})
 		}
-		keys := hs.keys[start:]
-		slices.Sort(keys)
-		for _, k := range keys {
-			hs.str(k)
-			hs.value(x[k])
+		members := hs.kvs[start:]
+		slices.SortFunc(members, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+		for i := range members {
+			hs.str(members[i].k)
+			hs.value(members[i].v)
+			// Nested objects may have grown (and moved) the stack.
+			members = hs.kvs[start : start+len(x)]
 		}
-		hs.keys = hs.keys[:start]
+		clear(hs.kvs[start:])
+		hs.kvs = hs.kvs[:start]
 	case []any:
 		hs.buf = append(hs.buf, 'a')
 		hs.buf = binary.AppendUvarint(hs.buf, uint64(len(x)))
