@@ -152,9 +152,7 @@ func TestRegisterSinceSeam(t *testing.T) {
 	for want <= 2000 {
 		select {
 		case n := <-c.Notifications():
-			var p ChangeParams
-			json.Unmarshal(n.Params, &p)
-			for _, ch := range p.Changes {
+			for _, ch := range n.Change.Changes {
 				var x struct{ Seq int64 }
 				json.Unmarshal(ch, &x)
 				if x.Seq != want {
@@ -195,12 +193,8 @@ func BenchmarkSubscriber(b *testing.B) {
 		}()
 		for n := 0; n < per; {
 			nt := <-c.Notifications()
-			var p ChangeParams
-			if err := json.Unmarshal(nt.Params, &p); err != nil {
-				b.Fatal(err)
-			}
-			n += len(p.Changes)
-			got += len(p.Changes)
+			n += len(nt.Change.Changes)
+			got += len(nt.Change.Changes)
 		}
 	}
 	b.ReportMetric(float64(got)/time.Since(start).Seconds(), "changes/s")
@@ -222,10 +216,8 @@ func TestActiveTypesApplyAtDelivery(t *testing.T) {
 	recv := func() string {
 		select {
 		case n := <-c.Notifications():
-			var p ChangeParams
-			json.Unmarshal(n.Params, &p)
 			var x struct{ Type string }
-			json.Unmarshal(p.Changes[0], &x)
+			json.Unmarshal(n.Change.Changes[0], &x)
 			return x.Type
 		case <-time.After(5 * time.Second):
 			t.Fatal("no notification")
@@ -244,4 +236,44 @@ func TestActiveTypesApplyAtDelivery(t *testing.T) {
 	if got := recv(); got != "nova.host" {
 		t.Fatalf("after activating nova.host got %s", got)
 	}
+}
+
+func TestSplitChange(t *testing.T) {
+	cases := []struct {
+		line string
+		n    int
+		ok   bool
+	}{
+		{changePrefix + `s1","changes":[{"a":"}"},{"b":[1,{"c":"\\\""}]}]}}` + "\n", 2, true},
+		{changePrefix + `s1","changes":[]}}`, 0, true},
+		{changePrefix + `s1","changes":[{"a":1}`, 0, false},
+		{`{"jsonrpc":"2.0","method":"resync","params":{}}`, 0, false},
+	}
+	for _, tc := range cases {
+		cp, ok := splitChange([]byte(tc.line))
+		if ok {
+			var full struct {
+				Params ChangeParams `json:"params"`
+			}
+			if err := json.Unmarshal([]byte(tc.line), &full); err != nil || len(full.Params.Changes) != len(cp.Changes) {
+				t.Errorf("%s: encoding/json disagrees: %v", tc.line, err)
+			}
+		}
+		if ok != tc.ok || (ok && len(cp.Changes) != tc.n) {
+			t.Errorf("%s: ok %v, %v", tc.line, ok, cp)
+			continue
+		}
+		for _, ch := range cpChanges(cp) {
+			if !json.Valid(ch) {
+				t.Errorf("%s: invalid piece %s", tc.line, ch)
+			}
+		}
+	}
+}
+
+func cpChanges(cp *ChangeParams) []json.RawMessage {
+	if cp == nil {
+		return nil
+	}
+	return cp.Changes
 }

@@ -166,11 +166,9 @@ collectors:
 		if !ok {
 			return fmt.Errorf("go subscriber: connection closed: %v", c.Err())
 		}
-		var cp rpc.ChangeParams
-		if err := json.Unmarshal(nt.Params, &cp); err != nil {
-			return err
+		if nt.Change != nil {
+			got += len(nt.Change.Changes)
 		}
-		got += len(cp.Changes)
 	}
 	el := time.Since(t0)
 	fmt.Printf("go subscriber: %d changes in %.2fs = %.0f changes/s (target >= 200000)\n", got, el.Seconds(), float64(got)/el.Seconds())
