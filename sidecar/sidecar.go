@@ -149,7 +149,6 @@ func Run(ctx context.Context, o Options) error {
 	return errors.Join(watchErr, serr)
 }
 
-
 func closedChan() chan struct{} {
 	c := make(chan struct{})
 	close(c)
