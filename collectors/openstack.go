@@ -35,4 +35,5 @@ func newOpenStack(s Settings) (Collector, error) {
 var (
 	_ StatusReporter = (*openstack.Collector)(nil)
 	_ Closer         = (*openstack.Collector)(nil)
+	_ TypeFilter     = (*openstack.Collector)(nil)
 )

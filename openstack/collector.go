@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
@@ -30,6 +31,38 @@ type Collector struct {
 	mu     sync.Mutex
 	status map[string]*TypeStatus
 	hvOnce sync.Once
+	// active is the set of entity types anyone wants (nil: all); the
+	// others are not listed at all, sparing the cloud's APIs.
+	active atomic.Pointer[map[string]bool]
+}
+
+// SetActiveTypes limits the listings to the given types (empty: all
+// configured types) from the next poll on. It implements
+// collectors.TypeFilter.
+func (c *Collector) SetActiveTypes(types []string) {
+	var set map[string]bool
+	if len(types) > 0 {
+		set = make(map[string]bool, len(types))
+		for _, t := range types {
+			set[t] = true
+		}
+	}
+	c.active.Store(&set)
+}
+
+// listed returns the configured types that are active.
+func (c *Collector) listed() []string {
+	p := c.active.Load()
+	if p == nil || *p == nil {
+		return c.opts.Types
+	}
+	var out []string
+	for _, t := range c.opts.Types {
+		if (*p)[t] {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // TypeStatus is the outcome of the listings of one entity type. It never
@@ -87,9 +120,15 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 		err   error
 		took  time.Duration
 	}
-	results := make([]result, len(c.opts.Types))
+	types := c.listed()
+	if len(types) == 0 {
+		// Nothing of this cloud is wanted: an empty, partial snapshot
+		// (no Types) that deletes nothing.
+		return &entity.Snapshot{}, nil
+	}
+	results := make([]result, len(types))
 	var wg sync.WaitGroup
-	for i, t := range c.opts.Types {
+	for i, t := range types {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -102,7 +141,7 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 
 	snap := &entity.Snapshot{}
 	var errs []error
-	for i, t := range c.opts.Types {
+	for i, t := range types {
 		r := results[i]
 		c.record(t, r.took, len(r.ents), r.pages, r.err, true)
 		if r.err != nil {

@@ -156,3 +156,26 @@ func TestCinderNotInCatalog(t *testing.T) {
 		t.Errorf("cinder status = %+v", st)
 	}
 }
+
+// TestActiveTypesSkipListings: a type nobody wants is not listed at all, and
+// the snapshot does not claim it (so nothing of it is deleted).
+func TestActiveTypesSkipListings(t *testing.T) {
+	f := newFixture(t, openstacktest.Options{}, nil)
+	f.c.SetActiveTypes([]string{"neutron.network"})
+	snap := f.collect(t)
+	if len(snap.Types) != 1 || snap.Types[0] != "neutron.network" {
+		t.Fatalf("types %v", snap.Types)
+	}
+	for _, e := range snap.Entities {
+		if e.Type != "neutron.network" {
+			t.Fatalf("listed inactive type %s", e.Type)
+		}
+	}
+	if n := f.srv.Requests(openstacktest.Servers); n != 0 {
+		t.Fatalf("servers listed %d times while nova.instance is inactive", n)
+	}
+	f.c.SetActiveTypes(nil)
+	if snap := f.collect(t); len(snap.Types) < 2 || f.srv.Requests(openstacktest.Servers) == 0 {
+		t.Fatalf("after re-activating all types: %v", snap.Types)
+	}
+}
