@@ -299,12 +299,12 @@ func (s *Store) Prune(ctx context.Context, keep int64, maxAge time.Duration, now
 	}
 	if maxAge > 0 {
 		cutoff := now.Add(-maxAge).UTC().Format(TimeFormat)
-		var seq sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM changes WHERE at < ?`, cutoff).Scan(&seq); err != nil {
+		seq, err := lastBefore(ctx, tx, pruned+1, last, cutoff)
+		if err != nil {
 			return 0, fmt.Errorf("store: prune by age: %w", err)
 		}
-		if seq.Valid && seq.Int64 > through {
-			through = seq.Int64
+		if seq > through {
+			through = seq
 		}
 	}
 	if through <= pruned {
@@ -323,6 +323,40 @@ func (s *Store) Prune(ctx context.Context, keep int64, maxAge time.Duration, now
 		return 0, fmt.Errorf("store: commit prune: %w", err)
 	}
 	return n, nil
+}
+
+// lastBefore returns the highest seq in [lo, hi] whose change is older than
+// cutoff (lo-1 when none). Seqs are contiguous and their times never go
+// backwards, so a binary search of point lookups replaces a scan of a
+// million-row log inside the writer's transaction.
+func lastBefore(ctx context.Context, tx *sql.Tx, lo, hi int64, cutoff string) (int64, error) {
+	at := func(seq int64) (string, error) {
+		var a string
+		err := tx.QueryRowContext(ctx, `SELECT at FROM changes WHERE seq = ?`, seq).Scan(&a)
+		return a, err
+	}
+	found := lo - 1
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		a, err := at(mid)
+		if errors.Is(err, sql.ErrNoRows) {
+			// A hole (a log edited by hand): fall back to a scan.
+			var seq sql.NullInt64
+			if err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM changes WHERE at < ?`, cutoff).Scan(&seq); err != nil {
+				return 0, err
+			}
+			return max(seq.Int64, found), nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if a < cutoff {
+			found, lo = mid, mid+1
+		} else {
+			hi = mid - 1
+		}
+	}
+	return found, nil
 }
 
 // TimeFormat is how times are stored: RFC 3339 in UTC with a fixed number of
