@@ -1,0 +1,687 @@
+package main
+
+// End-to-end tests of the amqp listener through the real binary: oslo 2.0
+// envelopes published to the real RabbitMQ on 127.0.0.1:5672 (started by
+// scripts/deps.d/rabbitmq.sh), the real engine and SQLite, and a Go
+// subscriber registered over the socket. Every test binds exchanges and a
+// queue of its own, so runs never see each other's messages.
+//
+// Benchmarks (not run by make test):
+//
+//	go test -run '^$' -bench BenchmarkBus -benchtime 30000x .
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/openstack-synchronizer/synchronizer/oslo"
+	"github.com/openstack-synchronizer/synchronizer/rpc"
+)
+
+const busBroker = "amqp://guest:guest@127.0.0.1:5672/"
+
+// busInstance is the server of the Nova versioned samples.
+const busInstance = "178b0921-8f85-4257-88b6-2e743b5a975c"
+
+var busSeq atomic.Int64
+
+// busName returns a broker object name no other test run uses.
+func busName(what string) string {
+	return fmt.Sprintf("bustest-%s-%d-%d", what, os.Getpid(), busSeq.Add(1))
+}
+
+// busAdmin opens a fresh connection: some tests close every connection on
+// the broker.
+func busAdmin(t testing.TB) *amqp.Channel {
+	t.Helper()
+	c, err := amqp.Dial(busBroker)
+	if err != nil {
+		t.Fatalf("RabbitMQ is not reachable on 127.0.0.1:5672 (run scripts/deps.d/rabbitmq.sh): %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// busSetup names one listener's exchange and queue and deletes them after
+// the test (after the sidecar stopped: cleanups run last-in first-out).
+type busSetup struct{ exchange, name, queue string }
+
+func newBusSetup(t testing.TB) busSetup {
+	t.Helper()
+	b := busSetup{exchange: busName("ex"), name: busName("bus")}
+	b.queue = "synchronizer." + b.name
+	busAdmin(t) // fails clearly when the broker is not there
+	t.Cleanup(func() {
+		ch := busAdmin(t)
+		if _, err := ch.QueueDelete(b.queue, false, false, false); err != nil {
+			t.Errorf("delete queue %s: %v", b.queue, err)
+		}
+		if err := ch.ExchangeDelete(b.exchange, false, false); err != nil {
+			t.Errorf("delete exchange %s: %v", b.exchange, err)
+		}
+	})
+	return b
+}
+
+// listener is the config entry of the amqp listener; owner may be empty.
+func (b busSetup) listener(owner string) string {
+	o := ""
+	if owner != "" {
+		o = ", owner: " + owner
+	}
+	return fmt.Sprintf("listeners:\n  - {name: %s, type: amqp, urls: [%q], exchanges: [%s], topics: [versioned_notifications], min_backoff: 20ms%s}\n",
+		b.name, busBroker, b.exchange, o)
+}
+
+// busFixture reads an inner message from oslo/testdata.
+func busFixture(t testing.TB, rel string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("oslo", "testdata", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// busEnvelope stamps an inner message as oslo.messaging's notifier does and
+// wraps it in the 2.0 envelope. uuid and state, when not empty, replace
+// those of a versioned instance payload.
+func busEnvelope(t testing.TB, inner map[string]any, uuid, state string, ts time.Time) []byte {
+	t.Helper()
+	n := busSeq.Add(1)
+	m := map[string]any{
+		"message_id":          fmt.Sprintf("00000000-0000-4000-8000-%012d", n),
+		"_unique_id":          fmt.Sprintf("%032d", n),
+		"timestamp":           oslo.FormatTime(ts),
+		"priority":            "INFO",
+		"publisher_id":        "nova-compute:compute",
+		"_context_request_id": "req-5b6c791d-5709-4f36-8fbe-c3e02869e35d",
+		"_context_is_admin":   true,
+	}
+	for k, v := range inner {
+		m[k] = v
+	}
+	if d, ok := inner["payload"].(map[string]any)["nova_object.data"].(map[string]any); ok && (uuid != "" || state != "") {
+		c := make(map[string]any, len(d))
+		for k, v := range d {
+			c[k] = v
+		}
+		if uuid != "" {
+			c["uuid"] = uuid
+		}
+		if state != "" {
+			c["state"] = state
+		}
+		p := map[string]any{}
+		for k, v := range inner["payload"].(map[string]any) {
+			p[k] = v
+		}
+		p["nova_object.data"] = c
+		m["payload"] = p
+	}
+	body, err := oslo.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// busPub publishes with confirms as oslo.messaging's kombu producer does.
+type busPub struct {
+	t    testing.TB
+	conn *amqp.Connection
+	ch   *amqp.Channel
+}
+
+func newBusPub(t testing.TB) *busPub {
+	t.Helper()
+	p := &busPub{t: t}
+	if err := p.dial(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.conn.Close() })
+	return p
+}
+
+func (p *busPub) dial() error {
+	c, err := amqp.Dial(busBroker)
+	if err != nil {
+		return fmt.Errorf("publisher: dial: %w", err)
+	}
+	ch, err := c.Channel()
+	if err == nil {
+		err = ch.Confirm(false)
+	}
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("publisher: channel: %w", err)
+	}
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.conn, p.ch = c, ch
+	return nil
+}
+
+func (p *busPub) publish(exchange string, body []byte) (*amqp.DeferredConfirmation, error) {
+	return p.ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, "versioned_notifications.info", false, false,
+		amqp.Publishing{ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent, Body: body})
+}
+
+func (p *busPub) publishWait(exchange string, body []byte) {
+	p.t.Helper()
+	dc, err := p.publish(exchange, body)
+	if err == nil {
+		var ok bool
+		if ok, err = dc.WaitContext(context.Background()); !ok && err == nil {
+			err = fmt.Errorf("nacked")
+		}
+	}
+	if err != nil {
+		p.t.Fatalf("publish to %s: %v", exchange, err)
+	}
+}
+
+// busChange is what the tests read of a change notification.
+type busChange struct {
+	change
+	Name      string    `json:"name"`
+	ParentKey string    `json:"parent_key"`
+	Project   string    `json:"project"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      struct {
+		Poll bool `json:"poll"`
+	} `json:"data"`
+	at time.Time // when the subscriber read it
+}
+
+// busSub is a subscriber registered over the socket; it records every
+// change and any resync.
+type busSub struct {
+	mu      sync.Mutex
+	changes []busChange
+	resync  []string
+	decodes atomic.Int64
+	onRecv  func(c *busChange)
+}
+
+func subscribe(t testing.TB, socket string, types ...string) *busSub {
+	t.Helper()
+	c, err := rpc.Dial(context.Background(), socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var reg struct {
+		Subscription string `json:"subscription"`
+	}
+	if err := c.Call(context.Background(), "register", map[string]any{"types": types}, &reg); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	s := &busSub{}
+	go func() {
+		for n := range c.Notifications() {
+			now := time.Now()
+			if n.Method != "change" {
+				s.mu.Lock()
+				s.resync = append(s.resync, n.Method+" "+string(n.Params))
+				s.mu.Unlock()
+				continue
+			}
+			batch := make([]busChange, len(n.Change.Changes))
+			for i, raw := range n.Change.Changes {
+				if err := json.Unmarshal(raw, &batch[i]); err != nil {
+					panic(fmt.Sprintf("change %s: %v", raw, err))
+				}
+				batch[i].at = now
+				if s.onRecv != nil {
+					s.onRecv(&batch[i])
+				}
+			}
+			s.mu.Lock()
+			s.changes = append(s.changes, batch...)
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *busSub) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.changes)
+}
+
+func (s *busSub) got() ([]busChange, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]busChange(nil), s.changes...), append([]string(nil), s.resync...)
+}
+
+// listenerDetails returns the status details of the sidecar's only listener.
+func listenerDetails(t testing.TB, c *rpc.Client) map[string]any {
+	t.Helper()
+	var st struct {
+		Listeners []struct {
+			Details map[string]any `json:"details"`
+		} `json:"listeners"`
+	}
+	if err := c.Call(context.Background(), "status", nil, &st); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if len(st.Listeners) != 1 || st.Listeners[0].Details == nil {
+		t.Fatalf("status: want one listener with details, got %+v", st.Listeners)
+	}
+	return st.Listeners[0].Details
+}
+
+// waitConnected waits until the listener consumes (its queue is bound).
+func waitConnected(t testing.TB, c *rpc.Client) {
+	t.Helper()
+	busWait(t, "the listener to connect", 20*time.Second, func() bool { return listenerDetails(t, c)["state"] == "connected" })
+}
+
+// busWait is waitFor for benchmarks too.
+func busWait(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBusNovaInstanceLifecycle(t *testing.T) {
+	b := newBusSetup(t)
+	s := startSidecar(t, "", b.listener(""))
+	c := s.client()
+	sub := subscribe(t, s.socket, "nova.instance")
+	waitConnected(t, c)
+	pub := newBusPub(t)
+	ts := time.Now().UTC().Add(-time.Minute)
+	for i, f := range []string{"instance-create-end", "instance-power_off-end", "instance-delete-end"} {
+		pub.publishWait(b.exchange, busEnvelope(t, busFixture(t, "nova-versioned/"+f+".json"), "", "", ts.Add(time.Duration(i)*time.Second)))
+	}
+	waitFor(t, "three changes", 10*time.Second, func() bool { return sub.count() >= 3 })
+	time.Sleep(200 * time.Millisecond) // room for an unwanted fourth
+	got, resync := sub.got()
+	if len(got) != 3 || len(resync) != 0 {
+		t.Fatalf("changes %+v, other notifications %v", got, resync)
+	}
+	want := []struct{ action, state string }{{"create", "ACTIVE"}, {"update", "SHUTOFF"}, {"delete", "SHUTOFF"}}
+	for i, ch := range got {
+		if ch.Key != "nova.instance:"+busInstance || ch.Action != want[i].action || ch.State != want[i].state ||
+			ch.Source != b.name || ch.Seq != got[0].Seq+int64(i) || !ch.Timestamp.Equal(ts.Add(time.Duration(i)*time.Second).Truncate(time.Microsecond)) {
+			t.Errorf("change %d: %+v, want %s %s from %s", i, ch, want[i].action, want[i].state, b.name)
+		}
+		if ch.Name != "some-server" || ch.ParentKey != "nova.host:compute" || ch.Project != "6f70656e737461636b20342065766572" {
+			t.Errorf("change %d: name %q parent %q project %q", i, ch.Name, ch.ParentKey, ch.Project)
+		}
+	}
+	out, err := exec.Command("sqlite3", s.db, "SELECT count(*) FROM entities; SELECT group_concat(action) FROM (SELECT action FROM changes ORDER BY seq);").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "0\ncreate,update,delete" {
+		t.Fatalf("sqlite3: %v %q", err, out)
+	}
+}
+
+func TestBusGarbageBetweenGood(t *testing.T) {
+	b := newBusSetup(t)
+	s := startSidecar(t, "", b.listener(""))
+	c := s.client()
+	sub := subscribe(t, s.socket, "nova.instance")
+	waitConnected(t, c)
+	pub := newBusPub(t)
+	create := busFixture(t, "nova-versioned/instance-create-end.json")
+	now := time.Now()
+	pub.publishWait(b.exchange, busEnvelope(t, create, "aaaaaaaa-0000-4000-8000-000000000001", "", now))
+	pub.publishWait(b.exchange, []byte("\x00\x01 this is not json {"))
+	pub.publishWait(b.exchange, busEnvelope(t, create, "aaaaaaaa-0000-4000-8000-000000000002", "", now))
+	waitFor(t, "two changes", 10*time.Second, func() bool { return sub.count() == 2 })
+	var d map[string]any
+	waitFor(t, "the garbage counted", 10*time.Second, func() bool {
+		d = listenerDetails(t, c)
+		return d["bad_total"] == 1.0 && d["acked"] == 2.0
+	})
+	if bad, _ := d["bad"].(map[string]any); len(bad) != 1 || bad["not_json"] != 1.0 {
+		t.Fatalf("bad: %v", d["bad"])
+	}
+	got, _ := sub.got()
+	for i, ch := range got {
+		if ch.Action != "create" || ch.Key != fmt.Sprintf("nova.instance:aaaaaaaa-0000-4000-8000-00000000000%d", i+1) {
+			t.Fatalf("change %d: %+v", i, ch)
+		}
+	}
+	if st := listenerDetails(t, c)["state"]; st != "connected" {
+		t.Fatalf("listener state %v after a bad message", st)
+	}
+}
+
+// TestBusBurstReconnect: 5,000 instances, each created (ACTIVE) then
+// powered off (SHUTOFF), 10,000 notifications; every connection on the
+// broker is closed when a third of the changes reached the subscriber.
+// Afterwards the baseline holds 5,000 SHUTOFF instances and the subscriber
+// got exactly one create and one update per key, each seq once.
+func TestBusBurstReconnect(t *testing.T) {
+	const keys = 5000
+	b := newBusSetup(t)
+	s := startSidecar(t, "", b.listener(""))
+	c := s.client()
+	sub := subscribe(t, s.socket, "nova.instance")
+	waitConnected(t, c)
+	create := busFixture(t, "nova-versioned/instance-create-end.json")
+	off := busFixture(t, "nova-versioned/instance-power_off-end.json")
+	base := time.Now().UTC().Add(-time.Hour)
+	bodies := make([][]byte, 0, 2*keys)
+	for i := range keys {
+		id := fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)
+		bodies = append(bodies,
+			busEnvelope(t, create, id, "", base.Add(time.Duration(2*i)*time.Microsecond)),
+			busEnvelope(t, off, id, "", base.Add(time.Duration(2*i+1)*time.Microsecond)))
+	}
+
+	// The publisher is cut off too: it republishes the unconfirmed chunk
+	// on a new connection, which also gives the listener duplicates.
+	start := time.Now()
+	pubDone := make(chan error, 1)
+	go func() {
+		p := newBusPub(t)
+		const chunk = 500
+		for lo := 0; lo < len(bodies); {
+			hi := min(lo+chunk, len(bodies))
+			var last *amqp.DeferredConfirmation
+			var err error
+			for _, body := range bodies[lo:hi] {
+				if last, err = p.publish(b.exchange, body); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				var ok bool
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ok, err = last.WaitContext(ctx)
+				cancel()
+				if err == nil && !ok {
+					err = fmt.Errorf("nacked")
+				}
+			}
+			if err == nil {
+				lo = hi
+				continue
+			}
+			// Redial until the broker takes connections again.
+			deadline := time.Now().Add(20 * time.Second)
+			for p.dial() != nil {
+				if time.Now().After(deadline) {
+					pubDone <- fmt.Errorf("publisher: cannot reconnect after %v", err)
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		pubDone <- nil
+	}()
+
+	// rabbitmqctl takes seconds to start: trigger it early enough that the
+	// connections close mid-burst.
+	waitFor(t, "a sixth of the changes", 30*time.Second, func() bool { return sub.count() >= 2*keys/6 })
+	before, acked := sub.count(), listenerDetails(t, c)["acked"]
+	if out, err := exec.Command("timeout", "30", "rabbitmqctl", "close_all_connections", "synchronizer bus test").CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl close_all_connections: %v\n%s", err, out)
+	}
+	t.Logf("rabbitmqctl started with %d changes received (%v notifications acknowledged), connections closed after %s with %d",
+		before, acked, time.Since(start), sub.count())
+	if err := <-pubDone; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every change", 40*time.Second, func() bool { return sub.count() >= 2*keys })
+	waitFor(t, "the queue to drain", 10*time.Second, func() bool {
+		q, err := busAdmin(t).QueueDeclarePassive(b.queue, false, false, false, false, nil)
+		return err == nil && q.Messages == 0 && q.Consumers == 1
+	})
+	time.Sleep(300 * time.Millisecond) // room for a duplicate
+	d := listenerDetails(t, c)
+	t.Logf("all changes after %s; listener %v", time.Since(start), d)
+
+	got, resync := sub.got()
+	if len(resync) != 0 {
+		t.Fatalf("subscriber got %v", resync)
+	}
+	seqs := map[int64]bool{}
+	perKey := map[string][]string{}
+	for _, ch := range got {
+		if seqs[ch.Seq] {
+			t.Fatalf("seq %d received twice", ch.Seq)
+		}
+		seqs[ch.Seq] = true
+		perKey[ch.Key] = append(perKey[ch.Key], ch.Action+" "+ch.State)
+	}
+	if len(got) != 2*keys || len(perKey) != keys {
+		t.Fatalf("%d changes for %d keys, want %d for %d", len(got), len(perKey), 2*keys, keys)
+	}
+	for k, acts := range perKey {
+		if strings.Join(acts, ",") != "create ACTIVE,update SHUTOFF" {
+			t.Fatalf("%s: %v", k, acts)
+		}
+	}
+	if d["reconnects"].(float64) < 1 || d["redelivered"].(float64) < 1 && d["received"].(float64) <= 2*keys {
+		t.Fatalf("no reconnect, or neither a redelivery nor a duplicate: %v", d)
+	}
+	out, err := exec.Command("sqlite3", s.db, "SELECT count(*), sum(json_extract(entity, '$.state') = 'SHUTOFF') FROM entities WHERE type = 'nova.instance';"+
+		"SELECT count(*), count(DISTINCT key) FROM changes;").CombinedOutput()
+	if want := fmt.Sprintf("%d|%d\n%d|%d", keys, keys, 2*keys, keys); err != nil || strings.TrimSpace(string(out)) != want {
+		t.Fatalf("sqlite3: %v: %q, want %q", err, out, want)
+	}
+}
+
+// busPlugin is an exec plugin that reads its snapshot at once, says so in
+// polls.log, and prints it a second later: a poll in flight.
+const busPlugin = `s=$(cat snap.json); echo start >> polls.log; sleep 1; echo end >> polls.log; printf '%s\n' "$s"`
+
+// writeSnap atomically writes the plugin's snapshot: the sample instance
+// in state, with the fields the listener maps from a notification.
+func writeSnap(t *testing.T, dir, state string) {
+	t.Helper()
+	snap := map[string]any{"types": []string{"nova.instance"}, "entities": []map[string]any{{
+		"type": "nova.instance", "id": busInstance, "name": "some-server", "state": state,
+		"parent_key": "nova.host:compute", "project": "6f70656e737461636b20342065766572",
+		"data": map[string]any{"id": busInstance, "status": state, "poll": true},
+	}}}
+	raw, _ := json.Marshal(snap)
+	if err := os.WriteFile(filepath.Join(dir, "snap.json.tmp"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "snap.json.tmp"), filepath.Join(dir, "snap.json")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pollLog(dir string) []string {
+	raw, _ := os.ReadFile(filepath.Join(dir, "polls.log"))
+	return strings.Fields(string(raw))
+}
+
+// TestBusPushDuringPoll: a power-off notification lands while a poll that
+// read the old state (ACTIVE) is in flight; that poll does not revert it,
+// and later polls that show SHUTOFF cause at most one update (data) and
+// no state flip.
+func TestBusPushDuringPoll(t *testing.T) {
+	b := newBusSetup(t)
+	dir := t.TempDir()
+	writeSnap(t, dir, "ACTIVE")
+	s := startSidecar(t, dir, fmt.Sprintf("collectors:\n  - {name: cloud, type: exec, command: [sh, -c, %q], interval: 1500ms}\n", busPlugin)+b.listener("cloud"))
+	c := s.client()
+	waitConnected(t, c)
+	waitFor(t, "the first poll", 10*time.Second, func() bool { return statusOf(t, s).Entities == 1 })
+	sub := subscribe(t, s.socket, "nova.instance")
+
+	n := len(pollLog(dir))
+	waitFor(t, "a poll to start", 10*time.Second, func() bool { return len(pollLog(dir)) > n })
+	inFlight := len(pollLog(dir))
+	newBusPub(t).publishWait(b.exchange, busEnvelope(t, busFixture(t, "nova-versioned/instance-power_off-end.json"), "", "", time.Now()))
+	waitFor(t, "the pushed change", 5*time.Second, func() bool { return sub.count() == 1 })
+	if l := pollLog(dir); len(l) != inFlight || l[len(l)-1] != "start" {
+		t.Fatalf("the push did not land while the poll was in flight: polls.log %v", l)
+	}
+	writeSnap(t, dir, "SHUTOFF")
+	// The in-flight poll ends, then three more polls that show SHUTOFF.
+	polls := func() int64 { return statusOf(t, s).Collectors[0].Polls }
+	p0 := polls()
+	waitFor(t, "four more polls", 15*time.Second, func() bool { return polls() >= p0+4 })
+
+	got, resync := sub.got()
+	if len(resync) != 0 || len(got) < 1 || len(got) > 2 {
+		t.Fatalf("changes %+v, other notifications %v", got, resync)
+	}
+	for i, ch := range got {
+		if ch.Action != "update" || ch.State != "SHUTOFF" || ch.Name != "some-server" || ch.ParentKey != "nova.host:compute" || ch.Source != "cloud" {
+			t.Fatalf("change %d: %+v", i, ch)
+		}
+	}
+	if got[0].Data.Poll || len(got) == 2 && !got[1].Data.Poll {
+		t.Fatalf("want the push first, then at most one data refresh by a poll: %+v", got)
+	}
+	t.Logf("changes after the push: %d (the second is the poll's data refresh)", len(got))
+}
+
+// startBusSidecar is startSidecar for benchmarks (whose helpers take a
+// *testing.T); it returns the socket path.
+func startBusSidecar(tb testing.TB, config string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	conf := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(conf, []byte("socket: s.sock\ndatabase: s.db\nsync: normal\n"+config), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(binary, "serve", "--config", conf)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+		}
+		logf.Close()
+	})
+	socket := filepath.Join(dir, "s.sock")
+	busWait(tb, "the socket", 20*time.Second, func() bool {
+		_, err := os.Stat(socket)
+		return err == nil
+	})
+	return socket
+}
+
+// benchBus starts a sidecar with an amqp listener and a subscriber.
+func benchBus(b *testing.B) (busSetup, *busSub, *busPub) {
+	setup := newBusSetup(b)
+	socket := startBusSidecar(b, setup.listener(""))
+	c, err := rpc.Dial(context.Background(), socket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	waitConnected(b, c)
+	return setup, subscribe(b, socket, "nova.instance"), newBusPub(b)
+}
+
+// BenchmarkBusThroughput publishes b.N instance.create.end notifications
+// (distinct instances) as fast as the broker confirms them and reports
+// notifications/s from the first publish to the last change read by the
+// subscriber.
+func BenchmarkBusThroughput(b *testing.B) {
+	setup, sub, pub := benchBus(b)
+	create := busFixture(b, "nova-versioned/instance-create-end.json")
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		bodies[i] = busEnvelope(b, create, fmt.Sprintf("%08d-1111-4000-8000-000000000000", i), "", time.Now())
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var last *amqp.DeferredConfirmation
+	for _, body := range bodies {
+		var err error
+		if last, err = pub.publish(setup.exchange, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
+		b.Fatalf("not confirmed: %v", err)
+	}
+	published := time.Since(start)
+	busWait(b, "every change", 10*time.Minute, func() bool { return sub.count() >= b.N })
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "notifications/s")
+	b.ReportMetric(float64(b.N)/published.Seconds(), "published/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkBusLatency publishes b.N notifications at 1,000/s, each stamped
+// with its publish time, and reports publish-to-subscriber latency.
+func BenchmarkBusLatency(b *testing.B) {
+	setup, sub, pub := benchBus(b)
+	create := busFixture(b, "nova-versioned/instance-create-end.json")
+	b.ResetTimer()
+	start := time.Now()
+	var last *amqp.DeferredConfirmation
+	for i := range b.N {
+		if d := time.Until(start.Add(time.Duration(i) * time.Millisecond)); d > 0 {
+			time.Sleep(d)
+		}
+		body := busEnvelope(b, create, fmt.Sprintf("%08d-2222-4000-8000-000000000000", i), "", time.Now())
+		var err error
+		if last, err = pub.publish(setup.exchange, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
+		b.Fatalf("not confirmed: %v", err)
+	}
+	busWait(b, "every change", time.Minute, func() bool { return sub.count() >= b.N })
+	rate := float64(b.N) / time.Since(start).Seconds()
+	b.StopTimer()
+	got, _ := sub.got()
+	lat := make([]time.Duration, len(got))
+	for i, ch := range got {
+		lat[i] = ch.at.Sub(ch.Timestamp)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	ms := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))]) / 1e6 }
+	b.ReportMetric(rate, "notifications/s")
+	b.ReportMetric(ms(0.5), "p50-ms")
+	b.ReportMetric(ms(0.99), "p99-ms")
+	b.ReportMetric(ms(1), "max-ms")
+	b.ReportMetric(0, "ns/op")
+}
