@@ -21,7 +21,10 @@ test-deps:
 test: test-deps build
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	# -p 1: packages one at a time. The broker tests drop every RabbitMQ
+	# connection (rabbitmqctl close_all_connections) to prove reconnects,
+	# which would also cut another package's test running at the same time.
+	$(GO) test -race -count=1 -p 1 -timeout 15m $(PKGS)
 
 # Go benchmarks plus the load tool; figures go into the issue notes.
 bench: build

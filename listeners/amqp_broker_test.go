@@ -271,7 +271,7 @@ func TestAMQPReconnectBurst(t *testing.T) {
 		t.Fatalf("rabbitmqctl close_all_connections: %v\n%s", err, out)
 	}
 	t.Logf("connections closed after %s", time.Since(start))
-	waitFor(t, 30*time.Second, "every notification", func() bool {
+	waitFor(t, 120*time.Second, "every notification", func() bool {
 		k, _ := sink.counts()
 		if k != total && time.Now().Second()%5 == 0 {
 			t.Logf("keys %d status %v", k, l.Status())
