@@ -56,6 +56,21 @@ func newFlags(name string, env Env) (*flag.FlagSet, *clientFlags) {
 	return fs, cf
 }
 
+// callAndPrint calls method on the synchronizer and prints its result.
+func (c *clientFlags) callAndPrint(env Env, method string, params any) error {
+	ctx := context.Background()
+	cl, err := c.dial(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var raw json.RawMessage
+	if err := cl.Call(ctx, method, params, &raw); err != nil {
+		return err
+	}
+	return printRaw(env.Stdout, raw)
+}
+
 // printRaw writes a raw JSON result, indented when it is small enough for a
 // person to read.
 func printRaw(w io.Writer, raw json.RawMessage) error {
@@ -76,17 +91,7 @@ func getAll(args []string, env Env) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx := context.Background()
-	c, err := cf.dial(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	var raw json.RawMessage
-	if err := c.Call(ctx, "get_all", map[string]any{"types": []string(types)}, &raw); err != nil {
-		return err
-	}
-	return printRaw(env.Stdout, raw)
+	return cf.callAndPrint(env, "get_all", map[string]any{"types": []string(types)})
 }
 
 func changes(args []string, env Env) error {
@@ -101,17 +106,7 @@ func changes(args []string, env Env) error {
 	if *since < 0 {
 		return usageError{errors.New("--since N is required")}
 	}
-	ctx := context.Background()
-	c, err := cf.dial(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	var raw json.RawMessage
-	if err := c.Call(ctx, "changes", map[string]any{"since": *since, "types": []string(types), "limit": *limit}, &raw); err != nil {
-		return err
-	}
-	return printRaw(env.Stdout, raw)
+	return cf.callAndPrint(env, "changes", map[string]any{"since": *since, "types": []string(types), "limit": *limit})
 }
 
 func status(args []string, env Env) error {
@@ -119,17 +114,7 @@ func status(args []string, env Env) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx := context.Background()
-	c, err := cf.dial(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	var raw json.RawMessage
-	if err := c.Call(ctx, "status", struct{}{}, &raw); err != nil {
-		return err
-	}
-	return printRaw(env.Stdout, raw)
+	return cf.callAndPrint(env, "status", struct{}{})
 }
 
 func collect(args []string, env Env) error {
@@ -149,17 +134,7 @@ func collect(args []string, env Env) error {
 	if name == "" {
 		return usageError{errors.New("collector NAME is required")}
 	}
-	ctx := context.Background()
-	c, err := cf.dial(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	var raw json.RawMessage
-	if err := c.Call(ctx, "collect", map[string]any{"name": name, "force": *force}, &raw); err != nil {
-		return err
-	}
-	return printRaw(env.Stdout, raw)
+	return cf.callAndPrint(env, "collect", map[string]any{"name": name, "force": *force})
 }
 
 // watch prints changes one per line, and survives a restart of the
