@@ -305,3 +305,37 @@ func TestSlowSubscriber(t *testing.T) {
 		t.Fatal("slow subscriber never got a resync notification")
 	}
 }
+
+// TestRetention: with a change log bounded to 5 changes, a consumer whose
+// since is older than the log gets -32001 and one inside the log gets the
+// rest.
+func TestRetention(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
+	s := startSidecar(t, dir, "changes_retention: {count: 5}\ncollectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
+	waitFor(t, "entities", 10*time.Second, func() bool {
+		out, _ := s.cli("status")
+		return strings.Contains(out, `"entities": 11`)
+	})
+	// The pruner runs at start: restart to apply it now.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	waitFor(t, "the pruner", 10*time.Second, func() bool {
+		out, _ := s.cli("status")
+		return strings.Contains(out, `"first_seq": 7`)
+	})
+	c := s.client()
+	var res struct {
+		Changes []json.RawMessage `json:"changes"`
+		Seq     int64             `json:"seq"`
+	}
+	err := c.Call(context.Background(), "changes", map[string]any{"since": 1}, &res)
+	if re, ok := err.(*rpc.Error); !ok || re.Code != rpc.CodeResyncNeeded {
+		t.Fatalf("since 1 with a log of the last 5: %v", err)
+	}
+	if err := c.Call(context.Background(), "changes", map[string]any{"since": 6}, &res); err != nil || len(res.Changes) != 5 || res.Seq != 11 {
+		t.Fatalf("since 6: %d changes, seq %d, %v", len(res.Changes), res.Seq, err)
+	}
+}
