@@ -40,31 +40,30 @@ func (s *Store) Commit(ctx context.Context, rows []Row, touches []Touch) error {
 		return fmt.Errorf("store: begin: %w", err)
 	}
 	defer tx.Rollback()
-	ins, upB, upE := tx.StmtContext(ctx, s.insChange), tx.StmtContext(ctx, s.upBaseline), tx.StmtContext(ctx, s.upEntity)
 	delB, delE := tx.StmtContext(ctx, s.delBaseline), tx.StmtContext(ctx, s.delEntity)
+	w := chunkWriter{s: s, tx: tx}
 	var last int64
 	for i := range rows {
 		r := &rows[i]
-		ent := string(r.Entity)
 		if r.Action == "delete" {
+			// Order matters when a key comes back in the same batch.
+			if err := w.flush(ctx); err != nil {
+				return err
+			}
 			if _, err := delB.ExecContext(ctx, r.Key); err != nil {
 				return fmt.Errorf("store: delete baseline %s: %w", r.Key, err)
 			}
 			if _, err := delE.ExecContext(ctx, r.Key); err != nil {
 				return fmt.Errorf("store: delete entity %s: %w", r.Key, err)
 			}
-		} else {
-			if _, err := upB.ExecContext(ctx, r.Key, r.Source, r.Type, r.Hash, r.ObservedAt, r.CoreHash); err != nil {
-				return fmt.Errorf("store: upsert baseline %s: %w", r.Key, err)
-			}
-			if _, err := upE.ExecContext(ctx, r.Key, r.Type, ent); err != nil {
-				return fmt.Errorf("store: upsert entity %s: %w", r.Key, err)
-			}
 		}
-		if _, err := ins.ExecContext(ctx, r.Seq, r.Key, r.Type, r.Action, r.Source, r.At, ent); err != nil {
-			return fmt.Errorf("store: append change %d: %w", r.Seq, err)
+		if err := w.add(ctx, r); err != nil {
+			return err
 		}
 		last = r.Seq
+	}
+	if err := w.flush(ctx); err != nil {
+		return err
 	}
 	if len(touches) > 0 {
 		st, err := tx.PrepareContext(ctx, `UPDATE baseline SET source = ?, observed_at = ? WHERE key = ?`)
@@ -85,6 +84,83 @@ func (s *Store) Commit(ctx context.Context, rows []Row, touches []Touch) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// chunkRows is how many rows one multi-row statement writes: each Exec
+// through database/sql costs several microseconds of argument handling, so
+// one statement per row would cost more than SQLite's own work.
+const chunkRows = 32
+
+// chunkWriter accumulates rows and writes them chunkRows at a time with
+// multi-row statements, in order.
+type chunkWriter struct {
+	s       *Store
+	tx      *sql.Tx
+	pending []*Row
+}
+
+func (w *chunkWriter) add(ctx context.Context, r *Row) error {
+	w.pending = append(w.pending, r)
+	if len(w.pending) == chunkRows {
+		return w.flush(ctx)
+	}
+	return nil
+}
+
+func (w *chunkWriter) flush(ctx context.Context) error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	rows := w.pending
+	w.pending = w.pending[:0]
+	full := len(rows) == chunkRows
+	for _, r := range rows {
+		if r.Action == "delete" {
+			full = false // a chunk of upserts only: deletes keep their own statements
+		}
+	}
+	if !full {
+		return w.oneByOne(ctx, rows)
+	}
+	b := make([]any, 0, 6*chunkRows)
+	e := make([]any, 0, 3*chunkRows)
+	c := make([]any, 0, 7*chunkRows)
+	for _, r := range rows {
+		ent := string(r.Entity)
+		b = append(b, r.Key, r.Source, r.Type, r.Hash, r.ObservedAt, r.CoreHash)
+		e = append(e, r.Key, r.Type, ent)
+		c = append(c, r.Seq, r.Key, r.Type, r.Action, r.Source, r.At, ent)
+	}
+	if _, err := w.tx.StmtContext(ctx, w.s.chunkB).ExecContext(ctx, b...); err != nil {
+		return fmt.Errorf("store: upsert baseline: %w", err)
+	}
+	if _, err := w.tx.StmtContext(ctx, w.s.chunkE).ExecContext(ctx, e...); err != nil {
+		return fmt.Errorf("store: upsert entities: %w", err)
+	}
+	if _, err := w.tx.StmtContext(ctx, w.s.chunkIns).ExecContext(ctx, c...); err != nil {
+		return fmt.Errorf("store: append changes %d..%d: %w", rows[0].Seq, rows[len(rows)-1].Seq, err)
+	}
+	return nil
+}
+
+// oneByOne writes rows with the single-row statements.
+func (w *chunkWriter) oneByOne(ctx context.Context, rows []*Row) error {
+	ins, upB, upE := w.tx.StmtContext(ctx, w.s.insChange), w.tx.StmtContext(ctx, w.s.upBaseline), w.tx.StmtContext(ctx, w.s.upEntity)
+	for _, r := range rows {
+		ent := string(r.Entity)
+		if r.Action != "delete" {
+			if _, err := upB.ExecContext(ctx, r.Key, r.Source, r.Type, r.Hash, r.ObservedAt, r.CoreHash); err != nil {
+				return fmt.Errorf("store: upsert baseline %s: %w", r.Key, err)
+			}
+			if _, err := upE.ExecContext(ctx, r.Key, r.Type, ent); err != nil {
+				return fmt.Errorf("store: upsert entity %s: %w", r.Key, err)
+			}
+		}
+		if _, err := ins.ExecContext(ctx, r.Seq, r.Key, r.Type, r.Action, r.Source, r.At, ent); err != nil {
+			return fmt.Errorf("store: append change %d: %w", r.Seq, err)
+		}
 	}
 	return nil
 }

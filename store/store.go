@@ -51,6 +51,14 @@ type Store struct {
 	lock *os.File
 
 	insChange, upBaseline, upEntity, delBaseline, delEntity, setMeta *sql.Stmt
+
+	// Statements writing chunkRows rows at once.
+	chunkIns, chunkB, chunkE *sql.Stmt
+}
+
+func values(n, cols int) string {
+	one := "(?" + strings.Repeat(",?", cols-1) + ")"
+	return one + strings.Repeat(","+one, n-1)
 }
 
 // Open opens or creates the database at path, applying schema (the contents
@@ -169,6 +177,12 @@ func (s *Store) prepare() error {
 		{&s.delBaseline, `DELETE FROM baseline WHERE key = ?`},
 		{&s.delEntity, `DELETE FROM entities WHERE key = ?`},
 		{&s.setMeta, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`},
+		{&s.chunkIns, `INSERT INTO changes(seq, key, type, action, source, at, entity) VALUES ` + values(chunkRows, 7)},
+		{&s.chunkB, `INSERT INTO baseline(key, source, type, hash, observed_at, core_hash) VALUES ` + values(chunkRows, 6) + `
+			ON CONFLICT(key) DO UPDATE SET source = excluded.source, type = excluded.type, hash = excluded.hash,
+				observed_at = excluded.observed_at, core_hash = excluded.core_hash`},
+		{&s.chunkE, `INSERT INTO entities(key, type, entity) VALUES ` + values(chunkRows, 3) + `
+			ON CONFLICT(key) DO UPDATE SET type = excluded.type, entity = excluded.entity`},
 	}
 	for _, st := range stmts {
 		p, err := s.w.Prepare(st.q)
@@ -185,6 +199,11 @@ func (s *Store) prepare() error {
 func (s *Store) Close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.insChange, s.upBaseline, s.upEntity, s.delBaseline, s.delEntity, s.setMeta} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	for _, st := range []*sql.Stmt{s.chunkIns, s.chunkB, s.chunkE} {
 		if st != nil {
 			st.Close()
 		}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -127,5 +128,61 @@ func TestCommitReadAndPrune(t *testing.T) {
 	last, pruned, _ = s.LogBounds(ctx)
 	if last != 20 || pruned != 20 {
 		t.Fatalf("after pruning all: last %d pruned %d", last, pruned)
+	}
+}
+
+// TestCommitChunksKeepOrder: rows written by multi-row statements, with a
+// key repeated in one chunk and deletes between chunks, end as if written
+// one by one.
+func TestCommitChunksKeepOrder(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "db"), schema(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	at := time.Now().UTC().Format(TimeFormat)
+	var batch []Row
+	for i := int64(1); i <= 3*chunkRows+5; i++ {
+		key := fmt.Sprintf("t:%d", i%20) // keys repeat within chunks
+		action := "update"
+		if i%17 == 0 {
+			action = "delete"
+		}
+		batch = append(batch, Row{Seq: i, Key: key, Type: "t", Action: action, Source: "x", At: at,
+			Hash: fmt.Sprint(i), ObservedAt: at, Entity: []byte(fmt.Sprintf(`{"key":%q,"v":%d}`, key, i))})
+	}
+	if err := s.Commit(ctx, batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, r := range batch {
+		if r.Action == "delete" {
+			delete(want, r.Key)
+		} else {
+			want[r.Key] = string(r.Entity)
+		}
+	}
+	got := map[string]string{}
+	if _, err := s.All(ctx, nil, func(b []byte) error {
+		var k struct{ Key string }
+		json.Unmarshal(b, &k)
+		got[k.Key] = string(b)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d entities, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("%s = %s, want %s", k, got[k], v)
+		}
+	}
+	var n int
+	s.Changes(ctx, 0, nil, 0, func(LogRow) error { n++; return nil })
+	if n != len(batch) {
+		t.Fatalf("%d changes logged, want %d", n, len(batch))
 	}
 }
