@@ -517,16 +517,22 @@ func TestBusBurstReconnect(t *testing.T) {
 // polls.log, and prints it a second later: a poll in flight.
 const busPlugin = `s=$(cat snap.json); echo start >> polls.log; sleep 1; echo end >> polls.log; printf '%s\n' "$s"`
 
-// writeSnap atomically writes the plugin's snapshot: the sample instance
-// in state, with the fields the listener maps from a notification.
-func writeSnap(t *testing.T, dir, state string) {
+// busNewInstance is created by a push while a poll is in flight.
+const busNewInstance = "bbbbbbbb-0000-4000-8000-000000000001"
+
+// writeSnap atomically writes the plugin's snapshot: instances (id to
+// state) with the fields the listener maps from the Nova samples.
+func writeSnap(t *testing.T, dir string, states map[string]string) {
 	t.Helper()
-	snap := map[string]any{"types": []string{"nova.instance"}, "entities": []map[string]any{{
-		"type": "nova.instance", "id": busInstance, "name": "some-server", "state": state,
-		"parent_key": "nova.host:compute", "project": "6f70656e737461636b20342065766572",
-		"data": map[string]any{"id": busInstance, "status": state, "poll": true},
-	}}}
-	raw, _ := json.Marshal(snap)
+	var ents []map[string]any
+	for id, state := range states {
+		ents = append(ents, map[string]any{
+			"type": "nova.instance", "id": id, "name": "some-server", "state": state,
+			"parent_key": "nova.host:compute", "project": "6f70656e737461636b20342065766572",
+			"data": map[string]any{"id": id, "status": state, "poll": true},
+		})
+	}
+	raw, _ := json.Marshal(map[string]any{"types": []string{"nova.instance"}, "entities": ents})
 	if err := os.WriteFile(filepath.Join(dir, "snap.json.tmp"), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -540,14 +546,15 @@ func pollLog(dir string) []string {
 	return strings.Fields(string(raw))
 }
 
-// TestBusPushDuringPoll: a power-off notification lands while a poll that
-// read the old state (ACTIVE) is in flight; that poll does not revert it,
-// and later polls that show SHUTOFF cause at most one update (data) and
-// no state flip.
+// TestBusPushDuringPoll: a power-off notification, and the creation of
+// another instance, land while a poll that read the old state (ACTIVE, no
+// second instance) is in flight; that poll neither reverts the one nor
+// deletes the other, and later polls that show the pushed state cause at
+// most one update each (data) and no state flip.
 func TestBusPushDuringPoll(t *testing.T) {
 	b := newBusSetup(t)
 	dir := t.TempDir()
-	writeSnap(t, dir, "ACTIVE")
+	writeSnap(t, dir, map[string]string{busInstance: "ACTIVE"})
 	s := startSidecar(t, dir, fmt.Sprintf("collectors:\n  - {name: cloud, type: exec, command: [sh, -c, %q], interval: 1500ms}\n", busPlugin)+b.listener("cloud"))
 	c := s.client()
 	waitConnected(t, c)
@@ -557,30 +564,47 @@ func TestBusPushDuringPoll(t *testing.T) {
 	n := len(pollLog(dir))
 	waitFor(t, "a poll to start", 10*time.Second, func() bool { return len(pollLog(dir)) > n })
 	inFlight := len(pollLog(dir))
-	newBusPub(t).publishWait(b.exchange, busEnvelope(t, busFixture(t, "nova-versioned/instance-power_off-end.json"), "", "", time.Now()))
-	waitFor(t, "the pushed change", 5*time.Second, func() bool { return sub.count() == 1 })
+	pub := newBusPub(t)
+	pub.publishWait(b.exchange, busEnvelope(t, busFixture(t, "nova-versioned/instance-power_off-end.json"), "", "", time.Now()))
+	pub.publishWait(b.exchange, busEnvelope(t, busFixture(t, "nova-versioned/instance-create-end.json"), busNewInstance, "", time.Now()))
+	waitFor(t, "the pushed changes", 5*time.Second, func() bool { return sub.count() == 2 })
 	if l := pollLog(dir); len(l) != inFlight || l[len(l)-1] != "start" {
 		t.Fatalf("the push did not land while the poll was in flight: polls.log %v", l)
 	}
-	writeSnap(t, dir, "SHUTOFF")
+	writeSnap(t, dir, map[string]string{busInstance: "SHUTOFF", busNewInstance: "ACTIVE"})
 	// The in-flight poll ends, then three more polls that show SHUTOFF.
 	polls := func() int64 { return statusOf(t, s).Collectors[0].Polls }
 	p0 := polls()
 	waitFor(t, "four more polls", 15*time.Second, func() bool { return polls() >= p0+4 })
 
 	got, resync := sub.got()
-	if len(resync) != 0 || len(got) < 1 || len(got) > 2 {
-		t.Fatalf("changes %+v, other notifications %v", got, resync)
+	if len(resync) != 0 {
+		t.Fatalf("subscriber got %v", resync)
 	}
-	for i, ch := range got {
-		if ch.Action != "update" || ch.State != "SHUTOFF" || ch.Name != "some-server" || ch.ParentKey != "nova.host:compute" || ch.Source != "cloud" {
-			t.Fatalf("change %d: %+v", i, ch)
+	perKey := map[string][]busChange{}
+	for _, ch := range got {
+		perKey[ch.Key] = append(perKey[ch.Key], ch)
+	}
+	for _, k := range []struct{ id, first, state string }{{busInstance, "update", "SHUTOFF"}, {busNewInstance, "create", "ACTIVE"}} {
+		chs := perKey["nova.instance:"+k.id]
+		if len(chs) < 1 || len(chs) > 2 {
+			t.Fatalf("%s: %d changes, want the push and at most one data refresh: %+v", k.id, len(chs), got)
 		}
+		for i, ch := range chs {
+			want := "update"
+			if i == 0 {
+				want = k.first
+			}
+			if ch.Action != want || ch.State != k.state || ch.Name != "some-server" || ch.ParentKey != "nova.host:compute" || ch.Source != "cloud" ||
+				ch.Data.Poll != (i == 1) {
+				t.Fatalf("%s change %d: %+v, want %s %s (poll data: %v)", k.id, i, ch, want, k.state, i == 1)
+			}
+		}
+		t.Logf("%s: %d changes after the push (a second is the poll's data refresh)", k.id, len(chs))
 	}
-	if got[0].Data.Poll || len(got) == 2 && !got[1].Data.Poll {
-		t.Fatalf("want the push first, then at most one data refresh by a poll: %+v", got)
+	if len(perKey) != 2 {
+		t.Fatalf("changes of other keys: %+v", got)
 	}
-	t.Logf("changes after the push: %d (the second is the poll's data refresh)", len(got))
 }
 
 // startBusSidecar is startSidecar for benchmarks (whose helpers take a
