@@ -660,8 +660,8 @@ func cpuTime(tb testing.TB, pid int) time.Duration {
 }
 
 // benchBus starts a sidecar with an amqp listener and a subscriber; it
-// returns the sidecar's pid too.
-func benchBus(b *testing.B) (busSetup, *busSub, *busPub, int) {
+// returns the sidecar's pid and database too.
+func benchBus(b *testing.B) (busSetup, *busSub, *busPub, int, string) {
 	setup := newBusSetup(b)
 	socket, pid := startBusSidecar(b, setup.listener(""))
 	c, err := rpc.Dial(context.Background(), socket)
@@ -670,7 +670,7 @@ func benchBus(b *testing.B) (busSetup, *busSub, *busPub, int) {
 	}
 	b.Cleanup(func() { c.Close() })
 	waitConnected(b, c)
-	return setup, subscribe(b, socket, "nova.instance"), newBusPub(b), pid
+	return setup, subscribe(b, socket, "nova.instance"), newBusPub(b), pid, filepath.Join(filepath.Dir(socket), "s.db")
 }
 
 // BenchmarkBusThroughput publishes b.N instance.create.end notifications
@@ -678,7 +678,7 @@ func benchBus(b *testing.B) (busSetup, *busSub, *busPub, int) {
 // notifications/s from the first publish to the last change read by the
 // subscriber.
 func BenchmarkBusThroughput(b *testing.B) {
-	setup, sub, pub, pid := benchBus(b)
+	setup, sub, pub, pid, _ := benchBus(b)
 	create := busFixture(b, "nova-versioned/instance-create-end.json")
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
@@ -752,7 +752,7 @@ func percentiles(lat []time.Duration) (p50, p99, max float64) {
 // publish-to-broker-consumer latency of a plain consumer bound beside the
 // listener (broker-*).
 func BenchmarkBusLatency(b *testing.B) {
-	setup, sub, pub, _ := benchBus(b)
+	setup, sub, pub, _, db := benchBus(b)
 	tap := busTap(b, setup.exchange)
 	create := busFixture(b, "nova-versioned/instance-create-end.json")
 	sent := make([]time.Time, b.N)
@@ -794,9 +794,28 @@ func BenchmarkBusLatency(b *testing.B) {
 		fmt.Sscanf(ch.Key, "nova.instance:%08d-", &n)
 		own[i] = ch.at.Sub(arrived[n])
 	}
+	// The change log's "at" is when the engine began the apply: it splits
+	// the synchronizer's share into listener (queue, decode) and engine
+	// (commit, fan-out to the socket).
+	out, err := exec.Command("sqlite3", db, "SELECT key, at FROM changes ORDER BY seq").Output()
+	if err != nil {
+		b.Fatalf("sqlite3: %v", err)
+	}
+	var toEngine, toSub []time.Duration
+	for i, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		key, at, _ := strings.Cut(line, "|")
+		ts, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil || i >= len(got) || got[i].Key != key {
+			b.Fatalf("change %d: %q: %v", i, line, err)
+		}
+		toEngine = append(toEngine, ts.Sub(got[i].Timestamp))
+		toSub = append(toSub, got[i].at.Sub(ts))
+	}
 	p50, p99, max := percentiles(lat)
 	bp50, bp99, bmax := percentiles(broker)
 	op50, op99, _ := percentiles(own)
+	ep50, ep99, _ := percentiles(toEngine)
+	sp50, sp99, _ := percentiles(toSub)
 	b.ReportMetric(rate, "notifications/s")
 	b.ReportMetric(p50, "p50-ms")
 	b.ReportMetric(p99, "p99-ms")
@@ -806,5 +825,9 @@ func BenchmarkBusLatency(b *testing.B) {
 	b.ReportMetric(bmax, "broker-max-ms")
 	b.ReportMetric(op50, "sync-p50-ms")
 	b.ReportMetric(op99, "sync-p99-ms")
+	b.ReportMetric(ep50, "to-apply-p50-ms")
+	b.ReportMetric(ep99, "to-apply-p99-ms")
+	b.ReportMetric(sp50, "apply-to-sub-p50-ms")
+	b.ReportMetric(sp99, "apply-to-sub-p99-ms")
 	b.ReportMetric(0, "ns/op")
 }
