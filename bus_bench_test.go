@@ -1,0 +1,247 @@
+package main
+
+// Benchmarks of the bus path through the real binary (not run by make
+// test): go test -run '^$' -bench BenchmarkBus -benchtime 20000x .
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/openstack-synchronizer/synchronizer/rpc"
+)
+
+// startBusSidecar is startSidecar for benchmarks (whose helpers take a
+// *testing.T); it returns the socket path and the process id.
+func startBusSidecar(tb testing.TB, config string) (string, int) {
+	tb.Helper()
+	dir := tb.TempDir()
+	conf := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(conf, []byte("socket: s.sock\ndatabase: s.db\nsync: normal\n"+config), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(binary, "serve", "--config", conf)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+		}
+		logf.Close()
+	})
+	socket := filepath.Join(dir, "s.sock")
+	busWait(tb, "the socket", 20*time.Second, func() bool {
+		_, err := os.Stat(socket)
+		return err == nil
+	})
+	return socket, cmd.Process.Pid
+}
+
+// cpuTime is the user+system CPU time a process has used so far.
+func cpuTime(tb testing.TB, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the parenthesised command: utime and stime are the
+	// 12th and 13th, in clock ticks (100 per second on Linux).
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// benchBus starts a sidecar with an amqp listener and a subscriber; it
+// returns the sidecar's pid and database too.
+func benchBus(b *testing.B) (busSetup, *busSub, *busPub, int, string) {
+	setup := newBusSetup(b)
+	socket, pid := startBusSidecar(b, setup.listener(""))
+	c, err := rpc.Dial(context.Background(), socket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	waitConnected(b, c)
+	return setup, subscribe(b, socket, "nova.instance"), newBusPub(b), pid, filepath.Join(filepath.Dir(socket), "s.db")
+}
+
+// BenchmarkBusThroughput publishes b.N instance.create.end notifications
+// (distinct instances) as fast as the broker confirms them and reports
+// notifications/s from the first publish to the last change read by the
+// subscriber.
+func BenchmarkBusThroughput(b *testing.B) {
+	setup, sub, pub, pid, _ := benchBus(b)
+	create := busFixture(b, "nova-versioned/instance-create-end.json")
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		bodies[i] = busEnvelope(b, create, fmt.Sprintf("%08d-1111-4000-8000-000000000000", i), "", time.Now())
+	}
+	b.ResetTimer()
+	cpu0 := cpuTime(b, pid)
+	start := time.Now()
+	var last *amqp.DeferredConfirmation
+	for _, body := range bodies {
+		var err error
+		if last, err = pub.publish(setup.exchange, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
+		b.Fatalf("not confirmed: %v", err)
+	}
+	published := time.Since(start)
+	busWait(b, "every change", 2*time.Minute, func() bool { return sub.count() >= b.N })
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "notifications/s")
+	b.ReportMetric(float64(b.N)/published.Seconds(), "published/s")
+	b.ReportMetric(float64((cpuTime(b, pid)-cpu0).Microseconds())/float64(b.N), "sidecar-cpu-µs/notification")
+	b.ReportMetric(0, "ns/op")
+}
+
+// busTap consumes a copy of everything published to exchange on a queue
+// of its own, to tell the broker's share of the latency from the
+// synchronizer's: it records when each message arrived, in order.
+func busTap(b *testing.B, exchange string) func() []time.Time {
+	ch := busAdmin(b)
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err == nil {
+		err = ch.QueueBind(q.Name, "versioned_notifications.info", exchange, false, nil)
+	}
+	if err != nil {
+		b.Fatalf("tap queue: %v", err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		b.Fatalf("tap consume: %v", err)
+	}
+	var mu sync.Mutex
+	var at []time.Time
+	go func() {
+		for range deliveries {
+			now := time.Now()
+			mu.Lock()
+			at = append(at, now)
+			mu.Unlock()
+		}
+	}()
+	return func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), at...)
+	}
+}
+
+// percentiles sorts lat and returns its p50, p99 and maximum in ms.
+func percentiles(lat []time.Duration) (p50, p99, max float64) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	ms := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))]) / 1e6 }
+	return ms(0.5), ms(0.99), ms(1)
+}
+
+// BenchmarkBusLatency publishes b.N notifications at 1,000/s, each stamped
+// with its publish time, and reports publish-to-subscriber latency, and
+// publish-to-broker-consumer latency of a plain consumer bound beside the
+// listener (broker-*).
+func BenchmarkBusLatency(b *testing.B) {
+	setup, sub, pub, _, db := benchBus(b)
+	tap := busTap(b, setup.exchange)
+	create := busFixture(b, "nova-versioned/instance-create-end.json")
+	sent := make([]time.Time, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	var last *amqp.DeferredConfirmation
+	for i := range b.N {
+		if d := time.Until(start.Add(time.Duration(i) * time.Millisecond)); d > 0 {
+			time.Sleep(d)
+		}
+		sent[i] = time.Now()
+		body := busEnvelope(b, create, fmt.Sprintf("%08d-2222-4000-8000-000000000000", i), "", sent[i])
+		var err error
+		if last, err = pub.publish(setup.exchange, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
+		b.Fatalf("not confirmed: %v", err)
+	}
+	busWait(b, "every change", time.Minute, func() bool { return sub.count() >= b.N && len(tap()) >= b.N })
+	rate := float64(b.N) / time.Since(start).Seconds()
+	b.StopTimer()
+	got, _ := sub.got()
+	lat := make([]time.Duration, len(got))
+	for i, ch := range got {
+		lat[i] = ch.at.Sub(ch.Timestamp)
+	}
+	arrived := tap()
+	broker := make([]time.Duration, b.N)
+	for i := range broker {
+		broker[i] = arrived[i].Sub(sent[i])
+	}
+	// The synchronizer's share: from the tap's delivery of a message to the
+	// subscriber's reading of its change.
+	own := make([]time.Duration, len(got))
+	for i, ch := range got {
+		var n int
+		fmt.Sscanf(ch.Key, "nova.instance:%08d-", &n)
+		own[i] = ch.at.Sub(arrived[n])
+	}
+	// The change log's "at" is when the engine began the apply: it splits
+	// the synchronizer's share into listener (queue, decode) and engine
+	// (commit, fan-out to the socket).
+	out, err := exec.Command("sqlite3", db, "SELECT key, at FROM changes ORDER BY seq").Output()
+	if err != nil {
+		b.Fatalf("sqlite3: %v", err)
+	}
+	var toEngine, toSub []time.Duration
+	for i, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		key, at, _ := strings.Cut(line, "|")
+		ts, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil || i >= len(got) || got[i].Key != key {
+			b.Fatalf("change %d: %q: %v", i, line, err)
+		}
+		toEngine = append(toEngine, ts.Sub(got[i].Timestamp))
+		toSub = append(toSub, got[i].at.Sub(ts))
+	}
+	p50, p99, max := percentiles(lat)
+	bp50, bp99, bmax := percentiles(broker)
+	op50, op99, _ := percentiles(own)
+	ep50, ep99, _ := percentiles(toEngine)
+	sp50, sp99, _ := percentiles(toSub)
+	b.ReportMetric(rate, "notifications/s")
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p99, "p99-ms")
+	b.ReportMetric(max, "max-ms")
+	b.ReportMetric(bp50, "broker-p50-ms")
+	b.ReportMetric(bp99, "broker-p99-ms")
+	b.ReportMetric(bmax, "broker-max-ms")
+	b.ReportMetric(op50, "sync-p50-ms")
+	b.ReportMetric(op99, "sync-p99-ms")
+	b.ReportMetric(ep50, "to-apply-p50-ms")
+	b.ReportMetric(ep99, "to-apply-p99-ms")
+	b.ReportMetric(sp50, "apply-to-sub-p50-ms")
+	b.ReportMetric(sp99, "apply-to-sub-p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
