@@ -64,6 +64,9 @@ type prepared struct {
 type pending struct {
 	action string
 	p      *prepared // nil for deletes of entities not in hand
+	// prev is, for a delete, the entity as an earlier change of the same
+	// apply left it: the store does not have it yet.
+	prev   *prepared
 	key    string
 	typ    string
 	source string
@@ -329,6 +332,9 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 		present bool
 	}
 	overlay := map[string]state{}
+	// written is the last create or update of each key in this batch, for
+	// a later delete of the same key to carry.
+	written := map[string]*prepared{}
 	var changes []pending
 	var touches []store.Touch
 	for i := range preps {
@@ -350,17 +356,21 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 				res.Ignored++
 				continue
 			}
-			changes = append(changes, pending{action: entity.Delete, key: key, typ: p.ent.Type, source: p.ent.Source, obs: p.ent.Timestamp})
+			changes = append(changes, pending{action: entity.Delete, key: key, typ: p.ent.Type, source: p.ent.Source,
+				obs: p.ent.Timestamp, prev: written[key]})
+			delete(written, key)
 			overlay[key] = state{}
 			continue
 		case !cur.present:
 			changes = append(changes, pending{action: entity.Create, p: p})
+			written[key] = p
 		case cur.r.core == p.core:
 			res.Unchanged++
 			touches = append(touches, store.Touch{Key: key, Source: e.names[cur.r.source], ObservedAt: fmtTime(p.ent.Timestamp)})
 			next.hash, next.core, next.source = cur.r.hash, cur.r.core, cur.r.source
 		default:
 			changes = append(changes, pending{action: entity.Update, p: p})
+			written[key] = p
 		}
 		overlay[key] = state{r: next, present: true}
 	}
@@ -519,6 +529,15 @@ func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) e
 	for i := range changes {
 		c := &changes[i]
 		if c.action != entity.Delete {
+			continue
+		}
+		if c.obs.IsZero() {
+			c.obs = now
+		}
+		if c.prev != nil {
+			last := *c.prev.ent
+			last.Timestamp = c.obs.UTC()
+			c.json = appendEntity(nil, &last)
 			continue
 		}
 		b, err := e.st.Entity(ctx, c.key)

@@ -329,3 +329,34 @@ func TestBaselineSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v, want one change with seq %d", rec.pubs, last+1)
 	}
 }
+
+// TestDeleteCarriesEntityUpdatedInSameBatch: a delete that follows an
+// update of the same key in one batch carries the updated entity, not the
+// one in the database before the batch.
+func TestDeleteCarriesEntityUpdatedInSameBatch(t *testing.T) {
+	e, rec, _ := newEngine(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	mk := func(state string, at time.Time) entity.Entity {
+		en := inst("a", state, nil)
+		en.Timestamp = at
+		return en
+	}
+	check(t)(e.ApplyEvents(ctx, "bus", []entity.Event{{Action: entity.Update, Entity: mk("ACTIVE", t0)}}))
+	rec.pubs = nil
+	check(t)(e.ApplyEvents(ctx, "bus", []entity.Event{
+		{Action: entity.Update, Entity: mk("SHUTOFF", t0.Add(time.Second))},
+		{Action: entity.Delete, Entity: mk("DELETED", t0.Add(2*time.Second))},
+	}))
+	if len(rec.pubs) != 2 {
+		t.Fatalf("published %v", actions(rec.pubs))
+	}
+	var del struct {
+		Action, State string
+		Timestamp     time.Time
+	}
+	json.Unmarshal(rec.pubs[1].JSON, &del)
+	if del.Action != "delete" || del.State != "SHUTOFF" || !del.Timestamp.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("delete carries %+v, want the SHUTOFF entity at the delete's time", del)
+	}
+}
