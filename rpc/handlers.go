@@ -203,7 +203,6 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 		if err := params(req, &p); err != nil {
 			return nil, err
 		}
-		types := s.b.ActiveTypes(p.Types)
 		since := int64(-1)
 		if p.Since != nil {
 			if *p.Since < 0 {
@@ -221,7 +220,6 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 		// active is decided at each delivery, so a reload that changes
 		// active_entity_types applies to existing subscribers too.
 		sub := newSubscriber(s.newID(), ss, p.Types)
-		_ = types
 		var join int64
 		s.b.Join(func(last int64) {
 			join = last
