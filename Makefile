@@ -28,7 +28,9 @@ test: test-deps build
 
 # Go benchmarks plus the load tool; figures go into the issue notes.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./engine ./store ./rpc
+	SYNC_BENCH_N=1000000 $(GO) test -run '^$$' -bench UnchangedSnapshot -benchtime 2x -timeout 60m ./engine
+	SYNC_BENCH_N=100000 $(GO) test -run '^$$' -bench 'ApplyNew|Hash|Encode' -benchtime 1x -timeout 60m ./engine
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./rpc
 	$(GO) run ./cmd/loadtest
 
 lint:
