@@ -13,10 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
-	"github.com/openstack-synchronizer/synchronizer/listeners"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
+	"github.com/openstack-synchronizer/synchronizer/sidecar"
 )
 
 // clientFlags are the flags every client subcommand takes.
@@ -251,26 +250,8 @@ func checkConfig(args []string, env Env) int {
 		fmt.Fprintln(env.Stderr, err)
 		return 1
 	}
-	var errs []error
-	for i, c := range cfg.Collectors {
-		col, err := collectors.New(c.Type, collectors.Settings{Name: c.Name, Node: c.Node, Dir: cfg.Dir})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: line %d: collectors[%d] (%s): %v", cfg.Path, c.Node.Line, i, c.Name, err))
-			continue
-		}
-		if cl, ok := col.(collectors.Closer); ok {
-			cl.Close()
-		}
-	}
-	for i, l := range cfg.Listeners {
-		if _, err := listeners.New(l.Type, listeners.Settings{Name: l.Name, Node: l.Node, Dir: cfg.Dir}); err != nil {
-			errs = append(errs, fmt.Errorf("%s: line %d: listeners[%d] (%s): %v", cfg.Path, l.Node.Line, i, l.Name, err))
-		}
-	}
-	if len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintln(env.Stderr, e)
-		}
+	if err := sidecar.Check(cfg); err != nil {
+		fmt.Fprintln(env.Stderr, err)
 		return 1
 	}
 	fmt.Fprintf(env.Stdout, "%s: ok (%d collectors, %d listeners)\n", cfg.Path, len(cfg.Collectors), len(cfg.Listeners))

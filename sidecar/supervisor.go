@@ -433,3 +433,20 @@ func countsOf(counts map[string]map[string]int, source string) map[string]int {
 	}
 	return map[string]int{}
 }
+
+// Check builds every collector and listener of cfg without starting them,
+// as serve and a reload would, and returns the errors they would report
+// (check-config prints them).
+func Check(cfg *config.Config) error {
+	s := &supervisor{log: slog.New(slog.DiscardHandler), units: map[string]*unit{}}
+	built, err := s.build(cfg)
+	if err != nil {
+		return err
+	}
+	for _, b := range built {
+		if cl, ok := b.coll.(collectors.Closer); ok {
+			cl.Close()
+		}
+	}
+	return nil
+}
