@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,7 @@ func startBusSidecar(tb testing.TB, config string) (string, int) {
 	tb.Helper()
 	dir := tb.TempDir()
 	conf := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(conf, []byte("socket: s.sock\ndatabase: s.db\nsync: normal\n"+config), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("socket: s.sock\ndatabase: s.db\nsync: "+benchSync()+"\n"+config), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "log"))
@@ -51,11 +52,24 @@ func startBusSidecar(tb testing.TB, config string) (string, int) {
 		logf.Close()
 	})
 	socket := filepath.Join(dir, "s.sock")
+	// The file appears at bind, before listen: wait for a connection.
 	busWait(tb, "the socket", 20*time.Second, func() bool {
-		_, err := os.Stat(socket)
+		c, err := net.Dial("unix", socket)
+		if err == nil {
+			c.Close()
+		}
 		return err == nil
 	})
 	return socket, cmd.Process.Pid
+}
+
+// benchSync is the sidecar's sync setting for the bus benchmarks: full (the
+// default, an fsync per commit) unless BENCH_SYNC says normal.
+func benchSync() string {
+	if s := os.Getenv("BENCH_SYNC"); s != "" {
+		return s
+	}
+	return "full"
 }
 
 // cpuTime is the user+system CPU time a process has used so far.

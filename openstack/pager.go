@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+
+	"github.com/openstack-synchronizer/synchronizer/jsonvalue"
 )
 
 // maxPages stops a listing whose links go round in circles.
@@ -146,39 +148,24 @@ func decodePage(r io.Reader, key string, visit func(map[string]any) error, next 
 	if buf.Len() > maxPageBytes {
 		return fmt.Errorf("page larger than %d bytes", maxPageBytes)
 	}
-	p := newParser(buf.Bytes())
-	p.ws()
-	if p.i >= len(p.b) || p.b[p.i] != '{' {
-		return p.fail("expected an object")
-	}
-	p.i++
+	p := jsonvalue.NewParser(buf.Bytes())
 	found := false
-	for first := true; ; first = false {
-		p.ws()
-		if p.i < len(p.b) && p.b[p.i] == '}' && first {
-			p.i++
-			break
-		}
-		if p.i >= len(p.b) || p.b[p.i] != '"' {
-			return p.fail("expected object key")
-		}
-		k, err := p.str(true)
-		if err != nil {
-			return err
-		}
-		p.ws()
-		if p.i >= len(p.b) || p.b[p.i] != ':' {
-			return p.fail("expected ':'")
-		}
-		p.i++
+	err := p.Members(func(k string) error {
 		switch k {
 		case key:
 			found = true
-			if err := decodeItems(p, key, visit); err != nil {
-				return err
+			err := p.Elements(func() error {
+				obj, err := p.Object()
+				if err != nil {
+					return err
+				}
+				return visit(obj)
+			})
+			if err != nil {
+				return fmt.Errorf("%q: %w", key, err)
 			}
 		case key + "_links":
-			v, err := p.value(1)
+			v, err := p.Value()
 			if err != nil {
 				return err
 			}
@@ -189,69 +176,22 @@ func decodePage(r io.Reader, key string, visit func(map[string]any) error, next 
 				}
 			}
 		default:
-			if _, err := p.value(1); err != nil {
+			if _, err := p.Value(); err != nil {
 				return err
 			}
 		}
-		p.ws()
-		if p.i < len(p.b) && p.b[p.i] == ',' {
-			p.i++
-			continue
-		}
-		if p.i < len(p.b) && p.b[p.i] == '}' {
-			p.i++
-			break
-		}
-		return p.fail("expected ',' or '}'")
+		return nil
+	})
+	if err == nil {
+		err = p.End()
 	}
-	p.ws()
-	if p.i != len(p.b) {
-		return p.fail("data after the page")
+	if err != nil {
+		return err
 	}
 	if !found {
 		return fmt.Errorf("no %q in the response", key)
 	}
 	return nil
-}
-
-// decodeItems parses the array of item objects of a page.
-func decodeItems(p *parser, key string, visit func(map[string]any) error) error {
-	p.ws()
-	if p.i >= len(p.b) || p.b[p.i] != '[' {
-		return fmt.Errorf("%q: %w", key, p.fail("expected an array"))
-	}
-	p.i++
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == ']' {
-		p.i++
-		return nil
-	}
-	for {
-		p.ws()
-		if p.i >= len(p.b) || p.b[p.i] != '{' {
-			return fmt.Errorf("%q: %w", key, p.fail("expected an object item"))
-		}
-		obj, err := p.object(1)
-		if err != nil {
-			return err
-		}
-		if err := visit(obj); err != nil {
-			return err
-		}
-		p.ws()
-		if p.i >= len(p.b) {
-			return p.fail("unexpected end in array")
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
-			return nil
-		default:
-			return p.fail("expected ',' or ']'")
-		}
-	}
 }
 
 // withQuery adds query parameters to a URL.

@@ -56,3 +56,20 @@ func TestSameHost(t *testing.T) {
 		t.Errorf("relative: %s", got)
 	}
 }
+// decodePage reads items, the next link, and refuses broken pages.
+func TestDecodePage(t *testing.T) {
+	var ids []string
+	next := ""
+	err := decodePage(strings.NewReader(`{"servers": [{"id": "a"}, {"id": "b"}], "other": {"x": [1]}, "servers_links": [{"href": "http://h/n?marker=b", "rel": "next"}]}`),
+		"servers", func(o map[string]any) error { ids = append(ids, str(o, "id")); return nil }, &next)
+	if err != nil || strings.Join(ids, ",") != "a,b" || next != "http://h/n?marker=b" {
+		t.Fatalf("ids %v next %q err %v", ids, next, err)
+	}
+	for _, bad := range []string{
+		`{"servers": [{"id": "a"}`, `{"servers": [null]}`, `{"servers": {}}`, `{"other": []}`, `[]`, `{"servers": []} x`,
+	} {
+		if err := decodePage(strings.NewReader(bad), "servers", func(map[string]any) error { return nil }, new(string)); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}

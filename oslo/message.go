@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/jsonvalue"
 )
 
 // Sentinel errors of a message that cannot become events. Every error Decode
@@ -69,94 +71,113 @@ type Notification struct {
 	Priority string
 	// Timestamp is the notifier's clock (UTC); zero when the message has none.
 	Timestamp time.Time
-	// Payload as decoded JSON (usually a map[string]any). Map does not
-	// modify it.
+	// Payload as decoded JSON (usually a map[string]any; numbers are
+	// json.Number). Map does not modify it.
 	Payload any
-}
-
-// wire is the inner message; "metadata" holds message_id and timestamp in
-// the form an oslo.messaging endpoint receives (some recorded samples have
-// it).
-type wire struct {
-	MessageID   string  `json:"message_id"`
-	PublisherID string  `json:"publisher_id"`
-	EventType   string  `json:"event_type"`
-	Priority    string  `json:"priority"`
-	Timestamp   *string `json:"timestamp"`
-	Payload     any     `json:"payload"`
-	Metadata    *struct {
-		MessageID string  `json:"message_id"`
-		Timestamp *string `json:"timestamp"`
-	} `json:"metadata"`
-}
-
-// body is a message body of either form, decoded in one pass: the envelope
-// keys, or the inner message's own.
-type body struct {
-	Version *json.RawMessage `json:"oslo.version"`
-	Message *json.RawMessage `json:"oslo.message"`
-	wire
 }
 
 // Decode parses one message body: the 2.0 envelope
 // {"oslo.version": "2.0", "oslo.message": "<json>"} or the plain inner
-// message, which oslo.messaging's own consumer accepts too.
+// message, which oslo.messaging's own consumer accepts too. Numbers in the
+// payload are json.Number, as the OpenStack collectors' are.
 func Decode(raw []byte) (*Notification, error) {
 	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, fmt.Errorf("oslo: %w", ErrNotJSON)
 	}
-	var b body
-	if err := json.Unmarshal(raw, &b); err != nil {
+	m, err := jsonvalue.ParseObject(raw)
+	if err != nil {
 		return nil, fmt.Errorf("oslo: %v: %w", err, ErrNotJSON)
 	}
-	w := &b.wire
+	kind := ErrNotJSON
 	// Like oslo's deserialize_msg: only a body with both keys is an envelope.
-	if b.Version != nil && b.Message != nil {
-		var v, s string
-		if err := json.Unmarshal(*b.Version, &v); err != nil {
-			return nil, fmt.Errorf("oslo: version %s: %w", *b.Version, ErrBadEnvelope)
+	if ver, msg := m["oslo.version"], m["oslo.message"]; ver != nil && msg != nil {
+		v, ok := ver.(string)
+		if !ok {
+			return nil, fmt.Errorf("oslo: version %v: %w", ver, ErrBadEnvelope)
 		}
 		if major, _, _ := strings.Cut(v, "."); major != "2" {
 			return nil, fmt.Errorf("oslo: version %q: %w", v, ErrBadEnvelope)
 		}
-		if err := json.Unmarshal(*b.Message, &s); err != nil {
+		s, ok := msg.(string)
+		if !ok {
 			return nil, fmt.Errorf("oslo: oslo.message is not a string: %w", ErrBadEnvelope)
 		}
 		if t := strings.TrimLeft(s, " \t\r\n"); t == "" || t[0] != '{' {
 			return nil, fmt.Errorf("oslo: oslo.message is not a json object: %w", ErrBadEnvelope)
 		}
-		w = &wire{}
-		if err := json.Unmarshal([]byte(s), w); err != nil {
+		if m, err = jsonvalue.ParseObject([]byte(s)); err != nil {
 			return nil, fmt.Errorf("oslo: oslo.message: %v: %w", err, ErrBadEnvelope)
 		}
+		kind = ErrBadEnvelope
 	}
-	if w.EventType == "" {
+	return fromMessage(m, kind)
+}
+
+// fromMessage reads the inner message's fields; kind is the error of a
+// field of the wrong type. "metadata" holds message_id and timestamp in the
+// form an oslo.messaging endpoint receives (some recorded samples have it).
+func fromMessage(m map[string]any, kind error) (*Notification, error) {
+	var (
+		n   Notification
+		ts  string
+		err error
+	)
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{
+		{"message_id", &n.MessageID}, {"publisher_id", &n.PublisherID}, {"event_type", &n.EventType},
+		{"priority", &n.Priority}, {"timestamp", &ts},
+	} {
+		if *f.dst, err = stringField(m, f.key, kind); err != nil {
+			return nil, err
+		}
+	}
+	switch md := m["metadata"].(type) {
+	case nil:
+	case map[string]any:
+		id, err := stringField(md, "message_id", kind)
+		if err != nil {
+			return nil, err
+		}
+		mts, err := stringField(md, "timestamp", kind)
+		if err != nil {
+			return nil, err
+		}
+		if n.MessageID == "" {
+			n.MessageID = id
+		}
+		if _, ok := m["timestamp"]; !ok || m["timestamp"] == nil {
+			ts = mts
+		}
+	default:
+		return nil, fmt.Errorf("oslo: metadata is not an object: %w", kind)
+	}
+	if n.EventType == "" {
 		return nil, fmt.Errorf("oslo: %w", ErrNoEventType)
 	}
-	n := &Notification{
-		MessageID:   w.MessageID,
-		PublisherID: w.PublisherID,
-		EventType:   w.EventType,
-		Priority:    w.Priority,
-		Payload:     w.Payload,
-	}
-	ts := w.Timestamp
-	if w.Metadata != nil {
-		if n.MessageID == "" {
-			n.MessageID = w.Metadata.MessageID
-		}
-		if ts == nil {
-			ts = w.Metadata.Timestamp
-		}
-	}
-	if ts != nil && *ts != "" {
-		t, err := ParseTime(*ts)
+	n.Payload = m["payload"]
+	if ts != "" {
+		t, err := ParseTime(ts)
 		if err != nil {
 			return nil, fmt.Errorf("oslo: %s: %w", n.EventType, err)
 		}
 		n.Timestamp = t
 	}
-	return n, nil
+	return &n, nil
+}
+
+// stringField returns m[key] when it is a string, "" when it is absent or
+// null, and an error wrapping kind otherwise.
+func stringField(m map[string]any, key string, kind error) (string, error) {
+	switch v := m[key].(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	default:
+		return "", fmt.Errorf("oslo: %s is not a string: %w", key, kind)
+	}
 }
 
 // timeLayouts are the forms OpenStack writes: Python's str(datetime) (space,

@@ -1,6 +1,7 @@
 package oslo
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"testing"
@@ -39,6 +40,13 @@ func TestDecode(t *testing.T) {
 		{name: "envelope message not json", body: `{"oslo.version": "2.0", "oslo.message": "{oops"}`, want: ErrBadEnvelope},
 		{name: "no event type", body: `{"payload": {}}`, want: ErrNoEventType},
 		{name: "envelope without event type", body: `{"oslo.version": "2.0", "oslo.message": "{\"payload\": {}}"}`, want: ErrNoEventType},
+		{name: "event type not a string", body: `{"event_type": 5}`, want: ErrNotJSON},
+		{name: "envelope event type not a string", body: `{"oslo.version": "2.0", "oslo.message": "{\"event_type\": [1]}"}`, want: ErrBadEnvelope},
+		{name: "metadata not an object", body: `{"event_type": "x", "metadata": "m"}`, want: ErrNotJSON},
+		{name: "envelope version not a string", body: `{"oslo.version": 2, "oslo.message": "{}"}`, want: ErrBadEnvelope},
+		{name: "trailing data", body: `{"event_type": "x"} {}`, want: ErrNotJSON},
+		{name: "envelope trailing data", body: `{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"x\"} x"}`, want: ErrBadEnvelope},
+		{name: "null envelope keys are no envelope", body: `{"oslo.version": null, "oslo.message": null, "event_type": "x"}`, event: "x"},
 		{name: "bad timestamp", body: `{"event_type": "x", "timestamp": "yesterday"}`, want: ErrBadTimestamp},
 	}
 	for _, tc := range tests {
@@ -63,6 +71,19 @@ func TestDecode(t *testing.T) {
 				t.Fatalf("timestamp not UTC: %v", n.Timestamp.Location())
 			}
 		})
+	}
+}
+
+// Payload numbers keep their text (json.Number), as the OpenStack
+// collectors' do, so push and poll write the same data.
+func TestDecodeNumbers(t *testing.T) {
+	n, err := Decode([]byte(`{"oslo.version": "2.0", "oslo.message": "{\"event_type\": \"x\", \"payload\": {\"memory_mb\": 512, \"ratio\": 1.50}}"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := n.Payload.(map[string]any)
+	if p["memory_mb"] != json.Number("512") || p["ratio"] != json.Number("1.50") {
+		t.Fatalf("payload %#v", p)
 	}
 }
 
