@@ -56,6 +56,7 @@ func TestSameHost(t *testing.T) {
 		t.Errorf("relative: %s", got)
 	}
 }
+
 // decodePage reads items, the next link, and refuses broken pages.
 func TestDecodePage(t *testing.T) {
 	var ids []string
