@@ -35,6 +35,8 @@ type Touch struct {
 // Commit applies rows and touches in one transaction and records the last
 // seq. Either all of it is committed or nothing is.
 func (s *Store) Commit(ctx context.Context, rows []Row, touches []Touch) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -85,6 +87,7 @@ func (s *Store) Commit(ctx context.Context, rows []Row, touches []Touch) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
+	s.cp.poke()
 	return nil
 }
 
@@ -360,6 +363,8 @@ func (s *Store) Changes(ctx context.Context, since int64, types []string, limit 
 // changes older than maxAge (maxAge <= 0: no age bound), and records how far
 // the log now reaches back. It returns the number of changes removed.
 func (s *Store) Prune(ctx context.Context, keep int64, maxAge time.Duration, now time.Time) (int64, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("store: begin prune: %w", err)
@@ -398,6 +403,7 @@ func (s *Store) Prune(ctx context.Context, keep int64, maxAge time.Duration, now
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("store: commit prune: %w", err)
 	}
+	s.cp.poke()
 	return n, nil
 }
 

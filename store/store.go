@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -49,6 +50,10 @@ type Store struct {
 	w    *sql.DB
 	r    *sql.DB
 	lock *os.File
+	cp   *checkpointer
+	// wmu is held by write transactions; the checkpointer takes it to let
+	// the WAL restart (checkpoint.go).
+	wmu sync.Mutex
 
 	insChange, upBaseline, upEntity, delBaseline, delEntity, setMeta *sql.Stmt
 
@@ -94,6 +99,9 @@ func (s *Store) open(schema string, o Options) error {
 		"busy_timeout(10000)",
 		"cache_size(-65536)",
 		"temp_store(MEMORY)",
+		// The checkpointer copies the WAL in the background (checkpoint.go).
+		"wal_autocheckpoint(0)",
+		"journal_size_limit(" + strconv.Itoa(walLimit) + ")",
 	}
 	q := url.Values{}
 	for _, p := range pragmas {
@@ -136,6 +144,9 @@ func (s *Store) open(schema string, o Options) error {
 	}
 	s.r.SetMaxOpenConns(o.Readers)
 	s.r.SetMaxIdleConns(o.Readers)
+	if s.cp, err = openCheckpointer(s.path, o.Synchronous, &s.wmu); err != nil {
+		return err
+	}
 	return s.prepare()
 }
 
@@ -198,6 +209,9 @@ func (s *Store) prepare() error {
 // partly opened store.
 func (s *Store) Close() error {
 	var errs []error
+	if s.cp != nil {
+		errs = append(errs, s.cp.close())
+	}
 	for _, st := range []*sql.Stmt{s.insChange, s.upBaseline, s.upEntity, s.delBaseline, s.delEntity, s.setMeta} {
 		if st != nil {
 			st.Close()

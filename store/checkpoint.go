@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SQLite's automatic checkpoint runs inside the commit that crosses its
+// threshold: the committing goroutine copies the WAL into the database file
+// and syncs it while every change behind it waits, a latency spike every
+// few hundred notifications. The writer's automatic checkpoints are off and
+// a checkpointer with a connection of its own does the copying in the
+// background, on the other core, after commits.
+//
+// SQLite only starts the WAL over when a write begins with every frame
+// copied, which a checkpoint running beside a steady stream of commits
+// never achieves: once the WAL is past restartFrames, the checkpointer
+// copies the few frames added during its unlocked pass with commits held
+// (Store.wmu), and the next commit starts the WAL from the beginning.
+
+const (
+	// checkpointEvery is the least time between two checkpoints of a WAL
+	// shorter than restartFrames: a larger WAL copies pages written several
+	// times only once.
+	checkpointEvery = 100 * time.Millisecond
+	// walLimit is the size SQLite truncates the WAL file to when it
+	// restarts it, so that a burst does not leave a large file behind.
+	walLimit = 64 << 20
+	// restartFrames is the WAL length (in pages) past which a checkpoint
+	// finishes with commits held, so that the WAL restarts.
+	restartFrames = 4096
+)
+
+type checkpointer struct {
+	db   *sql.DB
+	wmu  *sync.Mutex // the store's commit lock
+	kick chan struct{}
+	stop context.CancelFunc
+	done sync.WaitGroup
+
+	mu    sync.Mutex
+	runs  int64
+	err   error
+	frame int64 // frames in the WAL at the last checkpoint
+}
+
+// openCheckpointer opens the checkpointer's connection with the writer's
+// synchronous level: a checkpoint syncs the database file according to the
+// level of the connection that runs it.
+func openCheckpointer(path, synchronous string, wmu *sync.Mutex) (*checkpointer, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "synchronous("+strings.ToUpper(synchronous)+")")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open checkpointer: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	ctx, stop := context.WithCancel(context.Background())
+	c := &checkpointer{db: db, wmu: wmu, kick: make(chan struct{}, 1), stop: stop}
+	c.done.Add(1)
+	go c.run(ctx)
+	return c, nil
+}
+
+// poke tells the checkpointer that a commit added to the WAL.
+func (c *checkpointer) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *checkpointer) run(ctx context.Context) {
+	defer c.done.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		}
+		// frames is the WAL's length when the pass began: commits go on
+		// adding to it meanwhile.
+		if frames, _ := c.checkpoint(ctx); frames > restartFrames {
+			c.wmu.Lock()
+			c.checkpoint(ctx)
+			c.wmu.Unlock()
+			// A bulk write: keep up with it rather than pause.
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(checkpointEvery):
+		}
+	}
+}
+
+// checkpoint copies what it can of the WAL into the database file. PASSIVE
+// never waits for the writer or the readers: frames a reader still needs
+// are copied by a later run.
+func (c *checkpointer) checkpoint(ctx context.Context) (frames, copied int64) {
+	var busy int64
+	err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.runs++
+	c.frame = frames
+	if err != nil && ctx.Err() == nil {
+		if c.err == nil {
+			slog.Warn("store: checkpoint failed", "err", err)
+		}
+		c.err = err
+		return 0, 0
+	}
+	c.err = nil
+	return frames, copied
+}
+
+// close stops the checkpointer; the writer's connection, closed last,
+// checkpoints what is left.
+func (c *checkpointer) close() error {
+	c.stop()
+	c.done.Wait()
+	return c.db.Close()
+}
+
+// checkpointStats tells how many background checkpoints ran and how many
+// frames the WAL held at the last one.
+func (s *Store) checkpointStats() (runs, frames int64) {
+	if s.cp == nil {
+		return 0, 0
+	}
+	s.cp.mu.Lock()
+	defer s.cp.mu.Unlock()
+	return s.cp.runs, s.cp.frame
+}
