@@ -76,6 +76,50 @@ func TestAMQPSinkErrorRedelivers(t *testing.T) {
 	}
 }
 
+// A batch is received and decoded while the one before it is applied; when
+// that apply fails, both go back to the queue and are applied again in
+// order, nothing lost, nothing left unacknowledged.
+func TestAMQPPipelineFailureRequeuesBoth(t *testing.T) {
+	l, ex, q := testBus(t, "batch_size: 1\n")
+	a, b := "11111111-0000-4000-8000-00000000000a", "11111111-0000-4000-8000-00000000000b"
+	overlapped := make(chan bool, 1)
+	sink := &recSink{fail: func(n int, _ []entity.Event) error {
+		if n != 1 {
+			return nil
+		}
+		// The first apply waits for the second message to be decoded.
+		deadline := time.Now().Add(10 * time.Second)
+		for l.Status()["received"].(int64) < 2 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		overlapped <- l.Status()["received"].(int64) >= 2
+		return errors.New("disk I/O error")
+	}}
+	stop := run(t, l, sink)
+	pub := newPublisher(t)
+	pub.publishWait(ex, "notifications.info", instanceBody(t, a, "active", time.Now()))
+	pub.publishWait(ex, "notifications.info", instanceBody(t, b, "active", time.Now()))
+	if !<-overlapped {
+		t.Fatal("the second message was not received while the first was applied")
+	}
+	waitFor(t, 10*time.Second, "both applied", func() bool { return len(sink.got()) == 2 })
+	waitFor(t, 5*time.Second, "the acks", func() bool { return l.Status()["acked"].(int64) == 2 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.got()
+	if got[0].Entity.ID != a || got[1].Entity.ID != b {
+		t.Fatalf("applied %s then %s, want %s then %s", got[0].Entity.ID, got[1].Entity.ID, a, b)
+	}
+	st := l.Status()
+	if st["apply_errors"].(int64) != 1 || st["received"].(int64) != 4 || st["redelivered"].(int64) != 2 {
+		t.Fatalf("status: %v", st)
+	}
+	if n := queueDepth(t, q); n != 0 {
+		t.Fatalf("%d messages left in the queue", n)
+	}
+}
+
 func TestAMQPBadMessages(t *testing.T) {
 	l, ex, q := testBus(t, "")
 	sink := &recSink{}

@@ -111,38 +111,89 @@ func declareErr(what string, durable bool, err error) error {
 }
 
 // consume reads deliveries in batches: the first one, then what is already
-// buffered, then whatever arrives within batch_wait, up to batch_size.
+// buffered, then whatever arrives within batch_wait, up to batch_size. A
+// batch is decoded while the one before it is being applied (the commit,
+// not the decoding, is the longer part), so at most two batches are
+// unacknowledged; they are applied and acknowledged in order.
 func (l *amqpListener) consume(ctx context.Context, sink Sink, ch *amqp.Channel, deliveries <-chan amqp.Delivery, closed <-chan *amqp.Error) error {
 	applyBackoff := l.cfg.MinBackoff.D()
+	var fl *flight
+	defer func() {
+		if fl != nil {
+			<-fl.done
+		}
+	}()
+	// land settles the batch in flight; after a failed apply it sends
+	// next (when there is one) back to the queue behind it and backs off.
+	land := func(next *prepared) (bool, error) {
+		failed, err := l.land(ctx, ch, fl)
+		fl = nil
+		if err != nil || ctx.Err() != nil {
+			return false, err
+		}
+		if !failed {
+			applyBackoff = l.cfg.MinBackoff.D()
+			return true, nil
+		}
+		if next != nil && next.good > 0 {
+			if err := ch.Nack(next.lastTag, true, true); err != nil {
+				return false, fmt.Errorf("amqp: nack: %w", err)
+			}
+		}
+		if !sleepCtx(ctx, applyBackoff) {
+			return false, nil
+		}
+		applyBackoff = min(applyBackoff*2, l.cfg.MaxBackoff.D())
+		return false, nil
+	}
 	batch := make([]amqp.Delivery, 0, l.cfg.BatchSize)
 	for {
 		batch = batch[:0]
+		var landed <-chan struct{}
+		if fl != nil {
+			landed = fl.done
+		}
 		select {
 		case <-ctx.Done():
+			if fl != nil {
+				<-fl.done
+				_, err := l.land(ctx, ch, fl)
+				fl = nil
+				return err
+			}
 			return nil
+		case <-landed:
+			if _, err := land(nil); err != nil || ctx.Err() != nil {
+				return err
+			}
+			continue
 		case d, ok := <-deliveries:
 			if !ok {
 				return connErr(closed)
 			}
 			batch = append(batch, d)
 		}
-		open := l.fill(ctx, &batch, deliveries)
-		if !open {
+		if open := l.fill(ctx, &batch, deliveries); !open {
 			// Unacknowledged: the broker redelivers the lot.
 			return connErr(closed)
 		}
-		failed, err := l.handle(ctx, sink, ch, batch)
-		if err != nil || ctx.Err() != nil {
+		next, err := l.prepare(ch, batch)
+		if err != nil {
 			return err
 		}
-		if !failed {
-			applyBackoff = l.cfg.MinBackoff.D()
-			continue
+		if fl != nil {
+			<-fl.done
+			ok, err := land(next)
+			if err != nil || ctx.Err() != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
 		}
-		if !sleepCtx(ctx, applyBackoff) {
-			return nil
+		if next.good > 0 {
+			fl = l.launch(ctx, sink, next)
 		}
-		applyBackoff = min(applyBackoff*2, l.cfg.MaxBackoff.D())
 	}
 }
 
@@ -191,17 +242,18 @@ func (l *amqpListener) fill(ctx context.Context, batch *[]amqp.Delivery, deliver
 	return true
 }
 
-// handle decodes a batch, applies its events in one call and settles the
-// deliveries: bad ones at once (ack, or nack to the dead-letter exchange),
-// good ones with one multiple ack after Apply succeeded, or one multiple
-// nack with requeue when it failed (failed = true). An error means the
-// channel is gone.
-func (l *amqpListener) handle(ctx context.Context, sink Sink, ch *amqp.Channel, batch []amqp.Delivery) (failed bool, err error) {
-	var (
-		events  []entity.Event
-		lastTag uint64
-		good    int64
-	)
+// prepared is a decoded batch: its events and the deliveries they came
+// from (the good ones, up to lastTag; bad ones are settled already).
+type prepared struct {
+	events  []entity.Event
+	lastTag uint64
+	good    int64
+}
+
+// prepare decodes a batch and settles its bad deliveries at once (ack, or
+// nack to the dead-letter exchange). An error means the channel is gone.
+func (l *amqpListener) prepare(ch *amqp.Channel, batch []amqp.Delivery) (*prepared, error) {
+	p := &prepared{}
 	decoded := l.decodeAll(batch)
 	for i, d := range batch {
 		l.st.mu.Lock()
@@ -213,42 +265,64 @@ func (l *amqpListener) handle(ctx context.Context, sink Sink, ch *amqp.Channel, 
 		evs, derr := decoded[i].evs, decoded[i].err
 		if derr != nil {
 			if err := l.settleBad(ch, d, derr); err != nil {
-				return false, err
+				return nil, err
 			}
 			continue
 		}
 		if len(evs) == 0 {
 			l.st.add(&l.st.ignored, 1)
 		}
-		events = append(events, evs...)
-		lastTag = d.DeliveryTag
-		good++
+		p.events = append(p.events, evs...)
+		p.lastTag = d.DeliveryTag
+		p.good++
 	}
-	if good == 0 {
-		return false, nil
-	}
-	if len(events) > 0 {
-		if aerr := sink.Apply(ctx, events); aerr != nil {
-			if ctx.Err() != nil {
-				return false, nil
-			}
-			l.st.mu.Lock()
-			l.st.applyErrors++
-			l.st.lastErr = "apply: " + aerr.Error()
-			l.st.mu.Unlock()
-			l.limit.log(l.log, "apply", slog.LevelError, "amqp: apply failed, messages go back to the queue", "events", len(events), "err", aerr)
-			if err := ch.Nack(lastTag, true, true); err != nil {
-				return true, fmt.Errorf("amqp: nack: %w", err)
-			}
-			return true, nil
+	return p, nil
+}
+
+// flight is a prepared batch being applied.
+type flight struct {
+	*prepared
+	done chan struct{}
+	err  error
+}
+
+// launch applies a prepared batch in the background.
+func (l *amqpListener) launch(ctx context.Context, sink Sink, p *prepared) *flight {
+	f := &flight{prepared: p, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		if len(p.events) > 0 {
+			f.err = sink.Apply(ctx, p.events)
 		}
+	}()
+	return f
+}
+
+// land waits for a flight and settles its deliveries: one multiple ack
+// after Apply succeeded, or one multiple nack with requeue when it failed
+// (failed = true). An error means the channel is gone.
+func (l *amqpListener) land(ctx context.Context, ch *amqp.Channel, f *flight) (failed bool, err error) {
+	<-f.done
+	if aerr := f.err; aerr != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		l.st.mu.Lock()
+		l.st.applyErrors++
+		l.st.lastErr = "apply: " + aerr.Error()
+		l.st.mu.Unlock()
+		l.limit.log(l.log, "apply", slog.LevelError, "amqp: apply failed, messages go back to the queue", "events", len(f.events), "err", aerr)
+		if err := ch.Nack(f.lastTag, true, true); err != nil {
+			return true, fmt.Errorf("amqp: nack: %w", err)
+		}
+		return true, nil
 	}
-	if err := ch.Ack(lastTag, true); err != nil {
+	if err := ch.Ack(f.lastTag, true); err != nil {
 		return false, fmt.Errorf("amqp: ack: %w", err)
 	}
 	l.st.mu.Lock()
-	l.st.acked += good
-	l.st.events += int64(len(events))
+	l.st.acked += f.good
+	l.st.events += int64(len(f.events))
 	l.st.batches++
 	l.st.lastMessage = time.Now().UTC()
 	l.st.mu.Unlock()
