@@ -33,6 +33,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Hash|Encode' -benchtime 20000x ./engine
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./rpc
 	$(GO) run ./cmd/loadtest
+	bash scripts/deps.d/rabbitmq.sh
+	$(GO) test -run '^$$' -bench BenchmarkBus -benchtime 20000x .
 
 lint:
 	$(GO) vet $(PKGS)
