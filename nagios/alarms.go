@@ -56,9 +56,11 @@ func alarmData(ch Check, service string) map[string]any {
 	if ch.Hard {
 		stateType = "HARD"
 	}
-	lastCheck := ""
-	if !ch.LastCheck.IsZero() {
-		lastCheck = ch.LastCheck.UTC().Format(time.RFC3339)
+	// last_check is left out: it moves on every check, and an alarm
+	// whose state holds must not be an update every poll.
+	since := ""
+	if !ch.LastStateChange.IsZero() {
+		since = ch.LastStateChange.UTC().Format(time.RFC3339)
 	}
 	return map[string]any{
 		"host":                     ch.Host,
@@ -67,7 +69,7 @@ func alarmData(ch Check, service string) map[string]any {
 		"state_type":               stateType,
 		"plugin_output":            ch.PluginOutput,
 		"long_plugin_output":       ch.LongOutput,
-		"last_check":               lastCheck,
+		"last_state_change":        since,
 		"current_attempt":          ch.CurrentAttempt,
 		"max_attempts":             ch.MaxAttempts,
 		"acknowledged":             ch.Acknowledged,

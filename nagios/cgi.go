@@ -46,6 +46,7 @@ type cgiCheck struct {
 	LongOutput     string `json:"long_plugin_output"`
 	Status         *int   `json:"status"`
 	LastCheck      int64  `json:"last_check"` // epoch milliseconds
+	LastChange     int64  `json:"last_state_change"`
 	CurrentAttempt int    `json:"current_attempt"`
 	MaxAttempts    int    `json:"max_attempts"`
 	StateType      int    `json:"state_type"`
@@ -173,17 +174,18 @@ func (c cgiCheck) check(host, service string, states map[int]string) (Check, err
 		state = "PENDING"
 	}
 	return Check{
-		Host:           host,
-		Service:        service,
-		State:          state,
-		Hard:           c.StateType == 1,
-		PluginOutput:   c.PluginOutput,
-		LongOutput:     c.LongOutput,
-		LastCheck:      millis(c.LastCheck),
-		CurrentAttempt: c.CurrentAttempt,
-		MaxAttempts:    c.MaxAttempts,
-		Acknowledged:   c.Acknowledged,
-		DowntimeDepth:  c.DowntimeDepth,
+		Host:            host,
+		Service:         service,
+		State:           state,
+		Hard:            c.StateType == 1,
+		PluginOutput:    c.PluginOutput,
+		LongOutput:      c.LongOutput,
+		LastCheck:       millis(c.LastCheck),
+		LastStateChange: millis(c.LastChange),
+		CurrentAttempt:  c.CurrentAttempt,
+		MaxAttempts:     c.MaxAttempts,
+		Acknowledged:    c.Acknowledged,
+		DowntimeDepth:   c.DowntimeDepth,
 	}, nil
 }
 

@@ -18,14 +18,17 @@ type Check struct {
 	// not checked it yet.
 	State string
 	// Hard is true for a hard state (max_attempts reached), false for soft.
-	Hard           bool
-	PluginOutput   string
-	LongOutput     string // plugin output after the first line
-	LastCheck      time.Time
-	CurrentAttempt int
-	MaxAttempts    int
-	Acknowledged   bool
-	DowntimeDepth  int
+	Hard         bool
+	PluginOutput string
+	LongOutput   string // plugin output after the first line
+	LastCheck    time.Time
+	// LastStateChange is when the check entered its current state: unlike
+	// LastCheck it stays put while the state holds.
+	LastStateChange time.Time
+	CurrentAttempt  int
+	MaxAttempts     int
+	Acknowledged    bool
+	DowntimeDepth   int
 }
 
 // Problem reports whether the check is an alarm: a service that is not OK or
@@ -116,6 +119,16 @@ func blockCheck(b Block, states []string) (Check, error) {
 	c.Acknowledged = ack != 0
 	if lastCheck > 0 {
 		c.LastCheck = time.Unix(int64(lastCheck), 0).UTC()
+	}
+	// Optional: older or hand-made status files may lack it.
+	if v, ok := f["last_state_change"]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return bad("last_state_change", err)
+		}
+		if n > 0 {
+			c.LastStateChange = time.Unix(n, 0).UTC()
+		}
 	}
 	return c, nil
 }

@@ -270,12 +270,16 @@ func tail(b []byte, n int) []byte {
 
 // stateOf finds one check's state in a WaitFor condition.
 func stateOf(checks []Check, host, service string) string {
+	return checkOf(checks, host, service).State
+}
+
+func checkOf(checks []Check, host, service string) Check {
 	for _, c := range checks {
 		if c.Host == host && c.Service == service {
-			return c.State
+			return c
 		}
 	}
-	return ""
+	return Check{}
 }
 
 // statusJSONCGI returns the path of Debian's statusjson.cgi, from the
