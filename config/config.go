@@ -91,7 +91,8 @@ type Common struct {
 	MaxBackoff Duration `yaml:"max_backoff"`
 	// VolatileFields names, per entity type, the data fields that change
 	// without meaning a change: they are dropped before hashing. A dotted
-	// name reaches into nested objects ("flavor.extra_specs").
+	// name reaches into nested objects ("flavor.extra_specs"); "*" matches
+	// every member or element ("hypervisors.*.uptime").
 	VolatileFields map[string][]string `yaml:"volatile_fields"`
 	// MaxDeleteRatio holds back a complete listing that would delete more
 	// than this share of a type's entities (0 disables; default 0.5).

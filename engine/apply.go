@@ -138,31 +138,10 @@ func prepare(p *prepared, src *entity.Entity, source string, observed time.Time,
 		en.Data = map[string]any{}
 	}
 	for _, f := range volatile[en.Type] {
-		dropField(en.Data, f)
+		entity.DropField(en.Data, f)
 	}
 	p.hash, p.core = hashes(en)
 	return nil
-}
-
-// dropField removes a field, following dots into nested objects.
-func dropField(m map[string]any, path string) {
-	for {
-		head, rest, nested := strings.Cut(path, ".")
-		if !nested {
-			delete(m, head)
-			return
-		}
-		// A key that itself contains dots wins over nesting.
-		if _, ok := m[path]; ok {
-			delete(m, path)
-			return
-		}
-		next, ok := m[head].(map[string]any)
-		if !ok {
-			return
-		}
-		m, path = next, rest
-	}
 }
 
 // ApplySnapshot compares a collector's snapshot with the baseline and commits
