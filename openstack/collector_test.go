@@ -80,7 +80,8 @@ func TestCollectFixtures(t *testing.T) {
 	if st := typeStatus(f.c, TypeNetwork); st.Count != 2 || st.Pages != 3 {
 		t.Errorf("neutron.network status = %+v", st)
 	}
-	if st := typeStatus(f.c, TypeStack); st.Count != 1 || st.Pages != 2 {
+	// Heat: the stack list's 2 pages and the stack's resource list.
+	if st := typeStatus(f.c, TypeStack); st.Count != 1 || st.Pages != 3 {
 		t.Errorf("heat.stack status = %+v", st)
 	}
 }

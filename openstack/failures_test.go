@@ -33,6 +33,10 @@ func TestFailuresIsolated(t *testing.T) {
 			[]string{TypeNetwork, TypePort}, "neutron: list"},
 		{"heat hangs", "orchestration", openstacktest.Failure{Mode: openstacktest.Hang},
 			[]string{TypeStack}, "heat: list stacks page 1"},
+		{"500 on the stack's resources", openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.Fail500},
+			[]string{TypeStack}, "heat: list resources of stack 3095aefc-09fb-4bc7-b1f0-f21a304e864c page 1: GET"},
+		{"stack's resources time out", openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.Hang},
+			[]string{TypeStack}, "request timed out after 1s"},
 		{"hypervisors fail", openstacktest.Hypervisors, openstacktest.Failure{Mode: openstacktest.Fail500},
 			[]string{TypeHost}, "nova: list hypervisors page 1"},
 	}

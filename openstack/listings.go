@@ -80,7 +80,11 @@ func (c *Collector) listType(ctx context.Context, typ string) ([]entity.Entity, 
 		}
 		ls := listSpec{service: "heat", what: "stacks", url: withQuery(ep+"stacks", append([]string{"global_tenant", "true"}, limit...)...), key: "stacks", paged: true}
 		n, err := c.sess.list(ctx, ls, add(mapStack))
-		return out, n, err
+		if err != nil {
+			return out, n, err
+		}
+		rn, err := c.addStackResources(ctx, ep, out)
+		return out, n + rn, err
 	}
 	return nil, 0, fmt.Errorf("unknown type %q", typ)
 }

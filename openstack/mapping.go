@@ -145,6 +145,14 @@ var DefaultVolatile = map[string][]string{
 	// nova-compute heartbeats every report_interval (10 s).
 	TypeHost: {"updated_at", "hypervisors.*.uptime"},
 	TypeZone: {"hosts.*.*.updated_at"},
+	// A stack's resources (see setStackResources): links are URLs built
+	// from the endpoint the request went to (another interface or a
+	// proxy rewrites every stack), and updated_time moves with every Heat
+	// action that touches a resource, a no-op pass or a repeated stack
+	// check included, while what changed shows in resource_status and the
+	// stack's own fields. resource_status_reason is kept: it changes only
+	// with resource_status and is the one explanation of a FAILED resource.
+	TypeStack: {"resources.*.links", "resources.*.updated_time"},
 }
 
 // dropPath deletes the field at a dotted path with "*" wildcards.

@@ -34,6 +34,17 @@ func TestNoSecretsAnywhere(t *testing.T) {
 	f.srv.Fail(openstacktest.Servers, openstacktest.Failure{Mode: openstacktest.Fail500})
 	f.srv.Fail(openstacktest.Networks, openstacktest.Failure{Mode: openstacktest.Hang})
 	f.srv.Fail(openstacktest.Ports, openstacktest.Failure{Mode: openstacktest.Unauthorized})
+	f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.Unauthorized})
+	poll()
+	// A stack's resource list: 500, then a time-out, then gone (404).
+	f.srv.ClearFailures()
+	f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.Fail500})
+	poll()
+	f.srv.ClearFailures()
+	f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.Hang})
+	poll()
+	f.srv.ClearFailures()
+	f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.NotFound})
 	poll()
 	f.srv.ClearFailures()
 	f.srv.ExpireTokens()
@@ -66,6 +77,9 @@ func TestNoSecretsAnywhere(t *testing.T) {
 	}
 	if !strings.Contains(logs, "openstack listing failed") || !strings.Contains(logs, "openstack authentication failed") {
 		t.Fatal("no failure was logged: the log capture is broken")
+	}
+	if !strings.Contains(logs, "list resources of stack") || !strings.Contains(logs, "heat stack gone before its resources were listed") {
+		t.Fatal("no resource list failure was logged")
 	}
 	for _, sec := range secrets {
 		if strings.Contains(logs, sec) {

@@ -32,9 +32,10 @@ type Failure struct {
 }
 
 // Fail makes requests to target fail. target is a collection (Servers,
-// Networks, ..., Keystone, or "versions" for the Nova version document) or a
-// whole service by its catalog type ("compute", "network", "volumev3",
-// "orchestration").
+// Networks, ..., Keystone, "versions" for the Nova version document,
+// Resources for every stack's resource list or Resources+"/"+<stack id> for
+// one stack's) or a whole service by its catalog type ("compute", "network",
+// "volumev3", "orchestration").
 func (s *Server) Fail(target string, f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -190,8 +191,10 @@ func deepCopy(v any) any {
 
 // ControlRequest is the body of POST /_control. Op is one of
 // set_status {id, status}, remove {collection, id}, add_servers {n},
-// fail {target, mode, page, times}, clear_failures, expire_tokens,
-// max_microversion {version}, page_size {n}, ids {collection}.
+// add_stacks {n}, add_resource {id (the stack's), resource_type,
+// physical_resource_id, name}, fail {target, mode, page, times},
+// clear_failures, expire_tokens, max_microversion {version}, page_size {n},
+// ids {collection}.
 type ControlRequest struct {
 	Op         string `json:"op"`
 	Collection string `json:"collection,omitempty"`
@@ -200,6 +203,12 @@ type ControlRequest struct {
 	N          int    `json:"n,omitempty"`
 	Target     string `json:"target,omitempty"`
 	Version    string `json:"version,omitempty"`
+	// add_resource: the copy of Heat's sample resource gets these
+	// resource_type and physical_resource_id, and name as its
+	// resource_name and logical_resource_id.
+	ResourceType string `json:"resource_type,omitempty"`
+	PhysicalID   string `json:"physical_resource_id,omitempty"`
+	Name         string `json:"name,omitempty"`
 	Failure
 }
 
@@ -224,6 +233,16 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		ok = s.Remove(c.Collection, c.ID)
 	case "add_servers":
 		res["ids"] = s.AddServers(c.N)
+	case "add_stacks":
+		res["ids"] = s.AddStacks(c.N)
+	case "add_resource":
+		ok = s.AddStackResource(c.ID, func(o map[string]any) {
+			o["resource_type"] = c.ResourceType
+			o["physical_resource_id"] = c.PhysicalID
+			if c.Name != "" {
+				o["resource_name"], o["logical_resource_id"] = c.Name, c.Name
+			}
+		})
 	case "fail":
 		s.Fail(c.Target, c.Failure)
 	case "clear_failures":

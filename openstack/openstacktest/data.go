@@ -25,7 +25,15 @@ const (
 	Volumes     = "volumes"
 	Stacks      = "stacks"
 	Keystone    = "keystone"
+	// Resources is every stack's resource list (GET
+	// .../stacks/{name}/{id}/resources); as a failure target,
+	// Resources+"/"+<stack id> is one stack's.
+	Resources = "resources"
 )
+
+// resourcesFile is Heat's resource list sample, served for the fixture
+// stacks; added resources are copies of its first item.
+const resourcesFile = "heat/resources-list-response.json"
 
 // A listing as one service serves it.
 type listing struct {
@@ -80,6 +88,14 @@ func (s *Server) load() error {
 			c.items = append(c.items, it)
 		}
 		s.colls[name] = c
+	}
+	res, err := sampleResources()
+	if err != nil {
+		return err
+	}
+	s.resources = map[string][]item{}
+	for _, st := range s.colls[Stacks].items {
+		s.resources[st.id] = res
 	}
 	b, err := fixtures.ReadFile("testdata/keystone/auth-password-project-scoped-response.json")
 	if err != nil {
@@ -180,6 +196,134 @@ func (s *Server) AddServers(n int) []string {
 		ids = append(ids, it.id)
 	}
 	return ids
+}
+
+// AddStacks appends n copies of the first fixture stack, each with a new
+// random UUID and the name "stack-<n>" and no resources, and returns their
+// ids.
+func (s *Server) AddStacks(n int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.colls[Stacks]
+	b, _ := fixtures.ReadFile("testdata/" + listings[Stacks].file)
+	var body map[string][]map[string]any
+	_ = json.Unmarshal(b, &body)
+	ids := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		obj := deepCopy(body["stacks"][0]).(map[string]any)
+		obj["id"] = newUUID()
+		obj["stack_name"] = "stack-" + strconv.Itoa(len(c.items))
+		it, _ := newItem(obj, "id")
+		c.items = append(c.items, it)
+		s.resources[it.id] = nil
+		ids = append(ids, it.id)
+	}
+	return ids
+}
+
+// sampleResources reads the items of Heat's resource list sample.
+func sampleResources() ([]item, error) {
+	b, err := fixtures.ReadFile("testdata/" + resourcesFile)
+	if err != nil {
+		return nil, fmt.Errorf("openstacktest: %w", err)
+	}
+	var body map[string][]map[string]any
+	if err := json.Unmarshal(b, &body); err != nil {
+		return nil, fmt.Errorf("openstacktest: %s: %w", resourcesFile, err)
+	}
+	var out []item
+	for _, obj := range body["resources"] {
+		it, err := newItem(obj, "physical_resource_id")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// AddStackResource appends to a stack's resource list a copy of the first
+// resource of Heat's sample, changed by f (a test sets resource_type,
+// physical_resource_id, ...), and reports whether the stack exists.
+func (s *Server) AddStackResource(stackID string, f func(obj map[string]any)) bool {
+	res, err := sampleResources()
+	if err != nil || len(res) == 0 {
+		return false
+	}
+	obj := res[0].obj
+	if f != nil {
+		f(obj)
+	}
+	it, err := newItem(obj, "physical_resource_id")
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.resources[stackID]
+	if !ok {
+		return false
+	}
+	// A new slice: a page being written holds the old one.
+	s.resources[stackID] = append(append([]item(nil), cur...), it)
+	return true
+}
+
+// UpdateStackResources changes every resource of a stack with f and reports
+// whether the stack exists.
+func (s *Server) UpdateStackResources(stackID string, f func(obj map[string]any)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.resources[stackID]
+	if !ok {
+		return false
+	}
+	next := make([]item, 0, len(cur))
+	for _, it := range cur {
+		obj := deepCopy(it.obj).(map[string]any)
+		f(obj)
+		n, err := newItem(obj, "physical_resource_id")
+		if err != nil {
+			return false
+		}
+		next = append(next, n)
+	}
+	s.resources[stackID] = next
+	return true
+}
+
+// serveResources is Heat's GET /v1/{project}/stacks/{name}/{id}/resources:
+// the stack's resources in one unpaged list, or Heat's 404 when no listed
+// stack has that name and id. Query parameters (nested_depth, ...) are
+// accepted and ignored: the fake stacks have no nested stacks.
+func (s *Server) serveResources(w http.ResponseWriter, name, id string) {
+	s.mu.Lock()
+	known := false
+	for _, st := range s.colls[Stacks].items {
+		if st.id == id && st.obj["stack_name"] == name {
+			known = true
+			break
+		}
+	}
+	items := s.resources[id]
+	s.mu.Unlock()
+	if !known {
+		// Heat's HeatAPIException body for EntityNotFound.
+		writeJSON(w, http.StatusNotFound, map[string]any{"code": 404, "title": "Not Found", "explanation": "The resource could not be found.",
+			"error": map[string]any{"type": "EntityNotFound", "message": "The Stack (" + name + ") could not be found.", "traceback": nil}})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(`{"resources": [`)
+	for i, it := range items {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(it.raw)
+	}
+	bw.WriteString(`]}`)
+	_ = bw.Flush()
 }
 
 func newUUID() string {

@@ -3,8 +3,9 @@
 // a client can tell: Keystone issues tokens in X-Subject-Token with the sample
 // catalog pointed at this server, and Nova, Neutron, Cinder and Heat page
 // their listings the way the real APIs do (limit/marker, *_links "next"
-// links; Heat without links). Tests change the data (status of a server,
-// removal, N more servers) and make endpoints fail (500, hang, 401, 404)
+// links; Heat without links), and Heat serves each stack's resource list.
+// Tests change the data (status of a server, removal, N more servers or
+// stacks, resources of a stack) and make endpoints fail (500, hang, 401, 404)
 // through methods or through the JSON control endpoint POST /_control, which
 // cmd/fakecloud exposes to tests written in other languages.
 //
@@ -60,16 +61,22 @@ type Server struct {
 	closing chan struct{}
 	once    sync.Once
 
-	mu       sync.Mutex
-	opts     Options
-	colls    map[string]*collection
-	tokens   map[string]time.Time // valid token -> expiry
-	nTokens  int
-	issued   []string
-	failures map[string][]*Failure
-	requests map[string]int
-	lastMV   string
-	keystone map[string]any // the sample token body
+	mu    sync.Mutex
+	opts  Options
+	colls map[string]*collection
+	// resources are the resource lists by stack id; a slice is replaced,
+	// never changed in place.
+	resources map[string][]item
+	tokens    map[string]time.Time // valid token -> expiry
+	nTokens   int
+	issued    []string
+	failures  map[string][]*Failure
+	requests  map[string]int
+	inflight  map[string]int
+	peak      map[string]int
+	latency   map[string]time.Duration
+	lastMV    string
+	keystone  map[string]any // the sample token body
 }
 
 // New starts a server with the fixture data loaded.
@@ -92,6 +99,9 @@ func New(opts Options) (*Server, error) {
 		tokens:   map[string]time.Time{},
 		failures: map[string][]*Failure{},
 		requests: map[string]int{},
+		inflight: map[string]int{},
+		peak:     map[string]int{},
+		latency:  map[string]time.Duration{},
 	}
 	if err := s.load(); err != nil {
 		return nil, err
@@ -165,6 +175,22 @@ func (s *Server) Requests(target string) int {
 	return s.requests[target]
 }
 
+// PeakRequests is the largest number of requests to target (as for
+// Requests) that were in progress at the same time.
+func (s *Server) PeakRequests(target string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak[target]
+}
+
+// SetLatency makes every request to target (as for Requests) take d more
+// before it is answered; 0 removes the delay.
+func (s *Server) SetLatency(target string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency[target] = d
+}
+
 // LastMicroversion is the Nova microversion of the last compute request that
 // was served, "" before any.
 func (s *Server) LastMicroversion() string {
@@ -209,8 +235,33 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, unauthorized)
 		return
 	}
+	s.mu.Lock()
+	s.inflight[target]++
+	s.peak[target] = max(s.peak[target], s.inflight[target])
+	delay := s.latency[target]
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inflight[target]--
+		s.mu.Unlock()
+	}()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		case <-s.closing:
+			return
+		}
+	}
+	targets := []string{target, service}
+	stackName, stackID := "", ""
+	if target == Resources {
+		stackName, stackID = stackOf(rest)
+		targets = append([]string{Resources + "/" + stackID}, targets...)
+	}
 	page := s.pageOf(target, r)
-	if s.inject(w, r, []string{target, service}, page) {
+	if s.inject(w, r, targets, page) {
 		return
 	}
 	s.mu.Lock()
@@ -219,8 +270,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if service == "compute" && !s.checkMicroversion(w, r) {
 		return
 	}
-	if target == "versions" {
+	switch target {
+	case "versions":
 		s.serveVersion(w)
+		return
+	case Resources:
+		s.serveResources(w, stackName, stackID)
 		return
 	}
 	s.serveList(w, r, target)
@@ -254,11 +309,29 @@ func route(service, rest string) string {
 			return Volumes
 		}
 	case "orchestration":
-		if strings.HasSuffix(strings.TrimSuffix(rest, "/"), "/stacks") {
+		rest = strings.TrimSuffix(rest, "/")
+		if strings.HasSuffix(rest, "/stacks") {
 			return Stacks
+		}
+		if name, id := stackOf(rest); name != "" && id != "" {
+			return Resources
 		}
 	}
 	return ""
+}
+
+// stackOf returns the stack name and id of a Heat path
+// .../stacks/{name}/{id}/resources, "" when it is not one.
+func stackOf(rest string) (name, id string) {
+	_, after, ok := strings.Cut(strings.TrimSuffix(rest, "/"), "/stacks/")
+	if !ok {
+		return "", ""
+	}
+	parts := strings.Split(after, "/")
+	if len(parts) != 3 || parts[2] != "resources" {
+		return "", ""
+	}
+	return parts[0], parts[1]
 }
 
 var unauthorized = map[string]any{"error": map[string]any{

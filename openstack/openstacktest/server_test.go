@@ -150,3 +150,42 @@ func TestControl(t *testing.T) {
 		t.Error("unknown op accepted")
 	}
 }
+
+// A stack's resource list: the Heat sample for the fixture stack, Heat's
+// 404 for a name that is not the stack's, resources added through the
+// control endpoint, failures for one stack.
+func TestStackResources(t *testing.T) {
+	s, tok := start(t, Options{})
+	id := s.IDs(Stacks)[0]
+	base := s.URL + "/orchestration/v1/" + ProjectID + "/stacks/"
+	code, body := get(t, base+"simple_stack/"+id+"/resources?nested_depth=10", tok)
+	if code != http.StatusOK || !strings.Contains(string(body["resources"]), `"OS::Heat::RandomString"`) {
+		t.Fatalf("resources: %d %s", code, body["resources"])
+	}
+	if code, body := get(t, base+"other_name/"+id+"/resources", tok); code != http.StatusNotFound || !strings.Contains(string(body["error"]), "The Stack (other_name) could not be found.") {
+		t.Errorf("wrong name: %d %s", code, body["error"])
+	}
+	resp, err := http.Post(s.URL+"/_control", "application/json", strings.NewReader(
+		`{"op": "add_resource", "id": "`+id+`", "resource_type": "OS::Nova::Server", "physical_resource_id": "srv-1", "name": "server"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, body = get(t, base+"simple_stack/"+id+"/resources", tok)
+	var res []map[string]any
+	_ = json.Unmarshal(body["resources"], &res)
+	if len(res) != 2 || res[1]["physical_resource_id"] != "srv-1" || res[1]["resource_name"] != "server" || res[1]["resource_status"] != "CREATE_COMPLETE" {
+		t.Errorf("after add_resource: %v", res)
+	}
+	other := s.AddStacks(1)[0]
+	s.Fail(Resources+"/"+other, Failure{Mode: Fail500})
+	if code, _ := get(t, base+"stack-1/"+other+"/resources", tok); code != http.StatusInternalServerError {
+		t.Errorf("failed stack: %d", code)
+	}
+	if code, _ := get(t, base+"simple_stack/"+id+"/resources", tok); code != http.StatusOK {
+		t.Errorf("other stack: %d", code)
+	}
+	if s.Requests(Resources) != 4 { // the injected failure is not counted
+		t.Errorf("requests = %d", s.Requests(Resources))
+	}
+}
