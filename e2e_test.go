@@ -243,6 +243,22 @@ collectors:
 		t.Fatalf("sqlite3 read %q", got)
 	}
 
+	// The WAL is checkpointed in the background (the writer never does it),
+	// and status says so.
+	waitFor(t, "a background checkpoint in status", 10*time.Second, func() bool {
+		out, err := s.cli("status")
+		var st struct {
+			WAL struct {
+				Checkpoints int64  `json:"checkpoints"`
+				LastError   string `json:"last_error"`
+			} `json:"wal"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.WAL.LastError != "" {
+			t.Fatalf("status: %v\n%s", err, out)
+		}
+		return st.WAL.Checkpoints > 0
+	})
+
 	// The socket is private by default.
 	fi, err := os.Stat(s.socket)
 	if err != nil || fi.Mode().Perm() != 0o600 {

@@ -104,6 +104,7 @@ func (b backend) Status(ctx context.Context) (any, error) {
 			"last_seq":  last,
 		},
 		"rpc": map[string]any{"connections": conns, "subscribers": subs, "queued_changes": queued},
+		"wal": sc.store.WALStats(),
 	}
 	for k, v := range sc.sup.status() {
 		st[k] = v

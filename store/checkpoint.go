@@ -134,13 +134,25 @@ func (c *checkpointer) close() error {
 	return c.db.Close()
 }
 
-// checkpointStats tells how many background checkpoints ran and how many
-// frames the WAL held at the last one.
-func (s *Store) checkpointStats() (runs, frames int64) {
+// WALStats describes the background checkpointer, for status.
+type WALStats struct {
+	Checkpoints int64  `json:"checkpoints"`
+	Frames      int64  `json:"frames"` // pages in the WAL at the last checkpoint
+	LastError   string `json:"last_error,omitempty"`
+}
+
+// WALStats tells how many background checkpoints ran, how long the WAL was
+// at the last one, and why the last one failed if it did (a WAL that
+// cannot be checkpointed grows).
+func (s *Store) WALStats() WALStats {
 	if s.cp == nil {
-		return 0, 0
+		return WALStats{}
 	}
 	s.cp.mu.Lock()
 	defer s.cp.mu.Unlock()
-	return s.cp.runs, s.cp.frame
+	w := WALStats{Checkpoints: s.cp.runs, Frames: s.cp.frame}
+	if s.cp.err != nil {
+		w.LastError = s.cp.err.Error()
+	}
+	return w
 }

@@ -46,9 +46,10 @@ func TestBackgroundCheckpointBoundsWAL(t *testing.T) {
 			maxWAL = max(maxWAL, fi.Size())
 		}
 	}
-	runs, _ := s.checkpointStats()
-	if runs == 0 {
-		t.Fatal("no background checkpoint ran")
+	w := s.WALStats()
+	runs := w.Checkpoints
+	if runs == 0 || w.LastError != "" {
+		t.Fatalf("no background checkpoint ran, or it failed: %+v", w)
 	}
 	// 160 MB went through the WAL (entities and change log); checkpoints
 	// that keep up and restart it keep it well below that (restartFrames is
