@@ -144,10 +144,14 @@ var (
 	descMessages    = prometheus.NewDesc("synchronizer_listener_messages_total", "Bus messages received, by listener.", []string{"listener"}, nil)
 	descBad         = prometheus.NewDesc("synchronizer_listener_bad_messages_total", "Bus messages that could not be used, by listener.", []string{"listener"}, nil)
 	descFailing     = prometheus.NewDesc("synchronizer_unit_failing", "Whether a collector or listener is failing (1) or not (0).", []string{"kind", "name"}, nil)
+	descCheckpoints = prometheus.NewDesc("synchronizer_wal_checkpoints_total", "Background WAL checkpoints run.", nil, nil)
+	descWALFrames   = prometheus.NewDesc("synchronizer_wal_frames", "Pages in the WAL at the last checkpoint.", nil, nil)
+	descWALFailing  = prometheus.NewDesc("synchronizer_wal_checkpoint_failing", "Whether the last WAL checkpoint failed (1): the WAL grows until one succeeds.", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing} {
+	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing,
+		descCheckpoints, descWALFrames, descWALFailing} {
 		ch <- d
 	}
 }
@@ -165,6 +169,14 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descLastSeq, prometheus.CounterValue, float64(sc.engine.LastSeq()))
+	w := sc.store.WALStats()
+	ch <- prometheus.MustNewConstMetric(descCheckpoints, prometheus.CounterValue, float64(w.Checkpoints))
+	ch <- prometheus.MustNewConstMetric(descWALFrames, prometheus.GaugeValue, float64(w.Frames))
+	walFailing := 0.0
+	if w.LastError != "" {
+		walFailing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descWALFailing, prometheus.GaugeValue, walFailing)
 	if sc.rpc != nil {
 		conns, subs, queued := sc.rpc.Stats()
 		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))

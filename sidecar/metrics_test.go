@@ -90,10 +90,14 @@ func TestMetrics(t *testing.T) {
 		`synchronizer_listener_bad_messages_total{listener="bus"} 2`,
 		`synchronizer_change_log_last_seq 8`,
 		`synchronizer_config_last_reload_successful 1`,
+		`synchronizer_wal_checkpoint_failing 0`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	if !regexp.MustCompile(`\nsynchronizer_wal_checkpoints_total [1-9]`).MatchString(out) {
+		t.Errorf("no background checkpoint counted")
 	}
 	if t.Failed() {
 		t.Logf("metrics:\n%s", out)
