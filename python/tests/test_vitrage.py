@@ -18,6 +18,7 @@ import harness as H
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = 'f5dc173b-6804-445a-a6d8-c705dad5b5eb'   # the Nova sample's server
 VM = '11111111-1111-4111-8111-111111111111'       # topology.yaml's
+STACK = '3095aefc-09fb-4bc7-b1f0-f21a304e864c'    # the Heat sample's stack
 
 
 def nagios_status(dest, critical):
@@ -54,6 +55,11 @@ class VitrageIntegration(unittest.TestCase):
         cls.cloud = H.FakeCloud(H.need('FAKECLOUD_BINARY'),
                                 os.path.join(cls.tmp, 'clouds.yaml'))
         shutil.copy(os.path.join(HERE, 'testdata', 'topology.yaml'), cls.tmp)
+        # The stack comprises the server: a copy of Heat's sample resource
+        # (an OS::Heat::RandomString, which Vitrage ignores) made a server.
+        cls.cloud.control('add_resource', id=STACK,
+                          resource_type='OS::Nova::Server',
+                          physical_resource_id=SERVER, name='server')
         cls.status_dat = os.path.join(cls.tmp, 'status.dat')
         nagios_status(cls.status_dat, critical=True)
         cls.sidecar = H.Sidecar(H.need('SYNC_BINARY'), cls.tmp, '''
@@ -196,6 +202,8 @@ collectors:
                 ('switch:tor-1', 'attached', 'nova.host:compute'),
                 ('nagios:None', 'on', 'nova.host:host1')]:
             self.assertIn(e, edges)
+        self.assertEqual(self.g.edges('comprised'), {
+            ('heat.stack:' + STACK, 'comprised', 'nova.instance:' + SERVER)})
 
     def test_03_status_change(self):
         self.cloud.control('set_status', id=SERVER, status='ERROR')
@@ -331,6 +339,24 @@ collectors:
             ConsistencyEnforcer
         ce = ConsistencyEnforcer(self.g.graph, self.g.process)
         self.assertEqual(ce.datasources_to_mark_deleted, [])
+
+
+    def test_11_stack_resource_added(self):
+        """A server added to the stack: one heat.stack change, one edge."""
+        live = self.new_ids[1]
+        self.cloud.control('add_resource', id=STACK,
+                           resource_type='OS::Nova::Server',
+                           physical_resource_id=live, name='server2')
+        key = 'nova.instance:' + live
+
+        def linked():
+            [st] = self.client.get_all(['heat.stack'])['entities']
+            return key in [link['key'] for link in st.get('links') or []]
+        H.wait_for('the resource at the sidecar', linked)
+        n, events = self.changes('heat.stack')
+        self.assertEqual(n, 1)
+        self.assertIn(('heat.stack:' + STACK, 'comprised', key),
+                      self.g.edges('comprised'))
 
 
 if __name__ == '__main__':
