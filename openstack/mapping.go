@@ -147,11 +147,13 @@ var DefaultVolatile = map[string][]string{
 	TypeZone: {"hosts.*.*.updated_at"},
 	// A stack's resources (see setStackResources): links are URLs built
 	// from the endpoint the request went to (another interface or a
-	// proxy rewrites every stack), and updated_time moves with every Heat
-	// action that touches a resource, a no-op pass or a repeated stack
-	// check included, while what changed shows in resource_status and the
-	// stack's own fields. resource_status_reason is kept: it changes only
-	// with resource_status and is the one explanation of a FAILED resource.
+	// proxy rewrites every stack). updated_time is the updated_at of the
+	// resource's database row (heat's Resource._load_data), which any
+	// write to the row moves: metadata refreshed after a signal to another
+	// resource of the stack, convergence's engine locks, needed_by
+	// bookkeeping, with type, physical id and status unchanged.
+	// resource_status_reason is kept: it is set with resource_status and
+	// is the one explanation of a FAILED resource.
 	TypeStack: {"resources.*.links", "resources.*.updated_time"},
 }
 

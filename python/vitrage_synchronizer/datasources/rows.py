@@ -128,8 +128,9 @@ def heat_stack(entity):
     row['stack_status'] = entity.get('state', '')
     row['project'] = entity.get('project', '')
     row.setdefault('creation_time', None)
-    # The sidecar lists stacks, not their resources: no "comprised" edges
-    # unless the source put resources in data.
+    # The openstack collector puts the stack's resources of the four types
+    # Vitrage maps in data.resources (its "comprised" edges); a stack from
+    # a bus notification has none until the next poll.
     if not isinstance(row.get('resources'), list):
         row['resources'] = []
     if row['stack_status'].lower() in ('delete_complete', 'deleted',
