@@ -1,6 +1,7 @@
 """The driver's own logic against a fake sidecar socket (no processes).
 
 Needs Vitrage importable (the driver is a Vitrage DriverBase)."""
+import datetime
 import json
 import os
 import shutil
@@ -164,12 +165,17 @@ class DriverTest(unittest.TestCase):
         self.sc.put('nagios', 'nagios:host1:load', state='CRITICAL',
                     name='load', parent_key='nova.host:host1',
                     data={'service': 'load', 'plugin_output': 'high',
-                          'last_check': '2026-01-01T00:00:00Z'})
+                          'last_state_change': '2026-01-01T00:00:00Z'})
         d = NagiosDriver()
         [row] = d.get_all('init_snapshot')
         self.assertEqual((row['resource_type'], row['resource_name'],
                           row['service'], row['status']),
                          ('nova.host', 'host1', 'load', 'CRITICAL'))
+        # Vitrage's last_check (local wall-clock time) is when the state
+        # began: the sidecar keeps the moving last check out of data.
+        began = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        self.assertEqual(row['last_check'],
+                         began.astimezone().strftime('%Y-%m-%d %H:%M:%S'))
         self.sc.delete('nagios:nagios:host1:load')
         [row] = d.get_changes('update')
         self.assertEqual((row['status'], row['vitrage_event_type']),

@@ -73,7 +73,6 @@ collectors:
     interval: 200ms
     host_mapping:
       - {nagios_host: "host", type: nova.host, name: "${nagios_host}"}
-    volatile_fields: {nagios: [last_check]}
 ''')
         cls.sidecar.start()
         from vitrage_synchronizer import client

@@ -174,7 +174,9 @@ def nagios(entity):
         'service': data.get('service') or entity.get('name', ''),
         'status': NAGIOS_HOST_STATES.get(state, state),
         'status_info': data.get('plugin_output', ''),
-        'last_check': _local_time(data.get('last_check') or
+        # The sidecar leaves the time of the last check out (it moves at
+        # every check); when the state began is the alarm's time.
+        'last_check': _local_time(data.get('last_state_change') or
                                   entity.get('timestamp')),
         'duration': data.get('duration'),
         'attempt': '%s/%s' % (data.get('current_attempt', ''),
