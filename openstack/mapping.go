@@ -139,8 +139,8 @@ func parent(typ, id string) string {
 // DefaultVolatile are the data fields, per entity type, that change without
 // meaning a change: the collector drops them from data itself, so the
 // engine's volatile_fields need not name them (naming them again is
-// harmless). A path is dotted; "*" matches every key of an object or every
-// element of a list.
+// harmless). Paths are entity.DropField's: dotted, "*" matching every key of
+// an object or every element of a list.
 var DefaultVolatile = map[string][]string{
 	// nova-compute heartbeats every report_interval (10 s).
 	TypeHost: {"updated_at", "hypervisors.*.uptime"},
@@ -157,36 +157,9 @@ var DefaultVolatile = map[string][]string{
 	TypeStack: {"resources.*.links", "resources.*.updated_time"},
 }
 
-// dropPath deletes the field at a dotted path with "*" wildcards.
-func dropPath(v any, path []string) {
-	if len(path) == 0 {
-		return
-	}
-	switch t := v.(type) {
-	case map[string]any:
-		if path[0] == "*" {
-			for _, c := range t {
-				dropPath(c, path[1:])
-			}
-			return
-		}
-		if len(path) == 1 {
-			delete(t, path[0])
-			return
-		}
-		dropPath(t[path[0]], path[1:])
-	case []any:
-		if path[0] == "*" {
-			for _, c := range t {
-				dropPath(c, path[1:])
-			}
-		}
-	}
-}
-
 // stripVolatile drops the DefaultVolatile fields of e's type from e.Data.
 func stripVolatile(e *entity.Entity) {
 	for _, p := range DefaultVolatile[e.Type] {
-		dropPath(e.Data, strings.Split(p, "."))
+		entity.DropField(e.Data, p)
 	}
 }
