@@ -303,6 +303,9 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.keepLinks(ctx, evs, preps, source, now); err != nil {
+		return Result{}, fmt.Errorf("engine: events of %s: %w", source, err)
+	}
 	var res Result
 	// overlay holds the state this batch has reached per key, so that
 	// several events of one key in a batch compare with each other.
@@ -357,6 +360,56 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 		return res, fmt.Errorf("engine: events of %s: %w", source, err)
 	}
 	return res, nil
+}
+
+// keepLinks gives the entities of KeepLinks events the links they have (as
+// stored, or as an earlier event of the batch set them) and hashes them
+// again. Caller holds e.mu, so no other apply changes them meanwhile.
+func (e *Engine) keepLinks(ctx context.Context, evs []entity.Event, preps []prepared, source string, now time.Time) error {
+	latest := map[string][]entity.Link{}
+	for i := range evs {
+		p := &preps[i]
+		key := p.ent.Key
+		if evs[i].Action == entity.Delete {
+			latest[key] = nil
+			continue
+		}
+		if !evs[i].KeepLinks {
+			latest[key] = p.ent.Links
+			continue
+		}
+		links, ok := latest[key]
+		if !ok {
+			if _, present := e.idx[key]; present {
+				stored, err := e.storedLinks(ctx, key)
+				if err != nil {
+					return err
+				}
+				links = stored
+			}
+		}
+		p.ent.Links = links
+		if err := prepare(p, p.ent, source, now, nil); err != nil {
+			return err
+		}
+		latest[key] = links
+	}
+	return nil
+}
+
+// storedLinks reads the links of the stored entity of key.
+func (e *Engine) storedLinks(ctx context.Context, key string) ([]entity.Link, error) {
+	b, err := e.st.Entity(ctx, key)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var en struct {
+		Links []entity.Link `json:"links"`
+	}
+	if err := json.Unmarshal(b, &en); err != nil {
+		return nil, fmt.Errorf("read links of %s: %w", key, err)
+	}
+	return en.Links, nil
 }
 
 // DeleteSource deletes every entity owned by source, through the change log

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -359,4 +360,64 @@ func TestDeleteCarriesEntityUpdatedInSameBatch(t *testing.T) {
 	if del.Action != "delete" || del.State != "SHUTOFF" || !del.Timestamp.Equal(t0.Add(2*time.Second)) {
 		t.Fatalf("delete carries %+v, want the SHUTOFF entity at the delete's time", del)
 	}
+}
+
+// An event whose source does not know links (a Heat stack notification)
+// keeps the links the entity has: a state change is an update with them, the
+// same state is no change, and the stored entity never loses them.
+func TestEventsKeepLinks(t *testing.T) {
+	e, rec, st := newEngine(t)
+	ctx := context.Background()
+	t0 := time.Now().UTC()
+	comprised := []entity.Link{{Key: "nova.instance:vm1", Relation: "comprised"}}
+	stack := func(state string, links []entity.Link) entity.Entity {
+		return entity.Entity{Type: "heat.stack", ID: "s1", Name: "stack", State: state, Links: links, Data: map[string]any{}}
+	}
+	check(t)(e.ApplySnapshot(ctx, snapOf([]string{"heat.stack"}, stack("CREATE_COMPLETE", comprised)), SnapshotOptions{Source: "cloud", StartedAt: t0}))
+	storedLinks := func() string {
+		t.Helper()
+		b, err := st.Entity(ctx, "heat.stack:s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var en entity.Entity
+		json.Unmarshal(b, &en)
+		return fmt.Sprint(en.Links)
+	}
+	push := func(want []string, evs ...entity.Event) {
+		t.Helper()
+		rec.pubs = nil
+		if _, err := e.ApplyEvents(ctx, "cloud", evs); err != nil {
+			t.Fatal(err)
+		}
+		if got := actions(rec.pubs); !equal(got, want) {
+			t.Fatalf("published %v, want %v", got, want)
+		}
+	}
+	ev := func(state string, at time.Duration, keep bool, links []entity.Link) entity.Event {
+		en := stack(state, links)
+		en.Timestamp = t0.Add(at)
+		return entity.Event{Action: entity.Update, Entity: en, KeepLinks: keep}
+	}
+	push(nil, ev("CREATE_COMPLETE", time.Second, true, nil))
+	push([]string{"update heat.stack:s1"}, ev("UPDATE_IN_PROGRESS", 2*time.Second, true, nil))
+	if got := storedLinks(); got != fmt.Sprint(comprised) {
+		t.Fatalf("stored links %s after a KeepLinks update, want %v", got, comprised)
+	}
+	// Within one batch, links an earlier event set are the ones kept.
+	other := []entity.Link{{Key: "cinder.volume:v1", Relation: "comprised"}}
+	push([]string{"update heat.stack:s1", "update heat.stack:s1"},
+		ev("UPDATE_COMPLETE", 3*time.Second, false, other), ev("CHECK_COMPLETE", 4*time.Second, true, nil))
+	if got := storedLinks(); got != fmt.Sprint(other) {
+		t.Fatalf("stored links %s, want %v", got, other)
+	}
+	// Without KeepLinks the event's (empty) links win.
+	push([]string{"update heat.stack:s1"}, ev("CHECK_COMPLETE", 5*time.Second, false, nil))
+	if got := storedLinks(); got != "[]" {
+		t.Fatalf("stored links %s, want none", got)
+	}
+	// A new key has no links to keep.
+	ne := ev("CREATE_COMPLETE", 6*time.Second, true, nil)
+	ne.Entity.ID = "s2"
+	push([]string{"create heat.stack:s2"}, ne)
 }

@@ -80,4 +80,8 @@ type Snapshot struct {
 type Event struct {
 	Action string
 	Entity Entity
+	// KeepLinks says the event's source does not know the entity's links
+	// (a Heat stack notification lists no resources): the entity keeps
+	// the links it has rather than losing them until the next poll.
+	KeepLinks bool
 }

@@ -156,5 +156,8 @@ func (m *Mapper) heatStack(n *Notification) ([]entity.Event, error) {
 		e.Project = str(p, "tenant_id")
 		e.Data = p
 	})
+	// The stack's comprised links come from its resource list, which only
+	// a poll reads.
+	ev.KeepLinks = true
 	return []entity.Event{ev}, nil
 }

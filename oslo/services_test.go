@@ -108,6 +108,11 @@ func TestMapHeat(t *testing.T) {
 	key := "heat.stack:3095aefc-09fb-4bc7-b1f0-f21a304e864c"
 	ev := mapOne(t, m, onWire(t, map[string]any{"event_type": "orchestration.stack.create.end", "publisher_id": "orchestration.host", "payload": payload}, sampleTime))
 	check(t, ev, want{entity.Update, key, "simple_stack", "CREATE_COMPLETE", "eb1c63a4f77141548385f113a28f0f52", "", nil}, sampleTime, "cloud")
+	// The notification lists no resources: the stack keeps its comprised
+	// links (the poll reads them).
+	if !ev.KeepLinks {
+		t.Error("heat event without KeepLinks: every notification would drop the stack's links")
+	}
 	payload["state"] = "DELETE_COMPLETE"
 	ev = mapOne(t, m, onWire(t, map[string]any{"event_type": "orchestration.stack.delete.end", "payload": payload}, sampleTime))
 	check(t, ev, want{entity.Delete, key, "simple_stack", "DELETE_COMPLETE", "eb1c63a4f77141548385f113a28f0f52", "", nil}, sampleTime, "cloud")
