@@ -13,6 +13,8 @@ from oslo_config import cfg
 
 import fakesidecar
 import vitrage_synchronizer.datasources  # noqa: registers [synchronizer]
+from vitrage_synchronizer.datasources.heat.stack.driver import \
+    HeatStackDriver
 from vitrage_synchronizer.datasources.nagios.driver import NagiosDriver
 from vitrage_synchronizer.datasources.nova.instance.driver import \
     InstanceDriver
@@ -180,6 +182,24 @@ class DriverTest(unittest.TestCase):
         [row] = d.get_changes('update')
         self.assertEqual((row['status'], row['vitrage_event_type']),
                          ('OK', 'delete_entity'))
+
+    def test_heat_stack_from_the_bus_keeps_its_resources(self):
+        # A stack a notification updated has no data.resources but keeps
+        # its comprised links: the row's resources come from them.
+        self.sc.put('heat.stack', 's1', state='UPDATE_COMPLETE',
+                    name='web', data={'stack_identity': 's1'},
+                    links=[{'key': 'nova.instance:vm1',
+                            'relation': 'comprised'},
+                           {'key': 'cinder.volume:v1',
+                            'relation': 'comprised'},
+                           {'key': 'nova.instance:other',
+                            'relation': 'attached'}])
+        [row] = HeatStackDriver().get_all('init_snapshot')
+        self.assertEqual(row['resources'], [
+            {'resource_type': 'OS::Cinder::Volume',
+             'physical_resource_id': 'v1'},
+            {'resource_type': 'OS::Nova::Server',
+             'physical_resource_id': 'vm1'}])
 
     def test_static_takes_only_unlisted_types(self):
         from vitrage import opts

@@ -121,6 +121,16 @@ def cinder_volume(entity):
     return row
 
 
+#: The heat resource type of each entity type a stack comprises (the four
+#: Vitrage's heat driver maps).
+HEAT_RESOURCE_TYPES = {
+    C.NOVA_INSTANCE: 'OS::Nova::Server',
+    C.CINDER_VOLUME: 'OS::Cinder::Volume',
+    C.NEUTRON_NETWORK: 'OS::Neutron::Net',
+    C.NEUTRON_PORT: 'OS::Neutron::Port',
+}
+
+
 def heat_stack(entity):
     row = _base(entity)
     row['id'] = entity['id']
@@ -129,10 +139,15 @@ def heat_stack(entity):
     row['project'] = entity.get('project', '')
     row.setdefault('creation_time', None)
     # The openstack collector puts the stack's resources of the four types
-    # Vitrage maps in data.resources (its "comprised" edges); a stack from
-    # a bus notification has none until the next poll.
+    # Vitrage maps in data.resources (its "comprised" edges). A stack from a
+    # bus notification has none until the next poll, but keeps its
+    # comprised links: the resources are rebuilt from them.
     if not isinstance(row.get('resources'), list):
-        row['resources'] = []
+        row['resources'] = [
+            {'resource_type': HEAT_RESOURCE_TYPES[typ],
+             'physical_resource_id': rid}
+            for typ in sorted(HEAT_RESOURCE_TYPES)
+            for rid in _linked(entity, typ, 'comprised')]
     if row['stack_status'].lower() in ('delete_complete', 'deleted',
                                        'delete_in_progress'):
         row[C.EVENT_TYPE] = C.DELETE_ENTITY
