@@ -94,7 +94,7 @@ func (e *Engine) prepareAll(ents []entity.Entity, source string, observed time.T
 		go func(w, lo, hi int) {
 			defer wg.Done()
 			for i := lo; i < hi; i++ {
-				if err := prepare(&out[i], &ents[i], source, observed, volatile); err != nil {
+				if err := e.prepare(&out[i], &ents[i], source, observed, volatile); err != nil {
 					errs[w] = fmt.Errorf("entity %d: %w", i, err)
 					return
 				}
@@ -110,7 +110,7 @@ func (e *Engine) prepareAll(ents []entity.Entity, source string, observed time.T
 
 // prepare normalizes src in place (the snapshot is the engine's once handed
 // over) and hashes it.
-func prepare(p *prepared, src *entity.Entity, source string, observed time.Time, volatile map[string][]string) error {
+func (e *Engine) prepare(p *prepared, src *entity.Entity, source string, observed time.Time, volatile map[string][]string) error {
 	p.ent = src
 	en := src
 	if en.Type == "" || strings.Contains(en.Type, ":") {
@@ -140,7 +140,7 @@ func prepare(p *prepared, src *entity.Entity, source string, observed time.Time,
 	for _, f := range volatile[en.Type] {
 		entity.DropField(en.Data, f)
 	}
-	p.hash, p.core = hashes(en)
+	e.hashPrepared(p, volatile[en.Type])
 	return nil
 }
 
@@ -389,7 +389,8 @@ func (e *Engine) keepLinks(ctx context.Context, evs []entity.Event, preps []prep
 			}
 		}
 		p.ent.Links = links
-		if err := prepare(p, p.ent, source, now, nil); err != nil {
+		p.ent.Fingerprint = [16]byte{} // no longer what the source sent
+		if err := e.prepare(p, p.ent, source, now, nil); err != nil {
 			return err
 		}
 		latest[key] = links

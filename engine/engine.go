@@ -79,6 +79,8 @@ type Engine struct {
 	n      int
 	loaded bool
 	held   map[string]map[string]int // source → type → deletes held back by the brake
+
+	fps fpCache // hashes of fingerprinted entities (fingerprint.go)
 }
 
 // New loads the baseline index from st.

@@ -37,6 +37,14 @@ type Entity struct {
 	Source    string         `json:"source"`
 	Data      map[string]any `json:"data"`
 	Links     []Link         `json:"links,omitempty"`
+
+	// Fingerprint, when not zero, identifies the source bytes a collector
+	// built the entity from, and nothing but them: the same fingerprint
+	// for the same key means the same entity, and the engine reuses the
+	// hashes it computed for it (canonical hashing is the main cost of an
+	// unchanged listing). Collectors that merge several sources leave it
+	// zero. It is not part of the entity.
+	Fingerprint [16]byte `json:"-" yaml:"-"`
 }
 
 // MakeKey returns the contract key of an entity: "<type>:<id>".

@@ -76,6 +76,10 @@ func (p *Parser) Fail(what string) error {
 	return fmt.Errorf("%w: %s at offset %d", ErrSyntax, what, p.i)
 }
 
+// Offset is the position in the document the parser has reached: the
+// bytes of a value are those between the offsets before and after it.
+func (p *Parser) Offset() int { return p.i }
+
 // End checks that only white space follows.
 func (p *Parser) End() error {
 	p.ws()

@@ -180,3 +180,32 @@ func TestActiveTypesSkipListings(t *testing.T) {
 		t.Fatalf("after re-activating all types: %v", snap.Types)
 	}
 }
+
+// An entity made from one listed item carries the item's fingerprint: the
+// same while the cloud answers the same bytes, another when the item
+// changes. Hosts (services and hypervisors merged) and stacks (resources
+// fetched apart) have none: their bytes are not all in one item.
+func TestFingerprints(t *testing.T) {
+	f := newFixture(t, openstacktest.Options{}, nil)
+	first := byKey(f.collect(t))
+	second := byKey(f.collect(t))
+	for key, e := range first {
+		typ, _ := entity.SplitKey(key)
+		single := typ != TypeHost && typ != TypeStack
+		if (e.Fingerprint != [16]byte{}) != single {
+			t.Errorf("%s: fingerprint %x, want one: %t", key, e.Fingerprint, single)
+		}
+		if second[key].Fingerprint != e.Fingerprint {
+			t.Errorf("%s: fingerprint moved on an unchanged cloud", key)
+		}
+	}
+	const server = "f5dc173b-6804-445a-a6d8-c705dad5b5eb"
+	if !f.srv.SetServerStatus(server, "SHUTOFF") {
+		t.Fatal("no fixture server")
+	}
+	third := byKey(f.collect(t))
+	key := entity.MakeKey(TypeInstance, server)
+	if third[key].Fingerprint == first[key].Fingerprint || third[key].State != "SHUTOFF" {
+		t.Fatalf("changed server: fingerprint %x (was %x), state %s", third[key].Fingerprint, first[key].Fingerprint, third[key].State)
+	}
+}

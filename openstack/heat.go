@@ -84,7 +84,7 @@ func (c *Collector) stackResources(ctx context.Context, ep string, e *entity.Ent
 	u := ep + "stacks/" + url.PathEscape(e.Name) + "/" + url.PathEscape(e.ID) + "/resources"
 	ls := listSpec{service: "heat", what: "resources of stack " + e.ID, url: withQuery(u, "nested_depth", stackNestedDepth), key: "resources"}
 	var res []map[string]any
-	n, err := c.sess.list(ctx, ls, func(o map[string]any) error {
+	n, err := c.sess.list(ctx, ls, func(o map[string]any, _ [16]byte) error {
 		res = append(res, o)
 		return nil
 	})

@@ -3,7 +3,9 @@ package openstack
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net/url"
 	"strconv"
@@ -35,7 +37,7 @@ type listSpec struct {
 // list fetches every page of a collection and hands each item to visit in
 // order. It returns the number of pages read; any failed page fails the
 // whole listing.
-func (s *session) list(ctx context.Context, ls listSpec, visit func(map[string]any) error) (int, error) {
+func (s *session) list(ctx context.Context, ls listSpec, visit func(obj map[string]any, fp [16]byte) error) (int, error) {
 	next := ls.url
 	base, err := url.Parse(ls.url)
 	if err != nil {
@@ -52,12 +54,14 @@ func (s *session) list(ctx context.Context, ls listSpec, visit func(map[string]a
 		// page retried after a broken body is not counted twice.
 		var (
 			items []map[string]any
+			fps   [][16]byte
 			href  string
 		)
 		decode := func(r io.Reader) error {
-			items, href = items[:0], ""
-			return decodePage(r, ls.key, func(obj map[string]any) error {
+			items, fps, href = items[:0], fps[:0], ""
+			return decodePage(r, ls.key, func(obj map[string]any, raw []byte) error {
 				items = append(items, obj)
+				fps = append(fps, fingerprint(raw))
 				return nil
 			}, &href)
 		}
@@ -75,8 +79,8 @@ func (s *session) list(ctx context.Context, ls listSpec, visit func(map[string]a
 		if err != nil {
 			return page - 1, fmt.Errorf("%s: list %s page %d: %w", ls.service, ls.what, page, err)
 		}
-		for _, obj := range items {
-			if err := visit(obj); err != nil {
+		for i, obj := range items {
+			if err := visit(obj, fps[i]); err != nil {
 				return page, fmt.Errorf("%s: list %s page %d: %w", ls.service, ls.what, page, err)
 			}
 		}
@@ -134,7 +138,7 @@ const maxPageBytes = 1 << 30
 // decodePage reads one page and hands each element of the array under key
 // to visit. The href of the "next" link of <key>_links is stored in next.
 // Memory is bounded by the page: its bytes plus the decoded items.
-func decodePage(r io.Reader, key string, visit func(map[string]any) error, next *string) error {
+func decodePage(r io.Reader, key string, visit func(obj map[string]any, raw []byte) error, next *string) error {
 	buf := pageBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -155,11 +159,12 @@ func decodePage(r io.Reader, key string, visit func(map[string]any) error, next 
 		case key:
 			found = true
 			err := p.Elements(func() error {
+				start := p.Offset()
 				obj, err := p.Object()
 				if err != nil {
 					return err
 				}
-				return visit(obj)
+				return visit(obj, buf.Bytes()[start:p.Offset()])
 			})
 			if err != nil {
 				return fmt.Errorf("%q: %w", key, err)
@@ -192,6 +197,18 @@ func decodePage(r io.Reader, key string, visit func(map[string]any) error, next 
 		return fmt.Errorf("no %q in the response", key)
 	}
 	return nil
+}
+
+// fpSeeds make the fingerprints of listed items: two independent 64-bit
+// hashes, seeded per process (fingerprints are never stored).
+var fpSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// fingerprint identifies an item's bytes (entity.Fingerprint).
+func fingerprint(raw []byte) (fp [16]byte) {
+	binary.LittleEndian.PutUint64(fp[:8], maphash.Bytes(fpSeeds[0], raw))
+	binary.LittleEndian.PutUint64(fp[8:], maphash.Bytes(fpSeeds[1], raw))
+	fp[0] |= 1 // never the zero of "no fingerprint"
+	return fp
 }
 
 // withQuery adds query parameters to a URL.

@@ -36,7 +36,7 @@ func TestPagerLinks(t *testing.T) {
 		}
 	})
 	ls := listSpec{service: "nova", what: "servers", url: base + "/v2.1/servers/detail", key: "servers", links: true, paged: true}
-	n, err := s.list(context.Background(), ls, func(map[string]any) error { return nil })
+	n, err := s.list(context.Background(), ls, func(map[string]any, [16]byte) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "pagination does not end") || n != 2 {
 		t.Fatalf("pages %d, err %v", n, err)
 	}
@@ -59,17 +59,24 @@ func TestSameHost(t *testing.T) {
 
 // decodePage reads items, the next link, and refuses broken pages.
 func TestDecodePage(t *testing.T) {
-	var ids []string
+	var ids, raws []string
 	next := ""
-	err := decodePage(strings.NewReader(`{"servers": [{"id": "a"}, {"id": "b"}], "other": {"x": [1]}, "servers_links": [{"href": "http://h/n?marker=b", "rel": "next"}]}`),
-		"servers", func(o map[string]any) error { ids = append(ids, str(o, "id")); return nil }, &next)
+	err := decodePage(strings.NewReader(`{"servers": [{"id": "a"}, {"id": "b", "x": [1]}], "other": {"x": [1]}, "servers_links": [{"href": "http://h/n?marker=b", "rel": "next"}]}`),
+		"servers", func(o map[string]any, raw []byte) error {
+			ids, raws = append(ids, str(o, "id")), append(raws, string(raw))
+			return nil
+		}, &next)
 	if err != nil || strings.Join(ids, ",") != "a,b" || next != "http://h/n?marker=b" {
 		t.Fatalf("ids %v next %q err %v", ids, next, err)
+	}
+	// Each item's own bytes, which its fingerprint is made of.
+	if strings.Join(raws, "|") != `{"id": "a"}| {"id": "b", "x": [1]}` {
+		t.Fatalf("raw items %q", raws)
 	}
 	for _, bad := range []string{
 		`{"servers": [{"id": "a"}`, `{"servers": [null]}`, `{"servers": {}}`, `{"other": []}`, `[]`, `{"servers": []} x`,
 	} {
-		if err := decodePage(strings.NewReader(bad), "servers", func(map[string]any) error { return nil }, new(string)); err == nil {
+		if err := decodePage(strings.NewReader(bad), "servers", func(map[string]any, []byte) error { return nil }, new(string)); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
 	}

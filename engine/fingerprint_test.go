@@ -1,0 +1,47 @@
+package engine
+
+import (
+	"context"
+	"testing"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
+)
+
+// An entity with the fingerprint it had last time hashes as it did last
+// time; another fingerprint, other volatile fields or no fingerprint hash
+// it again.
+func TestFingerprintReusesHashes(t *testing.T) {
+	e, rec, _ := newEngine(t)
+	ctx := context.Background()
+	all := []string{"nova.instance"}
+	F, G := [16]byte{1}, [16]byte{2}
+	steps := []struct {
+		name     string
+		fp       [16]byte
+		data     map[string]any
+		volatile []string
+		want     []string
+	}{
+		{"new", F, map[string]any{"x": 1, "y": 1}, nil, []string{"create nova.instance:a"}},
+		// Not something a collector does (same bytes, other entity): it
+		// shows the hashes were reused rather than computed.
+		{"same fingerprint", F, map[string]any{"x": 2, "y": 1}, nil, nil},
+		{"other fingerprint", G, map[string]any{"x": 2, "y": 1}, nil, []string{"update nova.instance:a"}},
+		{"same again", G, map[string]any{"x": 2, "y": 1}, nil, nil},
+		{"volatile fields changed", G, map[string]any{"x": 2, "y": 1}, []string{"x"}, []string{"update nova.instance:a"}},
+		{"no fingerprint", [16]byte{}, map[string]any{"x": 3, "y": 1}, []string{"x"}, nil},
+		{"no fingerprint, changed", [16]byte{}, map[string]any{"x": 3, "y": 2}, []string{"x"}, []string{"update nova.instance:a"}},
+	}
+	for _, s := range steps {
+		rec.pubs = nil
+		en := inst("a", "ACTIVE", s.data)
+		en.Fingerprint = s.fp
+		o := SnapshotOptions{Source: "cloud", Volatile: map[string][]string{"nova.instance": s.volatile}}
+		if _, err := e.ApplySnapshot(ctx, &entity.Snapshot{Types: all, Entities: []entity.Entity{en}}, o); err != nil {
+			t.Fatal(err)
+		}
+		if got := actions(rec.pubs); !equal(got, s.want) {
+			t.Fatalf("%s: published %v, want %v", s.name, got, s.want)
+		}
+	}
+}
