@@ -92,10 +92,14 @@ func (c *checkpointer) run(ctx context.Context) {
 		// adding to it meanwhile.
 		if frames, _ := c.checkpoint(ctx); frames > restartFrames {
 			c.wmu.Lock()
-			c.checkpoint(ctx)
+			frames, copied := c.checkpoint(ctx)
 			c.wmu.Unlock()
-			// A bulk write: keep up with it rather than pause.
-			continue
+			if frames > 0 && copied == frames {
+				// The next commit restarts the WAL: during a bulk write,
+				// keep up with it rather than pause. (A reader holding an
+				// old snapshot stops the copy short: then pause.)
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():
