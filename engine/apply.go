@@ -303,9 +303,6 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.keepLinks(ctx, evs, preps, source, now); err != nil {
-		return Result{}, fmt.Errorf("engine: events of %s: %w", source, err)
-	}
 	var res Result
 	// overlay holds the state this batch has reached per key, so that
 	// several events of one key in a batch compare with each other.
@@ -329,6 +326,11 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 		if cur.present && ts < cur.r.observed {
 			res.Ignored++
 			continue
+		}
+		if evs[i].KeepLinks && evs[i].Action != entity.Delete && cur.present {
+			if err := e.keepLinks(ctx, p, written[key], source, now); err != nil {
+				return res, fmt.Errorf("engine: events of %s: %w", source, err)
+			}
 		}
 		srcID := e.intern(p.ent.Source)
 		next := rec{hash: p.hash, core: p.core, observed: ts, source: srcID, typ: e.intern(p.ent.Type)}
@@ -362,40 +364,23 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 	return res, nil
 }
 
-// keepLinks gives the entities of KeepLinks events the links they have (as
-// stored, or as an earlier event of the batch set them) and hashes them
-// again. Caller holds e.mu, so no other apply changes them meanwhile.
-func (e *Engine) keepLinks(ctx context.Context, evs []entity.Event, preps []prepared, source string, now time.Time) error {
-	latest := map[string][]entity.Link{}
-	for i := range evs {
-		p := &preps[i]
-		key := p.ent.Key
-		if evs[i].Action == entity.Delete {
-			latest[key] = nil
-			continue
-		}
-		if !evs[i].KeepLinks {
-			latest[key] = p.ent.Links
-			continue
-		}
-		links, ok := latest[key]
-		if !ok {
-			if _, present := e.idx[key]; present {
-				stored, err := e.storedLinks(ctx, key)
-				if err != nil {
-					return err
-				}
-				links = stored
-			}
-		}
-		p.ent.Links = links
-		p.ent.Fingerprint = [16]byte{} // no longer what the source sent
-		if err := e.prepare(p, p.ent, source, now, nil); err != nil {
+// keepLinks gives the entity of a KeepLinks event for a present key the
+// links it has: those of the batch's last create or update of the key
+// (prev), or else the stored ones; and hashes it again. Caller holds e.mu.
+func (e *Engine) keepLinks(ctx context.Context, p *prepared, prev *prepared, source string, now time.Time) error {
+	var links []entity.Link
+	if prev != nil {
+		links = prev.ent.Links
+	} else {
+		stored, err := e.storedLinks(ctx, p.ent.Key)
+		if err != nil {
 			return err
 		}
-		latest[key] = links
+		links = stored
 	}
-	return nil
+	p.ent.Links = links
+	p.ent.Fingerprint = [16]byte{} // no longer what the source sent
+	return e.prepare(p, p.ent, source, now, nil)
 }
 
 // storedLinks reads the links of the stored entity of key.

@@ -400,6 +400,14 @@ func TestEventsKeepLinks(t *testing.T) {
 		return entity.Event{Action: entity.Update, Entity: en, KeepLinks: keep}
 	}
 	push(nil, ev("CREATE_COMPLETE", time.Second, true, nil))
+	// A stale delete (older than the baseline: ignored) before a newer
+	// event does not make the newer one lose the links.
+	stale := ev("DELETE_COMPLETE", -time.Second, false, nil)
+	stale.Action = entity.Delete
+	push(nil, stale, ev("CREATE_COMPLETE", 1500*time.Millisecond, true, nil))
+	if got := storedLinks(); got != fmt.Sprint(comprised) {
+		t.Fatalf("stored links %s after an ignored delete, want %v", got, comprised)
+	}
 	push([]string{"update heat.stack:s1"}, ev("UPDATE_IN_PROGRESS", 2*time.Second, true, nil))
 	if got := storedLinks(); got != fmt.Sprint(comprised) {
 		t.Fatalf("stored links %s after a KeepLinks update, want %v", got, comprised)
