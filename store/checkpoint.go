@@ -44,10 +44,11 @@ type checkpointer struct {
 	stop context.CancelFunc
 	done sync.WaitGroup
 
-	mu    sync.Mutex
-	runs  int64
-	err   error
-	frame int64 // frames in the WAL at the last checkpoint
+	mu     sync.Mutex
+	runs   int64
+	err    error
+	frame  int64 // frames in the WAL at the last checkpoint
+	pinned bool  // a reader's old snapshot stopped the last full copy
 }
 
 // openCheckpointer opens the checkpointer's connection with the writer's
@@ -94,6 +95,7 @@ func (c *checkpointer) run(ctx context.Context) {
 			c.wmu.Lock()
 			frames, copied := c.checkpoint(ctx)
 			c.wmu.Unlock()
+			c.setPinned(frames > 0 && copied < frames, frames)
 			if frames > 0 && copied == frames {
 				// The next commit restarts the WAL: during a bulk write,
 				// keep up with it rather than pause. (A reader holding an
@@ -130,6 +132,18 @@ func (c *checkpointer) checkpoint(ctx context.Context) (frames, copied int64) {
 	return frames, copied
 }
 
+// setPinned records whether a reader keeps the WAL from restarting, and
+// says so once when it starts: the WAL grows until the reader is done.
+func (c *checkpointer) setPinned(pinned bool, frames int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pinned && !c.pinned {
+		slog.Warn("store: a reader holds an old snapshot: the WAL cannot restart and grows until it ends (a long get_all, or an open transaction in a sqlite3 shell)",
+			"wal_frames", frames)
+	}
+	c.pinned = pinned
+}
+
 // close stops the checkpointer; the writer's connection, closed last,
 // checkpoints what is left.
 func (c *checkpointer) close() error {
@@ -143,6 +157,8 @@ type WALStats struct {
 	Checkpoints int64  `json:"checkpoints"`
 	Frames      int64  `json:"frames"` // pages in the WAL at the last checkpoint
 	LastError   string `json:"last_error,omitempty"`
+	// ReaderHolds: a reader's old snapshot keeps the WAL from restarting.
+	ReaderHolds bool `json:"reader_holds_wal,omitempty"`
 }
 
 // WALStats tells how many background checkpoints ran, how long the WAL was
@@ -154,7 +170,7 @@ func (s *Store) WALStats() WALStats {
 	}
 	s.cp.mu.Lock()
 	defer s.cp.mu.Unlock()
-	w := WALStats{Checkpoints: s.cp.runs, Frames: s.cp.frame}
+	w := WALStats{Checkpoints: s.cp.runs, Frames: s.cp.frame, ReaderHolds: s.cp.pinned}
 	if s.cp.err != nil {
 		w.LastError = s.cp.err.Error()
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,4 +74,69 @@ func TestBackgroundCheckpointBoundsWAL(t *testing.T) {
 	if n, err := s.CountBaseline(ctx); err != nil || n != batches*per {
 		t.Fatalf("baseline after reopen: %d, %v", n, err)
 	}
+}
+
+// A reader holding an old snapshot (an open transaction in an operator's
+// sqlite3 shell) keeps the WAL from restarting: status says so, the
+// checkpointer backs off instead of running at every commit, and once the
+// reader is done the WAL restarts.
+func TestReaderHoldingTheWAL(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	s, err := Open(path, schema(t), Options{Synchronous: "normal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Commit(ctx, rows(1, 1, time.Now()), nil); err != nil {
+		t.Fatal(err)
+	}
+	shell, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shell.Close()
+	tx, err := shell.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow(`SELECT count(*) FROM baseline`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 4000)
+	seq := int64(1)
+	commit := func(batches int) {
+		for b := 0; b < batches; b++ {
+			rs := rows(seq+1, seq+25, time.Now())
+			for i := range rs {
+				rs[i].Entity = []byte(`{"key":"` + rs[i].Key + `","pad":"` + big + `"}`)
+			}
+			seq += 25
+			if err := s.Commit(ctx, rs, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const held = 300 // 60 MB through the WAL while the reader holds it
+	commit(held)
+	time.Sleep(2 * checkpointEvery)
+	commit(1)
+	w := s.WALStats()
+	if !w.ReaderHolds {
+		t.Fatalf("status does not say a reader holds the WAL: %+v", w)
+	}
+	if w.Checkpoints >= held {
+		t.Fatalf("%d checkpoints for %d commits: the checkpointer does not back off", w.Checkpoints, held)
+	}
+	tx.Rollback()
+	waitUntil := time.Now().Add(10 * time.Second)
+	for s.WALStats().ReaderHolds || s.WALStats().Frames > restartFrames {
+		if time.Now().After(waitUntil) {
+			t.Fatalf("the WAL did not restart after the reader was done: %+v", s.WALStats())
+		}
+		commit(1)
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%d checkpoints for %d commits while held; after: %+v", w.Checkpoints, held, s.WALStats())
 }
