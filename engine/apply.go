@@ -78,6 +78,7 @@ type pending struct {
 // is the main CPU cost of comparing a large snapshot.
 func (e *Engine) prepareAll(ents []entity.Entity, source string, observed time.Time, volatile map[string][]string) ([]prepared, error) {
 	out := make([]prepared, len(ents))
+	e.fps.expect(len(ents))
 	workers := runtime.GOMAXPROCS(0)
 	if len(ents) < 256 {
 		workers = 1

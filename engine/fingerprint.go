@@ -25,6 +25,16 @@ type fpEntry struct {
 type fpCache struct {
 	mu sync.Mutex
 	m  map[string]fpEntry
+	// batch is the size of the largest listing being prepared: the cache
+	// must hold a whole one even before the baseline has it.
+	batch int
+}
+
+// expect makes room for a listing of n entities.
+func (c *fpCache) expect(n int) {
+	c.mu.Lock()
+	c.batch = max(c.batch, n)
+	c.mu.Unlock()
 }
 
 var volatileSeed = maphash.MakeSeed()
@@ -50,7 +60,7 @@ func (c *fpCache) lookup(key string, fp [16]byte, vol uint64) (full, core [16]by
 // from the next listings.
 func (c *fpCache) store(key string, fp [16]byte, vol uint64, full, core [16]byte, limit int) {
 	c.mu.Lock()
-	if c.m == nil || len(c.m) > limit {
+	if c.m == nil || len(c.m) > max(limit, 2*c.batch) {
 		c.m = make(map[string]fpEntry)
 	}
 	c.m[key] = fpEntry{fp: fp, volatile: vol, full: full, core: core}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
@@ -43,5 +44,27 @@ func TestFingerprintReusesHashes(t *testing.T) {
 		if got := actions(rec.pubs); !equal(got, s.want) {
 			t.Fatalf("%s: published %v, want %v", s.name, got, s.want)
 		}
+	}
+}
+
+// On a fresh database the cache holds a whole first listing, so that the
+// second listing of the same items is not hashed again.
+func TestFingerprintCacheHoldsFirstListing(t *testing.T) {
+	e, _, _ := newEngine(t)
+	ctx := context.Background()
+	const n = 5000
+	ents := make([]entity.Entity, n)
+	for i := range ents {
+		ents[i] = inst(fmt.Sprintf("vm%d", i), "ACTIVE", nil)
+		ents[i].Fingerprint = [16]byte{1, byte(i), byte(i >> 8)}
+	}
+	if _, err := e.ApplySnapshot(ctx, &entity.Snapshot{Types: []string{"nova.instance"}, Entities: ents}, SnapshotOptions{Source: "cloud"}); err != nil {
+		t.Fatal(err)
+	}
+	e.fps.mu.Lock()
+	cached := len(e.fps.m)
+	e.fps.mu.Unlock()
+	if cached != n {
+		t.Fatalf("%d of %d first-listing hashes cached", cached, n)
 	}
 }
