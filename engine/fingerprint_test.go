@@ -68,3 +68,30 @@ func TestFingerprintCacheHoldsFirstListing(t *testing.T) {
 		t.Fatalf("%d of %d first-listing hashes cached", cached, n)
 	}
 }
+
+// A collector whose fingerprints do not cover the content (it enriched an
+// entity after listing it) is caught by the sampled check: logged, counted,
+// and the sampled entities compared on their real hashes.
+func TestFingerprintBrokenPromiseIsCaught(t *testing.T) {
+	e, rec, _ := newEngine(t)
+	ctx := context.Background()
+	const n = 2 * checkEvery
+	snap := func(state string) *entity.Snapshot {
+		ents := make([]entity.Entity, n)
+		for i := range ents {
+			ents[i] = inst(fmt.Sprintf("vm%d", i), state, nil)
+			ents[i].Fingerprint = [16]byte{1, byte(i)} // the same whatever the state
+		}
+		return &entity.Snapshot{Types: []string{"nova.instance"}, Entities: ents}
+	}
+	if _, err := e.ApplySnapshot(ctx, snap("ACTIVE"), SnapshotOptions{Source: "cloud"}); err != nil {
+		t.Fatal(err)
+	}
+	rec.pubs = nil
+	if _, err := e.ApplySnapshot(ctx, snap("SHUTOFF"), SnapshotOptions{Source: "cloud"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.fps.broken.Load(); got == 0 || len(rec.pubs) != int(got) {
+		t.Fatalf("%d broken fingerprints caught, %d updates published", got, len(rec.pubs))
+	}
+}
