@@ -313,16 +313,8 @@ func (s *Server) serveResources(w http.ResponseWriter, name, id string) {
 			"error": map[string]any{"type": "EntityNotFound", "message": "The Stack (" + name + ") could not be found.", "traceback": nil}})
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	bw := bufio.NewWriterSize(w, 64<<10)
-	bw.WriteString(`{"resources": [`)
-	for i, it := range items {
-		if i > 0 {
-			bw.WriteByte(',')
-		}
-		bw.Write(it.raw)
-	}
-	bw.WriteString(`]}`)
+	bw := writeItems(w, "resources", items)
+	bw.WriteByte('}')
 	_ = bw.Flush()
 }
 
@@ -401,16 +393,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, coll string) 
 		writeJSON(w, http.StatusBadRequest, map[string]any{"badRequest": map[string]any{"code": 400, "message": err.Error()}})
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	bw := bufio.NewWriterSize(w, 64<<10)
-	bw.WriteString(`{"` + l.key + `": [`)
-	for i, it := range items {
-		if i > 0 {
-			bw.WriteByte(',')
-		}
-		bw.Write(it.raw)
-	}
-	bw.WriteByte(']')
+	bw := writeItems(w, l.key, items)
 	// Like nova, neutron and cinder: a full page has a next link, so a
 	// listing whose size is a multiple of the page ends on an empty page.
 	if l.links && len(items) > 0 && len(items) == size {
@@ -423,4 +406,20 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, coll string) 
 	}
 	bw.WriteByte('}')
 	_ = bw.Flush()
+}
+
+// writeItems starts a JSON answer {"<key>": [items...] from the items'
+// stored bytes; the caller adds any other member and the closing brace.
+func writeItems(w http.ResponseWriter, key string, items []item) *bufio.Writer {
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(`{"` + key + `": [`)
+	for i, it := range items {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(it.raw)
+	}
+	bw.WriteByte(']')
+	return bw
 }
