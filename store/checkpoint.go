@@ -91,7 +91,10 @@ func (c *checkpointer) run(ctx context.Context) {
 		}
 		// frames is the WAL's length when the pass began: commits go on
 		// adding to it meanwhile.
-		if frames, _ := c.checkpoint(ctx); frames > restartFrames {
+		frames, _ := c.checkpoint(ctx)
+		if frames <= restartFrames {
+			c.setPinned(false, frames)
+		} else {
 			c.wmu.Lock()
 			frames, copied := c.checkpoint(ctx)
 			c.wmu.Unlock()
