@@ -386,7 +386,7 @@ func (e *Engine) keepLinks(ctx context.Context, p *prepared, prev *prepared, sou
 
 // storedLinks reads the links of the stored entity of key.
 func (e *Engine) storedLinks(ctx context.Context, key string) ([]entity.Link, error) {
-	b, err := e.st.Entity(ctx, key)
+	b, err := e.st.WriterEntity(ctx, key)
 	if err != nil || b == nil {
 		return nil, err
 	}

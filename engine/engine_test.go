@@ -429,3 +429,48 @@ func TestEventsKeepLinks(t *testing.T) {
 	ne.Entity.ID = "s2"
 	push([]string{"create heat.stack:s2"}, ne)
 }
+
+// Keeping a stack's links reads the stored entity while the engine's lock
+// is held: it must not wait for the reader pool, which slow get_all
+// clients can hold for as long as they like.
+func TestKeepLinksDoesNotWaitForReaders(t *testing.T) {
+	e, _, st := newEngine(t)
+	ctx := context.Background()
+	t0 := time.Now().UTC()
+	stack := entity.Entity{Type: "heat.stack", ID: "s1", Name: "stack", State: "CREATE_COMPLETE",
+		Links: []entity.Link{{Key: "nova.instance:vm1", Relation: "comprised"}}, Data: map[string]any{}}
+	check(t)(e.ApplySnapshot(ctx, snapOf([]string{"heat.stack"}, stack), SnapshotOptions{Source: "cloud", StartedAt: t0}))
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	for range 4 { // the store's default reader pool
+		held.Add(1)
+		go func() {
+			first := true
+			st.All(ctx, nil, func([]byte) error {
+				if first {
+					first = false
+					held.Done()
+					<-release
+				}
+				return nil
+			})
+		}()
+	}
+	held.Wait()
+	defer close(release)
+	ev := stack
+	ev.Links, ev.State, ev.Timestamp = nil, "UPDATE_COMPLETE", t0.Add(time.Second)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.ApplyEvents(ctx, "cloud", []entity.Event{{Action: entity.Update, Entity: ev, KeepLinks: true}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a KeepLinks event waited for the reader pool")
+	}
+}

@@ -259,6 +259,22 @@ func (s *Store) Entity(ctx context.Context, key string) ([]byte, error) {
 	return b, nil
 }
 
+// WriterEntity is Entity read through the writer's connection, for the
+// engine, which reads while holding its lock: the reader pool may be taken
+// by long get_all streams to slow clients, the writer's connection only by
+// the engine's own commits and pruning.
+func (s *Store) WriterEntity(ctx context.Context, key string) ([]byte, error) {
+	var b []byte
+	err := s.w.QueryRowContext(ctx, `SELECT entity FROM entities WHERE key = ?`, key).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read entity %s: %w", key, err)
+	}
+	return b, nil
+}
+
 // typeRange turns a type filter into a key range: keys start with
 // "<type>:", so a type's entities are one contiguous range of the primary
 // key and need no index of their own.
