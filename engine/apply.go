@@ -559,7 +559,9 @@ func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) e
 			c.json = appendEntity(nil, &last)
 			continue
 		}
-		b, err := e.st.Entity(ctx, c.key)
+		// Through the writer's connection: the engine's lock is held, and
+		// slow get_all clients may hold every reader.
+		b, err := e.st.WriterEntity(ctx, c.key)
 		if err != nil {
 			return err
 		}

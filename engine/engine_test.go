@@ -430,10 +430,10 @@ func TestEventsKeepLinks(t *testing.T) {
 	push([]string{"create heat.stack:s2"}, ne)
 }
 
-// Keeping a stack's links reads the stored entity while the engine's lock
-// is held: it must not wait for the reader pool, which slow get_all
-// clients can hold for as long as they like.
-func TestKeepLinksDoesNotWaitForReaders(t *testing.T) {
+// Keeping a stack's links and carrying a deleted entity read the stored
+// entity while the engine's lock is held: they must not wait for the reader
+// pool, which slow get_all clients can hold for as long as they like.
+func TestLockedReadsDoNotWaitForReaders(t *testing.T) {
 	e, _, st := newEngine(t)
 	ctx := context.Background()
 	t0 := time.Now().UTC()
@@ -460,17 +460,26 @@ func TestKeepLinksDoesNotWaitForReaders(t *testing.T) {
 	defer close(release)
 	ev := stack
 	ev.Links, ev.State, ev.Timestamp = nil, "UPDATE_COMPLETE", t0.Add(time.Second)
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.ApplyEvents(ctx, "cloud", []entity.Event{{Action: entity.Update, Entity: ev, KeepLinks: true}})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	within := func(what string, apply func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- apply() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s waited for the reader pool", what)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a KeepLinks event waited for the reader pool")
 	}
+	within("a KeepLinks event", func() error {
+		_, err := e.ApplyEvents(ctx, "cloud", []entity.Event{{Action: entity.Update, Entity: ev, KeepLinks: true}})
+		return err
+	})
+	// A delete carries the entity as stored: read the same way.
+	within("a delete", func() error {
+		_, err := e.ApplySnapshot(ctx, snapOf([]string{"heat.stack"}), SnapshotOptions{Source: "cloud", StartedAt: t0.Add(2 * time.Second)})
+		return err
+	})
 }
