@@ -19,6 +19,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -89,7 +90,7 @@ func cpuTime(tb testing.TB, pid int) time.Duration {
 
 // benchBus starts a sidecar with an amqp listener and a subscriber; it
 // returns the sidecar's pid and database too.
-func benchBus(b *testing.B) (busSetup, *busSub, *busPub, int, string) {
+func benchBus(b *testing.B) (busSetup, *busSub, *amqptest.Publisher, int, string) {
 	setup := newBusSetup(b)
 	socket, pid := startBusSidecar(b, setup.listener(""))
 	c, err := rpc.Dial(context.Background(), socket)
@@ -98,7 +99,7 @@ func benchBus(b *testing.B) (busSetup, *busSub, *busPub, int, string) {
 	}
 	b.Cleanup(func() { c.Close() })
 	waitConnected(b, c)
-	return setup, subscribe(b, socket, "nova.instance"), newBusPub(b), pid, filepath.Join(filepath.Dir(socket), "s.db")
+	return setup, subscribe(b, socket, "nova.instance"), amqptest.NewPublisher(b), pid, filepath.Join(filepath.Dir(socket), "s.db")
 }
 
 // BenchmarkBusThroughput publishes b.N instance.create.end notifications
@@ -107,7 +108,7 @@ func benchBus(b *testing.B) (busSetup, *busSub, *busPub, int, string) {
 // subscriber.
 func BenchmarkBusThroughput(b *testing.B) {
 	setup, sub, pub, pid, _ := benchBus(b)
-	create := busFixture(b, "nova-versioned/instance-create-end.json")
+	create := amqptest.Fixture(b, "nova-versioned/instance-create-end.json")
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
 		bodies[i] = busEnvelope(b, create, fmt.Sprintf("%08d-1111-4000-8000-000000000000", i), "", time.Now())
@@ -118,7 +119,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 	var last *amqp.DeferredConfirmation
 	for _, body := range bodies {
 		var err error
-		if last, err = pub.publish(setup.exchange, body); err != nil {
+		if last, err = pub.TryPublish(setup.exchange, busKey, body); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -139,7 +140,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 // of its own, to tell the broker's share of the latency from the
 // synchronizer's: it records when each message arrived, in order.
 func busTap(b *testing.B, exchange string) func() []time.Time {
-	ch := busAdmin(b)
+	ch := amqptest.Admin(b)
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
 	if err == nil {
 		err = ch.QueueBind(q.Name, "versioned_notifications.info", exchange, false, nil)
@@ -182,7 +183,7 @@ func percentiles(lat []time.Duration) (p50, p99, max float64) {
 func BenchmarkBusLatency(b *testing.B) {
 	setup, sub, pub, _, db := benchBus(b)
 	tap := busTap(b, setup.exchange)
-	create := busFixture(b, "nova-versioned/instance-create-end.json")
+	create := amqptest.Fixture(b, "nova-versioned/instance-create-end.json")
 	sent := make([]time.Time, b.N)
 	b.ResetTimer()
 	start := time.Now()
@@ -194,7 +195,7 @@ func BenchmarkBusLatency(b *testing.B) {
 		sent[i] = time.Now()
 		body := busEnvelope(b, create, fmt.Sprintf("%08d-2222-4000-8000-000000000000", i), "", sent[i])
 		var err error
-		if last, err = pub.publish(setup.exchange, body); err != nil {
+		if last, err = pub.TryPublish(setup.exchange, busKey, body); err != nil {
 			b.Fatal(err)
 		}
 	}

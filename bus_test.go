@@ -25,37 +25,12 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/openstack-synchronizer/synchronizer/oslo"
+	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
-const busBroker = "amqp://guest:guest@127.0.0.1:5672/"
-
 // busInstance is the server of the Nova versioned samples.
 const busInstance = "178b0921-8f85-4257-88b6-2e743b5a975c"
-
-var busSeq atomic.Int64
-
-// busName returns a broker object name no other test run uses.
-func busName(what string) string {
-	return fmt.Sprintf("bustest-%s-%d-%d", what, os.Getpid(), busSeq.Add(1))
-}
-
-// busAdmin opens a fresh connection: some tests close every connection on
-// the broker.
-func busAdmin(t testing.TB) *amqp.Channel {
-	t.Helper()
-	c, err := amqp.Dial(busBroker)
-	if err != nil {
-		t.Fatalf("RabbitMQ is not reachable on 127.0.0.1:5672 (run scripts/deps.d/rabbitmq.sh): %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
-}
 
 // busSetup names one listener's exchange and queue and deletes them after
 // the test (after the sidecar stopped: cleanups run last-in first-out).
@@ -63,18 +38,12 @@ type busSetup struct{ exchange, name, queue string }
 
 func newBusSetup(t testing.TB) busSetup {
 	t.Helper()
-	b := busSetup{exchange: busName("ex"), name: busName("bus")}
+	b := busSetup{exchange: amqptest.Name("ex"), name: amqptest.Name("bus")}
 	b.queue = "synchronizer." + b.name
-	busAdmin(t) // fails clearly when the broker is not there
-	t.Cleanup(func() {
-		ch := busAdmin(t)
-		if _, err := ch.QueueDelete(b.queue, false, false, false); err != nil {
-			t.Errorf("delete queue %s: %v", b.queue, err)
-		}
-		if err := ch.ExchangeDelete(b.exchange, false, false); err != nil {
-			t.Errorf("delete exchange %s: %v", b.exchange, err)
-		}
-	})
+	amqptest.Admin(t) // fails clearly when the broker is not there
+	// Last in, first out: the queue goes first, then its exchange.
+	amqptest.DeleteExchangeAfter(t, b.exchange)
+	amqptest.DeleteQueueAfter(t, b.queue)
 	return b
 }
 
@@ -85,41 +54,13 @@ func (b busSetup) listener(owner string) string {
 		o = ", owner: " + owner
 	}
 	return fmt.Sprintf("listeners:\n  - {name: %s, type: amqp, urls: [%q], exchanges: [%s], topics: [versioned_notifications], min_backoff: 20ms%s}\n",
-		b.name, busBroker, b.exchange, o)
+		b.name, amqptest.Broker, b.exchange, o)
 }
 
-// busFixture reads an inner message from oslo/testdata.
-func busFixture(t testing.TB, rel string) map[string]any {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("oslo", "testdata", rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// busEnvelope stamps an inner message as oslo.messaging's notifier does and
-// wraps it in the 2.0 envelope. uuid and state, when not empty, replace
-// those of a versioned instance payload.
+// busEnvelope stamps and wraps an inner message (amqptest.Envelope); uuid
+// and state, when not empty, replace those of a versioned instance payload.
 func busEnvelope(t testing.TB, inner map[string]any, uuid, state string, ts time.Time) []byte {
 	t.Helper()
-	n := busSeq.Add(1)
-	m := map[string]any{
-		"message_id":          fmt.Sprintf("00000000-0000-4000-8000-%012d", n),
-		"_unique_id":          fmt.Sprintf("%032d", n),
-		"timestamp":           oslo.FormatTime(ts),
-		"priority":            "INFO",
-		"publisher_id":        "nova-compute:compute",
-		"_context_request_id": "req-5b6c791d-5709-4f36-8fbe-c3e02869e35d",
-		"_context_is_admin":   true,
-	}
-	for k, v := range inner {
-		m[k] = v
-	}
 	if d, ok := inner["payload"].(map[string]any)["nova_object.data"].(map[string]any); ok && (uuid != "" || state != "") {
 		c := make(map[string]any, len(d))
 		for k, v := range d {
@@ -136,70 +77,18 @@ func busEnvelope(t testing.TB, inner map[string]any, uuid, state string, ts time
 			p[k] = v
 		}
 		p["nova_object.data"] = c
-		m["payload"] = p
-	}
-	body, err := oslo.Encode(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return body
-}
-
-// busPub publishes with confirms as oslo.messaging's kombu producer does.
-type busPub struct {
-	t    testing.TB
-	conn *amqp.Connection
-	ch   *amqp.Channel
-}
-
-func newBusPub(t testing.TB) *busPub {
-	t.Helper()
-	p := &busPub{t: t}
-	if err := p.dial(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.conn.Close() })
-	return p
-}
-
-func (p *busPub) dial() error {
-	c, err := amqp.Dial(busBroker)
-	if err != nil {
-		return fmt.Errorf("publisher: dial: %w", err)
-	}
-	ch, err := c.Channel()
-	if err == nil {
-		err = ch.Confirm(false)
-	}
-	if err != nil {
-		c.Close()
-		return fmt.Errorf("publisher: channel: %w", err)
-	}
-	if p.conn != nil {
-		p.conn.Close()
-	}
-	p.conn, p.ch = c, ch
-	return nil
-}
-
-func (p *busPub) publish(exchange string, body []byte) (*amqp.DeferredConfirmation, error) {
-	return p.ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, "versioned_notifications.info", false, false,
-		amqp.Publishing{ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent, Body: body})
-}
-
-func (p *busPub) publishWait(exchange string, body []byte) {
-	p.t.Helper()
-	dc, err := p.publish(exchange, body)
-	if err == nil {
-		var ok bool
-		if ok, err = dc.WaitContext(context.Background()); !ok && err == nil {
-			err = fmt.Errorf("nacked")
+		copied := make(map[string]any, len(inner))
+		for k, v := range inner {
+			copied[k] = v
 		}
+		copied["payload"] = p
+		inner = copied
 	}
-	if err != nil {
-		p.t.Fatalf("publish to %s: %v", exchange, err)
-	}
+	return amqptest.Envelope(t, inner, ts)
 }
+
+// busKey is the routing key the listeners of these tests bind.
+const busKey = "versioned_notifications.info"
 
 // busChange is what the tests read of a change notification.
 type busChange struct {
@@ -335,10 +224,10 @@ func TestBusNovaInstanceLifecycle(t *testing.T) {
 	c := s.client()
 	sub := subscribe(t, s.socket, "nova.instance")
 	waitConnected(t, c)
-	pub := newBusPub(t)
+	pub := amqptest.NewPublisher(t)
 	ts := time.Now().UTC().Add(-time.Minute)
 	for i, f := range []string{"instance-create-end", "instance-power_off-end", "instance-delete-end"} {
-		pub.publishWait(b.exchange, busEnvelope(t, busFixture(t, "nova-versioned/"+f+".json"), "", "", ts.Add(time.Duration(i)*time.Second)))
+		pub.PublishWait(b.exchange, busKey, busEnvelope(t, amqptest.Fixture(t, "nova-versioned/"+f+".json"), "", "", ts.Add(time.Duration(i)*time.Second)))
 	}
 	waitFor(t, "three changes", 10*time.Second, func() bool { return sub.count() >= 3 })
 	time.Sleep(200 * time.Millisecond) // room for an unwanted fourth
@@ -368,12 +257,12 @@ func TestBusGarbageBetweenGood(t *testing.T) {
 	c := s.client()
 	sub := subscribe(t, s.socket, "nova.instance")
 	waitConnected(t, c)
-	pub := newBusPub(t)
-	create := busFixture(t, "nova-versioned/instance-create-end.json")
+	pub := amqptest.NewPublisher(t)
+	create := amqptest.Fixture(t, "nova-versioned/instance-create-end.json")
 	now := time.Now()
-	pub.publishWait(b.exchange, busEnvelope(t, create, "aaaaaaaa-0000-4000-8000-000000000001", "", now))
-	pub.publishWait(b.exchange, []byte("\x00\x01 this is not json {"))
-	pub.publishWait(b.exchange, busEnvelope(t, create, "aaaaaaaa-0000-4000-8000-000000000002", "", now))
+	pub.PublishWait(b.exchange, busKey, busEnvelope(t, create, "aaaaaaaa-0000-4000-8000-000000000001", "", now))
+	pub.PublishWait(b.exchange, busKey, []byte("\x00\x01 this is not json {"))
+	pub.PublishWait(b.exchange, busKey, busEnvelope(t, create, "aaaaaaaa-0000-4000-8000-000000000002", "", now))
 	waitFor(t, "two changes", 10*time.Second, func() bool { return sub.count() == 2 })
 	var d map[string]any
 	waitFor(t, "the garbage counted", 10*time.Second, func() bool {
@@ -406,8 +295,8 @@ func TestBusBurstReconnect(t *testing.T) {
 	c := s.client()
 	sub := subscribe(t, s.socket, "nova.instance")
 	waitConnected(t, c)
-	create := busFixture(t, "nova-versioned/instance-create-end.json")
-	off := busFixture(t, "nova-versioned/instance-power_off-end.json")
+	create := amqptest.Fixture(t, "nova-versioned/instance-create-end.json")
+	off := amqptest.Fixture(t, "nova-versioned/instance-power_off-end.json")
 	base := time.Now().UTC().Add(-time.Hour)
 	bodies := make([][]byte, 0, 2*keys)
 	for i := range keys {
@@ -422,14 +311,14 @@ func TestBusBurstReconnect(t *testing.T) {
 	start := time.Now()
 	pubDone := make(chan error, 1)
 	go func() {
-		p := newBusPub(t)
+		p := amqptest.NewPublisher(t)
 		const chunk = 500
 		for lo := 0; lo < len(bodies); {
 			hi := min(lo+chunk, len(bodies))
 			var last *amqp.DeferredConfirmation
 			var err error
 			for _, body := range bodies[lo:hi] {
-				if last, err = p.publish(b.exchange, body); err != nil {
+				if last, err = p.TryPublish(b.exchange, busKey, body); err != nil {
 					break
 				}
 			}
@@ -448,7 +337,7 @@ func TestBusBurstReconnect(t *testing.T) {
 			}
 			// Redial until the broker takes connections again.
 			deadline := time.Now().Add(20 * time.Second)
-			for p.dial() != nil {
+			for p.Redial() != nil {
 				if time.Now().After(deadline) {
 					pubDone <- fmt.Errorf("publisher: cannot reconnect after %v", err)
 					return
@@ -473,7 +362,7 @@ func TestBusBurstReconnect(t *testing.T) {
 	}
 	waitFor(t, "every change", 40*time.Second, func() bool { return sub.count() >= 2*keys })
 	waitFor(t, "the queue to drain", 10*time.Second, func() bool {
-		q, err := busAdmin(t).QueueDeclarePassive(b.queue, false, false, false, false, nil)
+		q, err := amqptest.Admin(t).QueueDeclarePassive(b.queue, false, false, false, false, nil)
 		return err == nil && q.Messages == 0 && q.Consumers == 1
 	})
 	time.Sleep(300 * time.Millisecond) // room for a duplicate
@@ -562,9 +451,9 @@ func TestBusPushDuringPoll(t *testing.T) {
 	n := len(pollLog(dir))
 	waitFor(t, "a poll to start", 10*time.Second, func() bool { return len(pollLog(dir)) > n })
 	inFlight := len(pollLog(dir))
-	pub := newBusPub(t)
-	pub.publishWait(b.exchange, busEnvelope(t, busFixture(t, "nova-versioned/instance-power_off-end.json"), "", "", time.Now()))
-	pub.publishWait(b.exchange, busEnvelope(t, busFixture(t, "nova-versioned/instance-create-end.json"), busNewInstance, "", time.Now()))
+	pub := amqptest.NewPublisher(t)
+	pub.PublishWait(b.exchange, busKey, busEnvelope(t, amqptest.Fixture(t, "nova-versioned/instance-power_off-end.json"), "", "", time.Now()))
+	pub.PublishWait(b.exchange, busKey, busEnvelope(t, amqptest.Fixture(t, "nova-versioned/instance-create-end.json"), busNewInstance, "", time.Now()))
 	waitFor(t, "the pushed changes", 5*time.Second, func() bool { return sub.count() == 2 })
 	if l := pollLog(dir); len(l) != inFlight || l[len(l)-1] != "start" {
 		t.Fatalf("the push did not land while the poll was in flight: polls.log %v", l)

@@ -16,13 +16,14 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
 
 // queueDepth returns the ready messages of a queue (unacknowledged ones
 // are not counted: stop the listener first to have them requeued).
 func queueDepth(t testing.TB, q string) int {
 	t.Helper()
-	info, err := admin(t).QueueDeclarePassive(q, false, false, false, false, nil)
+	info, err := amqptest.Admin(t).QueueDeclarePassive(q, false, false, false, false, nil)
 	if err != nil {
 		t.Fatalf("inspect queue %s: %v", q, err)
 	}
@@ -32,21 +33,21 @@ func queueDepth(t testing.TB, q string) int {
 // testBus makes a listener bound to an exchange of its own.
 func testBus(t testing.TB, extra string) (l *amqpListener, exchange, queue string) {
 	t.Helper()
-	exchange, name := uniq("ex"), uniq("bus")
+	exchange, name := amqptest.Name("ex"), amqptest.Name("bus")
 	queue = "synchronizer." + name
-	cleanupExchange(t, exchange)
-	cleanupQueue(t, queue)
-	l = newTestListener(t, name, fmt.Sprintf("urls: [%q]\nexchanges: [%s]\ntopics: [notifications]\nmin_backoff: 20ms\n%s", testBroker, exchange, extra))
+	amqptest.DeleteExchangeAfter(t, exchange)
+	amqptest.DeleteQueueAfter(t, queue)
+	l = newTestListener(t, name, fmt.Sprintf("urls: [%q]\nexchanges: [%s]\ntopics: [notifications]\nmin_backoff: 20ms\n%s", amqptest.Broker, exchange, extra))
 	return l, exchange, queue
 }
 
 // instanceBody is a versioned instance notification for server id.
 func instanceBody(t testing.TB, id, state string, ts time.Time) []byte {
 	t.Helper()
-	inner := fixture(t, "nova-versioned/instance-create-end.json")
+	inner := amqptest.Fixture(t, "nova-versioned/instance-create-end.json")
 	d := inner["payload"].(map[string]any)["nova_object.data"].(map[string]any)
 	d["uuid"], d["state"] = id, state
-	return envelope(t, inner, ts)
+	return amqptest.Envelope(t, inner, ts)
 }
 
 func TestAMQPSinkErrorRedelivers(t *testing.T) {
@@ -58,7 +59,7 @@ func TestAMQPSinkErrorRedelivers(t *testing.T) {
 		return nil
 	}}
 	stop := run(t, l, sink)
-	newPublisher(t).publishWait(ex, "notifications.info", instanceBody(t, "11111111-0000-4000-8000-000000000001", "active", time.Now()))
+	amqptest.NewPublisher(t).PublishWait(ex, "notifications.info", instanceBody(t, "11111111-0000-4000-8000-000000000001", "active", time.Now()))
 	waitFor(t, 10*time.Second, "the redelivered message to be applied", func() bool { return len(sink.got()) == 1 })
 	waitFor(t, 5*time.Second, "the ack", func() bool { return l.Status()["acked"].(int64) == 1 })
 	st := l.Status()
@@ -96,9 +97,9 @@ func TestAMQPPipelineFailureRequeuesBoth(t *testing.T) {
 		return errors.New("disk I/O error")
 	}}
 	stop := run(t, l, sink)
-	pub := newPublisher(t)
-	pub.publishWait(ex, "notifications.info", instanceBody(t, a, "active", time.Now()))
-	pub.publishWait(ex, "notifications.info", instanceBody(t, b, "active", time.Now()))
+	pub := amqptest.NewPublisher(t)
+	pub.PublishWait(ex, "notifications.info", instanceBody(t, a, "active", time.Now()))
+	pub.PublishWait(ex, "notifications.info", instanceBody(t, b, "active", time.Now()))
 	if !<-overlapped {
 		t.Fatal("the second message was not received while the first was applied")
 	}
@@ -124,18 +125,18 @@ func TestAMQPBadMessages(t *testing.T) {
 	l, ex, q := testBus(t, "")
 	sink := &recSink{}
 	stop := run(t, l, sink)
-	pub := newPublisher(t)
+	pub := amqptest.NewPublisher(t)
 	now := time.Now()
 	bodies := [][]byte{
 		instanceBody(t, "22222222-0000-4000-8000-000000000001", "active", now),
 		[]byte("this is not json"),
 		[]byte(`{"oslo.version": "2.0", "oslo.message": "{\"payload\": {}}"}`),
-		envelope(t, map[string]any{"event_type": "identity.project.created", "payload": map[string]any{}}, now),
-		envelope(t, map[string]any{"event_type": "instance.update", "payload": map[string]any{}}, now),
+		amqptest.Envelope(t, map[string]any{"event_type": "identity.project.created", "payload": map[string]any{}}, now),
+		amqptest.Envelope(t, map[string]any{"event_type": "instance.update", "payload": map[string]any{}}, now),
 		instanceBody(t, "22222222-0000-4000-8000-000000000002", "stopped", now),
 	}
 	for _, b := range bodies {
-		pub.publishWait(ex, "notifications.info", b)
+		pub.PublishWait(ex, "notifications.info", b)
 	}
 	waitFor(t, 10*time.Second, "all messages", func() bool {
 		st := l.Status()
@@ -158,28 +159,28 @@ func TestAMQPBadMessages(t *testing.T) {
 }
 
 func TestAMQPDeadLetter(t *testing.T) {
-	dlx, dlq := uniq("dlx"), uniq("dlq")
-	ch := admin(t)
+	dlx, dlq := amqptest.Name("dlx"), amqptest.Name("dlq")
+	ch := amqptest.Admin(t)
 	if err := ch.ExchangeDeclare(dlx, "fanout", false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	cleanupExchange(t, dlx)
+	amqptest.DeleteExchangeAfter(t, dlx)
 	if _, err := ch.QueueDeclare(dlq, false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	cleanupQueue(t, dlq)
+	amqptest.DeleteQueueAfter(t, dlq)
 	if err := ch.QueueBind(dlq, "", dlx, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	l, ex, _ := testBus(t, "dead_letter_exchange: "+dlx+"\n")
 	sink := &recSink{}
 	run(t, l, sink)
-	pub := newPublisher(t)
-	pub.publishWait(ex, "notifications.info", []byte("garbage"))
-	pub.publishWait(ex, "notifications.info", instanceBody(t, "33333333-0000-4000-8000-000000000001", "active", time.Now()))
+	pub := amqptest.NewPublisher(t)
+	pub.PublishWait(ex, "notifications.info", []byte("garbage"))
+	pub.PublishWait(ex, "notifications.info", instanceBody(t, "33333333-0000-4000-8000-000000000001", "active", time.Now()))
 	waitFor(t, 10*time.Second, "the good message", func() bool { return len(sink.got()) == 1 })
 	waitFor(t, 5*time.Second, "the dead letter", func() bool { return queueDepth(t, dlq) == 1 })
-	d, ok, err := admin(t).Get(dlq, true)
+	d, ok, err := amqptest.Admin(t).Get(dlq, true)
 	if err != nil || !ok || string(d.Body) != "garbage" {
 		t.Fatalf("dead letter: %v %v %q", ok, err, d.Body)
 	}
@@ -191,9 +192,9 @@ func TestAMQPDeadLetter(t *testing.T) {
 func TestAMQPDurableMismatch(t *testing.T) {
 	for _, what := range []string{"exchange", "queue"} {
 		t.Run(what, func(t *testing.T) {
-			exchange, name := uniq("durable"), uniq("durable")
+			exchange, name := amqptest.Name("durable"), amqptest.Name("durable")
 			queue := "synchronizer." + name
-			ch := admin(t)
+			ch := amqptest.Admin(t)
 			// The deployment declared it durable (amqp_durable_queues = True).
 			if what == "exchange" {
 				if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
@@ -204,9 +205,9 @@ func TestAMQPDurableMismatch(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			cleanupExchange(t, exchange)
-			cleanupQueue(t, queue)
-			l := newTestListener(t, name, fmt.Sprintf("urls: [%q]\nexchanges: [%s]\n", testBroker, exchange))
+			amqptest.DeleteExchangeAfter(t, exchange)
+			amqptest.DeleteQueueAfter(t, queue)
+			l := newTestListener(t, name, fmt.Sprintf("urls: [%q]\nexchanges: [%s]\n", amqptest.Broker, exchange))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := l.Run(ctx, &recSink{})
@@ -227,10 +228,10 @@ func TestAMQPDurableMismatch(t *testing.T) {
 // TestAMQPFailover: the first broker URL refuses connections; the listener
 // goes on to the second, and no password reaches status.
 func TestAMQPFailover(t *testing.T) {
-	ex, name := uniq("ex"), uniq("failover")
-	cleanupExchange(t, ex)
-	cleanupQueue(t, "synchronizer."+name)
-	l := newTestListener(t, name, fmt.Sprintf("urls: [\"amqp://guest:s3cret-pw@127.0.0.1:1/\", %q]\nexchanges: [%s]\nmin_backoff: 10ms\n", testBroker, ex))
+	ex, name := amqptest.Name("ex"), amqptest.Name("failover")
+	amqptest.DeleteExchangeAfter(t, ex)
+	amqptest.DeleteQueueAfter(t, "synchronizer."+name)
+	l := newTestListener(t, name, fmt.Sprintf("urls: [\"amqp://guest:s3cret-pw@127.0.0.1:1/\", %q]\nexchanges: [%s]\nmin_backoff: 10ms\n", amqptest.Broker, ex))
 	run(t, l, &recSink{})
 	st := l.Status()
 	if st["broker"] != "127.0.0.1:5672" || !strings.Contains(st["last_error"].(string), "127.0.0.1:1") {
@@ -295,10 +296,10 @@ func TestAMQPReconnectBurst(t *testing.T) {
 
 	start := time.Now()
 	tmpl := string(instanceBody(t, "178b0921-8f85-4257-88b6-2e743b5a975c", "active", time.Now()))
-	pub := newPublisher(t)
+	pub := amqptest.NewPublisher(t)
 	var last *amqp.DeferredConfirmation
 	for i := range total {
-		last = pub.publish(ex, "notifications.info", []byte(strings.Replace(tmpl, "178b0921-8f85-4257-88b6-2e743b5a975c", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), 1)))
+		last = pub.Publish(ex, "notifications.info", []byte(strings.Replace(tmpl, "178b0921-8f85-4257-88b6-2e743b5a975c", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), 1)))
 	}
 	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
 		t.Fatalf("burst not confirmed: %v", err)
@@ -366,11 +367,11 @@ func BenchmarkAMQPThroughput(b *testing.B) {
 	sink := &latencySink{}
 	run(b, l, sink)
 	tmpl := string(instanceBody(b, "178b0921-8f85-4257-88b6-2e743b5a975c", "active", time.Now()))
-	pub := newPublisher(b)
+	pub := amqptest.NewPublisher(b)
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {
-		pub.publish(ex, "notifications.info", []byte(strings.Replace(tmpl, "178b0921-8f85-4257-88b6-2e743b5a975c", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), 1)))
+		pub.Publish(ex, "notifications.info", []byte(strings.Replace(tmpl, "178b0921-8f85-4257-88b6-2e743b5a975c", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), 1)))
 	}
 	published := time.Since(start)
 	waitFor(b, 60*time.Second, "all", func() bool { return sink.n() == b.N })
@@ -384,12 +385,12 @@ func BenchmarkAMQPLatency(b *testing.B) {
 	l, ex, _ := testBus(b, "")
 	sink := &latencySink{}
 	run(b, l, sink)
-	pub := newPublisher(b)
+	pub := amqptest.NewPublisher(b)
 	b.ResetTimer()
 	tick := time.NewTicker(time.Millisecond)
 	for i := range b.N {
 		<-tick.C
-		pub.publish(ex, "notifications.info", instanceBody(b, fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), "active", time.Now()))
+		pub.Publish(ex, "notifications.info", instanceBody(b, fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), "active", time.Now()))
 	}
 	tick.Stop()
 	waitFor(b, 30*time.Second, "all", func() bool { return sink.n() == b.N })

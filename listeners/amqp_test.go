@@ -18,60 +18,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"gopkg.in/yaml.v3"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
-	"github.com/openstack-synchronizer/synchronizer/oslo"
+	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
-
-// The amqp tests talk to the real RabbitMQ that scripts/deps.d/rabbitmq.sh
-// installs and starts; they fail (never skip) when it is not there.
-const testBroker = "amqp://guest:guest@127.0.0.1:5672/"
-
-var testSeq atomic.Int64
-
-// uniq returns a name no other test run uses.
-func uniq(what string) string {
-	return fmt.Sprintf("synctest-%s-%d-%d", what, os.Getpid(), testSeq.Add(1))
-}
-
-// admin opens a fresh connection; a fresh one each time, because some tests
-// close every connection on the broker.
-func admin(t testing.TB) *amqp.Channel {
-	t.Helper()
-	c, err := amqp.Dial(testBroker)
-	if err != nil {
-		t.Fatalf("RabbitMQ is not reachable on 127.0.0.1:5672 (run scripts/deps.d/rabbitmq.sh): %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
-}
-
-// cleanupQueue and cleanupExchange delete test objects after the test.
-func cleanupQueue(t testing.TB, name string) {
-	t.Cleanup(func() {
-		if _, err := admin(t).QueueDelete(name, false, false, false); err != nil {
-			t.Errorf("delete queue %s: %v", name, err)
-		}
-	})
-}
-
-func cleanupExchange(t testing.TB, name string) {
-	t.Cleanup(func() {
-		if err := admin(t).ExchangeDelete(name, false, false); err != nil {
-			t.Errorf("delete exchange %s: %v", name, err)
-		}
-	})
-}
 
 // recSink records what it is given. fail, when set, is asked before each
 // Apply (numbered from 1) and may fail it or block it.
@@ -141,7 +95,7 @@ func newTestListener(t testing.TB, name, conf string) *amqpListener {
 // Run's result (also called at cleanup).
 func run(t testing.TB, l *amqpListener, sink Sink) (stop func() error) {
 	t.Helper()
-	admin(t) // fails with a clear message when the broker is not there
+	amqptest.Admin(t) // fails with a clear message when the broker is not there
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx, sink) }()
@@ -165,78 +119,6 @@ func run(t testing.TB, l *amqpListener, sink Sink) (stop func() error) {
 	})
 	waitFor(t, 10*time.Second, "listener to connect", func() bool { return l.Status()["state"] == "connected" })
 	return stop
-}
-
-// publisher publishes as oslo.messaging's kombu producer does.
-type publisher struct {
-	t  testing.TB
-	ch *amqp.Channel
-}
-
-func newPublisher(t testing.TB) *publisher {
-	ch := admin(t)
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	return &publisher{t: t, ch: ch}
-}
-
-func (p *publisher) publish(exchange, key string, body []byte) *amqp.DeferredConfirmation {
-	p.t.Helper()
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, key, false, false, amqp.Publishing{
-		ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent, Body: body,
-	})
-	if err != nil {
-		p.t.Fatalf("publish to %s %s: %v", exchange, key, err)
-	}
-	return dc
-}
-
-func (p *publisher) publishWait(exchange, key string, body []byte) {
-	p.t.Helper()
-	if ok, err := p.publish(exchange, key, body).WaitContext(context.Background()); !ok || err != nil {
-		p.t.Fatalf("publish to %s %s not confirmed: %v", exchange, key, err)
-	}
-}
-
-// fixture reads an inner message from the oslo package's test data.
-func fixture(t testing.TB, rel string) map[string]any {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "oslo", "testdata", rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// envelope stamps an inner message the way oslo.messaging's notifier and
-// amqpdriver do (message_id, timestamp, _unique_id, _context_*) and wraps
-// it in the 2.0 envelope.
-func envelope(t testing.TB, inner map[string]any, ts time.Time) []byte {
-	t.Helper()
-	m := map[string]any{
-		"message_id":          fmt.Sprintf("00000000-0000-4000-8000-%012d", testSeq.Add(1)),
-		"_unique_id":          fmt.Sprintf("%032d", testSeq.Add(1)),
-		"timestamp":           oslo.FormatTime(ts),
-		"priority":            "INFO",
-		"_context_request_id": "req-5b6c791d-5709-4f36-8fbe-c3e02869e35d",
-		"_context_project_id": "6f70656e737461636b20342065766572",
-		"_context_is_admin":   true,
-	}
-	for k, v := range inner {
-		if k != "metadata" {
-			m[k] = v
-		}
-	}
-	body, err := oslo.Encode(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return body
 }
 
 func TestAMQPConfig(t *testing.T) {
@@ -276,39 +158,39 @@ func TestAMQPConfig(t *testing.T) {
 // Nova on nova/notifications.info, Cinder on openstack (cinder's
 // control_exchange default), Neutron and Heat on their own exchanges.
 func TestAMQPFixtures(t *testing.T) {
-	name := uniq("fixtures")
-	cleanupQueue(t, "synchronizer."+name)
-	l := newTestListener(t, name, "urls: [\""+testBroker+"\"]\nowner: cloud\n")
+	name := amqptest.Name("fixtures")
+	amqptest.DeleteQueueAfter(t, "synchronizer."+name)
+	l := newTestListener(t, name, "urls: [\""+amqptest.Broker+"\"]\nowner: cloud\n")
 	sink := &recSink{}
 	run(t, l, sink)
-	pub := newPublisher(t)
+	pub := amqptest.NewPublisher(t)
 	ts := time.Date(2026, 11, 25, 12, 0, 0, 123456000, time.UTC)
-	net := fixture(t, "neutron/networks-list-response.json")["networks"].([]any)[0]
-	stack := fixture(t, "heat/stacks-list-response.json")["stacks"].([]any)[0].(map[string]any)
+	net := amqptest.Fixture(t, "neutron/networks-list-response.json")["networks"].([]any)[0]
+	stack := amqptest.Fixture(t, "heat/stacks-list-response.json")["stacks"].([]any)[0].(map[string]any)
 	msgs := []struct {
 		exchange, key string
 		inner         map[string]any
 		want          string // action key state
 	}{
 		// Legacy first: in nova_format auto, legacy is used until a versioned one comes.
-		{"nova", "notifications.info", fixture(t, "nova-legacy/scenario3_legacy_instance-create-end.json"), "update nova.instance:c03c0bf9-f46e-4e4f-93f1-817568567ee2 ACTIVE"},
-		{"nova", "versioned_notifications.info", fixture(t, "nova-versioned/instance-update.json"), "update nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c ACTIVE"},
-		{"nova", "versioned_notifications.info", fixture(t, "nova-versioned/instance-create-end.json"), "update nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c ACTIVE"},
-		{"nova", "versioned_notifications.info", fixture(t, "nova-versioned/instance-power_off-end.json"), "update nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c SHUTOFF"},
-		{"nova", "versioned_notifications.info", fixture(t, "nova-versioned/service-update.json"), "update nova.host:host1 down"},
-		{"nova", "versioned_notifications.info", fixture(t, "nova-versioned/instance-delete-end.json"), "delete nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c DELETED"},
-		{"openstack", "notifications.info", fixture(t, "cinder/scenario_1_volume-create.json"), "update cinder.volume:990a723f-6c19-4f83-8526-6383c9e9389f available"},
-		{"openstack", "notifications.info", map[string]any{"publisher_id": "volume.host", "event_type": "volume.attach.end", "payload": fixture(t, "vitrage/VOLUME_ATTACH_END.json")}, "update cinder.volume:5e41d178-4349-47aa-9be9-a9ee80ccdcc8 in-use"},
+		{"nova", "notifications.info", amqptest.Fixture(t, "nova-legacy/scenario3_legacy_instance-create-end.json"), "update nova.instance:c03c0bf9-f46e-4e4f-93f1-817568567ee2 ACTIVE"},
+		{"nova", "versioned_notifications.info", amqptest.Fixture(t, "nova-versioned/instance-update.json"), "update nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c ACTIVE"},
+		{"nova", "versioned_notifications.info", amqptest.Fixture(t, "nova-versioned/instance-create-end.json"), "update nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c ACTIVE"},
+		{"nova", "versioned_notifications.info", amqptest.Fixture(t, "nova-versioned/instance-power_off-end.json"), "update nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c SHUTOFF"},
+		{"nova", "versioned_notifications.info", amqptest.Fixture(t, "nova-versioned/service-update.json"), "update nova.host:host1 down"},
+		{"nova", "versioned_notifications.info", amqptest.Fixture(t, "nova-versioned/instance-delete-end.json"), "delete nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c DELETED"},
+		{"openstack", "notifications.info", amqptest.Fixture(t, "cinder/scenario_1_volume-create.json"), "update cinder.volume:990a723f-6c19-4f83-8526-6383c9e9389f available"},
+		{"openstack", "notifications.info", map[string]any{"publisher_id": "volume.host", "event_type": "volume.attach.end", "payload": amqptest.Fixture(t, "vitrage/VOLUME_ATTACH_END.json")}, "update cinder.volume:5e41d178-4349-47aa-9be9-a9ee80ccdcc8 in-use"},
 		{"neutron", "notifications.info", map[string]any{"publisher_id": "network.controller", "event_type": "network.create.end", "payload": map[string]any{"network": net}}, "update neutron.network:d32019d3-bc6e-4319-9c1d-6722fc136a22 ACTIVE"},
 		{"neutron", "notifications.info", map[string]any{"publisher_id": "network.controller", "event_type": "network.delete.end", "payload": map[string]any{"network_id": "d32019d3-bc6e-4319-9c1d-6722fc136a22", "network": net}}, "delete neutron.network:d32019d3-bc6e-4319-9c1d-6722fc136a22 ACTIVE"},
 		{"heat", "notifications.info", map[string]any{"publisher_id": "orchestration.controller", "event_type": "orchestration.stack.create.end", "payload": map[string]any{
 			"stack_identity": stack["id"], "stack_name": stack["stack_name"], "state": stack["stack_status"], "tenant_id": "eb1c63a4f77141548385f113a28f0f52"}}, "update heat.stack:3095aefc-09fb-4bc7-b1f0-f21a304e864c CREATE_COMPLETE"},
 		// Vitrage's extra topic reaches us only if configured: not bound here.
-		{"nova", "vitrage_notifications.info", fixture(t, "nova-versioned/instance-create-end.json"), ""},
+		{"nova", "vitrage_notifications.info", amqptest.Fixture(t, "nova-versioned/instance-create-end.json"), ""},
 	}
 	var want []string
 	for _, m := range msgs {
-		pub.publishWait(m.exchange, m.key, envelope(t, m.inner, ts))
+		pub.PublishWait(m.exchange, m.key, amqptest.Envelope(t, m.inner, ts))
 		if m.want != "" {
 			want = append(want, m.want)
 		}
@@ -343,16 +225,16 @@ func TestAMQPOsloNotifier(t *testing.T) {
 }
 
 func testOsloNotifier(t *testing.T, compression string) {
-	exchange, topic, name := uniq("pyex"), uniq("pytopic"), uniq("py")
-	cleanupQueue(t, "synchronizer."+name)
-	cleanupQueue(t, topic+".info") // oslo's notifier declares <topic>.<priority> too
-	cleanupExchange(t, exchange)
-	l := newTestListener(t, name, fmt.Sprintf("urls: [%q]\nexchanges: [%s]\ntopics: [%s]\n", testBroker, exchange, topic))
+	exchange, topic, name := amqptest.Name("pyex"), amqptest.Name("pytopic"), amqptest.Name("py")
+	amqptest.DeleteQueueAfter(t, "synchronizer."+name)
+	amqptest.DeleteQueueAfter(t, topic+".info") // oslo's notifier declares <topic>.<priority> too
+	amqptest.DeleteExchangeAfter(t, exchange)
+	l := newTestListener(t, name, fmt.Sprintf("urls: [%q]\nexchanges: [%s]\ntopics: [%s]\n", amqptest.Broker, exchange, topic))
 	sink := &recSink{}
 	run(t, l, sink)
 
-	ver := fixture(t, "nova-versioned/instance-power_off-end.json")
-	cinder := fixture(t, "cinder/scenario_1_volume-create.json")
+	ver := amqptest.Fixture(t, "nova-versioned/instance-power_off-end.json")
+	cinder := amqptest.Fixture(t, "cinder/scenario_1_volume-create.json")
 	msgs := []map[string]any{
 		{"publisher_id": ver["publisher_id"], "event_type": ver["event_type"], "payload": ver["payload"]},
 		{"publisher_id": cinder["publisher_id"], "event_type": cinder["event_type"], "payload": cinder["payload"]},

@@ -248,15 +248,7 @@ func (s *Store) ScanBaseline(ctx context.Context, fn func(*BaselineRow) error) e
 
 // Entity returns the stored JSON of one entity, or nil when there is none.
 func (s *Store) Entity(ctx context.Context, key string) ([]byte, error) {
-	var b []byte
-	err := s.r.QueryRowContext(ctx, `SELECT entity FROM entities WHERE key = ?`, key).Scan(&b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: read entity %s: %w", key, err)
-	}
-	return b, nil
+	return readEntity(ctx, s.r, key)
 }
 
 // WriterEntity is Entity read through the writer's connection, for the
@@ -264,8 +256,12 @@ func (s *Store) Entity(ctx context.Context, key string) ([]byte, error) {
 // by long get_all streams to slow clients, the writer's connection only by
 // the engine's own commits and pruning.
 func (s *Store) WriterEntity(ctx context.Context, key string) ([]byte, error) {
+	return readEntity(ctx, s.w, key)
+}
+
+func readEntity(ctx context.Context, db *sql.DB, key string) ([]byte, error) {
 	var b []byte
-	err := s.w.QueryRowContext(ctx, `SELECT entity FROM entities WHERE key = ?`, key).Scan(&b)
+	err := db.QueryRowContext(ctx, `SELECT entity FROM entities WHERE key = ?`, key).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
