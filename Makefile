@@ -20,6 +20,7 @@ test-deps:
 
 test: test-deps build
 	$(GO) vet $(PKGS)
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod is not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	# -p 1: packages one at a time. The broker tests drop every RabbitMQ
 	# connection (rabbitmqctl close_all_connections) to prove reconnects,
@@ -38,6 +39,7 @@ bench: build
 
 lint:
 	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 
 clean:
