@@ -23,13 +23,19 @@ import (
 
 var binary string
 
+// The version the test binary is stamped with, as `make build` stamps it.
+const (
+	versionVar  = "github.com/openstack-synchronizer/synchronizer/buildinfo.Version"
+	testVersion = "v0.0.0-e2e"
+)
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "synchronizer-e2e")
 	if err != nil {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "synchronizer")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-ldflags", "-X "+versionVar+"="+testVersion, "-o", binary, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"github.com/openstack-synchronizer/synchronizer/buildinfo"
 	"sort"
 	"time"
 
@@ -92,6 +93,7 @@ func (b backend) Status(ctx context.Context) (any, error) {
 	}
 	conns, subs, queued := sc.rpc.Stats()
 	st := map[string]any{
+		"version":      buildinfo.Get(),
 		"pid":          sc.pid,
 		"started_at":   sc.started.UTC(),
 		"socket":       sc.socket,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/openstack-synchronizer/synchronizer/buildinfo"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,9 +59,16 @@ func newMetrics(sc *Sidecar) *metrics {
 			Help: "When the running configuration was loaded.",
 		}),
 	}
+	bi := buildinfo.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "synchronizer_build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	buildInfo.Set(1)
 	m.reloadOK.Set(1)
 	m.reloadTime.SetToCurrentTime()
-	m.reg.MustRegister(m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime,
+	m.reg.MustRegister(buildInfo, m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime,
 		stateCollector{sc}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -97,6 +105,13 @@ func (m *metrics) reloaded(err error) {
 		return
 	}
 	m.reloads.WithLabelValues("success").Inc()
+	bi := buildinfo.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "synchronizer_build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	buildInfo.Set(1)
 	m.reloadOK.Set(1)
 	m.reloadTime.SetToCurrentTime()
 }
