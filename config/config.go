@@ -57,6 +57,9 @@ type Config struct {
 	NotifyBatch int `yaml:"notify_batch"`
 	// WriteTimeout ends a connection whose peer stops reading.
 	WriteTimeout Duration `yaml:"write_timeout"`
+	// QuickCheckInterval is how often PRAGMA quick_check runs over the
+	// database (it also runs at every start).
+	QuickCheckInterval Duration `yaml:"quick_check_interval"`
 	// RemovedCollector says what happens to the entities of a collector that
 	// disappears from the config on reload: "keep" (default) or "delete".
 	RemovedCollector string      `yaml:"removed_collector"`
@@ -121,6 +124,7 @@ const (
 	DefaultSubscriberQueue = 100000
 	DefaultNotifyBatch     = 1000
 	DefaultWriteTimeout    = 30 * time.Second
+	DefaultQuickCheck      = 6 * time.Hour
 	DefaultMaxDeleteRatio  = 0.5
 )
 
@@ -215,6 +219,9 @@ func (c *Config) applyDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = Duration(DefaultWriteTimeout)
 	}
+	if c.QuickCheckInterval == 0 {
+		c.QuickCheckInterval = Duration(DefaultQuickCheck)
+	}
 	if c.RemovedCollector == "" {
 		c.RemovedCollector = "keep"
 	}
@@ -267,6 +274,9 @@ func (c *Config) validate() error {
 	}
 	if c.NotifyBatch < 1 {
 		bad(c.line("notify_batch"), "notify_batch", "must be > 0")
+	}
+	if c.QuickCheckInterval < Duration(time.Minute) {
+		bad(c.line("quick_check_interval"), "quick_check_interval", "must be at least 1m")
 	}
 	if c.RemovedCollector != "keep" && c.RemovedCollector != "delete" {
 		bad(c.line("removed_collector"), "removed_collector", "must be keep or delete, not %q", c.RemovedCollector)

@@ -39,6 +39,15 @@ func (ss *session) Handle(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.R
 		ss.stream.writeError(id, re.code, re.msg)
 		return
 	}
+	var ns *nothingSentError
+	if errors.As(err, &ns) {
+		// The read failed before any of the response left: the line
+		// framing is intact, and the client gets an error, not half a
+		// line.
+		ss.s.log.Warn("read failed", "method", req.Method, "err", ns.err)
+		ss.stream.writeError(id, codeInternal, fmt.Sprintf("%s: %v", req.Method, ns.err))
+		return
+	}
 	if err != nil {
 		// The response is half written or the peer is gone: the line
 		// framing cannot be trusted any more.
@@ -91,6 +100,18 @@ func params(req *jsonrpc2.Request, v any) error {
 
 type typesParams struct {
 	Types []string `json:"types"`
+	// DatabaseID is accepted and ignored: get_all is how a client of
+	// another database resyncs.
+	DatabaseID string `json:"database_id"`
+}
+
+// checkDatabase answers a since that came with another database's id with
+// the resync error: its seqs mean nothing here.
+func (ss *session) checkDatabase(method, id string) error {
+	if own := ss.s.b.DatabaseID(); id != "" && id != own {
+		return errorf(CodeResyncNeeded, "%s: database_id %s is not this database's (%s): the database was replaced; resync with get_all", method, id, own)
+	}
+	return nil
 }
 
 func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request) error {
@@ -100,7 +121,7 @@ func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request)
 	}
 	types := ss.s.b.ActiveTypes(p.Types)
 	if types != nil && len(types) == 0 {
-		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "entities": []any{}})
+		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "entities": []any{}, "database_id": ss.s.b.DatabaseID()})
 	}
 	return ss.stream.writeWith(func(w *bufio.Writer) error {
 		w.WriteString(`{"jsonrpc":"2.0","id":`)
@@ -120,6 +141,8 @@ func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request)
 		}
 		w.WriteString(`],"seq":`)
 		w.WriteString(strconv.FormatInt(seq, 10))
+		w.WriteString(`,"database_id":`)
+		writeJSONString(w, ss.s.b.DatabaseID())
 		_, err = w.WriteString("}}\n")
 		return err
 	})
@@ -137,9 +160,10 @@ const DefaultChangesLimit = 100000
 
 func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request) error {
 	var p struct {
-		Since *int64   `json:"since"`
-		Types []string `json:"types"`
-		Limit int      `json:"limit"`
+		Since      *int64   `json:"since"`
+		Types      []string `json:"types"`
+		Limit      int      `json:"limit"`
+		DatabaseID string   `json:"database_id"`
 	}
 	if err := params(req, &p); err != nil {
 		return err
@@ -147,12 +171,15 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 	if p.Since == nil {
 		return errorf(codeInvalidParams, "changes: since is required")
 	}
+	if err := ss.checkDatabase("changes", p.DatabaseID); err != nil {
+		return err
+	}
 	if p.Limit <= 0 {
 		p.Limit = DefaultChangesLimit
 	}
 	types := ss.s.b.ActiveTypes(p.Types)
 	if types != nil && len(types) == 0 {
-		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "changes": []any{}})
+		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "changes": []any{}, "database_id": ss.s.b.DatabaseID()})
 	}
 	// Validate since before the first byte of the response is written, so
 	// that a resync is an ordinary error response.
@@ -168,26 +195,36 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 		w.WriteString(`,"result":{"changes":[`)
 		n := 0
 		var lastSent int64
+		var werr error
 		last, err := ss.s.b.Changes(ctx, *p.Since, types, p.Limit, func(seq int64, c []byte) error {
 			if n > 0 {
 				w.WriteByte(',')
 			}
 			n++
 			lastSent = seq
-			_, err := w.Write(c)
-			return err
+			_, werr = w.Write(c)
+			return werr
 		})
-		if err != nil {
+		if err != nil && (werr != nil || n == 0) {
 			return err
+		}
+		if err != nil {
+			// A read failed part-way (a damaged page): what was written
+			// is sound, so the answer ends there with more, and the next
+			// call, which starts at the damage, gets the error before
+			// any byte of its answer. A client never gets half a line.
+			ss.s.log.Warn("changes cut short by a read error", "after_seq", lastSent, "err", err)
 		}
 		// seq is where the next call should continue: the log's end, or
 		// the last change sent when the limit cut the answer short.
-		more := n == p.Limit && lastSent < last
+		more := err != nil || (n == p.Limit && lastSent < last)
 		next := last
 		if more {
 			next = lastSent
 		}
-		fmt.Fprintf(w, `],"seq":%d,"more":%t}}`+"\n", next, more)
+		fmt.Fprintf(w, `],"seq":%d,"more":%t,"database_id":`, next, more)
+		writeJSONString(w, ss.s.b.DatabaseID())
+		w.WriteString("}}\n")
 		return nil
 	})
 }
@@ -197,14 +234,18 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 	switch req.Method {
 	case "register":
 		var p struct {
-			Types []string `json:"types"`
-			Since *int64   `json:"since"`
+			Types      []string `json:"types"`
+			Since      *int64   `json:"since"`
+			DatabaseID string   `json:"database_id"`
 		}
 		if err := params(req, &p); err != nil {
 			return nil, err
 		}
 		since := int64(-1)
 		if p.Since != nil {
+			if err := ss.checkDatabase("register", p.DatabaseID); err != nil {
+				return nil, err
+			}
 			if *p.Since < 0 {
 				return nil, errorf(codeInvalidParams, "register: since must be >= 0")
 			}
@@ -240,7 +281,7 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 		// The response goes out before the first notification: the
 		// subscriber's goroutine starts once it is written.
 		id, _ := json.Marshal(req.ID)
-		if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join}); err != nil {
+		if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join, "database_id": s.b.DatabaseID()}); err != nil {
 			return nil, err
 		}
 		s.wg.Add(1)
@@ -296,4 +337,9 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 	default:
 		return nil, errorf(codeMethodNotFound, "method not found: %q", req.Method)
 	}
+}
+
+func writeJSONString(w *bufio.Writer, v string) {
+	b, _ := json.Marshal(v)
+	w.Write(b)
 }

@@ -26,17 +26,23 @@ type lineStream struct {
 
 	wmu sync.Mutex
 	w   *bufio.Writer
+	// sent counts the bytes handed to the socket, so that writeWith knows
+	// whether a failed response left anything on the wire.
+	sent int64
 }
 
 func newLineStream(c net.Conn, maxLine int, writeTimeout time.Duration) *lineStream {
-	return &lineStream{
+	s := &lineStream{
 		conn:    c,
 		r:       bufio.NewReaderSize(c, 64<<10),
-		w:       bufio.NewWriterSize(deadlineWriter{c, writeTimeout}, 256<<10),
 		maxLine: maxLine,
 		timeout: writeTimeout,
 	}
+	s.w = bufio.NewWriterSize(s.dw(), 256<<10)
+	return s
 }
+
+func (s *lineStream) dw() deadlineWriter { return deadlineWriter{s.conn, s.timeout, &s.sent} }
 
 // deadlineWriter gives every write to the socket a fresh deadline, so a
 // peer that stops reading is dropped after the write timeout however long
@@ -44,13 +50,16 @@ func newLineStream(c net.Conn, maxLine int, writeTimeout time.Duration) *lineStr
 type deadlineWriter struct {
 	c       net.Conn
 	timeout time.Duration
+	sent    *int64 // guarded by the stream's wmu
 }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
 	if d.timeout > 0 {
 		d.c.SetWriteDeadline(time.Now().Add(d.timeout))
 	}
-	return d.c.Write(p)
+	n, err := d.c.Write(p)
+	*d.sent += int64(n)
+	return n, err
 }
 
 // errLineTooLong is returned by readLine for a line over maxLine bytes; the
@@ -159,14 +168,30 @@ func (s *lineStream) writeLocked(lines ...[]byte) error {
 // writeWith lets fn write one or more complete lines to the buffered
 // writer under the write lock, then flushes. A failed write leaves the
 // stream unusable: callers close the connection.
+//
+// When fn fails before any byte of its lines reached the socket, the
+// buffered part is dropped and the error comes back as a
+// *nothingSentError: the stream is intact and the caller can answer with
+// an error response instead of half a line.
 func (s *lineStream) writeWith(fn func(w *bufio.Writer) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	before := s.sent
 	if err := fn(s.w); err != nil {
+		if s.sent == before {
+			s.w.Reset(s.dw())
+			return &nothingSentError{err}
+		}
 		return err
 	}
 	return s.w.Flush()
 }
+
+// nothingSentError is a failure of a response of which nothing was sent.
+type nothingSentError struct{ err error }
+
+func (e *nothingSentError) Error() string { return e.err.Error() }
+func (e *nothingSentError) Unwrap() error { return e.err }
 
 // writeError writes an error response; id nil means null.
 func (s *lineStream) writeError(id json.RawMessage, code int64, msg string) {

@@ -162,11 +162,13 @@ var (
 	descCheckpoints = prometheus.NewDesc("synchronizer_wal_checkpoints_total", "Background WAL checkpoints run.", nil, nil)
 	descWALFrames   = prometheus.NewDesc("synchronizer_wal_frames", "Pages in the WAL at the last checkpoint.", nil, nil)
 	descWALFailing  = prometheus.NewDesc("synchronizer_wal_checkpoint_failing", "Whether the last WAL checkpoint failed (1): the WAL grows until one succeeds.", nil, nil)
+	descStoreFail   = prometheus.NewDesc("synchronizer_store_failing", "Whether the database is corrupt (1): quick_check or a read found damage; status says the way out.", nil, nil)
+	descStoreCheck  = prometheus.NewDesc("synchronizer_store_quick_check_seconds", "How long the last PRAGMA quick_check took.", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing,
-		descCheckpoints, descWALFrames, descWALFailing} {
+		descCheckpoints, descWALFrames, descWALFailing, descStoreFail, descStoreCheck} {
 		ch <- d
 	}
 }
@@ -192,6 +194,13 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		walFailing = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descWALFailing, prometheus.GaugeValue, walFailing)
+	h := sc.store.Health()
+	storeFailing := 0.0
+	if h.State == "failing" {
+		storeFailing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descStoreFail, prometheus.GaugeValue, storeFailing)
+	ch <- prometheus.MustNewConstMetric(descStoreCheck, prometheus.GaugeValue, float64(h.LastCheckMS)/1000)
 	if sc.rpc != nil {
 		conns, subs, queued := sc.rpc.Stats()
 		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))
