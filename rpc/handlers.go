@@ -11,14 +11,11 @@ import (
 	"github.com/sourcegraph/jsonrpc2"
 )
 
-// Handle implements jsonrpc2.Handler. Responses are written by the session
-// itself: get_all and changes stream their results, which can hold a million
-// entities, straight from the database to the socket.
-func (ss *session) Handle(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Request) {
-	if req.Notif {
-		return // no one to answer
-	}
-	id, _ := json.Marshal(req.ID)
+// handle answers one request; id is the request's id as it was sent.
+// Responses are written by the session itself: get_all and changes stream
+// their results, which can hold a million entities, straight from the
+// database to the socket.
+func (ss *session) handle(ctx context.Context, id []byte, req *jsonrpc2.Request) {
 	var err error
 	switch req.Method {
 	case "get_all":
@@ -27,7 +24,7 @@ func (ss *session) Handle(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.R
 		err = ss.changes(ctx, id, req)
 	default:
 		var res any
-		res, err = ss.call(ctx, req)
+		res, err = ss.call(ctx, id, req)
 		if err == nil {
 			err = ss.reply(id, res)
 		} else if errors.Is(err, errReplied) {
@@ -43,7 +40,7 @@ func (ss *session) Handle(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.R
 		// The response is half written or the peer is gone: the line
 		// framing cannot be trusted any more.
 		ss.s.log.Debug("closing connection", "method", req.Method, "err", err)
-		ss.conn.Close()
+		ss.close()
 	}
 }
 
@@ -98,31 +95,88 @@ func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request)
 	if err := params(req, &p); err != nil {
 		return err
 	}
-	types := ss.s.b.ActiveTypes(p.Types)
+	reqTypes, err := distinctTypes(req.Method, p.Types)
+	if err != nil {
+		return err
+	}
+	types := ss.s.b.ActiveTypes(reqTypes)
 	if types != nil && len(types) == 0 {
 		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "entities": []any{}})
 	}
+	// A snapshot holds a read connection and keeps the WAL from restarting
+	// for as long as the client takes to read it: few at a time, each for
+	// a bounded time, so that status, changes and replays always find a
+	// connection.
+	if err := acquire(ctx, ss.s.bulk); err != nil {
+		return err
+	}
+	defer func() { <-ss.s.bulk }()
+	rctx, cancel := context.WithTimeout(ctx, ss.s.o.GetAllTimeout)
+	defer cancel()
 	return ss.stream.writeWith(func(w *bufio.Writer) error {
 		w.WriteString(`{"jsonrpc":"2.0","id":`)
 		w.Write(id)
 		w.WriteString(`,"result":{"entities":[`)
 		first := true
-		seq, err := ss.s.b.GetAll(ctx, types, func(ent []byte) error {
+		var werr error
+		seq, err := ss.s.b.GetAll(rctx, types, func(ent []byte) error {
 			if !first {
 				w.WriteByte(',')
 			}
 			first = false
-			_, err := w.Write(ent)
-			return err
+			_, werr = w.Write(ent)
+			return werr
 		})
+		if werr != nil {
+			return werr
+		}
 		if err != nil {
-			return err
+			return ss.cut(w, id, ctx, rctx, err)
 		}
 		w.WriteString(`],"seq":`)
 		w.WriteString(strconv.FormatInt(seq, 10))
 		_, err = w.WriteString("}}\n")
 		return err
 	})
+}
+
+// cut ends a get_all answer that could not be completed: its line is
+// ended where it stands (an unclosed array: it never parses as a result)
+// and an error with the same id follows on the next line.
+func (ss *session) cut(w *bufio.Writer, id []byte, ctx, rctx context.Context, err error) error {
+	code, msg := int64(codeInternal), fmt.Sprintf("get_all failed: %v: the line above is cut", err)
+	switch {
+	case ctx.Err() != nil:
+		code, msg = CodeGetAllCut, "get_all interrupted: the synchronizer is stopping: the line above is cut"
+	case rctx.Err() != nil:
+		ss.s.cutAll.Add(1)
+		ss.s.log.Warn("get_all cut: the client read its answer for longer than get_all_timeout", "get_all_timeout", ss.s.o.GetAllTimeout)
+		code, msg = CodeGetAllCut, fmt.Sprintf("get_all took longer than get_all_timeout (%s): the line above is cut; read faster or ask for fewer types", ss.s.o.GetAllTimeout)
+	}
+	w.WriteByte('\n')
+	w.Write(errorLine(id, code, msg))
+	return w.WriteByte('\n')
+}
+
+// distinctTypes drops repeated types (a type asked twice would be sent
+// twice) and refuses more than MaxTypes distinct ones.
+func distinctTypes(method string, types []string) ([]string, error) {
+	if len(types) < 2 {
+		return types, nil
+	}
+	seen := make(map[string]struct{}, min(len(types), MaxTypes+1))
+	out := make([]string, 0, min(len(types), MaxTypes))
+	for _, t := range types {
+		if _, dup := seen[t]; dup {
+			continue
+		}
+		if len(seen) == MaxTypes {
+			return nil, errorf(codeInvalidParams, "%s: more than %d distinct types: the cap is %d", method, MaxTypes, MaxTypes)
+		}
+		seen[t] = struct{}{}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 func lastSeq(b Backend) int64 {
@@ -150,49 +204,78 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 	if p.Limit <= 0 {
 		p.Limit = DefaultChangesLimit
 	}
-	types := ss.s.b.ActiveTypes(p.Types)
+	reqTypes, err := distinctTypes(req.Method, p.Types)
+	if err != nil {
+		return err
+	}
+	types := ss.s.b.ActiveTypes(reqTypes)
 	if types != nil && len(types) == 0 {
 		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "changes": []any{}})
 	}
 	// Validate since before the first byte of the response is written, so
 	// that a resync is an ordinary error response.
-	if _, err := ss.s.b.Changes(ctx, *p.Since, types, 1, func(int64, []byte) error { return nil }); err != nil {
+	end, err := ss.s.b.Changes(ctx, *p.Since, types, 1, func(int64, []byte) error { return nil })
+	if err != nil {
 		if errors.Is(err, ErrResyncNeeded) {
 			return errorf(CodeResyncNeeded, "%v", err)
 		}
 		return errorf(codeInternal, "%v", err)
 	}
+	// The log is read in pages, each in a short read transaction, so that
+	// a slow reader holds no snapshot: logged changes never change, and a
+	// prune that overtakes the answer is a resync.
 	return ss.stream.writeWith(func(w *bufio.Writer) error {
 		w.WriteString(`{"jsonrpc":"2.0","id":`)
 		w.Write(id)
 		w.WriteString(`,"result":{"changes":[`)
 		n := 0
-		var lastSent int64
-		last, err := ss.s.b.Changes(ctx, *p.Since, types, p.Limit, func(seq int64, c []byte) error {
+		cursor := *p.Since
+		var page []byte
+		for n < p.Limit && cursor < end {
+			var cnt int
+			var last int64
+			var err error
+			page, cnt, last, err = ss.s.readPage(ctx, cursor, end, types, min(changesPage, p.Limit-n), page[:0])
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				code := int64(codeInternal)
+				if errors.Is(err, ErrResyncNeeded) {
+					code = CodeResyncNeeded
+				}
+				w.WriteByte('\n')
+				w.Write(errorLine(id, code, fmt.Sprintf("changes failed: %v: the line above is cut", err)))
+				return w.WriteByte('\n')
+			}
+			if cnt == 0 {
+				break
+			}
 			if n > 0 {
 				w.WriteByte(',')
 			}
-			n++
-			lastSent = seq
-			_, err := w.Write(c)
-			return err
-		})
-		if err != nil {
-			return err
+			if _, err := w.Write(page); err != nil {
+				return err
+			}
+			n += cnt
+			cursor = last
 		}
 		// seq is where the next call should continue: the log's end, or
 		// the last change sent when the limit cut the answer short.
-		more := n == p.Limit && lastSent < last
-		next := last
+		more := n == p.Limit && cursor < end
+		next := end
 		if more {
-			next = lastSent
+			next = cursor
 		}
-		fmt.Fprintf(w, `],"seq":%d,"more":%t}}`+"\n", next, more)
-		return nil
+		_, err := fmt.Fprintf(w, `],"seq":%d,"more":%t}}`+"\n", next, more)
+		return err
 	})
 }
 
-func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+// changesPage is the most changes read in one page of a changes answer.
+const changesPage = 4096
+
+func (ss *session) call(ctx context.Context, id []byte, req *jsonrpc2.Request) (any, error) {
 	s := ss.s
 	switch req.Method {
 	case "register":
@@ -202,6 +285,13 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 		}
 		if err := params(req, &p); err != nil {
 			return nil, err
+		}
+		types, err := distinctTypes(req.Method, p.Types)
+		if err != nil {
+			return nil, err
+		}
+		if ss.subCount() >= s.o.MaxSubscriptions {
+			return nil, errorf(CodeLimit, "register: this connection has %d subscriptions, the most allowed (max_subscriptions): unregister one or open another connection", s.o.MaxSubscriptions)
 		}
 		since := int64(-1)
 		if p.Since != nil {
@@ -219,7 +309,7 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 		// The subscription keeps the types it asked for; which of them are
 		// active is decided at each delivery, so a reload that changes
 		// active_entity_types applies to existing subscribers too.
-		sub := newSubscriber(s.newID(), ss, p.Types)
+		sub := newSubscriber(s.newID(), ss, types)
 		var join int64
 		s.b.Join(func(last int64) {
 			join = last
@@ -239,7 +329,6 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 		ss.mu.Unlock()
 		// The response goes out before the first notification: the
 		// subscriber's goroutine starts once it is written.
-		id, _ := json.Marshal(req.ID)
 		if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join}); err != nil {
 			return nil, err
 		}

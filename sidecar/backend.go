@@ -90,7 +90,6 @@ func (b backend) Status(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	conns, subs, queued := sc.rpc.Stats()
 	st := map[string]any{
 		"pid":          sc.pid,
 		"started_at":   sc.started.UTC(),
@@ -103,7 +102,7 @@ func (b backend) Status(ctx context.Context) (any, error) {
 			"first_seq": pruned + 1,
 			"last_seq":  last,
 		},
-		"rpc": map[string]any{"connections": conns, "subscribers": subs, "queued_changes": queued},
+		"rpc": sc.rpc.Counters(),
 		"wal": sc.store.WALStats(),
 	}
 	for k, v := range sc.sup.status() {
