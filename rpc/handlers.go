@@ -113,37 +113,38 @@ func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request)
 	defer func() { <-ss.s.bulk }()
 	rctx, cancel := context.WithTimeout(ctx, ss.s.o.GetAllTimeout)
 	defer cancel()
-	return ss.stream.writeWith(func(w *bufio.Writer) error {
+	peerErr, err := ss.stream.writeDetached(rctx, func(w *bufio.Writer) error {
 		w.WriteString(`{"jsonrpc":"2.0","id":`)
 		w.Write(id)
 		w.WriteString(`,"result":{"entities":[`)
 		first := true
-		var werr error
 		seq, err := ss.s.b.GetAll(rctx, types, func(ent []byte) error {
 			if !first {
 				w.WriteByte(',')
 			}
 			first = false
-			_, werr = w.Write(ent)
-			return werr
+			_, err := w.Write(ent)
+			return err
 		})
-		if werr != nil {
-			return werr
-		}
 		if err != nil {
-			return ss.cut(w, id, ctx, rctx, err)
+			return err
 		}
 		w.WriteString(`],"seq":`)
 		w.WriteString(strconv.FormatInt(seq, 10))
 		_, err = w.WriteString("}}\n")
 		return err
-	})
+	}, func(err error) []byte { return ss.cut(id, ctx, rctx, err) })
+	if peerErr != nil {
+		return peerErr
+	}
+	return nil
 }
 
-// cut ends a get_all answer that could not be completed: its line is
-// ended where it stands (an unclosed array: it never parses as a result)
-// and an error with the same id follows on the next line.
-func (ss *session) cut(w *bufio.Writer, id []byte, ctx, rctx context.Context, err error) error {
+// cut is the end of a get_all answer that could not be completed: its
+// line is ended where it stands (inside an unclosed object: it never
+// parses as a result) and an error with the same id follows on the next
+// line.
+func (ss *session) cut(id []byte, ctx, rctx context.Context, err error) []byte {
 	code, msg := int64(codeInternal), fmt.Sprintf("get_all failed: %v: the line above is cut", err)
 	switch {
 	case ctx.Err() != nil:
@@ -153,9 +154,8 @@ func (ss *session) cut(w *bufio.Writer, id []byte, ctx, rctx context.Context, er
 		ss.s.log.Warn("get_all cut: the client read its answer for longer than get_all_timeout", "get_all_timeout", ss.s.o.GetAllTimeout)
 		code, msg = CodeGetAllCut, fmt.Sprintf("get_all took longer than get_all_timeout (%s): the line above is cut; read faster or ask for fewer types", ss.s.o.GetAllTimeout)
 	}
-	w.WriteByte('\n')
-	w.Write(errorLine(id, code, msg))
-	return w.WriteByte('\n')
+	line := append([]byte{'\n'}, errorLine(id, code, msg)...)
+	return append(line, '\n')
 }
 
 // distinctTypes drops repeated types (a type asked twice would be sent

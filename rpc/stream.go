@@ -191,3 +191,75 @@ func acquire(ctx context.Context, sem chan struct{}) error {
 		return ctx.Err()
 	}
 }
+
+// errCut ends the database side of an answer whose time is up.
+var errCut = errors.New("answer cut short")
+
+// writeDetached is writeWith for answers that read a database snapshot
+// while they write: fn writes into a bounded pipe that another goroutine
+// copies to the socket, so that when ctx ends (get_all_timeout) fn's
+// writes fail at once and its snapshot is released, however slowly the
+// peer reads. The pipe's content is still delivered, then tail (the rest
+// of the line) when fn was cut. peerErr says whether the peer failed.
+func (s *lineStream) writeDetached(ctx context.Context, fn func(w *bufio.Writer) error, tail func(fnErr error) []byte) (peerErr, fnErr error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return errStreamClosed, nil
+	}
+	chunks := make(chan []byte, 4)
+	failed := make(chan struct{})
+	var werr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		dw := deadlineWriter{s.conn, s.timeout}
+		for c := range chunks {
+			if werr != nil {
+				continue
+			}
+			if _, werr = dw.Write(c); werr != nil {
+				close(failed)
+			}
+		}
+	}()
+	pw := pipeWriter{ctx: ctx, chunks: chunks, failed: failed}
+	w := writers.Get().(*bufio.Writer)
+	w.Reset(pw)
+	fnErr = fn(w)
+	if fnErr == nil {
+		fnErr = w.Flush()
+	}
+	w.Reset(nil)
+	writers.Put(w)
+	if fnErr != nil {
+		if t := tail(fnErr); t != nil {
+			select {
+			case chunks <- t:
+			case <-failed:
+			}
+		}
+	}
+	close(chunks)
+	<-done
+	return werr, fnErr
+}
+
+// pipeWriter hands copies of what it is given to the socket's goroutine.
+type pipeWriter struct {
+	ctx    context.Context
+	chunks chan<- []byte
+	failed <-chan struct{}
+}
+
+func (p pipeWriter) Write(b []byte) (int, error) {
+	c := append([]byte(nil), b...)
+	select {
+	case p.chunks <- c:
+		return len(b), nil
+	case <-p.failed:
+		return 0, errors.New("peer stopped reading")
+	case <-p.ctx.Done():
+		return 0, errCut
+	}
+}

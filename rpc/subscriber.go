@@ -12,9 +12,14 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/engine"
 )
 
-// itemOverhead is what one queued change costs beside its JSON: the item
-// and a queue's pointer to it.
-const itemOverhead = 96
+// itemOverhead is what one queued change costs beside its JSON (the item,
+// counted once however many subscribers hold it), entryCost what each
+// subscriber's queue adds (its pointer, and the slack of a growing slice).
+// With hundreds of subscribers the entries outweigh the changes.
+const (
+	itemOverhead = 96
+	entryCost    = 16
+)
 
 // item is one published change as queued for subscribers. The subscribers
 // that take it share it: its bytes count once in the server's total while
@@ -101,9 +106,10 @@ func (sub *subscriber) offer(items []item, active map[string]bool) {
 		if it := &items[i]; sub.wants(it.p.Type) && active[it.p.Type] {
 			s.hold(it)
 			sub.q = append(sub.q, it)
-			sub.qBytes += it.size
+			sub.qBytes += it.size + entryCost
 		}
 	}
+	s.queuedBytes.Add(entryCost * int64(n))
 	sub.signal()
 }
 
@@ -142,9 +148,11 @@ func (sub *subscriber) cutLocked(reason string) {
 }
 
 func (sub *subscriber) dropLocked() {
+	s := sub.ss.s
 	for _, it := range sub.q {
-		sub.ss.s.release(it)
+		s.release(it)
 	}
+	s.queuedBytes.Add(-entryCost * int64(len(sub.q)))
 	sub.q, sub.qBytes = nil, 0
 }
 
@@ -212,7 +220,7 @@ func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 			}
 			var bytes int64
 			for _, it := range batch {
-				bytes += it.size
+				bytes += it.size + entryCost
 			}
 			sub.qBytes -= bytes
 			sub.inflight = bytes
@@ -226,6 +234,7 @@ func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 				s.release(it)
 				batch[i] = nil
 			}
+			s.queuedBytes.Add(-entryCost * int64(n))
 			if err != nil {
 				sub.ss.close()
 				return
