@@ -96,7 +96,6 @@ func (b backend) Status(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	conns, subs, queued := sc.rpc.Stats()
 	st := map[string]any{
 		"version":      buildinfo.Get(),
 		"pid":          sc.pid,
@@ -112,7 +111,7 @@ func (b backend) Status(ctx context.Context) (any, error) {
 			"first_seq": pruned + 1,
 			"last_seq":  last,
 		},
-		"rpc": map[string]any{"connections": conns, "subscribers": subs, "queued_changes": queued},
+		"rpc": sc.rpc.Counters(),
 		"wal": sc.store.WALStats(),
 	}
 	for k, v := range sc.sup.status() {

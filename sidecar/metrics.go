@@ -164,11 +164,19 @@ var (
 	descWALFailing  = prometheus.NewDesc("synchronizer_wal_checkpoint_failing", "Whether the last WAL checkpoint failed (1): the WAL grows until one succeeds.", nil, nil)
 	descStoreFail   = prometheus.NewDesc("synchronizer_store_failing", "Whether the database is corrupt (1): quick_check or a read found damage; status says the way out.", nil, nil)
 	descStoreCheck  = prometheus.NewDesc("synchronizer_store_quick_check_seconds", "How long the last PRAGMA quick_check took.", nil, nil)
+
+	descQueuedBytes   = prometheus.NewDesc("synchronizer_rpc_queued_bytes", "Bytes of changes queued for all subscribers (bounded by subscriber_memory).", nil, nil)
+	descRejected      = prometheus.NewDesc("synchronizer_rpc_rejected_connections_total", "Connections refused past max_connections.", nil, nil)
+	descIdleClosed    = prometheus.NewDesc("synchronizer_rpc_idle_closed_total", "Connections closed after idle_timeout without a subscription.", nil, nil)
+	descMemoryResyncs = prometheus.NewDesc("synchronizer_rpc_memory_resyncs_total", "Subscribers cut off with resync because subscriber_memory was reached.", nil, nil)
+	descAcceptErrors  = prometheus.NewDesc("synchronizer_rpc_accept_errors_total", "Failed accepts on the socket (each retried after a back-off).", nil, nil)
+	descGetAllCut     = prometheus.NewDesc("synchronizer_rpc_get_all_cut_total", "get_all answers cut by get_all_timeout.", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing,
-		descCheckpoints, descWALFrames, descWALFailing, descStoreFail, descStoreCheck} {
+		descCheckpoints, descWALFrames, descWALFailing, descStoreFail, descStoreCheck,
+		descQueuedBytes, descRejected, descIdleClosed, descMemoryResyncs, descAcceptErrors, descGetAllCut} {
 		ch <- d
 	}
 }
@@ -202,10 +210,16 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStoreFail, prometheus.GaugeValue, storeFailing)
 	ch <- prometheus.MustNewConstMetric(descStoreCheck, prometheus.GaugeValue, float64(h.LastCheckMS)/1000)
 	if sc.rpc != nil {
-		conns, subs, queued := sc.rpc.Stats()
-		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))
-		ch <- prometheus.MustNewConstMetric(descSubscribers, prometheus.GaugeValue, float64(subs))
-		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(queued))
+		r := sc.rpc.Counters()
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(r.Connections))
+		ch <- prometheus.MustNewConstMetric(descSubscribers, prometheus.GaugeValue, float64(r.Subscribers))
+		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(r.QueuedChanges))
+		ch <- prometheus.MustNewConstMetric(descQueuedBytes, prometheus.GaugeValue, float64(r.QueuedBytes))
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(r.Rejected))
+		ch <- prometheus.MustNewConstMetric(descIdleClosed, prometheus.CounterValue, float64(r.IdleClosed))
+		ch <- prometheus.MustNewConstMetric(descMemoryResyncs, prometheus.CounterValue, float64(r.MemoryResyncs))
+		ch <- prometheus.MustNewConstMetric(descAcceptErrors, prometheus.CounterValue, float64(r.AcceptErrors))
+		ch <- prometheus.MustNewConstMetric(descGetAllCut, prometheus.CounterValue, float64(r.GetAllCut))
 	}
 	if sc.sup == nil {
 		return
