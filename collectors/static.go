@@ -50,6 +50,12 @@ func newStatic(s Settings) (Collector, error) {
 	return &static{path: p}, nil
 }
 
+// References says the topology's entries of entities other sources list
+// (a nova.host a switch attaches to) are references, as Vitrage's static
+// transformer makes neighbour placeholders of the types another datasource
+// owns.
+func (st *static) References() bool { return true }
+
 // Path returns the topology file, which the config watcher also watches.
 func (st *static) Path() string { return st.path }
 

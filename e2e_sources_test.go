@@ -1,0 +1,193 @@
+package main
+
+// End-to-end tests of how sources share the baseline: ownership between a
+// static topology and the openstack collector, duplicate keys, and a poll
+// cut short by a write error.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
+)
+
+type statusReply struct {
+	ChangeLog struct {
+		LastSeq int64 `json:"last_seq"`
+	} `json:"change_log"`
+	Collectors []struct {
+		Name       string `json:"name"`
+		Polls      int64  `json:"polls"`
+		LastError  string `json:"last_error"`
+		LastResult struct {
+			Created, Updated, Deleted, References, Conflicts, Duplicates int
+		} `json:"last_result"`
+		Duplicates int64 `json:"duplicate_keys_total"`
+		Conflicts  int64 `json:"ownership_conflicts_total"`
+	} `json:"collectors"`
+}
+
+func (s *sidecar) status(t *testing.T) statusReply {
+	t.Helper()
+	out, err := s.cli("status")
+	var st statusReply
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	return st
+}
+
+func (st statusReply) polls(name string) int64 {
+	for _, c := range st.Collectors {
+		if c.Name == name {
+			return c.Polls
+		}
+	}
+	return 0
+}
+
+type storedEntity struct {
+	Key, Type, Source, ParentKey, State string
+	Data                                map[string]any
+	Links                               []struct{ Key, Relation string }
+}
+
+func (s *sidecar) getAll(t *testing.T) map[string]storedEntity {
+	t.Helper()
+	out, err := s.cli("get-all")
+	var all struct {
+		Entities []struct {
+			storedEntity
+			ParentKey string `json:"parent_key"`
+		} `json:"entities"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &all) != nil {
+		t.Fatalf("get-all: %v\n%s", err, out)
+	}
+	m := map[string]storedEntity{}
+	for _, e := range all.Entities {
+		e.storedEntity.ParentKey = e.ParentKey
+		m[e.Key] = e.storedEntity
+	}
+	return m
+}
+
+// TestStaticReferenceToCloudHost is Vitrage's switch_to_host pattern: a
+// static topology attaches a switch to a nova.host that the openstack
+// collector lists from the (fake) cloud. Polled for many cycles, nothing
+// changes after the first ones: the host stays the cloud's with the cloud's
+// data, the switch keeps its link to it. On main the host changed owner,
+// and lost its data, at every poll.
+func TestStaticReferenceToCloudHost(t *testing.T) {
+	dir := t.TempDir()
+	cloud, err := openstacktest.New(openstacktest.Options{PageSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cloud.Close)
+	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(cloud.CloudsYAML("fakecloud", "secret")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The shape of /usr/lib/python3/dist-packages/vitrage/tests/resources/
+	// static_datasources/switch_to_host.yaml, on the fake cloud's hosts.
+	topo := `metadata:
+  name: switch to host
+definitions:
+  entities:
+    - {static_id: s1, type: switch, name: switch-1, id: "12345", state: available}
+    - {static_id: s2, type: switch, name: switch-2, id: "23456", state: available}
+    - {static_id: h1, type: nova.host, id: host1}
+    - {static_id: h2, type: nova.host, id: host2}
+  relationships:
+    - {source: s1, target: h1, relationship_type: attached}
+    - {source: s1, target: h2, relationship_type: attached}
+    - {source: s2, target: h2, relationship_type: attached}
+`
+	if err := os.WriteFile(filepath.Join(dir, "topology.yaml"), []byte(topo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startSidecar(t, dir, `
+collectors:
+  - {name: cloud, type: openstack, cloud: fakecloud, clouds_file: clouds.yaml, interval: 100ms}
+  - {name: topology, type: static, path: topology.yaml, interval: 100ms}
+`)
+	waitFor(t, "both collectors to poll twice", 30*time.Second, func() bool {
+		st := s.status(t)
+		return st.polls("cloud") >= 2 && st.polls("topology") >= 2
+	})
+	st := s.status(t)
+	seq := st.ChangeLog.LastSeq
+	cloudPolls, topoPolls := st.polls("cloud"), st.polls("topology")
+	waitFor(t, "ten more polls of each", 60*time.Second, func() bool {
+		st = s.status(t)
+		return st.polls("cloud") >= cloudPolls+10 && st.polls("topology") >= topoPolls+10
+	})
+	if st.ChangeLog.LastSeq != seq {
+		out, _ := s.cli("changes", "--since", fmt.Sprint(seq))
+		t.Fatalf("%d changes in ten cycles after the first, want none:\n%s", st.ChangeLog.LastSeq-seq, out)
+	}
+	for _, c := range st.Collectors {
+		if c.Name == "topology" && (c.LastResult.References != 2 || c.Conflicts != 0) {
+			t.Fatalf("topology status: %+v", c)
+		}
+		if c.LastError != "" {
+			t.Fatalf("%s failing: %s", c.Name, c.LastError)
+		}
+	}
+
+	all := s.getAll(t)
+	for _, h := range []string{"host1", "host2"} {
+		e := all["nova.host:"+h]
+		if e.Source != "cloud" || e.Data["binary"] != "nova-compute" || e.ParentKey != "nova.zone:nova" || e.Data["static_id"] != nil {
+			t.Fatalf("%s is not the cloud's host: %+v", h, e)
+		}
+	}
+	sw := all["switch:12345"]
+	if sw.Source != "topology" || fmt.Sprint(sw.Links) != "[{nova.host:host1 attached} {nova.host:host2 attached}]" {
+		t.Fatalf("switch-1: %+v", sw)
+	}
+	if !strings.Contains(s.log.String(), "reference entries stand for entities another source owns") {
+		t.Fatalf("the references are not logged:\n%s", s.log)
+	}
+	if n := strings.Count(s.log.String(), "ownership conflict"); n != 0 {
+		t.Fatalf("references logged as conflicts:\n%s", s.log)
+	}
+
+	// The cloud deletes host1: it goes, and the static entry stands as a
+	// placeholder again at the topology's next poll.
+	removed := 0
+	for _, id := range cloud.IDs(openstacktest.Services) {
+		var host, binary any
+		cloud.Update(openstacktest.Services, id, func(o map[string]any) { host, binary = o["host"], o["binary"] })
+		if host == "host1" && binary == "nova-compute" && cloud.Remove(openstacktest.Services, id) {
+			removed++
+		}
+	}
+	if removed != 1 {
+		t.Fatalf("removed %d nova-compute services of host1", removed)
+	}
+	waitFor(t, "host1 as the topology's placeholder", 20*time.Second, func() bool {
+		e, ok := s.getAll(t)["nova.host:host1"]
+		return ok && e.Source == "topology" && e.Data["static_id"] == "h1"
+	})
+	out, err := s.cli("changes", "--since", fmt.Sprint(seq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ch struct {
+		Changes []change `json:"changes"`
+	}
+	json.Unmarshal([]byte(out), &ch)
+	var got []string
+	for _, c := range ch.Changes {
+		got = append(got, c.Action+" "+c.Key+" "+c.Source)
+	}
+	if want := "[delete nova.host:host1 cloud create nova.host:host1 topology]"; fmt.Sprint(got) != want {
+		t.Fatalf("changes after the cloud deleted host1: %v, want %s", got, want)
+	}
+}
