@@ -8,10 +8,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 )
@@ -189,5 +192,81 @@ collectors:
 	}
 	if want := "[delete nova.host:host1 cloud create nova.host:host1 topology]"; fmt.Sprint(got) != want {
 		t.Fatalf("changes after the cloud deleted host1: %v, want %s", got, want)
+	}
+}
+
+// setFileSizeLimit sets RLIMIT_FSIZE of a running process (prlimit(2)):
+// past it its writes fail with EFBIG, as on a full disk, and Go ignores the
+// SIGXFSZ that comes with them.
+func setFileSizeLimit(t *testing.T, pid int, limit uint64) {
+	t.Helper()
+	lim := [2]uint64{limit, ^uint64(0)} // soft, hard (unlimited)
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), uintptr(syscall.RLIMIT_FSIZE),
+		uintptr(unsafe.Pointer(&lim)), 0, 0, 0); e != 0 {
+		t.Skipf("prlimit: %v", e)
+	}
+}
+
+// TestPartialApplyReported: the disk fills part-way through a large
+// snapshot (a file size limit on the real process makes SQLite's writes
+// fail). The log and status say how much was committed, not "baseline
+// unchanged" (main); the baseline holds exactly that, and once there is room
+// the next poll completes the snapshot.
+func TestPartialApplyReported(t *testing.T) {
+	const n = 40000
+	dir := t.TempDir()
+	wd, _ := os.Getwd()
+	os.WriteFile(filepath.Join(dir, "state"), []byte("ACTIVE"), 0o644)
+	// The plugin waits for the file "go", so that the limit is in place
+	// before the first poll writes.
+	s := startSidecar(t, dir, fmt.Sprintf(`
+collectors:
+  - name: gen
+    type: exec
+    command: ["/bin/sh", "-c", "while [ ! -f go ]; do sleep 0.05; done; exec /usr/bin/python3 %s %d state"]
+    interval: 1h
+    timeout: 300s
+    max_backoff: 1h
+    max_delete_ratio: 0
+`, filepath.Join(wd, "testdata/gen.py"), n))
+	setFileSizeLimit(t, s.cmd.Process.Pid, 64<<20)
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+
+	var st statusReply
+	waitFor(t, "the poll to fail", 240*time.Second, func() bool {
+		st = s.status(t)
+		return len(st.Collectors) == 1 && st.Collectors[0].LastError != ""
+	})
+	setFileSizeLimit(t, s.cmd.Process.Pid, ^uint64(0))
+	lastErr := st.Collectors[0].LastError
+	var done, total int
+	var lo, hi int64
+	if _, err := fmt.Sscanf(lastErr, "poll partially applied: %d of %d changes committed (seq %d..%d), then: ", &done, &total, &lo, &hi); err != nil {
+		t.Fatalf("status last_error %q: %v\n%s", lastErr, err, s.log)
+	}
+	if total != n || done <= 0 || done >= n || lo != 1 || hi != int64(done) {
+		t.Fatalf("status last_error %q", lastErr)
+	}
+	if !strings.Contains(s.log.String(), `msg="poll partially applied: the next poll completes it" collector=gen err="`+lastErr) ||
+		strings.Contains(s.log.String(), "baseline unchanged") {
+		t.Fatalf("log does not report the partial apply:\n%s", s.log)
+	}
+	out, err := exec.Command("sqlite3", s.db, "SELECT count(*) FROM baseline; SELECT max(seq) FROM changes;").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprintf("%d\n%d", done, done) {
+		t.Fatalf("database after the partial apply: %v %q, want %d rows", err, out, done)
+	}
+	t.Logf("partial apply: %s", lastErr)
+
+	// Room again: the next poll completes the snapshot.
+	if out, err := s.cli("collect", "gen"); err != nil {
+		t.Fatalf("collect: %v\n%s\n%s", err, out, s.log)
+	}
+	st = s.status(t)
+	if c := st.Collectors[0]; c.LastError != "" && c.LastResult.Created != n-done {
+		t.Fatalf("status after the next poll: %+v", c)
+	}
+	out, err = exec.Command("sqlite3", s.db, "SELECT count(*) FROM baseline; SELECT max(seq), count(*) FROM changes; PRAGMA integrity_check;").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprintf("%d\n%d|%d\nok", n, n, n) {
+		t.Fatalf("database after the next poll: %v %q", err, out)
 	}
 }
