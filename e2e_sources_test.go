@@ -270,3 +270,60 @@ collectors:
 		t.Fatalf("database after the next poll: %v %q", err, out)
 	}
 }
+
+// TestDuplicatesAndErrorChangesLogged: a key listed several times in one
+// poll is applied from its first listing, and reported in the log (key and
+// count) and in status; a poll error that changes is logged at once (main
+// logged only the 1st, 10th, 20th... consecutive failure), and so is
+// recovery.
+func TestDuplicatesAndErrorChangesLogged(t *testing.T) {
+	dir := t.TempDir()
+	wd, _ := os.Getwd()
+	mode := func(m string) {
+		if err := os.WriteFile(filepath.Join(dir, "mode"), []byte(m), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mode("dup")
+	s := startSidecar(t, dir, fmt.Sprintf(`
+collectors:
+  - {name: plug, type: exec, command: [%q], interval: 1h, max_backoff: 1h}
+`, filepath.Join(wd, "testdata/modes.sh")))
+	waitFor(t, "the first poll", 20*time.Second, func() bool { return s.status(t).polls("plug") == 1 })
+	collect := func() {
+		t.Helper()
+		s.cli("collect", "plug") // fails in the error modes
+	}
+	collect()
+	st := s.status(t).Collectors[0]
+	if st.Duplicates != 4 || st.LastResult.Duplicates != 2 {
+		t.Fatalf("status after two polls with duplicates: %+v", st)
+	}
+	if all := s.getAll(t); all["switch:1"].State != "a" || len(all) != 2 {
+		t.Fatalf("baseline: %+v", all)
+	}
+	if n := strings.Count(s.log.String(), `msg="duplicate keys in one listing: the first listing of each key is applied, the others are dropped" source=plug keys=1 dropped=2 example="switch:1 ×3"`); n != 2 {
+		t.Fatalf("duplicates logged %d times, want once per poll:\n%s", n, s.log)
+	}
+
+	for _, m := range []string{"err3", "err3", "err4", "err4", "err3", "dup"} {
+		mode(m)
+		collect()
+	}
+	log := s.log.String()
+	for _, want := range []struct {
+		s string
+		n int
+	}{
+		{`err="exec ` + filepath.Join(wd, "testdata/modes.sh") + `: exit status 3"`, 2},
+		{`err="exec ` + filepath.Join(wd, "testdata/modes.sh") + `: exit status 4"`, 1},
+		{`msg="poll recovered" collector=plug after_failures=5`, 1},
+	} {
+		if n := strings.Count(log, want.s); n != want.n {
+			t.Errorf("%s logged %d times, want %d", want.s, n, want.n)
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", log)
+	}
+}

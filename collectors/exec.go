@@ -149,7 +149,7 @@ func (x *execCollector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	var d decoded
 	select {
 	case d = <-dch:
-		if d.err == nil || errors.Is(d.err, io.ErrUnexpectedEOF) {
+		if d.err == nil || errors.Is(d.err, io.ErrUnexpectedEOF) || errors.Is(d.err, errNoOutput) {
 			// Stdout is closed: the plugin has said all it will. It
 			// normally exits at once; one that lingers is killed, after
 			// a moment in which its exit status still counts.
@@ -244,7 +244,7 @@ func decodeExecOutput(r io.Reader) (*entity.Snapshot, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	first, err := firstByte(br)
 	if errors.Is(err, io.EOF) {
-		return nil, errors.New("exec: plugin printed nothing (print {\"entities\": []} for an empty source)")
+		return nil, errNoOutput
 	}
 	if err != nil {
 		return nil, fmt.Errorf("exec: read output: %w", err)
@@ -309,6 +309,10 @@ func decodeExecOutput(r io.Reader) (*entity.Snapshot, error) {
 	}
 	return snap, nil
 }
+
+// errNoOutput is an output closed before anything was printed: the
+// plugin's exit status, if not zero, tells more.
+var errNoOutput = errors.New("exec: plugin printed nothing (print {\"entities\": []} for an empty source)")
 
 // isReadError reports whether err came from reading the pipe rather than
 // from JSON syntax.

@@ -54,6 +54,8 @@ func TestExec(t *testing.T) {
 		{"unknown field", `echo '{"entitys":[]}'`, "invalid output", 0, false},
 		{"missing id", `echo '{"entities":[{"type":"s"}]}'`, "type and id are required", 0, false},
 		{"nothing printed", `true`, "printed nothing", 0, false},
+		{"nothing printed, non-zero exit", `echo oops >&2; exit 3`, "exit status 3", 0, false},
+		{"truncated output, non-zero exit", `printf '{"entities":[{"type":"s",'; exit 4`, "exit status 4", 0, false},
 	}
 	dir := t.TempDir()
 	for _, tc := range cases {
