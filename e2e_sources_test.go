@@ -7,6 +7,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -326,4 +329,62 @@ collectors:
 	if t.Failed() {
 		t.Logf("log:\n%s", log)
 	}
+}
+
+// TestTwoCollectorsOneKey: two plugins both list switch:shared, with
+// different states. The first to list it keeps it: nothing changes over many
+// polls, and the conflict is counted in status and metrics and logged once.
+// When the owner stops listing it, the other's next poll takes it over.
+func TestTwoCollectorsOneKey(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	os.WriteFile(filepath.Join(dir, "a.json"), []byte(`[{"type":"switch","id":"shared","state":"up"},{"type":"switch","id":"a"}]`), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.json"), []byte(`[{"type":"switch","id":"shared","state":"down"},{"type":"switch","id":"b"}]`), 0o644)
+	// a polls first; b starts polling once a's listing is in.
+	s := startSidecar(t, dir, "metrics: {listen: \""+addr+"\"}\n"+`
+collectors:
+  - {name: a, type: exec, command: [/bin/cat, a.json], interval: 100ms}
+  - {name: b, type: exec, command: [/bin/sh, -c, "while [ ! -f go ]; do sleep 0.05; done; cat b.json"], interval: 100ms}
+`)
+	waitFor(t, "a's first poll", 20*time.Second, func() bool { return s.status(t).polls("a") >= 1 })
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+	waitFor(t, "b's first poll", 20*time.Second, func() bool { return s.status(t).polls("b") >= 1 })
+	st := s.status(t)
+	seq, polls := st.ChangeLog.LastSeq, st.polls("b")
+	waitFor(t, "ten more polls of b", 30*time.Second, func() bool { st = s.status(t); return st.polls("b") >= polls+10 })
+	if st.ChangeLog.LastSeq != seq || seq != 3 {
+		t.Fatalf("seq %d then %d, want 3 changes and none after", seq, st.ChangeLog.LastSeq)
+	}
+	for _, c := range st.Collectors {
+		if c.Name == "b" && (c.LastResult.Conflicts != 1 || c.Conflicts != 1) {
+			t.Fatalf("b's status: %+v", c)
+		}
+	}
+	if e := s.getAll(t)["switch:shared"]; e.Source != "a" || e.State != "up" {
+		t.Fatalf("switch:shared: %+v", e)
+	}
+	if n := strings.Count(s.log.String(), "ownership conflict"); n != 1 {
+		t.Fatalf("conflict logged %d times:\n%s", n, s.log)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `synchronizer_ownership_conflicts_total{collector="b"} 1`) {
+		t.Fatalf("metrics lack the conflict:\n%s", body)
+	}
+
+	// a no longer lists it: a deletes it, b creates it as its own.
+	os.WriteFile(filepath.Join(dir, "a.json"), []byte(`[{"type":"switch","id":"a"}]`), 0o644)
+	waitFor(t, "b to own switch:shared", 20*time.Second, func() bool {
+		e, ok := s.getAll(t)["switch:shared"]
+		return ok && e.Source == "b" && e.State == "down"
+	})
 }
