@@ -28,6 +28,8 @@ type metrics struct {
 	reloads      *prometheus.CounterVec
 	reloadOK     prometheus.Gauge
 	reloadTime   prometheus.Gauge
+	conflicts    *prometheus.CounterVec
+	duplicates   *prometheus.CounterVec
 }
 
 func newMetrics(sc *Sidecar) *metrics {
@@ -58,6 +60,14 @@ func newMetrics(sc *Sidecar) *metrics {
 			Name: "synchronizer_config_last_reload_success_timestamp_seconds",
 			Help: "When the running configuration was loaded.",
 		}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synchronizer_ownership_conflicts_total",
+			Help: "Keys a collector lists that another collector owns and keeps, counted when first seen (README \"Ownership\").",
+		}, []string{"collector"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synchronizer_duplicate_keys_total",
+			Help: "Listings of a key beyond its first in one poll, dropped (the first is applied).",
+		}, []string{"collector"}),
 	}
 	bi := buildinfo.Get()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -68,7 +78,7 @@ func newMetrics(sc *Sidecar) *metrics {
 	buildInfo.Set(1)
 	m.reloadOK.Set(1)
 	m.reloadTime.SetToCurrentTime()
-	m.reg.MustRegister(buildInfo, m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime,
+	m.reg.MustRegister(buildInfo, m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime, m.conflicts, m.duplicates,
 		stateCollector{sc}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -77,14 +87,18 @@ func newMetrics(sc *Sidecar) *metrics {
 func (m *metrics) pollObserver(name string) func(time.Duration, engine.Result, error) {
 	dur := m.pollDuration.WithLabelValues(name)
 	ok, failed := m.polls.WithLabelValues(name, "success"), m.polls.WithLabelValues(name, "failure")
+	conflicts, duplicates := m.conflicts.WithLabelValues(name), m.duplicates.WithLabelValues(name)
 	return func(d time.Duration, res engine.Result, err error) {
 		dur.Observe(d.Seconds())
+		conflicts.Add(float64(res.NewConflicts))
+		duplicates.Add(float64(res.Duplicates))
+		// A poll cut short after some commits still committed them.
+		m.changed(name, res)
 		if err != nil {
 			failed.Inc()
 			return
 		}
 		ok.Inc()
-		m.changed(name, res)
 	}
 }
 
