@@ -190,6 +190,7 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 		}
 	}
 
+	markPresent(snap, seen)
 	complete := map[string]bool{}
 	for _, t := range snap.Types {
 		complete[t] = true
@@ -236,6 +237,7 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 		}
 		e.cmu.Unlock()
 	}
+	changes = append(changes, e.explicitDeletes(snap, srcID, started, seen, complete, &res)...)
 	if err := e.commit(ctx, changes, touches, now, &res); err != nil {
 		return res, fmt.Errorf("engine: snapshot of %s: %w", o.Source, err)
 	}
