@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -38,6 +39,43 @@ type session struct {
 	pc    *gophercloud.ProviderClient
 	seen  []string // the latest tokens, for redact
 	auths int      // tokens obtained
+
+	// Requests and response body bytes since the collector was built,
+	// for the metrics.
+	requests, bytes atomic.Int64
+}
+
+// meter counts the requests and response body bytes of one listing; it
+// rides in the context of the listing's requests.
+type meter struct{ requests, bytes atomic.Int64 }
+
+type meterKey struct{}
+
+func withMeter(ctx context.Context, m *meter) context.Context {
+	return context.WithValue(ctx, meterKey{}, m)
+}
+
+// count adds one response of n body bytes to the session's totals and to
+// the listing's meter.
+func (s *session) count(ctx context.Context, n int64) {
+	s.requests.Add(1)
+	s.bytes.Add(n)
+	if m, _ := ctx.Value(meterKey{}).(*meter); m != nil {
+		m.requests.Add(1)
+		m.bytes.Add(n)
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // ensure authenticates when there is no token yet or it is about to expire.
@@ -148,6 +186,12 @@ func (s *session) endpoint(types ...string) (string, error) {
 // connection errors and time-outs with exponential back-off. Each attempt
 // has its own time-out, body decoding included.
 func (s *session) get(ctx context.Context, url string, hdr map[string]string, attempts int, decode func(io.Reader) error) error {
+	return s.getWith(ctx, url, hdr, attempts, decode, nil)
+}
+
+// getWith is get that also stores the headers of the successful response
+// in respHdr, when not nil.
+func (s *session) getWith(ctx context.Context, url string, hdr map[string]string, attempts int, decode func(io.Reader) error, respHdr *http.Header) error {
 	s.mu.Lock()
 	pc := s.pc
 	s.mu.Unlock()
@@ -167,7 +211,7 @@ func (s *session) get(ctx context.Context, url string, hdr map[string]string, at
 			case <-time.After(d):
 			}
 		}
-		err = s.once(ctx, pc, url, hdr, decode)
+		err = s.once(ctx, pc, url, hdr, decode, respHdr)
 		if err == nil || ctx.Err() != nil || !retryable(err) {
 			break
 		}
@@ -178,7 +222,7 @@ func (s *session) get(ctx context.Context, url string, hdr map[string]string, at
 	return s.redact(err)
 }
 
-func (s *session) once(ctx context.Context, pc *gophercloud.ProviderClient, url string, hdr map[string]string, decode func(io.Reader) error) error {
+func (s *session) once(ctx context.Context, pc *gophercloud.ProviderClient, url string, hdr map[string]string, decode func(io.Reader) error, respHdr *http.Header) error {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout.D())
 	defer cancel()
 	before := pc.Token()
@@ -196,13 +240,28 @@ func (s *session) once(ctx context.Context, pc *gophercloud.ProviderClient, url 
 		s.mu.Unlock()
 	}
 	if err != nil {
+		var n int64
+		var uc gophercloud.ErrUnexpectedResponseCode
+		var puc *gophercloud.ErrUnexpectedResponseCode
+		switch {
+		case errors.As(err, &uc):
+			n = int64(len(uc.Body))
+		case errors.As(err, &puc):
+			n = int64(len(puc.Body))
+		}
+		s.count(ctx, n)
 		if rctx.Err() != nil && ctx.Err() == nil {
 			return &timeoutError{after: s.opts.RequestTimeout.D()}
 		}
 		return httpError(err)
 	}
 	defer resp.Body.Close()
-	if err := decode(resp.Body); err != nil {
+	if respHdr != nil {
+		*respHdr = resp.Header
+	}
+	body := &countingReader{r: resp.Body}
+	defer func() { s.count(ctx, body.n) }()
+	if err := decode(body); err != nil {
 		if rctx.Err() != nil && ctx.Err() == nil {
 			return &timeoutError{after: s.opts.RequestTimeout.D()}
 		}
