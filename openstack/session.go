@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf16"
 
 	"github.com/gophercloud/gophercloud/v2"
 	gcos "github.com/gophercloud/gophercloud/v2/openstack"
@@ -303,10 +307,16 @@ func redactWith(err error, secrets []string) error {
 		return nil
 	}
 	msg := err.Error()
+	var forms []string
 	for _, sec := range secrets {
 		if len(sec) >= 4 {
-			msg = strings.ReplaceAll(msg, sec, "***")
+			forms = append(forms, secretForms(sec)...)
 		}
+	}
+	// Longest first: a form may contain another (the JSON of the JSON).
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range slices.Compact(forms) {
+		msg = strings.ReplaceAll(msg, f, "***")
 	}
 	if msg == err.Error() {
 		return err
@@ -321,3 +331,71 @@ type redactedError struct {
 
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
+
+// secretForms are the ways a secret may come back in a message: as is,
+// escaped for JSON by Go (\u003c for <, &, >) or by Python (ASCII only),
+// with either case of hex digit, twice escaped (a JSON body quoted in a JSON
+// error), URL-encoded (query, path, Python's quote), HTML-escaped.
+func secretForms(sec string) []string {
+	forms := []string{sec}
+	add := func(f string) {
+		if f != "" && !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	for _, j := range []string{jsonEscape(sec, true, false), jsonEscape(sec, false, false), jsonEscape(sec, true, true), jsonEscape(sec, false, true)} {
+		add(j)
+		add(upperHexEscapes(j))
+		add(jsonEscape(j, false, false))
+	}
+	// Python's quote writes a space as %20 and escapes +.
+	for _, u := range []string{url.QueryEscape(sec), url.PathEscape(sec), strings.ReplaceAll(url.QueryEscape(sec), "+", "%20")} {
+		add(u)
+		add(lowerPercent(u))
+	}
+	add(html.EscapeString(sec))
+	return forms
+}
+
+// jsonEscape is s as inside a JSON string: html escapes <, > and & as Go
+// does; ascii escapes every non-ASCII rune as Python's json.dumps does.
+func jsonEscape(s string, htmlSafe, ascii bool) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20, htmlSafe && (r == '<' || r == '>' || r == '&'), r == 0x2028 || r == 0x2029:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case ascii && r > 0x7e:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04x`, u)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+var (
+	unicodeEscape = regexp.MustCompile(`\\u[0-9a-f]{4}`)
+	percentEscape = regexp.MustCompile(`%[0-9A-F]{2}`)
+)
+
+// upperHexEscapes writes the \u escapes of s with upper-case hex digits.
+func upperHexEscapes(s string) string {
+	return unicodeEscape.ReplaceAllStringFunc(s, func(m string) string { return `\u` + strings.ToUpper(m[2:]) })
+}
+
+// lowerPercent writes the %XX escapes of s with lower-case hex digits.
+func lowerPercent(s string) string {
+	return percentEscape.ReplaceAllStringFunc(s, strings.ToLower)
+}

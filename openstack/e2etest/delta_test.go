@@ -1,6 +1,9 @@
 package e2etest
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -59,6 +62,41 @@ func TestDeltaChangesThroughEngine(t *testing.T) {
 			if st := types[typ]; st.Mode != "delta" && !st.Failing {
 				t.Errorf("%s: %s listed %q", s.name, typ, st.Mode)
 			}
+		}
+	}
+}
+
+// TestUserDataNeverStored: a server booted with user data, polled in full
+// and through changes-since, leaves no trace of it in the database files.
+func TestUserDataNeverStored(t *testing.T) {
+	r := newRigWith(t, openstacktest.Options{PageSize: 5}, openstack.Options{Types: []string{openstack.TypeInstance}})
+	const secret = "I2Nsb3VkLWNvbmZpZwpjaHBhc3N3ZDogc2VjcmV0LWNsb3VkLWluaXQK"
+	id := r.srv.AddServers(1)[0]
+	boot := func(o map[string]any) { o["OS-EXT-SRV-ATTR:user_data"] = secret }
+	r.srv.Update(openstacktest.Servers, id, boot)
+	r.srv.Advance(time.Minute)
+	if res := r.poll(t); res.Created != 2 {
+		t.Fatalf("full poll: %+v", res)
+	}
+	r.srv.Update(openstacktest.Servers, id, func(o map[string]any) { boot(o); o["status"] = "SHUTOFF" })
+	r.srv.Advance(time.Minute)
+	if res := r.poll(t); res.Updated != 1 {
+		t.Fatalf("delta poll: %+v", res)
+	}
+	if err := r.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(r.dir, "s.db*"))
+	if len(files) == 0 {
+		t.Fatal("no database file")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte("user_data")) {
+			t.Errorf("%s holds the user data", f)
 		}
 	}
 }

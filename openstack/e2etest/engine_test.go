@@ -23,6 +23,8 @@ type rig struct {
 	srv *openstacktest.Server
 	c   *openstack.Collector
 	eng *engine.Engine
+	st  *store.Store
+	dir string // holds the database files
 }
 
 func newRig(t testing.TB, pageSize int, types ...string) *rig {
@@ -64,7 +66,7 @@ func newRigWith(t testing.TB, so openstacktest.Options, o openstack.Options) *ri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{srv: srv, c: c, eng: eng}
+	return &rig{srv: srv, c: c, eng: eng, st: st, dir: dir}
 }
 
 // poll collects and applies one snapshot, as the poll loop does.
