@@ -147,11 +147,13 @@ var (
 	descCheckpoints = prometheus.NewDesc("synchronizer_wal_checkpoints_total", "Background WAL checkpoints run.", nil, nil)
 	descWALFrames   = prometheus.NewDesc("synchronizer_wal_frames", "Pages in the WAL at the last checkpoint.", nil, nil)
 	descWALFailing  = prometheus.NewDesc("synchronizer_wal_checkpoint_failing", "Whether the last WAL checkpoint failed (1): the WAL grows until one succeeds.", nil, nil)
+	descCollReqs    = prometheus.NewDesc("synchronizer_collector_requests_total", "HTTP requests a collector made to its source's API.", []string{"collector"}, nil)
+	descCollBytes   = prometheus.NewDesc("synchronizer_collector_response_bytes_total", "Response body bytes a collector read from its source's API.", []string{"collector"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing,
-		descCheckpoints, descWALFrames, descWALFailing} {
+		descCheckpoints, descWALFrames, descWALFailing, descCollReqs, descCollBytes} {
 		ch <- d
 	}
 }
@@ -190,6 +192,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		var st map[string]any
 		if u.runner != nil {
 			st = u.runner.Status()
+			// collectors.TrafficReporter (the prometheus package holds the name).
+			if tr, ok := u.runner.Collector().(interface{ Traffic() (int64, int64) }); ok {
+				reqs, bytes := tr.Traffic()
+				ch <- prometheus.MustNewConstMetric(descCollReqs, prometheus.CounterValue, float64(reqs), u.name)
+				ch <- prometheus.MustNewConstMetric(descCollBytes, prometheus.CounterValue, float64(bytes), u.name)
+			}
 		} else if u.lrun != nil {
 			st = u.lrun.status()
 			if d, ok := st["details"].(map[string]any); ok {
