@@ -314,3 +314,44 @@ func TestTrafficCounts(t *testing.T) {
 		t.Errorf("totals %d requests, %d bytes; polls %+v %+v", reqs, bytes, st, st2)
 	}
 }
+
+// A service that ignores the change filter (Cinder without its filter file)
+// lists items the filter excludes: the listing stops there, the type is
+// listed in full, and status says why.
+func TestIgnoredFilterFallsBackToFull(t *testing.T) {
+	f := newDeltaFixture(t, openstacktest.Options{CinderIgnoresFilters: true, NeutronChangedSince: true}, nil)
+	vols := f.srv.Add(openstacktest.Volumes, 3)
+	f.srv.Advance(time.Minute)
+	snap := f.applied(t)
+	st := typeStatus(f.c, TypeVolume)
+	if st.Mode != modeFull || st.DeltaUnavailable != errFilterIgnored.Error() || st.Failing || !slices.Contains(snap.Types, TypeVolume) {
+		t.Fatalf("status %+v, types %v", st, snap.Types)
+	}
+	if got := keysOf(ofType(snap, TypeVolume)); len(got) != 4 || !slices.Contains(got, TypeVolume+":"+vols[0]) {
+		t.Errorf("volumes listed: %v", got)
+	}
+	if st := typeStatus(f.c, TypePort); st.Mode != modeDelta {
+		t.Errorf("ports: mode %q", st.Mode)
+	}
+}
+
+// A type turned off and on again is listed in full: the poll loop dropped
+// its changes while it was off.
+func TestReactivatedTypeListedInFull(t *testing.T) {
+	f := newDeltaFixture(t, openstacktest.Options{NeutronChangedSince: true}, nil)
+	f.c.SetActiveTypes([]string{TypePort})
+	f.applied(t)
+	if st := typeStatus(f.c, TypePort); st.Mode != modeDelta {
+		t.Fatalf("port mode %q", st.Mode)
+	}
+	f.c.SetActiveTypes(nil) // every type again
+	snap := f.applied(t)
+	for typ, want := range map[string]string{TypeInstance: modeFull, TypeNetwork: modeFull, TypeVolume: modeFull, TypePort: modeDelta} {
+		if st := typeStatus(f.c, typ); st.Mode != want {
+			t.Errorf("%s: mode %q, want %s", typ, st.Mode, want)
+		}
+	}
+	if !slices.Contains(snap.Types, TypeInstance) {
+		t.Error("nova.instance not listed completely")
+	}
+}

@@ -159,6 +159,9 @@ func (c *Collector) listServers(ctx context.Context, ep string, l *listing, add 
 		clock := c.watch(&ls)
 		n, err := c.sess.list(ctx, ls, func(o map[string]any, fp [16]byte) error {
 			clock.note(o)
+			if ignoredFilter(o, since, false) {
+				return errFilterIgnored
+			}
 			switch str(o, "status") {
 			case "DELETED", "SOFT_DELETED":
 				if id := str(o, "id"); id != "" {
@@ -194,6 +197,11 @@ func (c *Collector) listChanged(ctx context.Context, typ string, l *listing, add
 		clock := c.watch(&ls)
 		n, err := c.sess.list(ctx, ls, func(o map[string]any, fp [16]byte) error {
 			clock.note(o)
+			// A row never updated has a null updated_at, which no
+			// updated_at filter lets through.
+			if ignoredFilter(o, since, true) {
+				return errFilterIgnored
+			}
 			return add(o, fp)
 		})
 		l.pages, l.mark = n, clock.mark()
@@ -290,16 +298,39 @@ func updatedAt(o map[string]any) time.Time {
 	return time.Time{}
 }
 
+// errFilterIgnored stops a change listing that lists an item the filter
+// excludes: the service ignored the filter (Cinder without its
+// resource_query_filters_file, Neutron without its timestamp extension and
+// filter_validation off) and is listing everything.
+var errFilterIgnored = errors.New("change filter ignored: an item older than the filter's time was listed")
+
+// ignoredFilter reports whether an item of a change listing since since
+// shows that the filter was ignored: updated before since (a second's
+// leeway for the database's rounding), or, with nullIgnored, no updated
+// time at all.
+func ignoredFilter(o map[string]any, since time.Time, nullIgnored bool) bool {
+	t := updatedAt(o)
+	if t.IsZero() {
+		return nullIgnored
+	}
+	return t.Before(since.Add(-time.Second))
+}
+
 // refused reports whether err is the service refusing the change filter
-// (400: Neutron's filter_validation, an unknown parameter), and if so
-// remembers it, so that the type is listed in full until full_every has
-// passed, and clears what the change listing gathered.
+// (400: Neutron's filter_validation, an unknown parameter) or ignoring it,
+// and if so remembers it, so that the type is listed in full until
+// full_every has passed, and clears what the change listing gathered.
 func (c *Collector) refused(typ string, err error, l *listing) bool {
 	var he *HTTPError
-	if !errors.As(err, &he) || he.Status != http.StatusBadRequest {
+	var why string
+	switch {
+	case errors.Is(err, errFilterIgnored):
+		why = errFilterIgnored.Error()
+	case errors.As(err, &he) && he.Status == http.StatusBadRequest:
+		why = fmt.Sprintf("change filter refused: HTTP %d: %s", he.Status, he.Message)
+	default:
 		return false
 	}
-	why := fmt.Sprintf("change filter refused: HTTP %d: %s", he.Status, he.Message)
 	c.mu.Lock()
 	d := c.delta(typ)
 	first := d.refusedAt.IsZero()

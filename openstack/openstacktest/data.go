@@ -109,7 +109,16 @@ func (s *Server) load() error {
 			if err != nil {
 				return err
 			}
-			it.changed = s.stamp()
+			// The sample's own updated time (null: never updated, which no
+			// updated_at filter lets through).
+			if v, _ := obj[l.updated].(string); v != "" {
+				for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05.999999", "2006-01-02T15:04:05"} {
+					if t, err := time.Parse(layout, v); err == nil {
+						it.changed = t
+						break
+					}
+				}
+			}
 			c.items = append(c.items, it)
 		}
 		s.colls[name] = c
@@ -289,8 +298,10 @@ func (s *Server) AddServers(n int) []string {
 		}
 		obj["id"] = newUUID()
 		obj["name"] = "server-" + strconv.Itoa(len(c.items))
+		now := s.stamp()
+		obj["updated"] = now.Format(novaTime)
 		it, _ := newItem(obj, "id")
-		it.changed = s.stamp()
+		it.changed = now
 		c.items = append(c.items, it)
 		ids = append(ids, it.id)
 	}
@@ -314,8 +325,12 @@ func (s *Server) Add(coll string, n int) []string {
 	for i := 0; i < n; i++ {
 		obj := deepCopy(body[l.key][0]).(map[string]any)
 		obj[l.idKey] = newUUID()
+		now := s.stamp()
+		if l.updated != "" {
+			obj[l.updated] = now.Format(l.updatedFormat)
+		}
 		it, _ := newItem(obj, l.idKey)
-		it.changed = s.stamp()
+		it.changed = now
 		c.items = append(c.items, it)
 		ids = append(ids, it.id)
 	}
@@ -509,7 +524,10 @@ func (s *Server) parseQuery(coll string, r *http.Request) (listQuery, *apiError)
 			lq.fields = []string{"id", "name", "links"}
 		}
 		// Generic filters need 3.31; below, cinder ignores them.
-		if v := q.Get("updated_at"); v != "" && minorOf(volumeMicroversion(r)) >= 31 {
+		s.mu.Lock()
+		ignore := s.opts.CinderIgnoresFilters
+		s.mu.Unlock()
+		if v := q.Get("updated_at"); v != "" && minorOf(volumeMicroversion(r)) >= 31 && !ignore {
 			op, ts, _ := strings.Cut(v, ":")
 			t, err := parseCinderTime(ts)
 			if op != "gte" || err != nil {

@@ -59,6 +59,9 @@ type Options struct {
 	// default "3.70". Higher requests get 406; below 3.31 the updated_at
 	// filter is ignored, as Cinder does.
 	CinderMaxMicroversion string
+	// CinderIgnoresFilters makes Cinder ignore updated_at, as a Cinder
+	// without its resource_query_filters_file does.
+	CinderIgnoresFilters bool
 	// ClockOffset is how far the cloud's clock (Date headers, updated_at of
 	// changes) is ahead of the local one (negative: behind).
 	ClockOffset time.Duration
