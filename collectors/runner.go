@@ -208,6 +208,9 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 			Force:          force,
 			Reference:      IsReference(r.c),
 		})
+		if err == nil && snap.Applied != nil {
+			snap.Applied()
+		}
 	}
 	dur := time.Since(start)
 	if fn := r.observe.Load(); fn != nil {
@@ -292,10 +295,24 @@ func (r *Runner) filter(snap *entity.Snapshot) *entity.Snapshot {
 		return snap
 	}
 	active := *p
-	out := &entity.Snapshot{Entities: make([]entity.Entity, 0, len(snap.Entities))}
+	out := &entity.Snapshot{Entities: make([]entity.Entity, 0, len(snap.Entities)), Applied: snap.Applied}
 	for _, e := range snap.Entities {
 		if active[e.Type] {
 			out.Entities = append(out.Entities, e)
+		}
+	}
+	// A collector that lists incrementally is told of an applied snapshot
+	// whatever was filtered out: it lists a type again in full when the
+	// type becomes active again (TypeFilter).
+	activeKey := func(k string) bool { typ, _ := entity.SplitKey(k); return active[typ] }
+	for _, k := range snap.Present {
+		if activeKey(k) {
+			out.Present = append(out.Present, k)
+		}
+	}
+	for _, k := range snap.Deletes {
+		if activeKey(k) {
+			out.Deletes = append(out.Deletes, k)
 		}
 	}
 	if snap.AllTypes {

@@ -185,12 +185,15 @@ var (
 	descMemoryResyncs = prometheus.NewDesc("synchronizer_rpc_memory_resyncs_total", "Subscribers cut off with resync because subscriber_memory was reached.", nil, nil)
 	descAcceptErrors  = prometheus.NewDesc("synchronizer_rpc_accept_errors_total", "Failed accepts on the socket (each retried after a back-off).", nil, nil)
 	descGetAllCut     = prometheus.NewDesc("synchronizer_rpc_get_all_cut_total", "get_all answers cut by get_all_timeout.", nil, nil)
+	descCollReqs      = prometheus.NewDesc("synchronizer_collector_requests_total", "HTTP requests a collector made to its source's API.", []string{"collector"}, nil)
+	descCollBytes     = prometheus.NewDesc("synchronizer_collector_response_bytes_total", "Response body bytes a collector read from its source's API.", []string{"collector"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing,
 		descCheckpoints, descWALFrames, descWALFailing, descStoreFail, descStoreCheck,
-		descQueuedBytes, descRejected, descIdleClosed, descMemoryResyncs, descAcceptErrors, descGetAllCut} {
+		descQueuedBytes, descRejected, descIdleClosed, descMemoryResyncs, descAcceptErrors, descGetAllCut,
+		descCollReqs, descCollBytes} {
 		ch <- d
 	}
 }
@@ -242,6 +245,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		var st map[string]any
 		if u.runner != nil {
 			st = u.runner.Status()
+			// collectors.TrafficReporter (the prometheus package holds the name).
+			if tr, ok := u.runner.Collector().(interface{ Traffic() (int64, int64) }); ok {
+				reqs, bytes := tr.Traffic()
+				ch <- prometheus.MustNewConstMetric(descCollReqs, prometheus.CounterValue, float64(reqs), u.name)
+				ch <- prometheus.MustNewConstMetric(descCollBytes, prometheus.CounterValue, float64(bytes), u.name)
+			}
 		} else if u.lrun != nil {
 			st = u.lrun.status()
 			if d, ok := st["details"].(map[string]any); ok {
