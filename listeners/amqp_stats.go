@@ -32,7 +32,7 @@ type amqpStats struct {
 	// Our queue at the last check: consumers (ours included), the others,
 	// ready messages.
 	consumers, otherConsumers, queueDepth int
-	checkedAt                            time.Time
+	checkedAt                             time.Time
 }
 
 func (s *amqpStats) add(p *int64, n int64) {
