@@ -282,20 +282,28 @@ var errFatal = errors.New("configuration does not match the broker")
 func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 	backoff := l.cfg.MinBackoff.D()
 	// Before the first session consumes, nothing was listening: the
-	// collectors catch up once it does. Later, a durable queue kept what
-	// arrived while we were away; a non-durable one may have gone with a
-	// broker restart (a new queue is caught up in any case).
+	// collectors catch up once it does. After a lost connection: a
+	// non-durable queue may have gone with a broker restart (a queue found
+	// missing is caught up in any case), and a restart takes non-durable
+	// exchanges with our queue's bindings: the services declare the
+	// exchanges again when they publish, before we bind again, and what
+	// they publish meanwhile reaches no queue of ours. Only a durable
+	// queue bound to durable exchanges keeps everything.
 	gap := "first_connect"
+	reconnectGap := ""
+	switch {
+	case !l.cfg.QueueDurable:
+		reconnectGap = "reconnect_non_durable_queue"
+	case !l.cfg.Durable:
+		reconnectGap = "reconnect_non_durable_exchanges"
+	}
 	for attempt := 0; ; attempt++ {
 		i := attempt % len(l.urls)
 		l.setState("connecting", l.hosts[i], nil)
 		began := time.Now()
 		consumed, err := l.session(ctx, sink, i, gap)
 		if consumed {
-			gap = ""
-			if !l.cfg.QueueDurable {
-				gap = "reconnect_non_durable_queue"
-			}
+			gap = reconnectGap
 		}
 		if ctx.Err() != nil {
 			l.setState("stopped", "", nil)

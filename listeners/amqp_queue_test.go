@@ -107,19 +107,22 @@ func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
 
 // TestAMQPCatchUpReasons: the listener asks for a catch-up exactly when
 // notifications may have been missed: its queue is new, it starts
-// consuming for the first time, or it reconnects to a non-durable queue;
-// not when it reconnects to a durable queue that kept everything.
+// consuming for the first time, or it reconnects to a non-durable queue or
+// to non-durable exchanges (a broker restart would have removed our
+// bindings); not when it reconnects to a durable queue bound to durable
+// exchanges, which kept everything.
 func TestAMQPCatchUpReasons(t *testing.T) {
 	for _, tc := range []struct {
-		durable     bool
-		afterCutOff []string
+		queueDurable, durable bool
+		afterCutOff           []string
 	}{
-		{true, nil},
-		{false, []string{"reconnect_non_durable_queue"}},
+		{true, true, nil},
+		{true, false, []string{"reconnect_non_durable_exchanges"}},
+		{false, true, []string{"reconnect_non_durable_queue"}},
 	} {
-		t.Run(fmt.Sprintf("queue_durable=%v", tc.durable), func(t *testing.T) {
+		t.Run(fmt.Sprintf("queue_durable=%v,durable=%v", tc.queueDurable, tc.durable), func(t *testing.T) {
 			vhost, url := amqptest.VHost(t)
-			l, _, q := testBusAt(t, url, fmt.Sprintf("queue_durable: %v\nowner: cloud\n", tc.durable))
+			l, _, q := testBusAt(t, url, fmt.Sprintf("queue_durable: %v\ndurable: %v\nowner: cloud\n", tc.queueDurable, tc.durable))
 			sink := &gapSink{}
 			stop := run(t, l, sink)
 			if got := sink.reasons(); !slices.Equal(got, []string{"queue_created"}) {
@@ -196,16 +199,16 @@ func TestAMQPQueueFullCatchesUp(t *testing.T) {
 }
 
 // TestAMQPBrokerRestart restarts a broker node of the test's own
-// (stop_app / start_app) with notifications waiting: a durable queue keeps
-// them (no catch-up needed, none asked for); a non-durable one loses them
-// with the queue, and the listener asks for a catch-up as it declares the
-// new queue.
+// (stop_app / start_app) with notifications waiting: a durable queue on
+// durable exchanges keeps them and its bindings (no catch-up needed, none
+// asked for); a non-durable one loses them with the queue, and the
+// listener asks for a catch-up as it declares the new queue.
 func TestAMQPBrokerRestart(t *testing.T) {
 	node := amqptest.StartNode(t)
 	for _, durable := range []bool{true, false} {
 		t.Run(fmt.Sprintf("queue_durable=%v", durable), func(t *testing.T) {
 			const n = 50
-			l, ex, _ := testBusAt(t, node.URL, fmt.Sprintf("queue_durable: %v\nmax_backoff: 200ms\n", durable))
+			l, ex, _ := testBusAt(t, node.URL, fmt.Sprintf("queue_durable: %v\ndurable: %v\nmax_backoff: 200ms\n", durable, durable))
 			release := make(chan struct{})
 			var once sync.Once
 			sink := &gapSink{}
