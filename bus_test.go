@@ -466,6 +466,10 @@ func TestBusPushDuringPoll(t *testing.T) {
 	c := s.client()
 	waitConnected(t, c)
 	waitFor(t, "the first poll", 10*time.Second, func() bool { return statusOf(t, s).Entities == 1 })
+	// The listener's first connect has the owner poll once more (catch-up):
+	// let it finish, so that the poll caught in flight below is a
+	// scheduled one.
+	waitFor(t, "the first-connect catch-up poll", 10*time.Second, func() bool { return listenerEntry(t, c)["catch_up_polls"] == 1.0 })
 	sub := subscribe(t, s.socket, "nova.instance")
 
 	n := len(pollLog(dir))
