@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -112,7 +113,11 @@ func Run(ctx context.Context, o Options) error {
 	if err := sc.rpc.Listen(sc.socket); err != nil {
 		return err
 	}
-	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}}
+	absDB, aerr := filepath.Abs(dbPath)
+	if aerr != nil {
+		absDB = dbPath // only a name for the listeners' queues
+	}
+	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}, db: absDB}
 	sc.metrics = newMetrics(sc)
 	// Readers (get_all, changes, status) are served while the baseline
 	// index loads; registrations and collectors wait for it.
