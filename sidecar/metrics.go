@@ -28,10 +28,13 @@ type metrics struct {
 	reloads      *prometheus.CounterVec
 	reloadOK     prometheus.Gauge
 	reloadTime   prometheus.Gauge
+	// sc answers /readyz beside /metrics.
+	sc *Sidecar
 }
 
 func newMetrics(sc *Sidecar) *metrics {
 	m := &metrics{
+		sc:  sc,
 		reg: prometheus.NewRegistry(),
 		pollDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "synchronizer_poll_duration_seconds",
@@ -126,6 +129,8 @@ func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (<-c
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", healthz)
+	mux.HandleFunc("/readyz", m.sc.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
