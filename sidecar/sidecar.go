@@ -151,9 +151,9 @@ func Run(ctx context.Context, o Options) error {
 		"collectors", len(cfg.Collectors), "listeners", len(cfg.Listeners))
 
 	watchErr := sc.watch(ctx, runCtx)
+	sc.systemd.stopping()
 	stopSystemd()
 	<-sdDone
-	sc.systemd.stopping()
 	// Stop order: sources first (an open transaction finishes), then
 	// subscribers are told and the socket goes, then the database closes.
 	sc.sup.stopAll()
