@@ -30,10 +30,13 @@ type metrics struct {
 	reloadTime   prometheus.Gauge
 	conflicts    *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
+	// sc answers /readyz beside /metrics.
+	sc *Sidecar
 }
 
 func newMetrics(sc *Sidecar) *metrics {
 	m := &metrics{
+		sc:  sc,
 		reg: prometheus.NewRegistry(),
 		pollDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "synchronizer_poll_duration_seconds",
@@ -140,6 +143,8 @@ func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (<-c
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", healthz)
+	mux.HandleFunc("/readyz", m.sc.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
