@@ -50,6 +50,13 @@ func newStatic(s Settings) (Collector, error) {
 	return &static{path: p}, nil
 }
 
+// Check reads and parses the topology file as a poll would: it is local,
+// so this is exactly what the first poll would fail on.
+func (st *static) Check() error {
+	_, err := st.Collect(context.Background())
+	return err
+}
+
 // Path returns the topology file, which the config watcher also watches.
 func (st *static) Path() string { return st.path }
 
@@ -72,7 +79,7 @@ func (st *static) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	}
 	var f staticFile
 	if err := yaml.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("static: %s: %w", st.path, err)
+		return nil, fmt.Errorf("static: %s: %w", st.path, config.SyntaxError(b, err))
 	}
 	ents := make([]entity.Entity, 0, len(f.Definitions.Entities))
 	byStatic := map[string]int{}
