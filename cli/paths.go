@@ -25,7 +25,7 @@ func checkPaths(socket, database string) error {
 	if err := checkParent(socket, "the socket"); err != nil {
 		errs = append(errs, fmt.Errorf("socket %s: %w", socket, err))
 	}
-	if err := checkParent(database, fmt.Sprintf("%[1]s-wal, %[1]s-shm and %[1]s.lock beside the database", filepath.Base(database))); err != nil {
+	if err := checkParent(database, fmt.Sprintf("%[1]s-wal, %[1]s-shm and %[1]s.lock", filepath.Base(database))); err != nil {
 		errs = append(errs, fmt.Errorf("database %s: %w", database, err))
 	} else {
 		for _, p := range []string{database, database + "-wal", database + "-shm"} {

@@ -107,7 +107,7 @@ func (x *execCollector) Check() error {
 	case fi.IsDir():
 		return fmt.Errorf("exec: command: %s is a directory", p)
 	case fi.Mode()&0o111 == 0 || syscall.Access(p, 1) != nil:
-		return fmt.Errorf("exec: command: %s is not executable (chmod +x it, or run it through its interpreter: [python3, %s])", p, name)
+		return fmt.Errorf("exec: command: %s is not executable (chmod +x it, or run it through its interpreter: [INTERPRETER, %s])", p, name)
 	}
 	return checkInterpreter(p)
 }
