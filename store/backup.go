@@ -249,11 +249,11 @@ func inspect(ctx context.Context, path string) (BackupInfo, error) {
 	}
 	db, err := openReadOnly(path)
 	if err != nil {
-		return info, err
+		return info, fmt.Errorf("not a sound SQLite database: %w", err)
 	}
 	defer db.Close()
 	if err := db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&info.Integrity); err != nil {
-		return info, fmt.Errorf("%s: not a synchronizer database: %w", path, err)
+		return info, fmt.Errorf("%s: not a sound SQLite database: %w", path, err)
 	}
 	if info.Integrity != "ok" {
 		return info, nil
@@ -279,8 +279,8 @@ func inspect(ctx context.Context, path string) (BackupInfo, error) {
 func openReadOnly(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Set("mode", "ro")
+	// Not query_only: it refuses VACUUM INTO, which writes only the copy.
 	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "query_only(1)")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
