@@ -89,6 +89,8 @@ type Server struct {
 	conns map[*jsonrpc2.Conn]*session
 	next  atomic.Int64
 	wg    sync.WaitGroup
+
+	resyncs resyncCounts
 }
 
 // New returns a server; call Listen then Serve.

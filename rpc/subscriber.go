@@ -92,6 +92,7 @@ func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 	if since >= 0 && since < joinSeq {
 		if err := sub.replay(ctx, since, joinSeq); err != nil {
 			if errors.Is(err, ErrResyncNeeded) {
+				sub.ss.s.resyncs.replay.Add(1)
 				sub.resync("the change log was pruned during replay")
 			} else {
 				s.log.Warn("subscriber replay failed", "subscription", sub.id, "err", err)
@@ -113,6 +114,7 @@ func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 		sub.mu.Unlock()
 		if overflow {
 			s.log.Warn("subscriber too slow: sending resync and disconnecting", "subscription", sub.id, "queue_limit", s.o.QueueLimit)
+			s.resyncs.overflow.Add(1)
 			sub.resync("subscriber queue overflowed")
 			sub.ss.conn.Close()
 			return

@@ -162,11 +162,17 @@ var (
 	descCheckpoints = prometheus.NewDesc("synchronizer_wal_checkpoints_total", "Background WAL checkpoints run.", nil, nil)
 	descWALFrames   = prometheus.NewDesc("synchronizer_wal_frames", "Pages in the WAL at the last checkpoint.", nil, nil)
 	descWALFailing  = prometheus.NewDesc("synchronizer_wal_checkpoint_failing", "Whether the last WAL checkpoint failed (1): the WAL grows until one succeeds.", nil, nil)
+	descLastSuccess = prometheus.NewDesc("synchronizer_collector_last_success_timestamp_seconds",
+		"When the collector's last poll succeeded (Unix time); while none has, when the collector started.", []string{"collector"}, nil)
+	descInterval = prometheus.NewDesc("synchronizer_collector_interval_seconds", "The collector's configured poll interval.", []string{"collector"}, nil)
+	descResyncs  = prometheus.NewDesc("synchronizer_rpc_resyncs_total",
+		"Consumers told to resynchronize with get_all, by reason: queue_overflow (resync notification to a slow subscriber), pruned_during_replay, since_outside_log (-32001).",
+		[]string{"reason"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing,
-		descCheckpoints, descWALFrames, descWALFailing} {
+		descCheckpoints, descWALFrames, descWALFailing, descLastSuccess, descInterval, descResyncs} {
 		ch <- d
 	}
 }
@@ -197,6 +203,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))
 		ch <- prometheus.MustNewConstMetric(descSubscribers, prometheus.GaugeValue, float64(subs))
 		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(queued))
+		for reason, n := range sc.rpc.Resyncs() {
+			ch <- prometheus.MustNewConstMetric(descResyncs, prometheus.CounterValue, float64(n), reason)
+		}
 	}
 	if sc.sup == nil {
 		return
@@ -205,6 +214,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		var st map[string]any
 		if u.runner != nil {
 			st = u.runner.Status()
+			if at, every := u.runner.LastSuccess(); !at.IsZero() {
+				ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9, u.name)
+				ch <- prometheus.MustNewConstMetric(descInterval, prometheus.GaugeValue, every.Seconds(), u.name)
+			}
 		} else if u.lrun != nil {
 			st = u.lrun.status()
 			if d, ok := st["details"].(map[string]any); ok {
