@@ -279,3 +279,30 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 		t.Errorf("a refused restore moved the database: %v", left)
 	}
 }
+
+// TestNewerDatabaseRefused: a database a newer synchronizer wrote (a
+// downgrade without restoring a backup) is refused at start, and left
+// byte for byte as it was.
+func TestNewerDatabaseRefused(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
+	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
+	waitFor(t, "11 entities", 10*time.Second, func() bool {
+		out, _ := s.cli("status")
+		return strings.Contains(out, `"entities": 11`)
+	})
+	s.stop()
+	if out, err := exec.Command("sqlite3", s.db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'").CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	before, _ := os.ReadFile(s.db)
+	out, err := exec.Command(binary, "serve", "--config", s.config).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 ||
+		!strings.Contains(string(out), "database was written by a newer synchronizer (schema version 99, this binary knows ") {
+		t.Fatalf("serve on a newer database: %v\n%s", err, out)
+	}
+	if after, _ := os.ReadFile(s.db); string(after) != string(before) {
+		t.Errorf("the newer database was modified")
+	}
+}

@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -90,4 +91,18 @@ func TestSizingFigures(t *testing.T) {
 		rss0>>10, rssLoaded>>10, float64(rssLoaded)/float64(rss0), float64(rssLoaded-rss0)/big,
 		rssPoll>>10, hwmPoll>>10, float64(hwmPoll)/float64(rss0))
 	t.Logf("disk at 100k entities and 100k changes: %d MB", dbBytes(t, s.db)>>20)
+
+	// Backup of that database while it runs, beside a plain copy of the
+	// file (the yardstick; not consistent while it is written).
+	t0 := time.Now()
+	if out, err := exec.Command(binary, "backup", "--database", s.db, filepath.Join(dir, "backup.db")).CombinedOutput(); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	backup := time.Since(t0)
+	t0 = time.Now()
+	if out, err := exec.Command("cp", s.db, filepath.Join(dir, "copy.db")).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	cp := time.Since(t0)
+	t.Logf("backup of the 100k database: %s; cp of the file: %s (ratio %.1f)", backup.Round(time.Millisecond), cp.Round(time.Millisecond), backup.Seconds()/cp.Seconds())
 }
