@@ -76,7 +76,9 @@ func Backup(ctx context.Context, src, dst string) (BackupInfo, error) {
 		}
 		return BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
-	syncDir(filepath.Dir(dst))
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return BackupInfo{}, fmt.Errorf("backup: %w", err)
+	}
 	fi, _ := os.Stat(dst)
 	info.Path, info.Bytes, info.Duration = dst, fi.Size(), time.Since(start)
 	return info, nil
@@ -195,7 +197,9 @@ func Restore(ctx context.Context, path, backup string) (RestoreInfo, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return ri, fmt.Errorf("restore: %w", err)
 	}
-	syncDir(filepath.Dir(path))
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return ri, fmt.Errorf("restore: %w", err)
+	}
 	fi, _ := os.Stat(path)
 	ri.BackupInfo = info
 	ri.Path, ri.Bytes, ri.Duration = path, fi.Size(), time.Since(start)
@@ -328,13 +332,6 @@ func syncFile(path string) error {
 	}
 	defer f.Close()
 	return f.Sync()
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 type owner struct {
