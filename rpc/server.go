@@ -157,6 +157,8 @@ type Server struct {
 	rejected, idleClosed, memResyncs, acceptErr, cutAll atomic.Int64
 	rejecting                                           bool // in a burst of refusals (under mu)
 	burstRejected                                       int64
+
+	resyncs resyncCounts
 }
 
 // New returns a server; call Listen then Serve.
