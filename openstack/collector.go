@@ -188,9 +188,7 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 		snap.Present = append(snap.Present, r.l.present...)
 		snap.Deletes = append(snap.Deletes, r.l.deletes...)
 		if deltaCapable[t] {
-			c.mu.Lock()
-			marks[t] = pendingMark{gen: c.delta(t).gen, mark: r.l.mark, full: r.l.full}
-			c.mu.Unlock()
+			marks[t] = pendingMark{gen: r.l.gen, mark: r.l.mark, full: r.l.full}
 		}
 	}
 	if len(snap.Types) == 0 && len(marks) == 0 {

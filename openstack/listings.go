@@ -29,6 +29,9 @@ type listing struct {
 	// unavailable says why the type was listed in full although it has a
 	// change filter ("" when it was not, or when it has none).
 	unavailable string
+	// gen is the generation of the type's state the listing was planned
+	// in (deltaState.gen): a reset since makes its mark void.
+	gen int
 }
 
 // Listing modes, as status shows them.
@@ -60,7 +63,8 @@ func (c *Collector) listType(ctx context.Context, typ string) (*listing, error) 
 		}
 	}
 	limit := limitQuery(c.opts.PageSize)
-	since, delta := c.plan(typ)
+	since, delta, gen := c.plan(typ)
+	l.gen = gen
 	switch typ {
 	case TypeInstance, TypeHost, TypeZone:
 		ep, err := c.sess.endpoint("compute")
