@@ -355,3 +355,22 @@ func TestReactivatedTypeListedInFull(t *testing.T) {
 		t.Error("nova.instance not listed completely")
 	}
 }
+
+// Cinder inserts a volume with a null updated_at, which no updated_at
+// filter passes: a new volume is found by its created_at, in the next delta
+// poll, and then by its first update.
+func TestNewVolumeSeenBeforeItsFirstUpdate(t *testing.T) {
+	f := newDeltaFixture(t, openstacktest.Options{}, func(o *Options) { o.Types = []string{TypeVolume} })
+	id := f.srv.Add(openstacktest.Volumes, 1)[0]
+	f.srv.Advance(time.Minute)
+	snap := f.applied(t)
+	if got := keysOf(snap.Entities); !slices.Equal(got, []string{TypeVolume + ":" + id}) || typeStatus(f.c, TypeVolume).Mode != modeDelta {
+		t.Fatalf("new volume: listed %v in mode %s", got, typeStatus(f.c, TypeVolume).Mode)
+	}
+	f.srv.Update(openstacktest.Volumes, id, func(o map[string]any) { o["status"] = "error" })
+	f.srv.Advance(time.Minute)
+	snap = f.applied(t)
+	if got := keysOf(snap.Entities); len(got) != 1 || byKey(snap)[TypeVolume+":"+id].State != "error" {
+		t.Errorf("its first update: %v", got)
+	}
+}

@@ -35,6 +35,7 @@ func TestDeltaChangesThroughEngine(t *testing.T) {
 			srv.Update(openstacktest.Volumes, vols[0], func(o map[string]any) { o["status"] = "in-use" })
 		}, 0, 2, 0},
 		{"one server created", func() { srv.AddServers(1) }, 1, 0, 0},
+		{"one volume created (null updated_at)", func() { srv.Add(openstacktest.Volumes, 1) }, 1, 0, 0},
 		{"one server deleted", func() { srv.Remove(openstacktest.Servers, ids[1]) }, 0, 0, 1},
 		{"one server soft-deleted", func() { srv.SoftDelete(ids[2]) }, 0, 0, 1},
 		{"a port and a volume deleted", func() {
