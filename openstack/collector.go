@@ -4,7 +4,11 @@
 // one listing per entity type followed to its last page, per-request
 // time-outs, retries, re-authentication and Nova microversion negotiation.
 // A type whose listing failed is left out of the snapshot's Types, so it
-// never causes deletes; the other types are unaffected.
+// never causes deletes; the other types are unaffected. Where the API has a
+// change filter (Nova, Neutron, Cinder) a type is listed incrementally
+// between full listings (listings.go, delta.go): only the changes since a
+// watermark taken from the service's own clock, with deletes told
+// explicitly or by an id listing, never by absence from the changes.
 package openstack
 
 import (
