@@ -199,14 +199,20 @@ func TestNeutronRefusalFallsBackToFull(t *testing.T) {
 }
 
 // full_every brings a full listing, which sees what the change filter
-// cannot: a tag-only change.
+// cannot: a tag-only change, and a server deleted and archived between two
+// polls (its DELETED row is gone before changes-since could show it).
 func TestFullEvery(t *testing.T) {
 	f := newDeltaFixture(t, openstacktest.Options{}, func(o *Options) { o.Types = []string{TypeInstance} })
+	archived := f.srv.AddServers(1)[0]
+	f.srv.Advance(time.Minute)
+	f.applied(t)
 	id := f.srv.IDs(openstacktest.Servers)[0]
 	f.srv.UpdateQuiet(openstacktest.Servers, id, func(o map[string]any) { o["tags"] = []any{"blue"} })
+	f.srv.Remove(openstacktest.Servers, archived)
+	f.srv.Archive()
 	f.srv.Advance(time.Minute)
-	if snap := f.applied(t); len(snap.Entities) != 0 || typeStatus(f.c, TypeInstance).Mode != modeDelta {
-		t.Fatalf("delta saw the tag-only change: %v", keysOf(snap.Entities))
+	if snap := f.applied(t); len(snap.Entities) != 0 || len(snap.Deletes) != 0 || typeStatus(f.c, TypeInstance).Mode != modeDelta {
+		t.Fatalf("delta saw the tag-only change or the archived delete: %v %v", keysOf(snap.Entities), snap.Deletes)
 	}
 	last := typeStatus(f.c, TypeInstance).LastFull
 	f.c.mu.Lock()
@@ -220,6 +226,10 @@ func TestFullEvery(t *testing.T) {
 	tags, _ := byKey(snap)[TypeInstance+":"+id].Data["tags"].([]any)
 	if len(tags) != 1 {
 		t.Errorf("full listing lost the tag: %v", tags)
+	}
+	// Complete and without the archived server: the engine deletes it.
+	if _, ok := byKey(snap)[TypeInstance+":"+archived]; ok {
+		t.Error("the archived server is still listed")
 	}
 	if snap := f.applied(t); typeStatus(f.c, TypeInstance).Mode != modeDelta || len(snap.Entities) != 0 {
 		t.Error("no delta after the full listing")
