@@ -55,8 +55,10 @@ func (c *Collector) delta(typ string) *deltaState {
 }
 
 // plan decides how typ is listed now: the changes since the returned time
-// (true), or in full. gen is the state's generation the listing belongs to.
-func (c *Collector) plan(typ string) (since time.Time, delta bool, gen int) {
+// (true), or in full. gen is the state's generation the listing belongs to;
+// why says what keeps a type that could be listed incrementally from it (a
+// refusal of its filter not yet retried).
+func (c *Collector) plan(typ string) (since time.Time, delta bool, gen int, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := c.delta(typ)
@@ -65,10 +67,11 @@ func (c *Collector) plan(typ string) (since time.Time, delta bool, gen int) {
 	case !*c.opts.Incremental, !deltaCapable[typ]:
 	case d.watermark.IsZero(), time.Since(d.lastFull) >= every:
 	case !d.refusedAt.IsZero() && time.Since(d.refusedAt) < every:
+		why = d.refused
 	default:
-		return d.watermark, true, d.gen
+		return d.watermark, true, d.gen, ""
 	}
-	return time.Time{}, false, d.gen
+	return time.Time{}, false, d.gen, why
 }
 
 // applied moves the states of the types listed in one poll, once the engine

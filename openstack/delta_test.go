@@ -178,6 +178,9 @@ func TestNeutronRefusalFallsBackToFull(t *testing.T) {
 	if n := f.srv.Requests(openstacktest.Ports) - before; n >= refusedAndFull || typeStatus(f.c, TypePort).Mode != modeFull {
 		t.Errorf("second poll: %d port requests (first %d), mode %q: the filter was tried again", n, refusedAndFull, typeStatus(f.c, TypePort).Mode)
 	}
+	if why := typeStatus(f.c, TypePort).DeltaUnavailable; why != st.DeltaUnavailable {
+		t.Errorf("second poll: delta_unavailable %q, want %q", why, st.DeltaUnavailable)
+	}
 	// Once full_every has passed since the refusal, the next full listing
 	// is followed by a new try, which succeeds now.
 	f.srv.SetNeutronChangedSince(true)

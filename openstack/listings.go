@@ -63,8 +63,8 @@ func (c *Collector) listType(ctx context.Context, typ string) (*listing, error) 
 		}
 	}
 	limit := limitQuery(c.opts.PageSize)
-	since, delta, gen := c.plan(typ)
-	l.gen = gen
+	since, delta, gen, why := c.plan(typ)
+	l.gen, l.unavailable = gen, why
 	switch typ {
 	case TypeInstance, TypeHost, TypeZone:
 		ep, err := c.sess.endpoint("compute")
