@@ -88,6 +88,7 @@ func TestMetrics(t *testing.T) {
 		`synchronizer_rpc_queued_changes 0`,
 		`synchronizer_listener_messages_total{listener="bus"} 1`,
 		`synchronizer_listener_bad_messages_total{listener="bus"} 2`,
+		`synchronizer_listener_catch_up_polls_total{listener="bus"} 0`,
 		`synchronizer_change_log_last_seq 8`,
 		`synchronizer_config_last_reload_successful 1`,
 		`synchronizer_wal_checkpoint_failing 0`,
