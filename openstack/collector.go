@@ -4,7 +4,11 @@
 // one listing per entity type followed to its last page, per-request
 // time-outs, retries, re-authentication and Nova microversion negotiation.
 // A type whose listing failed is left out of the snapshot's Types, so it
-// never causes deletes; the other types are unaffected.
+// never causes deletes; the other types are unaffected. Where the API has a
+// change filter (Nova, Neutron, Cinder) a type is listed incrementally
+// between full listings (listings.go, delta.go): only the changes since a
+// watermark taken from the service's own clock, with deletes told
+// explicitly or by an id listing, never by absence from the changes.
 package openstack
 
 import (
@@ -188,9 +192,7 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 		snap.Present = append(snap.Present, r.l.present...)
 		snap.Deletes = append(snap.Deletes, r.l.deletes...)
 		if deltaCapable[t] {
-			c.mu.Lock()
-			marks[t] = pendingMark{gen: c.delta(t).gen, mark: r.l.mark, full: r.l.full}
-			c.mu.Unlock()
+			marks[t] = pendingMark{gen: r.l.gen, mark: r.l.mark, full: r.l.full}
 		}
 	}
 	if len(snap.Types) == 0 && len(marks) == 0 {

@@ -55,22 +55,23 @@ func (c *Collector) delta(typ string) *deltaState {
 }
 
 // plan decides how typ is listed now: the changes since the returned time
-// (true), or in full.
-func (c *Collector) plan(typ string) (time.Time, bool) {
-	if !*c.opts.Incremental || !deltaCapable[typ] {
-		return time.Time{}, false
-	}
+// (true), or in full. gen is the state's generation the listing belongs to;
+// why says what keeps a type that could be listed incrementally from it (a
+// refusal of its filter not yet retried).
+func (c *Collector) plan(typ string) (since time.Time, delta bool, gen int, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := c.delta(typ)
 	every := c.opts.FullEvery.D()
 	switch {
+	case !*c.opts.Incremental, !deltaCapable[typ]:
 	case d.watermark.IsZero(), time.Since(d.lastFull) >= every:
-		return time.Time{}, false
 	case !d.refusedAt.IsZero() && time.Since(d.refusedAt) < every:
-		return time.Time{}, false
+		why = d.refused
+	default:
+		return d.watermark, true, d.gen, ""
 	}
-	return d.watermark, true
+	return time.Time{}, false, d.gen, why
 }
 
 // applied moves the states of the types listed in one poll, once the engine

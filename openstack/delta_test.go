@@ -178,6 +178,9 @@ func TestNeutronRefusalFallsBackToFull(t *testing.T) {
 	if n := f.srv.Requests(openstacktest.Ports) - before; n >= refusedAndFull || typeStatus(f.c, TypePort).Mode != modeFull {
 		t.Errorf("second poll: %d port requests (first %d), mode %q: the filter was tried again", n, refusedAndFull, typeStatus(f.c, TypePort).Mode)
 	}
+	if why := typeStatus(f.c, TypePort).DeltaUnavailable; why != st.DeltaUnavailable {
+		t.Errorf("second poll: delta_unavailable %q, want %q", why, st.DeltaUnavailable)
+	}
 	// Once full_every has passed since the refusal, the next full listing
 	// is followed by a new try, which succeeds now.
 	f.srv.SetNeutronChangedSince(true)
@@ -199,14 +202,20 @@ func TestNeutronRefusalFallsBackToFull(t *testing.T) {
 }
 
 // full_every brings a full listing, which sees what the change filter
-// cannot: a tag-only change.
+// cannot: a tag-only change, and a server deleted and archived between two
+// polls (its DELETED row is gone before changes-since could show it).
 func TestFullEvery(t *testing.T) {
 	f := newDeltaFixture(t, openstacktest.Options{}, func(o *Options) { o.Types = []string{TypeInstance} })
+	archived := f.srv.AddServers(1)[0]
+	f.srv.Advance(time.Minute)
+	f.applied(t)
 	id := f.srv.IDs(openstacktest.Servers)[0]
 	f.srv.UpdateQuiet(openstacktest.Servers, id, func(o map[string]any) { o["tags"] = []any{"blue"} })
+	f.srv.Remove(openstacktest.Servers, archived)
+	f.srv.Archive()
 	f.srv.Advance(time.Minute)
-	if snap := f.applied(t); len(snap.Entities) != 0 || typeStatus(f.c, TypeInstance).Mode != modeDelta {
-		t.Fatalf("delta saw the tag-only change: %v", keysOf(snap.Entities))
+	if snap := f.applied(t); len(snap.Entities) != 0 || len(snap.Deletes) != 0 || typeStatus(f.c, TypeInstance).Mode != modeDelta {
+		t.Fatalf("delta saw the tag-only change or the archived delete: %v %v", keysOf(snap.Entities), snap.Deletes)
 	}
 	last := typeStatus(f.c, TypeInstance).LastFull
 	f.c.mu.Lock()
@@ -220,6 +229,10 @@ func TestFullEvery(t *testing.T) {
 	tags, _ := byKey(snap)[TypeInstance+":"+id].Data["tags"].([]any)
 	if len(tags) != 1 {
 		t.Errorf("full listing lost the tag: %v", tags)
+	}
+	// Complete and without the archived server: the engine deletes it.
+	if _, ok := byKey(snap)[TypeInstance+":"+archived]; ok {
+		t.Error("the archived server is still listed")
 	}
 	if snap := f.applied(t); typeStatus(f.c, TypeInstance).Mode != modeDelta || len(snap.Entities) != 0 {
 		t.Error("no delta after the full listing")
@@ -353,5 +366,24 @@ func TestReactivatedTypeListedInFull(t *testing.T) {
 	}
 	if !slices.Contains(snap.Types, TypeInstance) {
 		t.Error("nova.instance not listed completely")
+	}
+}
+
+// Cinder inserts a volume with a null updated_at, which no updated_at
+// filter passes: a new volume is found by its created_at, in the next delta
+// poll, and then by its first update.
+func TestNewVolumeSeenBeforeItsFirstUpdate(t *testing.T) {
+	f := newDeltaFixture(t, openstacktest.Options{}, func(o *Options) { o.Types = []string{TypeVolume} })
+	id := f.srv.Add(openstacktest.Volumes, 1)[0]
+	f.srv.Advance(time.Minute)
+	snap := f.applied(t)
+	if got := keysOf(snap.Entities); !slices.Equal(got, []string{TypeVolume + ":" + id}) || typeStatus(f.c, TypeVolume).Mode != modeDelta {
+		t.Fatalf("new volume: listed %v in mode %s", got, typeStatus(f.c, TypeVolume).Mode)
+	}
+	f.srv.Update(openstacktest.Volumes, id, func(o map[string]any) { o["status"] = "error" })
+	f.srv.Advance(time.Minute)
+	snap = f.applied(t)
+	if got := keysOf(snap.Entities); len(got) != 1 || byKey(snap)[TypeVolume+":"+id].State != "error" {
+		t.Errorf("its first update: %v", got)
 	}
 }

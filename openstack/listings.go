@@ -29,6 +29,9 @@ type listing struct {
 	// unavailable says why the type was listed in full although it has a
 	// change filter ("" when it was not, or when it has none).
 	unavailable string
+	// gen is the generation of the type's state the listing was planned
+	// in (deltaState.gen): a reset since makes its mark void.
+	gen int
 }
 
 // Listing modes, as status shows them.
@@ -60,7 +63,8 @@ func (c *Collector) listType(ctx context.Context, typ string) (*listing, error) 
 		}
 	}
 	limit := limitQuery(c.opts.PageSize)
-	since, delta := c.plan(typ)
+	since, delta, gen, why := c.plan(typ)
+	l.gen, l.unavailable = gen, why
 	switch typ {
 	case TypeInstance, TypeHost, TypeZone:
 		ep, err := c.sess.endpoint("compute")
@@ -120,8 +124,11 @@ func (c *Collector) listType(ctx context.Context, typ string) (*listing, error) 
 			full: withQuery(ep+"volumes/detail", all...),
 			// Cinder's DATETIME columns compare with a time without zone.
 			delta: withQuery(ep+"volumes/detail", append([]string{"updated_at", "gte:" + since.UTC().Format("2006-01-02T15:04:05")}, all...)...),
-			ids:   withQuery(ep+"volumes", all...),
-			spec:  base,
+			// Cinder inserts a volume with a null updated_at, which no
+			// updated_at filter passes: new volumes are asked for apart.
+			created: withQuery(ep+"volumes/detail", append([]string{"created_at", "gte:" + since.UTC().Format("2006-01-02T15:04:05")}, all...)...),
+			ids:     withQuery(ep+"volumes", all...),
+			spec:    base,
 		}
 		if why := c.cinder.noDelta(); why != "" && delta {
 			delta, l.unavailable = false, why
@@ -181,10 +188,12 @@ func (c *Collector) listServers(ctx context.Context, ep string, l *listing, add 
 }
 
 // changeQueries are the URLs of a type whose API hard-deletes: the full
-// listing, the change listing and the id listing that tells the deletes.
+// listing, the change listing and the id listing that tells the deletes;
+// created, when set, lists the items created since (those the change
+// listing cannot see).
 type changeQueries struct {
-	full, delta, ids string
-	spec             listSpec
+	full, delta, ids, created string
+	spec                      listSpec
 }
 
 // listChanged lists a Neutron or Cinder type: in full, or its changes plus
@@ -210,6 +219,30 @@ func (c *Collector) listChanged(ctx context.Context, typ string, l *listing, add
 		}
 		if err != nil {
 			return l, err
+		}
+		if q.created != "" {
+			listed := make(map[string]bool, len(l.ents))
+			for _, e := range l.ents {
+				listed[e.ID] = true
+			}
+			cs := q.spec
+			cs.url, cs.what = q.created, q.spec.what+" (created)"
+			n, err := c.sess.list(ctx, cs, func(o map[string]any, fp [16]byte) error {
+				if t := timeField(o, "created_at"); t.IsZero() || t.Before(since.Add(-time.Second)) {
+					return errFilterIgnored
+				}
+				if listed[str(o, "id")] {
+					return nil
+				}
+				return add(o, fp)
+			})
+			l.pages += n
+			if c.refused(typ, err, l) {
+				return c.fullListing(ctx, withURL(q.spec, q.full), l, add)
+			}
+			if err != nil {
+				return l, err
+			}
 		}
 		ids := q.spec
 		ids.url, ids.what = q.ids, q.spec.what+" (ids)"
@@ -283,10 +316,16 @@ func (r *clockReader) mark() time.Time {
 // updatedAt reads an item's updated time (Nova "updated", Neutron and
 // Cinder "updated_at"; Cinder's has no zone and is UTC).
 func updatedAt(o map[string]any) time.Time {
-	v := str(o, "updated")
-	if v == "" {
-		v = str(o, "updated_at")
+	if t := timeField(o, "updated"); !t.IsZero() {
+		return t
 	}
+	return timeField(o, "updated_at")
+}
+
+// timeField reads a time field, with or without zone (UTC); zero when
+// null, missing or malformed.
+func timeField(o map[string]any, k string) time.Time {
+	v := str(o, k)
 	if v == "" {
 		return time.Time{}
 	}

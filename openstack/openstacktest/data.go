@@ -82,6 +82,8 @@ type item struct {
 	// changed is the service's updated_at of the item's row, to the second
 	// (MySQL's DATETIME), which the change filters compare with.
 	changed time.Time
+	// created is the row's created_at (Cinder's created_at filter).
+	created time.Time
 	// deleted marks a Nova server row deleted or soft-deleted: only a
 	// changes-since listing shows it, with its DELETED or SOFT_DELETED
 	// status, until the rows are archived.
@@ -111,14 +113,8 @@ func (s *Server) load() error {
 			}
 			// The sample's own updated time (null: never updated, which no
 			// updated_at filter lets through).
-			if v, _ := obj[l.updated].(string); v != "" {
-				for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05.999999", "2006-01-02T15:04:05"} {
-					if t, err := time.Parse(layout, v); err == nil {
-						it.changed = t
-						break
-					}
-				}
-			}
+			it.changed = sampleTime(obj[l.updated])
+			it.created = sampleTime(obj["created_at"])
 			c.items = append(c.items, it)
 		}
 		s.colls[name] = c
@@ -145,6 +141,17 @@ func newItem(obj map[string]any, idKey string) (item, error) {
 	}
 	id, _ := obj[idKey].(string)
 	return item{id: id, raw: raw, obj: obj}, nil
+}
+
+// sampleTime reads a sample's time field (zero when null or malformed).
+func sampleTime(v any) time.Time {
+	str, _ := v.(string)
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05.999999", "2006-01-02T15:04:05"} {
+		if t, err := time.Parse(layout, str); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
 }
 
 // IDs returns the ids of a collection's listed items in listing order
@@ -203,7 +210,7 @@ func (s *Server) update(coll, id string, stamp bool, f func(obj map[string]any))
 			if err != nil {
 				return false
 			}
-			n.changed = changed
+			n.changed, n.created = changed, it.created
 			c.items[i] = n
 			return true
 		}
@@ -326,11 +333,18 @@ func (s *Server) Add(coll string, n int) []string {
 		obj := deepCopy(body[l.key][0]).(map[string]any)
 		obj[l.idKey] = newUUID()
 		now := s.stamp()
-		if l.updated != "" {
+		var changed time.Time
+		switch {
+		case coll == Volumes:
+			// Cinder's rows are inserted with a null updated_at: the
+			// first update sets it.
+			obj["created_at"], obj["updated_at"] = now.Format(cinderTime), nil
+		case l.updated != "":
 			obj[l.updated] = now.Format(l.updatedFormat)
+			changed = now
 		}
 		it, _ := newItem(obj, l.idKey)
-		it.changed = now
+		it.changed, it.created = changed, now
 		c.items = append(c.items, it)
 		ids = append(ids, it.id)
 	}
@@ -472,6 +486,8 @@ type listQuery struct {
 	// since is the change filter's time (zero: none): items whose row
 	// changed at or after it.
 	since time.Time
+	// createdSince is Cinder's created_at=gte: filter (zero: none).
+	createdSince time.Time
 	// deleted: Nova's changes-since also lists deleted rows.
 	deleted bool
 	// fields projects each item to these fields (Neutron's fields=,
@@ -527,14 +543,19 @@ func (s *Server) parseQuery(coll string, r *http.Request) (listQuery, *apiError)
 		s.mu.Lock()
 		ignore := s.opts.CinderIgnoresFilters
 		s.mu.Unlock()
-		if v := q.Get("updated_at"); v != "" && minorOf(volumeMicroversion(r)) >= 31 && !ignore {
-			op, ts, _ := strings.Cut(v, ":")
-			t, err := parseCinderTime(ts)
-			if op != "gte" || err != nil {
-				return lq, &apiError{http.StatusBadRequest, map[string]any{"badRequest": map[string]any{"code": 400,
-					"message": "Invalid filter updated_at=" + v}}}
+		for _, f := range []struct {
+			name string
+			to   *time.Time
+		}{{"updated_at", &lq.since}, {"created_at", &lq.createdSince}} {
+			if v := q.Get(f.name); v != "" && minorOf(volumeMicroversion(r)) >= 31 && !ignore {
+				op, ts, _ := strings.Cut(v, ":")
+				t, err := parseCinderTime(ts)
+				if op != "gte" || err != nil {
+					return lq, &apiError{http.StatusBadRequest, map[string]any{"badRequest": map[string]any{"code": 400,
+						"message": "Invalid filter " + f.name + "=" + v}}}
+				}
+				*f.to = t
 			}
-			lq.since = t
 		}
 	}
 	return lq, nil
@@ -562,7 +583,11 @@ func (s *Server) window(coll string, lq listQuery) (items []item, page, size int
 		if it.deleted && !lq.deleted {
 			continue
 		}
-		if !lq.since.IsZero() && it.changed.Before(lq.since) {
+		// A null time (zero) never passes a filter, as NULL >= T in SQL.
+		if !lq.since.IsZero() && (it.changed.IsZero() || it.changed.Before(lq.since)) {
+			continue
+		}
+		if !lq.createdSince.IsZero() && (it.created.IsZero() || it.created.Before(lq.createdSince)) {
 			continue
 		}
 		if l.filter != "" {
