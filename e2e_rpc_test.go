@@ -441,9 +441,22 @@ func TestRPCIdleConnectionsRSS(t *testing.T) {
 		cs = append(cs, c)
 	}
 	waitFor(t, "all connections", 30*time.Second, func() bool { return rpcCounter(t, s, "connections") >= conns })
+	fresh := rssKB(t, pid)
+	// Each asks once, as a real client does, then idles.
+	line := []byte(`{"jsonrpc":"2.0","id":1,"method":"changes","params":{"since":0}}` + "\n")
+	buf := make([]byte, 4096)
+	for i, c := range cs {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := c.Write(line); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		if n, err := c.Read(buf); err != nil || !bytes.Contains(buf[:n], []byte(`"result"`)) {
+			t.Fatalf("connection %d: %q, %v", i, buf[:n], err)
+		}
+	}
 	rss := rssKB(t, pid)
-	t.Logf("RSS idle %d KB; with %d idle connections %d KB (%.2fx idle, %.1f KB per connection)",
-		idle, conns, rss, float64(rss)/float64(idle), float64(rss-idle)/conns)
+	t.Logf("RSS idle %d KB; with %d connections that never sent %d KB; after each asked once %d KB (%.2fx idle, %.1f KB per connection)",
+		idle, conns, fresh, rss, float64(rss)/float64(idle), float64(rss-idle)/conns)
 	if per := (rss - idle) / conns; per > 64 {
 		t.Errorf("%d KB per idle connection", per)
 	}
