@@ -195,7 +195,23 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 	if err := s.client().Call(ctx, "changes", map[string]any{"since": 0, "limit": 10}, &ch); err != nil || len(ch.Changes) != 10 {
 		t.Fatalf("changes with slow get_all readers: %d, %v", len(ch.Changes), err)
 	}
-	time.Sleep(4 * time.Second) // past get_all_timeout
+	// Writes go on while the slow readers sit on their snapshots.
+	walSize := func() int64 {
+		fi, err := os.Stat(s.db + "-wal")
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	round := func(state string) {
+		os.WriteFile(filepath.Join(dir, "state"), []byte(state), 0o644)
+		if out, err := s.cli("collect", "gen"); err != nil || !strings.Contains(out, fmt.Sprintf(`"updated": %d`, n)) {
+			t.Fatalf("collect: %v\n%s", err, out)
+		}
+	}
+	round("SHUTOFF")
+	held := walSize()
+	time.Sleep(7 * time.Second) // past get_all_timeout for both pairs
 	for i, c := range slow {
 		var cut, ended bool
 		for {
@@ -225,6 +241,17 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 	if n := rpcCounter(t, s, "get_all_cut"); n < 1 {
 		t.Errorf("get_all_cut %v", n)
 	}
+	// No snapshot is held any more: the WAL restarts with the next writes.
+	round("ACTIVE")
+	waitFor(t, "the WAL to be free", 30*time.Second, func() bool {
+		st, err := status(s)
+		if err != nil {
+			return false
+		}
+		wal, _ := st["wal"].(map[string]any)
+		return wal["reader_holds_wal"] == nil
+	})
+	t.Logf("WAL file %d bytes after a write round under 4 slow get_all readers; %d bytes after they were cut and another round", held, walSize())
 	// A type asked three times is answered once.
 	var all struct{ Entities []json.RawMessage }
 	if err := s.client().Call(context.Background(), "get_all", map[string]any{"types": []string{"nova.instance", "nova.instance", "nova.instance"}}, &all); err != nil || len(all.Entities) != n {
