@@ -4,7 +4,6 @@ package main
 // through the real binary.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,10 +29,10 @@ func startPrefixed(t *testing.T, dir, config string, prefix ...string) *sidecar 
 	if err := os.WriteFile(s.config, []byte("socket: s.sock\ndatabase: s.db\nsync: normal\n"+config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.log = &bytes.Buffer{}
+	s.log = &logBuffer{}
 	args := append(append(prefix[1:len(prefix):len(prefix)], binary), "serve", "--config", s.config)
 	s.cmd = exec.Command(prefix[0], args...)
-	s.cmd.Stdout, s.cmd.Stderr = &lockedBuffer{b: s.log}, &lockedBuffer{b: s.log}
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -49,17 +47,6 @@ func startPrefixed(t *testing.T, dir, config string, prefix ...string) *sidecar 
 		return err == nil
 	})
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
 }
 
 // status calls status with a time-out: a server that does not answer is

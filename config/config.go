@@ -57,6 +57,9 @@ type Config struct {
 	NotifyBatch int `yaml:"notify_batch"`
 	// WriteTimeout ends a connection whose peer stops reading.
 	WriteTimeout Duration `yaml:"write_timeout"`
+	// QuickCheckInterval is how often PRAGMA quick_check runs over the
+	// database (it also runs at every start).
+	QuickCheckInterval Duration `yaml:"quick_check_interval"`
 	// MaxConnections bounds open socket connections: past it a new one gets
 	// an error line and is closed.
 	MaxConnections int `yaml:"max_connections"`
@@ -139,6 +142,7 @@ const (
 	DefaultSubscriberQueue = 100000
 	DefaultNotifyBatch     = 1000
 	DefaultWriteTimeout    = 30 * time.Second
+	DefaultQuickCheck      = 6 * time.Hour
 	DefaultMaxDeleteRatio  = 0.5
 
 	DefaultMaxConnections   = 1024
@@ -240,6 +244,9 @@ func (c *Config) applyDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = Duration(DefaultWriteTimeout)
 	}
+	if c.QuickCheckInterval == 0 {
+		c.QuickCheckInterval = Duration(DefaultQuickCheck)
+	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
 	}
@@ -310,6 +317,9 @@ func (c *Config) validate() error {
 	}
 	if c.NotifyBatch < 1 {
 		bad(c.line("notify_batch"), "notify_batch", "must be > 0")
+	}
+	if c.QuickCheckInterval < Duration(time.Minute) {
+		bad(c.line("quick_check_interval"), "quick_check_interval", "must be at least 1m")
 	}
 	for _, f := range []struct {
 		name string

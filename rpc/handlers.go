@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/sourcegraph/jsonrpc2"
 )
@@ -88,6 +89,18 @@ func params(req *jsonrpc2.Request, v any) error {
 
 type typesParams struct {
 	Types []string `json:"types"`
+	// DatabaseID is accepted and ignored: get_all is how a client of
+	// another database resyncs.
+	DatabaseID string `json:"database_id"`
+}
+
+// checkDatabase answers a since that came with another database's id with
+// the resync error: its seqs mean nothing here.
+func (ss *session) checkDatabase(method, id string) error {
+	if own := ss.s.b.DatabaseID(); id != "" && id != own {
+		return errorf(CodeResyncNeeded, "%s: database_id %s is not this database's (%s): the database was replaced; resync with get_all", method, id, own)
+	}
+	return nil
 }
 
 func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request) error {
@@ -101,7 +114,7 @@ func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request)
 	}
 	types := ss.s.b.ActiveTypes(reqTypes)
 	if types != nil && len(types) == 0 {
-		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "entities": []any{}})
+		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "entities": []any{}, "database_id": ss.s.b.DatabaseID()})
 	}
 	// A snapshot holds a read connection and keeps the WAL from restarting
 	// for as long as the client takes to read it: few at a time, each for
@@ -131,20 +144,22 @@ func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request)
 		}
 		w.WriteString(`],"seq":`)
 		w.WriteString(strconv.FormatInt(seq, 10))
+		w.WriteString(`,"database_id":`)
+		writeJSONString(w, ss.s.b.DatabaseID())
 		_, err = w.WriteString("}}\n")
 		return err
-	}, func(err error) []byte { return ss.cut(id, ctx, rctx, err) })
+	}, func(err error, sent bool) []byte { return ss.cut(id, ctx, rctx, err, sent) })
 	if peerErr != nil {
 		return peerErr
 	}
 	return nil
 }
 
-// cut is the end of a get_all answer that could not be completed: its
-// line is ended where it stands (inside an unclosed object: it never
-// parses as a result) and an error with the same id follows on the next
-// line.
-func (ss *session) cut(id []byte, ctx, rctx context.Context, err error) []byte {
+// cut is the end of a get_all answer that could not be completed. When
+// part of it had left, its line is ended where it stands (inside an
+// unclosed object: it never parses as a result) and an error with the same
+// id follows on the next line; when nothing had, the error is the answer.
+func (ss *session) cut(id []byte, ctx, rctx context.Context, err error, sent bool) []byte {
 	code, msg := int64(codeInternal), fmt.Sprintf("get_all failed: %v: the line above is cut", err)
 	switch {
 	case ctx.Err() != nil:
@@ -153,6 +168,10 @@ func (ss *session) cut(id []byte, ctx, rctx context.Context, err error) []byte {
 		ss.s.cutAll.Add(1)
 		ss.s.log.Warn("get_all cut: the client read its answer for longer than get_all_timeout", "get_all_timeout", ss.s.o.GetAllTimeout)
 		code, msg = CodeGetAllCut, fmt.Sprintf("get_all took longer than get_all_timeout (%s): the line above is cut; read faster or ask for fewer types", ss.s.o.GetAllTimeout)
+	}
+	if !sent {
+		msg = strings.TrimSuffix(msg, ": the line above is cut")
+		return append(errorLine(id, code, msg), '\n')
 	}
 	line := append([]byte{'\n'}, errorLine(id, code, msg)...)
 	return append(line, '\n')
@@ -191,15 +210,19 @@ const DefaultChangesLimit = 100000
 
 func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request) error {
 	var p struct {
-		Since *int64   `json:"since"`
-		Types []string `json:"types"`
-		Limit int      `json:"limit"`
+		Since      *int64   `json:"since"`
+		Types      []string `json:"types"`
+		Limit      int      `json:"limit"`
+		DatabaseID string   `json:"database_id"`
 	}
 	if err := params(req, &p); err != nil {
 		return err
 	}
 	if p.Since == nil {
 		return errorf(codeInvalidParams, "changes: since is required")
+	}
+	if err := ss.checkDatabase("changes", p.DatabaseID); err != nil {
+		return err
 	}
 	if p.Limit <= 0 {
 		p.Limit = DefaultChangesLimit
@@ -210,7 +233,7 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 	}
 	types := ss.s.b.ActiveTypes(reqTypes)
 	if types != nil && len(types) == 0 {
-		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "changes": []any{}})
+		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "changes": []any{}, "database_id": ss.s.b.DatabaseID()})
 	}
 	// Validate since before the first byte of the response is written, so
 	// that a resync is an ordinary error response.
@@ -223,34 +246,29 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 	}
 	// The log is read in pages, each in a short read transaction, so that
 	// a slow reader holds no snapshot: logged changes never change, and a
-	// prune that overtakes the answer is a resync.
+	// prune that overtakes the answer is a resync. The first page is read
+	// before anything is written, so that its failure is an ordinary error
+	// response; a later page's failure ends the answer with the whole
+	// pages before it and "more", and the next call, which starts at the
+	// failure, gets the error. A client never gets half a line.
+	readErr := func(err error) error {
+		if errors.Is(err, ErrResyncNeeded) {
+			return errorf(CodeResyncNeeded, "%v", err)
+		}
+		return errorf(codeInternal, "changes: %v", err)
+	}
+	page, cnt, last, err := ss.s.readPage(ctx, *p.Since, end, types, min(changesPage, p.Limit), nil)
+	if err != nil {
+		return readErr(err)
+	}
 	return ss.stream.writeWith(func(w *bufio.Writer) error {
 		w.WriteString(`{"jsonrpc":"2.0","id":`)
 		w.Write(id)
 		w.WriteString(`,"result":{"changes":[`)
 		n := 0
 		cursor := *p.Since
-		var page []byte
-		for n < p.Limit && cursor < end {
-			var cnt int
-			var last int64
-			var err error
-			page, cnt, last, err = ss.s.readPage(ctx, cursor, end, types, min(changesPage, p.Limit-n), page[:0])
-			if err != nil {
-				if ctx.Err() != nil {
-					return err
-				}
-				code := int64(codeInternal)
-				if errors.Is(err, ErrResyncNeeded) {
-					code = CodeResyncNeeded
-				}
-				w.WriteByte('\n')
-				w.Write(errorLine(id, code, fmt.Sprintf("changes failed: %v: the line above is cut", err)))
-				return w.WriteByte('\n')
-			}
-			if cnt == 0 {
-				break
-			}
+		cut := false
+		for cnt > 0 {
 			if n > 0 {
 				w.WriteByte(',')
 			}
@@ -259,17 +277,37 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 			}
 			n += cnt
 			cursor = last
+			if n >= p.Limit || cursor >= end {
+				break
+			}
+			page, cnt, last, err = ss.s.readPage(ctx, cursor, end, types, min(changesPage, p.Limit-n), page[:0])
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				ss.s.log.Warn("changes cut short by a read error: the next call gets it", "after_seq", cursor, "err", err)
+				cut = true
+				break
+			}
 		}
 		// seq is where the next call should continue: the log's end, or
-		// the last change sent when the limit cut the answer short.
-		more := n == p.Limit && cursor < end
+		// the last change sent when the limit or a read error cut the
+		// answer short.
+		more := cut || (n == p.Limit && cursor < end)
 		next := end
 		if more {
 			next = cursor
 		}
-		_, err := fmt.Fprintf(w, `],"seq":%d,"more":%t}}`+"\n", next, more)
+		fmt.Fprintf(w, `],"seq":%d,"more":%t,"database_id":`, next, more)
+		writeJSONString(w, ss.s.b.DatabaseID())
+		_, err := w.WriteString("}}\n")
 		return err
 	})
+}
+
+func writeJSONString(w *bufio.Writer, v string) {
+	b, _ := json.Marshal(v)
+	w.Write(b)
 }
 
 // changesPage is the most changes read in one page of a changes answer.
@@ -280,8 +318,9 @@ func (ss *session) call(ctx context.Context, id []byte, req *jsonrpc2.Request) (
 	switch req.Method {
 	case "register":
 		var p struct {
-			Types []string `json:"types"`
-			Since *int64   `json:"since"`
+			Types      []string `json:"types"`
+			Since      *int64   `json:"since"`
+			DatabaseID string   `json:"database_id"`
 		}
 		if err := params(req, &p); err != nil {
 			return nil, err
@@ -295,6 +334,9 @@ func (ss *session) call(ctx context.Context, id []byte, req *jsonrpc2.Request) (
 		}
 		since := int64(-1)
 		if p.Since != nil {
+			if err := ss.checkDatabase("register", p.DatabaseID); err != nil {
+				return nil, err
+			}
 			if *p.Since < 0 {
 				return nil, errorf(codeInvalidParams, "register: since must be >= 0")
 			}
@@ -329,7 +371,7 @@ func (ss *session) call(ctx context.Context, id []byte, req *jsonrpc2.Request) (
 		ss.mu.Unlock()
 		// The response goes out before the first notification: the
 		// subscriber's goroutine starts once it is written.
-		if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join}); err != nil {
+		if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join, "database_id": s.b.DatabaseID()}); err != nil {
 			return nil, err
 		}
 		s.wg.Add(1)

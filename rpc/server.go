@@ -78,6 +78,9 @@ type Backend interface {
 	ActiveTypes(types []string) []string
 	Status(ctx context.Context) (any, error)
 	Collect(ctx context.Context, name string, force bool) (any, error)
+	// DatabaseID identifies the database the seqs belong to: a since is
+	// only meaningful with the id it came with.
+	DatabaseID() string
 }
 
 // Options configure the server. Zero values take the defaults below.

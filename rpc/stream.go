@@ -200,8 +200,11 @@ var errCut = errors.New("answer cut short")
 // copies to the socket, so that when ctx ends (get_all_timeout) fn's
 // writes fail at once and its snapshot is released, however slowly the
 // peer reads. The pipe's content is still delivered, then tail (the rest
-// of the line) when fn was cut. peerErr says whether the peer failed.
-func (s *lineStream) writeDetached(ctx context.Context, fn func(w *bufio.Writer) error, tail func(fnErr error) []byte) (peerErr, fnErr error) {
+// of the line) when fn was cut; sent says whether any of fn's bytes had
+// left: when none had, they are dropped and tail is the whole answer, so
+// that an early failure (a damaged page) is a plain error response, never
+// half a line. peerErr says whether the peer failed.
+func (s *lineStream) writeDetached(ctx context.Context, fn func(w *bufio.Writer) error, tail func(fnErr error, sent bool) []byte) (peerErr, fnErr error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closed {
@@ -223,17 +226,17 @@ func (s *lineStream) writeDetached(ctx context.Context, fn func(w *bufio.Writer)
 			}
 		}
 	}()
-	pw := pipeWriter{ctx: ctx, chunks: chunks, failed: failed}
+	pw := &pipeWriter{ctx: ctx, chunks: chunks, failed: failed}
 	w := writers.Get().(*bufio.Writer)
 	w.Reset(pw)
 	fnErr = fn(w)
 	if fnErr == nil {
 		fnErr = w.Flush()
 	}
-	w.Reset(nil)
+	w.Reset(nil) // drops what fn left buffered when it failed
 	writers.Put(w)
 	if fnErr != nil {
-		if t := tail(fnErr); t != nil {
+		if t := tail(fnErr, pw.sent); t != nil {
 			select {
 			case chunks <- t:
 			case <-failed:
@@ -250,12 +253,14 @@ type pipeWriter struct {
 	ctx    context.Context
 	chunks chan<- []byte
 	failed <-chan struct{}
+	sent   bool // a chunk was handed on
 }
 
-func (p pipeWriter) Write(b []byte) (int, error) {
+func (p *pipeWriter) Write(b []byte) (int, error) {
 	c := append([]byte(nil), b...)
 	select {
 	case p.chunks <- c:
+		p.sent = true
 		return len(b), nil
 	case <-p.failed:
 		return 0, errors.New("peer stopped reading")

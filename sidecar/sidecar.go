@@ -69,10 +69,22 @@ func Run(ctx context.Context, o Options) error {
 		sc.socket = o.Socket
 	}
 	var err error
-	if sc.store, err = store.Open(dbPath, o.Schema, store.Options{Synchronous: cfg.Sync}); err != nil {
+	mode, _ := cfg.FileMode()
+	if sc.store, err = store.Open(dbPath, o.Schema, store.Options{Synchronous: cfg.Sync, MaxMode: mode.Perm()}); err != nil {
 		return err
 	}
 	defer sc.store.Close()
+	sc.logRecovery()
+	checkCtx, stopCheck := context.WithCancel(context.Background())
+	checkDone := make(chan struct{})
+	go func() {
+		defer close(checkDone)
+		sc.runQuickChecks(checkCtx, cfg.QuickCheckInterval.D())
+	}()
+	defer func() {
+		stopCheck()
+		<-checkDone
+	}()
 	sc.engine, err = engine.New(ctx, sc.store, engine.Options{
 		RetainCount: cfg.ChangesRetention.Count,
 		RetainAge:   cfg.ChangesRetention.Age.D(),
@@ -82,7 +94,6 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	mode, _ := cfg.FileMode()
 	sc.rpc = rpc.New(backend{sc}, rpc.Options{
 		SocketMode:   mode,
 		QueueLimit:   cfg.SubscriberQueue,
@@ -245,6 +256,7 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		{"subscriber_queue", cfg.SubscriberQueue != old.SubscriberQueue},
 		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},
 		{"write_timeout", cfg.WriteTimeout != old.WriteTimeout},
+		{"quick_check_interval", cfg.QuickCheckInterval != old.QuickCheckInterval},
 		{"max_connections", cfg.MaxConnections != old.MaxConnections},
 		{"idle_timeout", cfg.IdleTimeout != old.IdleTimeout},
 		{"max_subscriptions", cfg.MaxSubscriptions != old.MaxSubscriptions},
