@@ -4,6 +4,7 @@ package main
 // through the real binary.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
