@@ -161,7 +161,9 @@ func TestRPCConnectionLimits(t *testing.T) {
 func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 	const n = 20000
 	dir := t.TempDir()
-	s := startSidecar(t, dir, "get_all_timeout: 3s\n"+genConfig(t, dir, n, "1h"))
+	// write_timeout is long: the slow readers are read only at the end,
+	// and a peer that stops reading for write_timeout is dropped.
+	s := startSidecar(t, dir, "get_all_timeout: 3s\nwrite_timeout: 10m\n"+genConfig(t, dir, n, "1h"))
 	waitFor(t, "first snapshot", 60*time.Second, func() bool {
 		out, _ := s.cli("status")
 		return strings.Contains(out, fmt.Sprintf(`"entities": %d`, n))
@@ -184,13 +186,6 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 		t.Fatalf("changes with slow get_all readers: %d, %v", len(ch.Changes), err)
 	}
 	// Writes go on while the slow readers sit on their snapshots.
-	walSize := func() int64 {
-		fi, err := os.Stat(s.db + "-wal")
-		if err != nil {
-			return 0
-		}
-		return fi.Size()
-	}
 	round := func(state string) {
 		os.WriteFile(filepath.Join(dir, "state"), []byte(state), 0o644)
 		if out, err := s.cli("collect", "gen"); err != nil || !strings.Contains(out, fmt.Sprintf(`"updated": %d`, n)) {
@@ -198,7 +193,6 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 		}
 	}
 	round("SHUTOFF")
-	held := walSize()
 	time.Sleep(7 * time.Second) // past get_all_timeout for both pairs
 	for i, c := range slow {
 		var cut, ended bool
@@ -217,7 +211,7 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 				t.Fatalf("slow reader %d: %v", i, m)
 			}
 			ended = m["result"] != nil || errCode(m) == rpc.CodeGetAllCut
-			if errCode(m) == rpc.CodeGetAllCut != cut {
+			if m["result"] != nil && cut {
 				t.Fatalf("slow reader %d: cut %v, then %v", i, cut, m)
 			}
 			break
@@ -239,7 +233,6 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 		wal, _ := st["wal"].(map[string]any)
 		return wal["reader_holds_wal"] == nil
 	})
-	t.Logf("WAL file %d bytes after a write round under 4 slow get_all readers; %d bytes after they were cut and another round", held, walSize())
 	// A type asked three times is answered once.
 	var all struct{ Entities []json.RawMessage }
 	if err := s.client().Call(context.Background(), "get_all", map[string]any{"types": []string{"nova.instance", "nova.instance", "nova.instance"}}, &all); err != nil || len(all.Entities) != n {
