@@ -160,7 +160,7 @@ func TestMaxConnections(t *testing.T) {
 // TestIdleTimeout: a connection without a subscription that sends nothing
 // is closed; one with a subscription stays.
 func TestIdleTimeout(t *testing.T) {
-	srv, path := serve(t, &memBackend{}, Options{IdleTimeout: 200 * time.Millisecond}, nil)
+	srv, path := serve(t, &memBackend{}, Options{IdleTimeout: time.Second}, nil)
 	sub := dialLines(t, path)
 	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
 	sub.msg(t)
@@ -169,7 +169,7 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatal("idle connection got a line")
 	}
 	// Several idle time-outs later the subscriber is still served.
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	sub.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
 	if m := sub.msg(t); m["result"] == nil {
 		t.Fatalf("subscriber after idle time: %v", m)
