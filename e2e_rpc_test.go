@@ -4,6 +4,7 @@ package main
 // through the real binary.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -467,5 +469,68 @@ func TestRPCIdleConnectionsRSS(t *testing.T) {
 		idle, conns, fresh, rss, float64(rss)/float64(idle), float64(rss-idle)/conns)
 	if per := (rss - idle) / conns; per > 64 {
 		t.Errorf("%d KB per idle connection", per)
+	}
+}
+
+// TestRPCRequestMemory: many connections each part-way through a large
+// request line hold no more than request_memory between them; once the
+// lines end, every one is answered. Reports RSS against the idle process.
+func TestRPCRequestMemory(t *testing.T) {
+	const conns, part = 300, 900 << 10
+	s := startSidecar(t, "", "request_memory: 8388608\n")
+	pid := s.cmd.Process.Pid
+	idle := rssKB(t, pid)
+	head := `{"jsonrpc":"2.0","id":1,"method":"status","params":{"pad":"`
+	body := head + strings.Repeat("p", part-len(head))
+	cs := make([]net.Conn, conns)
+	var wg sync.WaitGroup
+	for i := range cs {
+		c, err := net.Dial("unix", s.socket)
+		for tries := 0; errors.Is(err, syscall.EAGAIN) && tries < 1000; tries++ {
+			time.Sleep(time.Millisecond)
+			c, err = net.Dial("unix", s.socket)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+			c.Write([]byte(body)) // blocks once the server stops reading
+		}()
+	}
+	time.Sleep(3 * time.Second) // the server reads what it may
+	held := rssKB(t, pid)
+	// The first line ends: the first connection is answered, whatever
+	// the others hold.
+	wg.Add(1)
+	go func() { defer wg.Done(); cs[0].Write([]byte(`"}}` + "\n")) }()
+	buf := make([]byte, 1<<16)
+	cs[0].SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := cs[0].Read(buf); err != nil || !bytes.Contains(buf[:n], []byte(`"result"`)) {
+		t.Fatalf("first connection: %q, %v", buf[:n], err)
+	}
+	for _, c := range cs[1:] {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Write([]byte(`"}}` + "\n")) }()
+	}
+	for i, c := range cs[1:] {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		r := bufio.NewReader(c)
+		line, err := r.ReadBytes('\n')
+		if err != nil || !bytes.Contains(line, []byte(`"result"`)) {
+			t.Fatalf("connection %d: %.200q, %v", i+1, line, err)
+		}
+	}
+	wg.Wait()
+	t.Logf("RSS idle %d KB; with %d connections each %d KB into a request line %d KB (%.2fx idle; %d MB of lines sent)",
+		idle, conns, part>>10, held, float64(held)/float64(idle), conns*part>>20)
+	// request_memory is 8 MiB: the lines are read 8 at a time. main read
+	// them all at once (about 270 MB).
+	if grow := held - idle; grow > 100<<10 {
+		t.Errorf("RSS grew by %d KB while lines were in flight", grow)
 	}
 }
