@@ -3,12 +3,13 @@
 GO      ?= go
 BIN     := bin/synchronizer
 PKGS    := ./...
-export GOFLAGS ?= -buildvcs=false
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/openstack-synchronizer/synchronizer/buildinfo.Version=$(VERSION)
 
 .PHONY: build run test test-deps bench lint clean
 
 build:
-	$(GO) build -o $(BIN) .
+	$(GO) build -buildvcs=auto -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 run: build
 	./$(BIN) serve

@@ -319,10 +319,15 @@ func lostWALAttempt(t *testing.T, n, attempt int) bool {
 	}
 	out, err := exec.Command("sqlite3", s.db, "SELECT max(seq) FROM changes").CombinedOutput()
 	if err != nil && strings.Contains(string(out), "malformed") {
-		// Killed half way through a checkpoint: the file needs the lost
-		// -wal to be whole. That is corruption (TestCorruptDatabase), not
-		// the case this test is about.
-		t.Logf("attempt %d: the database without its -wal is malformed: %s", attempt, out)
+		// The kill came while a checkpoint was copying the WAL: without
+		// it, the file is damaged. That must be the failing state, not a
+		// silent start; then this attempt proves nothing about seqs.
+		t.Logf("attempt %d: the database without its -wal is damaged: %s", attempt, bytes.TrimSpace(out))
+		s.start()
+		waitFor(t, "the damage reported", 60*time.Second, func() bool {
+			out, _ := s.cli("status")
+			return strings.Contains(out, `"failing"`) && strings.Contains(out, "database corrupt")
+		})
 		return false
 	}
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package entity holds the data model every part of the synchronizer shares:
-// the entity as DESIGN.md defines it, the changes made of it, and the
+// the entity as docs/contract.md defines it, the changes made of it, and the
 // snapshots and events that collectors and listeners hand to the engine.
 package entity
 

@@ -150,9 +150,10 @@ func (c *Client) read() {
 			Result json.RawMessage `json:"result"`
 			Error  *Error          `json:"error"`
 		}
-		if err = json.Unmarshal(line, &m); err != nil {
-			err = fmt.Errorf("bad line from server: %w", err)
-			break
+		if json.Unmarshal(line, &m) != nil {
+			// A get_all answer cut short (CodeGetAllCut) leaves a line
+			// that is not JSON; the error for its call follows.
+			continue
 		}
 		if m.Method != "" {
 			n := Notification{Method: m.Method, Params: m.Params}

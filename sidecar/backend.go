@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"github.com/openstack-synchronizer/synchronizer/buildinfo"
 	"sort"
 	"time"
 
@@ -95,8 +96,8 @@ func (b backend) Status(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	conns, subs, queued := sc.rpc.Stats()
 	st := map[string]any{
+		"version":      buildinfo.Get(),
 		"pid":          sc.pid,
 		"started_at":   sc.started.UTC(),
 		"socket":       sc.socket,
@@ -110,7 +111,7 @@ func (b backend) Status(ctx context.Context) (any, error) {
 			"first_seq": pruned + 1,
 			"last_seq":  last,
 		},
-		"rpc": map[string]any{"connections": conns, "subscribers": subs, "queued_changes": queued},
+		"rpc": sc.rpc.Counters(),
 		"wal": sc.store.WALStats(),
 	}
 	for k, v := range sc.sup.status() {

@@ -100,6 +100,13 @@ func Run(ctx context.Context, o Options) error {
 		NotifyBatch:  cfg.NotifyBatch,
 		WriteTimeout: cfg.WriteTimeout.D(),
 		Logger:       sc.log.With("component", "rpc"),
+
+		MaxConnections:   cfg.MaxConnections,
+		IdleTimeout:      cfg.IdleTimeout.D(),
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		SubscriberMemory: cfg.SubscriberMemory,
+		RequestMemory:    cfg.RequestMemory,
+		GetAllTimeout:    cfg.GetAllTimeout.D(),
 	})
 	sc.engine.SetPublisher(sc.rpc)
 	if err := sc.rpc.Listen(sc.socket); err != nil {
@@ -250,6 +257,12 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},
 		{"write_timeout", cfg.WriteTimeout != old.WriteTimeout},
 		{"quick_check_interval", cfg.QuickCheckInterval != old.QuickCheckInterval},
+		{"max_connections", cfg.MaxConnections != old.MaxConnections},
+		{"idle_timeout", cfg.IdleTimeout != old.IdleTimeout},
+		{"max_subscriptions", cfg.MaxSubscriptions != old.MaxSubscriptions},
+		{"subscriber_memory", cfg.SubscriberMemory != old.SubscriberMemory},
+		{"request_memory", cfg.RequestMemory != old.RequestMemory},
+		{"get_all_timeout", cfg.GetAllTimeout != old.GetAllTimeout},
 		{"changes_retention", cfg.ChangesRetention != old.ChangesRetention},
 		{"log", cfg.Log != old.Log},
 		{"metrics", cfg.Metrics != old.Metrics},
