@@ -115,6 +115,7 @@ func TestMetrics(t *testing.T) {
 		`synchronizer_change_log_last_seq 8`,
 		`synchronizer_config_last_reload_successful 1`,
 		`synchronizer_wal_checkpoint_failing 0`,
+		`synchronizer_store_failing 0`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("metrics lack %s", want)
