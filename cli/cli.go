@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/openstack-synchronizer/synchronizer/buildinfo"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/sidecar"
 
@@ -41,6 +42,7 @@ commands:
   status                              print collectors, listeners, change log
   collect NAME [--force]              poll a collector now
   check-config FILE                   validate a config file
+  version                             print the version (also --version)
 
 client commands take --socket PATH, or read it from --config (default config.yaml)
 `
@@ -68,6 +70,13 @@ func Main(args []string, env Env) int {
 		err = collect(rest, env)
 	case "check-config":
 		return checkConfig(rest, env)
+	case "version", "--version", "-version":
+		if len(rest) > 0 {
+			fmt.Fprintf(env.Stderr, "synchronizer version: takes no arguments\n")
+			return 2
+		}
+		fmt.Fprintln(env.Stdout, buildinfo.Get())
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0

@@ -99,13 +99,18 @@ func changes(args []string, env Env) error {
 	fs.Var(&types, "type", "entity type (repeatable)")
 	since := fs.Int64("since", -1, "print changes after this seq (required)")
 	limit := fs.Int("limit", 0, "at most this many changes")
+	dbID := fs.String("database-id", "", "the database the seq belongs to (as get-all, changes and watch print it): another one is refused")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *since < 0 {
 		return usageError{errors.New("--since N is required")}
 	}
-	return cf.callAndPrint(env, "changes", map[string]any{"since": *since, "types": []string(types), "limit": *limit})
+	p := map[string]any{"since": *since, "types": []string(types), "limit": *limit}
+	if *dbID != "" {
+		p["database_id"] = *dbID
+	}
+	return cf.callAndPrint(env, "changes", p)
 }
 
 func status(args []string, env Env) error {
@@ -138,12 +143,15 @@ func collect(args []string, env Env) error {
 
 // watch prints changes one per line, and survives a restart of the
 // synchronizer by reconnecting and registering again with since = the last
-// seq it printed, so nothing is missed or printed twice.
+// seq it printed and the id of the database that seq came from, so nothing
+// is missed or printed twice, and a replaced database or lost changes are
+// a resync, never a silent skip.
 func watch(args []string, env Env) error {
 	fs, cf := newFlags("watch", env)
 	var types typeList
 	fs.Var(&types, "type", "entity type (repeatable)")
 	since := fs.Int64("since", -1, "start after this seq (default: from now)")
+	dbID := fs.String("database-id", "", "the database --since belongs to (watch prints it on stderr when it registers)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -153,17 +161,17 @@ func watch(args []string, env Env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	last := *since
+	pos := watchPos{last: *since, id: *dbID}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := watchOnce(ctx, path, types, &last, env)
+		err := watchOnce(ctx, path, types, &pos, env)
 		if ctx.Err() != nil {
 			return nil
 		}
 		var re *rpc.Error
 		if errors.As(err, &re) && re.Code == rpc.CodeResyncNeeded {
 			fmt.Fprintf(env.Stderr, "watch: %v: continuing from the current state; use get-all to resynchronize\n", re)
-			last = -1
+			pos = watchPos{last: -1}
 			continue
 		}
 		if err != nil {
@@ -179,7 +187,14 @@ func watch(args []string, env Env) error {
 	return nil
 }
 
-func watchOnce(ctx context.Context, path string, types []string, last *int64, env Env) error {
+// watchPos is the last seq watch printed (-1: none yet) and the database
+// it came from.
+type watchPos struct {
+	last int64
+	id   string
+}
+
+func watchOnce(ctx context.Context, path string, types []string, pos *watchPos, env Env) error {
 	c, err := rpc.Dial(ctx, path)
 	if err != nil {
 		return err
@@ -193,19 +208,21 @@ func watchOnce(ctx context.Context, path string, types []string, last *int64, en
 		}
 	}()
 	params := map[string]any{"types": types}
-	if *last >= 0 {
-		params["since"] = *last
+	if pos.last >= 0 {
+		params = rpc.Position{DatabaseID: pos.id, Seq: pos.last}.Params(params)
 	}
-	var reg struct {
-		Subscription string `json:"subscription"`
-		Seq          int64  `json:"seq"`
-	}
+	var reg rpc.RegisterResult
 	if err := c.Call(ctx, "register", params, &reg); err != nil {
 		return err
 	}
-	if *last < 0 {
-		*last = reg.Seq
+	if pos.last < 0 {
+		pos.last = reg.Seq
 	}
+	if pos.id != reg.DatabaseID {
+		fmt.Fprintf(env.Stderr, "watch: database %s, after seq %d\n", reg.DatabaseID, pos.last)
+	}
+	pos.id = reg.DatabaseID
+	last := &pos.last
 	out := env.Stdout
 	for n := range c.Notifications() {
 		switch n.Method {

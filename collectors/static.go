@@ -26,6 +26,11 @@ func init() { Register("static", newStatic) }
 // A "contains" relationship makes the source the target's parent
 // (parent_key); any other relationship becomes a link of the source. Every
 // key of an entity is kept in data, as Vitrage keeps them as metadata.
+//
+// The collector is a reference source (References): an entry of an entity
+// another source owns (the nova.host a switch attaches to) is a reference
+// that never overwrites or takes over that entity, and stands as a
+// placeholder while no other source lists it (README "Ownership").
 type static struct {
 	path string
 }
@@ -49,6 +54,12 @@ func newStatic(s Settings) (Collector, error) {
 	}
 	return &static{path: p}, nil
 }
+
+// References says the topology's entries of entities other sources list
+// (a nova.host a switch attaches to) are references, as Vitrage's static
+// transformer makes neighbour placeholders of the types another datasource
+// owns.
+func (st *static) References() bool { return true }
 
 // Path returns the topology file, which the config watcher also watches.
 func (st *static) Path() string { return st.path }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -50,6 +51,10 @@ type Config struct {
 	Sync              string    `yaml:"sync"` // SQLite synchronous: full (default) or normal
 	ActiveEntityTypes []string  `yaml:"active_entity_types"`
 	ChangesRetention  Retention `yaml:"changes_retention"`
+	// SocketGroup is the group the socket is given (name or gid), so that
+	// a consumer's user in that group can connect; socket_mode then
+	// defaults to 0660.
+	SocketGroup string `yaml:"socket_group"`
 	// SubscriberQueue is how many changes may wait for one subscriber before
 	// it is cut off with a resync notification.
 	SubscriberQueue int `yaml:"subscriber_queue"`
@@ -57,6 +62,27 @@ type Config struct {
 	NotifyBatch int `yaml:"notify_batch"`
 	// WriteTimeout ends a connection whose peer stops reading.
 	WriteTimeout Duration `yaml:"write_timeout"`
+	// QuickCheckInterval is how often PRAGMA quick_check runs over the
+	// database (it also runs at every start).
+	QuickCheckInterval Duration `yaml:"quick_check_interval"`
+	// MaxConnections bounds open socket connections: past it a new one gets
+	// an error line and is closed.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a connection with no subscription that sends no
+	// request for this long.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxSubscriptions bounds the subscriptions of one connection.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// SubscriberMemory bounds, in bytes, the changes queued for all
+	// subscribers together; past it the one with the most queued gets
+	// resync.
+	SubscriberMemory int64 `yaml:"subscriber_memory"`
+	// RequestMemory bounds, in bytes, the request lines read and not yet
+	// answered, over all connections.
+	RequestMemory int64 `yaml:"request_memory"`
+	// GetAllTimeout bounds how long one get_all answer may take (and hold
+	// its database snapshot).
+	GetAllTimeout Duration `yaml:"get_all_timeout"`
 	// RemovedCollector says what happens to the entities of a collector that
 	// disappears from the config on reload: "keep" (default) or "delete".
 	RemovedCollector string      `yaml:"removed_collector"`
@@ -121,7 +147,15 @@ const (
 	DefaultSubscriberQueue = 100000
 	DefaultNotifyBatch     = 1000
 	DefaultWriteTimeout    = 30 * time.Second
+	DefaultQuickCheck      = 6 * time.Hour
 	DefaultMaxDeleteRatio  = 0.5
+
+	DefaultMaxConnections   = 1024
+	DefaultIdleTimeout      = 10 * time.Minute
+	DefaultMaxSubscriptions = 16
+	DefaultSubscriberMemory = 256 << 20
+	DefaultRequestMemory    = 64 << 20
+	DefaultGetAllTimeout    = time.Minute
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -196,6 +230,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.SocketMode == "" {
 		c.SocketMode = "0600"
+		if c.SocketGroup != "" {
+			c.SocketMode = "0660"
+		}
 	}
 	if c.Database == "" {
 		c.Database = "var/synchronizer.db"
@@ -214,6 +251,27 @@ func (c *Config) applyDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = Duration(DefaultWriteTimeout)
+	}
+	if c.QuickCheckInterval == 0 {
+		c.QuickCheckInterval = Duration(DefaultQuickCheck)
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = Duration(DefaultIdleTimeout)
+	}
+	if c.MaxSubscriptions == 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.SubscriberMemory == 0 {
+		c.SubscriberMemory = DefaultSubscriberMemory
+	}
+	if c.RequestMemory == 0 {
+		c.RequestMemory = DefaultRequestMemory
+	}
+	if c.GetAllTimeout == 0 {
+		c.GetAllTimeout = Duration(DefaultGetAllTimeout)
 	}
 	if c.RemovedCollector == "" {
 		c.RemovedCollector = "keep"
@@ -256,6 +314,11 @@ func (c *Config) validate() error {
 	if _, err := c.FileMode(); err != nil {
 		bad(c.line("socket_mode"), "socket_mode", "%v", err)
 	}
+	if c.SocketGroup != "" {
+		if _, err := c.SocketGID(); err != nil {
+			bad(c.line("socket_group"), "socket_group", "%v", err)
+		}
+	}
 	if c.Sync != "full" && c.Sync != "normal" {
 		bad(c.line("sync"), "sync", "must be full or normal, not %q", c.Sync)
 	}
@@ -267,6 +330,24 @@ func (c *Config) validate() error {
 	}
 	if c.NotifyBatch < 1 {
 		bad(c.line("notify_batch"), "notify_batch", "must be > 0")
+	}
+	if c.QuickCheckInterval < Duration(time.Minute) {
+		bad(c.line("quick_check_interval"), "quick_check_interval", "must be at least 1m")
+	}
+	for _, f := range []struct {
+		name string
+		bad  bool
+	}{
+		{"max_connections", c.MaxConnections < 1},
+		{"idle_timeout", c.IdleTimeout < 0},
+		{"max_subscriptions", c.MaxSubscriptions < 1},
+		{"subscriber_memory", c.SubscriberMemory < 1},
+		{"request_memory", c.RequestMemory < 1},
+		{"get_all_timeout", c.GetAllTimeout < 0},
+	} {
+		if f.bad {
+			bad(c.line(f.name), f.name, "must be > 0")
+		}
 	}
 	if c.RemovedCollector != "keep" && c.RemovedCollector != "delete" {
 		bad(c.line("removed_collector"), "removed_collector", "must be keep or delete, not %q", c.RemovedCollector)
@@ -346,6 +427,22 @@ func (c *Config) FileMode() (os.FileMode, error) {
 		return 0, fmt.Errorf("%q is not an octal file mode such as \"0600\"", c.SocketMode)
 	}
 	return os.FileMode(m), nil
+}
+
+// SocketGID resolves socket_group (a group name or a numeric gid) on this
+// machine; -1 when it is not set.
+func (c *Config) SocketGID() (int, error) {
+	if c.SocketGroup == "" {
+		return -1, nil
+	}
+	if gid, err := strconv.Atoi(c.SocketGroup); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(c.SocketGroup)
+	if err != nil {
+		return -1, fmt.Errorf("%q: %v (create the group, or give a numeric gid)", c.SocketGroup, err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // Abs resolves a path from the config against the config's directory.

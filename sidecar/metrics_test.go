@@ -97,6 +97,9 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	if !regexp.MustCompile(`\nsynchronizer_build_info\{goversion="go[^"]+",revision="[^"]*",version="[^"]+"\} 1\n`).MatchString(out) {
+		t.Errorf("no synchronizer_build_info")
+	}
 	if !regexp.MustCompile(`\nsynchronizer_wal_checkpoints_total [1-9]`).MatchString(out) {
 		t.Errorf("no background checkpoint counted")
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
+	"github.com/openstack-synchronizer/synchronizer/sdnotify"
 	"github.com/openstack-synchronizer/synchronizer/store"
 )
 
@@ -47,6 +48,7 @@ type Sidecar struct {
 	rpc     *rpc.Server
 	sup     *supervisor
 	metrics *metrics
+	systemd *systemd
 	socket  string
 	started time.Time
 	pid     int
@@ -61,6 +63,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg := o.Config
 	sc := &Sidecar{o: o, log: o.Logger, started: time.Now(), pid: os.Getpid()}
+	sc.systemd = newSystemd(sc)
 	dbPath := cfg.Abs(cfg.Database)
 	if o.Database != "" {
 		dbPath = o.Database
@@ -70,10 +73,22 @@ func Run(ctx context.Context, o Options) error {
 		sc.socket = o.Socket
 	}
 	var err error
-	if sc.store, err = store.Open(dbPath, o.Schema, store.Options{Synchronous: cfg.Sync}); err != nil {
+	mode, _ := cfg.FileMode()
+	if sc.store, err = store.Open(dbPath, o.Schema, store.Options{Synchronous: cfg.Sync, MaxMode: mode.Perm()}); err != nil {
 		return err
 	}
 	defer sc.store.Close()
+	sc.logRecovery()
+	checkCtx, stopCheck := context.WithCancel(context.Background())
+	checkDone := make(chan struct{})
+	go func() {
+		defer close(checkDone)
+		sc.runQuickChecks(checkCtx, cfg.QuickCheckInterval.D())
+	}()
+	defer func() {
+		stopCheck()
+		<-checkDone
+	}()
 	sc.engine, err = engine.New(ctx, sc.store, engine.Options{
 		RetainCount: cfg.ChangesRetention.Count,
 		RetainAge:   cfg.ChangesRetention.Age.D(),
@@ -83,13 +98,26 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	mode, _ := cfg.FileMode()
+	var sockGID *int
+	if gid, err := cfg.SocketGID(); err != nil {
+		return fmt.Errorf("socket_group: %w", err)
+	} else if gid >= 0 {
+		sockGID = &gid
+	}
 	sc.rpc = rpc.New(backend{sc}, rpc.Options{
 		SocketMode:   mode,
+		SocketGID:    sockGID,
 		QueueLimit:   cfg.SubscriberQueue,
 		NotifyBatch:  cfg.NotifyBatch,
 		WriteTimeout: cfg.WriteTimeout.D(),
 		Logger:       sc.log.With("component", "rpc"),
+
+		MaxConnections:   cfg.MaxConnections,
+		IdleTimeout:      cfg.IdleTimeout.D(),
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		SubscriberMemory: cfg.SubscriberMemory,
+		RequestMemory:    cfg.RequestMemory,
+		GetAllTimeout:    cfg.GetAllTimeout.D(),
 	})
 	sc.engine.SetPublisher(sc.rpc)
 	if err := sc.rpc.Listen(sc.socket); err != nil {
@@ -107,6 +135,7 @@ func Run(ctx context.Context, o Options) error {
 	served := make(chan error, 1)
 	go func() { served <- sc.rpc.Serve(serveCtx) }()
 	t0 := time.Now()
+	sc.systemd.send(sdnotify.Status("loading the baseline"))
 	if err := sc.engine.Load(ctx); err != nil {
 		stopServe()
 		<-served
@@ -137,11 +166,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	pruneCtx, stopPrune := context.WithCancel(context.Background())
 	go sc.engine.RunPruner(pruneCtx, time.Minute)
+	sdCtx, stopSystemd := context.WithCancel(context.Background())
+	sdDone := make(chan struct{})
+	go func() { defer close(sdDone); sc.systemd.run(sdCtx) }()
 
 	sc.log.Info("synchronizer ready", "socket", sc.socket, "database", dbPath, "config", cfg.Path,
 		"collectors", len(cfg.Collectors), "listeners", len(cfg.Listeners))
 
 	watchErr := sc.watch(ctx, runCtx)
+	sc.systemd.stopping()
+	stopSystemd()
+	<-sdDone
 	// Stop order: sources first (an open transaction finishes), then
 	// subscribers are told and the socket goes, then the database closes.
 	sc.sup.stopAll()
@@ -196,6 +231,8 @@ func (sc *Sidecar) reload(runCtx context.Context) {
 		sc.log.Info("reload requested, but the embedded default config is in use: nothing to reload")
 		return
 	}
+	sc.systemd.reloading()
+	defer sc.systemd.reloaded()
 	cfg, err := loadForReload(sc.o.ConfigPath)
 	if err == nil {
 		err = sc.applyReload(runCtx, cfg)
@@ -239,10 +276,18 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		diff bool
 	}{
 		{"socket_mode", cfg.SocketMode != old.SocketMode},
+		{"socket_group", cfg.SocketGroup != old.SocketGroup},
 		{"sync", cfg.Sync != old.Sync},
 		{"subscriber_queue", cfg.SubscriberQueue != old.SubscriberQueue},
 		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},
 		{"write_timeout", cfg.WriteTimeout != old.WriteTimeout},
+		{"quick_check_interval", cfg.QuickCheckInterval != old.QuickCheckInterval},
+		{"max_connections", cfg.MaxConnections != old.MaxConnections},
+		{"idle_timeout", cfg.IdleTimeout != old.IdleTimeout},
+		{"max_subscriptions", cfg.MaxSubscriptions != old.MaxSubscriptions},
+		{"subscriber_memory", cfg.SubscriberMemory != old.SubscriberMemory},
+		{"request_memory", cfg.RequestMemory != old.RequestMemory},
+		{"get_all_timeout", cfg.GetAllTimeout != old.GetAllTimeout},
 		{"changes_retention", cfg.ChangesRetention != old.ChangesRetention},
 		{"log", cfg.Log != old.Log},
 		{"metrics", cfg.Metrics != old.Metrics},

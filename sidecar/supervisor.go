@@ -146,6 +146,20 @@ func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
 	s.setActive(cfg.ActiveEntityTypes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The engine's ownership rule (README "Ownership") needs the configured
+	// collectors, and which are reference sources, before any of them polls.
+	sources := map[string]bool{}
+	for name, b := range next {
+		if b.u.kind != "collector" {
+			continue
+		}
+		c := b.coll
+		if c == nil && b.u.runner != nil {
+			c = b.u.runner.Collector()
+		}
+		sources[name] = collectors.IsReference(c)
+	}
+	s.sc.engine.SetSources(sources)
 	var removed []string
 	for name, u := range s.units {
 		b, keep := next[name]
