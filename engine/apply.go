@@ -536,6 +536,12 @@ func (e *Engine) commit(ctx context.Context, changes []pending, touches []store.
 		if err := e.commitBatch(ctx, batch, touches, at, res); err != nil {
 			return fail(err)
 		}
+		// Committed and published: the batch's JSON is garbage now, not
+		// kept until the last batch (a large apply held a copy of the
+		// whole snapshot's JSON otherwise).
+		for j := range batch {
+			batch[j].json = nil
+		}
 		done += len(batch)
 		touches = nil
 	}
