@@ -216,6 +216,9 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 			}
 			_, ownerRef := e.ownerKind(sources, r.source)
 			s := shadow{owner: r.source, ref: o.Reference && !ownerRef, links: len(p.ent.Links)}
+			if p.ent.ParentKey != "" {
+				s.links++
+			}
 			shadowed[key] = s
 			if s.ref {
 				res.References++
