@@ -129,8 +129,8 @@ definitions:
 	}
 	s := startSidecar(t, dir, `
 collectors:
-  - {name: cloud, type: openstack, cloud: fakecloud, clouds_file: clouds.yaml, interval: 100ms}
-  - {name: topology, type: static, path: topology.yaml, interval: 100ms}
+  - {name: cloud, type: openstack, cloud: fakecloud, clouds_file: clouds.yaml, interval: 100ms, timeout: 20s}
+  - {name: topology, type: static, path: topology.yaml, interval: 100ms, timeout: 20s}
 `)
 	waitFor(t, "both collectors to poll twice", 30*time.Second, func() bool {
 		st := s.status(t)
@@ -359,13 +359,17 @@ func TestTwoCollectorsOneKey(t *testing.T) {
 	// a polls first; b starts polling once a's listing is in.
 	s := startSidecar(t, dir, "metrics: {listen: \""+addr+"\"}\n"+`
 collectors:
-  - {name: a, type: exec, command: [/bin/cat, a.json], interval: 100ms}
-  - {name: b, type: exec, command: [/bin/sh, -c, "while [ ! -f go ]; do sleep 0.05; done; cat b.json"], interval: 100ms}
+  - {name: a, type: exec, command: [/bin/cat, a.json], interval: 100ms, timeout: 20s}
+  - {name: b, type: exec, command: [/bin/sh, -c, "while [ ! -f go ]; do sleep 0.05; done; cat b.json"], interval: 100ms, timeout: 20s}
 `)
 	waitFor(t, "a's first poll", 20*time.Second, func() bool { return s.status(t).polls("a") >= 1 })
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
-	waitFor(t, "b's first poll", 20*time.Second, func() bool { return s.status(t).polls("b") >= 1 })
-	st := s.status(t)
+	var st statusReply
+	waitFor(t, "b's first poll", 20*time.Second, func() bool {
+		// Status reads the log's seq before the polls: wait for both.
+		st = s.status(t)
+		return st.polls("b") >= 1 && st.ChangeLog.LastSeq >= 3
+	})
 	seq, polls := st.ChangeLog.LastSeq, st.polls("b")
 	waitFor(t, "ten more polls of b", 30*time.Second, func() bool { st = s.status(t); return st.polls("b") >= polls+10 })
 	if st.ChangeLog.LastSeq != seq || seq != 3 {
