@@ -211,8 +211,10 @@ func (x *execCollector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 		dch <- decoded{snap, err}
 	}()
 	var d decoded
+	got := false
 	select {
 	case d = <-dch:
+		got = true
 		if d.err == nil || errors.Is(d.err, io.ErrUnexpectedEOF) || errors.Is(d.err, errNoOutput) {
 			// Stdout is closed: the plugin has said all it will. It
 			// normally exits at once; one that lingers is killed, after
@@ -242,7 +244,7 @@ func (x *execCollector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	}
 	killGroup()
 	<-exited
-	if d.snap == nil && d.err == nil {
+	if !got {
 		// The group is gone, so the decoder only has what is left in the
 		// pipe, unless a process that left the group (setsid) holds it:
 		// the poll's time-out ends that wait.
