@@ -301,7 +301,7 @@ func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 		i := attempt % len(l.urls)
 		l.setState("connecting", l.hosts[i], nil)
 		began := time.Now()
-		consumed, err := l.session(ctx, sink, i, gap)
+		consumed, err := l.session(ctx, sink, i, &gap)
 		if consumed {
 			gap = reconnectGap
 		}

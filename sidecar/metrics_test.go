@@ -49,7 +49,7 @@ func (b *testBus) Run(ctx context.Context, sink listeners.Sink) error {
 func (b *testBus) Status() map[string]any {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return map[string]any{"received": b.received, "bad_total": int64(2)}
+	return map[string]any{"received": b.received, "bad_total": int64(2), "other_consumers": 1}
 }
 
 var _ listeners.StatusReporter = (*testBus)(nil)
@@ -112,6 +112,7 @@ func TestMetrics(t *testing.T) {
 		`synchronizer_listener_messages_total{listener="bus"} 1`,
 		`synchronizer_listener_bad_messages_total{listener="bus"} 2`,
 		`synchronizer_listener_catch_up_polls_total{listener="bus"} 0`,
+		`synchronizer_listener_queue_other_consumers{listener="bus"} 1`,
 		`synchronizer_change_log_last_seq 8`,
 		`synchronizer_config_last_reload_successful 1`,
 		`synchronizer_wal_checkpoint_failing 0`,
