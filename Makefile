@@ -41,6 +41,7 @@ bench: build
 	SYNC_BENCH_N=100000 $(GO) test -run '^$$' -bench ApplyNew -benchtime 1x -timeout 60m ./engine
 	$(GO) test -run '^$$' -bench 'Hash|Encode' -benchtime 20000x ./engine
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./rpc
+	$(GO) test -run '^$$' -bench 1M -benchtime 2x -timeout 60m ./store
 	$(GO) run ./cmd/loadtest
 	bash scripts/deps.d/rabbitmq.sh
 	$(GO) test -run '^$$' -bench BenchmarkBus -benchtime 20000x .

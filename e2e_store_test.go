@@ -452,12 +452,17 @@ func TestCorruptDatabase(t *testing.T) {
 	if !strings.Contains(st.Store.Message, "database corrupt") || !strings.Contains(st.Store.Message, "new database id") {
 		t.Fatalf("failing state without the way out: %q", st.Store.Message)
 	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	// The endpoint starts once the baseline is loaded, after the socket.
+	var metrics []byte
+	waitFor(t, "the metrics endpoint", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		metrics, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK
+	})
 	if !strings.Contains(string(metrics), "\nsynchronizer_store_failing 1\n") {
 		t.Errorf("metrics do not say the store is failing:\n%s", metrics)
 	}
