@@ -230,8 +230,15 @@ func (st status) String() string {
 	return string(b)
 }
 
+// minWait is the least time waitFor gives a condition: every wait here is
+// for something that must happen eventually, none is a claim about how
+// fast, and on a loaded machine (CI, load average 20 on 2 cores) a poll
+// or a reload that takes milliseconds when quiet can take seconds.
+const minWait = 30 * time.Second
+
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
