@@ -54,8 +54,22 @@ func TestDebianPackage(t *testing.T) {
 
 	dpkg(t, append([]string{"-i"}, debs...)...)
 	// Installing again (an upgrade to the same version) keeps the user
-	// and the config.
-	dpkg(t, append([]string{"-i"}, debs...)...)
+	// and the admin's edit of the conffile, without asking.
+	edit := "\n# edited by the admin before an upgrade\n"
+	f, err := os.OpenFile(debConfig, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(edit)
+	f.Close()
+	uid := run(t, "id", "-u", "synchronizer")
+	dpkg(t, append([]string{"--force-confold", "-i"}, debs...)...)
+	if b, _ := os.ReadFile(debConfig); !strings.HasSuffix(string(b), edit) {
+		t.Errorf("reinstalling lost the admin's edit of %s", debConfig)
+	}
+	if again := run(t, "id", "-u", "synchronizer"); again != uid {
+		t.Errorf("reinstalling changed the user: uid %s, then %s", uid, again)
+	}
 
 	files := strings.Fields(run(t, "dpkg-query", "-L", debPackage, pyPackage))
 	checkLayout(t)
