@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,8 +54,27 @@ type sidecar struct {
 	socket string
 	db     string
 	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	log    *logBuffer
 	exited chan error
+}
+
+// logBuffer collects a sidecar's output: the process writes it while the
+// test reads it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startSidecar writes config (with socket and database in a temp dir
@@ -76,7 +96,7 @@ func startSidecar(t *testing.T, dir, config string) *sidecar {
 
 func (s *sidecar) start() {
 	s.t.Helper()
-	s.log = &bytes.Buffer{}
+	s.log = &logBuffer{}
 	s.cmd = exec.Command(binary, "serve", "--config", s.config)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {

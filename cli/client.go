@@ -13,9 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
-	"github.com/openstack-synchronizer/synchronizer/sidecar"
 )
 
 // clientFlags are the flags every client subcommand takes.
@@ -48,8 +46,7 @@ func (c *clientFlags) dial(ctx context.Context, env Env) (*rpc.Client, error) {
 }
 
 func newFlags(name string, env Env) (*flag.FlagSet, *clientFlags) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := newFlagSet(name)
 	cf := &clientFlags{}
 	cf.register(fs)
 	return fs, cf
@@ -86,34 +83,51 @@ func printRaw(w io.Writer, raw json.RawMessage) error {
 func getAll(args []string, env Env) error {
 	fs, cf := newFlags("get-all", env)
 	var types typeList
-	fs.Var(&types, "type", "entity type (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	fs.Var(&types, "type", "entity type (repeatable, or comma-separated)")
+	out := outputFlag(fs)
+	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	return cf.callAndPrint(env, "get_all", map[string]any{"types": []string(types)})
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	return cf.callAndShow(env, "get_all", map[string]any{"types": []string(types)}, types, *out, printEntitiesTable)
 }
 
 func changes(args []string, env Env) error {
 	fs, cf := newFlags("changes", env)
 	var types typeList
-	fs.Var(&types, "type", "entity type (repeatable)")
+	fs.Var(&types, "type", "entity type (repeatable, or comma-separated)")
 	since := fs.Int64("since", -1, "print changes after this seq (required)")
 	limit := fs.Int("limit", 0, "at most this many changes")
-	if err := fs.Parse(args); err != nil {
+	dbID := fs.String("database-id", "", "the database the seq belongs to (as get-all, changes and watch print it): another one is refused")
+	out := outputFlag(fs)
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	if *since < 0 {
 		return usageError{errors.New("--since N is required")}
 	}
-	return cf.callAndPrint(env, "changes", map[string]any{"since": *since, "types": []string(types), "limit": *limit})
+	p := map[string]any{"since": *since, "types": []string(types), "limit": *limit}
+	if *dbID != "" {
+		p["database_id"] = *dbID
+	}
+	return cf.callAndShow(env, "changes", p, types, *out, printChangesTable)
 }
 
 func status(args []string, env Env) error {
 	fs, cf := newFlags("status", env)
-	if err := fs.Parse(args); err != nil {
+	out := outputFlag(fs)
+	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	return cf.callAndPrint(env, "status", struct{}{})
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	return cf.callAndShow(env, "status", struct{}{}, nil, *out, printStatusTable)
 }
 
 func collect(args []string, env Env) error {
@@ -124,46 +138,59 @@ func collect(args []string, env Env) error {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		name, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	if name == "" && fs.NArg() > 0 {
-		name = fs.Arg(0)
+	rest := fs.Args()
+	if name == "" && len(rest) > 0 {
+		name, rest = rest[0], rest[1:]
 	}
 	if name == "" {
 		return usageError{errors.New("collector NAME is required")}
+	}
+	if len(rest) > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q: one collector NAME", rest[0])}
 	}
 	return cf.callAndPrint(env, "collect", map[string]any{"name": name, "force": *force})
 }
 
 // watch prints changes one per line, and survives a restart of the
 // synchronizer by reconnecting and registering again with since = the last
-// seq it printed, so nothing is missed or printed twice.
+// seq it printed and the id of the database that seq came from, so nothing
+// is missed or printed twice, and a replaced database or lost changes are
+// a resync, never a silent skip.
 func watch(args []string, env Env) error {
 	fs, cf := newFlags("watch", env)
 	var types typeList
-	fs.Var(&types, "type", "entity type (repeatable)")
+	fs.Var(&types, "type", "entity type (repeatable, or comma-separated)")
 	since := fs.Int64("since", -1, "start after this seq (default: from now)")
-	if err := fs.Parse(args); err != nil {
+	dbID := fs.String("database-id", "", "the database --since belongs to (watch prints it on stderr when it registers)")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	path, err := cf.socketPath(env)
 	if err != nil {
 		return err
 	}
+	if err := checkTypesAt(path, types); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	last := *since
+	pos := watchPos{last: *since, id: *dbID}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := watchOnce(ctx, path, types, &last, env)
+		err := watchOnce(ctx, path, types, &pos, env)
 		if ctx.Err() != nil {
 			return nil
 		}
 		var re *rpc.Error
 		if errors.As(err, &re) && re.Code == rpc.CodeResyncNeeded {
 			fmt.Fprintf(env.Stderr, "watch: %v: continuing from the current state; use get-all to resynchronize\n", re)
-			last = -1
+			pos = watchPos{last: -1}
 			continue
 		}
 		if err != nil {
@@ -179,7 +206,14 @@ func watch(args []string, env Env) error {
 	return nil
 }
 
-func watchOnce(ctx context.Context, path string, types []string, last *int64, env Env) error {
+// watchPos is the last seq watch printed (-1: none yet) and the database
+// it came from.
+type watchPos struct {
+	last int64
+	id   string
+}
+
+func watchOnce(ctx context.Context, path string, types []string, pos *watchPos, env Env) error {
 	c, err := rpc.Dial(ctx, path)
 	if err != nil {
 		return err
@@ -193,19 +227,21 @@ func watchOnce(ctx context.Context, path string, types []string, last *int64, en
 		}
 	}()
 	params := map[string]any{"types": types}
-	if *last >= 0 {
-		params["since"] = *last
+	if pos.last >= 0 {
+		params = rpc.Position{DatabaseID: pos.id, Seq: pos.last}.Params(params)
 	}
-	var reg struct {
-		Subscription string `json:"subscription"`
-		Seq          int64  `json:"seq"`
-	}
+	var reg rpc.RegisterResult
 	if err := c.Call(ctx, "register", params, &reg); err != nil {
 		return err
 	}
-	if *last < 0 {
-		*last = reg.Seq
+	if pos.last < 0 {
+		pos.last = reg.Seq
 	}
+	if pos.id != reg.DatabaseID {
+		fmt.Fprintf(env.Stderr, "watch: database %s, after seq %d\n", reg.DatabaseID, pos.last)
+	}
+	pos.id = reg.DatabaseID
+	last := &pos.last
 	out := env.Stdout
 	for n := range c.Notifications() {
 		switch n.Method {
@@ -236,24 +272,4 @@ func watchOnce(ctx context.Context, path string, types []string, last *int64, en
 		}
 	}
 	return c.Err()
-}
-
-// checkConfig validates a config file the way serve would, building every
-// collector and listener without starting them.
-func checkConfig(args []string, env Env) int {
-	if len(args) != 1 {
-		fmt.Fprintln(env.Stderr, "usage: synchronizer check-config FILE")
-		return 2
-	}
-	cfg, err := config.Load(args[0])
-	if err != nil {
-		fmt.Fprintln(env.Stderr, err)
-		return 1
-	}
-	if err := sidecar.Check(cfg); err != nil {
-		fmt.Fprintln(env.Stderr, err)
-		return 1
-	}
-	fmt.Fprintf(env.Stdout, "%s: ok (%d collectors, %d listeners)\n", cfg.Path, len(cfg.Collectors), len(cfg.Listeners))
-	return 0
 }

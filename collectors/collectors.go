@@ -39,6 +39,37 @@ type StatusReporter interface {
 	Status() map[string]any
 }
 
+// Checker is implemented by collectors that can tell, without contacting a
+// remote source, what their first poll would fail on: a file that is
+// missing or does not parse, a program that cannot be run. check-config
+// calls it after building the collector; serve does not, as a file may
+// appear before the first poll (and a failed poll changes nothing).
+type Checker interface {
+	Check() error
+}
+
+// ReferenceSource is implemented by collectors whose entries may stand for
+// entities other sources own (a static topology naming the hosts its
+// switches attach to). Their snapshots are applied as references: an entry
+// of a key another source owns links but never overwrites or takes over
+// that entity (engine.SnapshotOptions.Reference, README "Ownership").
+type ReferenceSource interface {
+	References() bool
+}
+
+// IsReference reports whether c is a reference source.
+func IsReference(c Collector) bool {
+	r, ok := c.(ReferenceSource)
+	return ok && r.References()
+}
+
+// TrafficReporter is implemented by collectors that talk to an API: the
+// requests they made and the response body bytes they read since they were
+// built (the metrics' counters).
+type TrafficReporter interface {
+	Traffic() (requests, bytes int64)
+}
+
 // Settings is what a factory gets: the collector's name, the YAML node of its
 // whole config entry (decode the type-specific keys from it with Decode) and
 // the directory that relative paths are relative to.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,50 @@ type Runner struct {
 	lastResult  engine.Result
 	lastCount   int
 	nextPoll    time.Time
+	// Totals over the runner's life of ownership conflicts first seen and
+	// of duplicate listings dropped.
+	conflicts  int64
+	duplicates int64
+	listed     *Listed // types of the last successful poll
+}
+
+// Listed is what a collector's last successful poll listed: the types it
+// listed completely and those of its entities, or every type (All).
+type Listed struct {
+	Types []string
+	All   bool
+}
+
+// Overlaps says whether the listing covers one of types.
+func (l *Listed) Overlaps(types []string) bool {
+	if l.All {
+		return true
+	}
+	for _, t := range types {
+		if slices.Contains(l.Types, t) {
+			return true
+		}
+	}
+	return false
+}
+
+func listedOf(snap *entity.Snapshot) *Listed {
+	l := &Listed{All: snap.AllTypes, Types: slices.Clone(snap.Types)}
+	for _, e := range snap.Entities {
+		if !slices.Contains(l.Types, e.Type) {
+			l.Types = append(l.Types, e.Type)
+		}
+	}
+	sort.Strings(l.Types)
+	return l
+}
+
+// Listed returns what the last successful poll listed, nil before one
+// succeeded: which bus notifications this collector can make up for.
+func (r *Runner) Listed() *Listed {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.listed
 }
 
 type collectRequest struct {
@@ -202,7 +247,11 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 			Volatile:       r.vol,
 			MaxDeleteRatio: *r.cfg.MaxDeleteRatio,
 			Force:          force,
+			Reference:      IsReference(r.c),
 		})
+		if err == nil && snap.Applied != nil {
+			snap.Applied()
+		}
 	}
 	dur := time.Since(start)
 	if fn := r.observe.Load(); fn != nil {
@@ -214,20 +263,34 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 	r.lastDur = dur
 	r.totalDur += dur
 	r.maxDur = max(r.maxDur, dur)
+	r.conflicts += int64(res.NewConflicts)
+	r.duplicates += int64(res.Duplicates)
 	if err != nil {
 		r.failures++
 		r.consecutive++
-		r.state, r.lastError, r.lastErrorAt = "failing", err.Error(), time.Now()
-		if r.consecutive == 1 || r.consecutive%10 == 0 {
-			r.log.Warn("poll failed: baseline unchanged", "err", err, "consecutive", r.consecutive, "duration", dur)
+		prev := r.lastError
+		var partial *engine.PartialError
+		msg := "poll failed: baseline unchanged"
+		text := err.Error()
+		if errors.As(err, &partial) {
+			// Some batches are in: the baseline is right for them, and
+			// the next poll completes the rest.
+			msg, text = "poll partially applied: the next poll completes it", "poll "+partial.Error()
+		}
+		r.state, r.lastError, r.lastErrorAt = "failing", text, time.Now()
+		// A lasting failure is logged now and then; a different one at
+		// once (collector errors carry no secrets).
+		if r.consecutive == 1 || r.consecutive%10 == 0 || text != prev {
+			r.log.Warn(msg, "err", text, "consecutive", r.consecutive, "duration", dur)
 		}
 		return res, err
 	}
 	if r.consecutive > 0 {
-		r.log.Info("poll recovered", "after_failures", r.consecutive)
+		r.log.Info("poll recovered", "after_failures", r.consecutive, "last_error", r.lastError)
 	}
 	r.consecutive = 0
 	r.state, r.lastSuccess, r.lastResult, r.lastCount = "idle", time.Now(), res, len(snap.Entities)
+	r.listed = listedOf(snap)
 	lvl := slog.LevelDebug
 	if res.Created+res.Updated+res.Deleted > 0 || len(res.Held) > 0 {
 		lvl = slog.LevelInfo
@@ -274,10 +337,24 @@ func (r *Runner) filter(snap *entity.Snapshot) *entity.Snapshot {
 		return snap
 	}
 	active := *p
-	out := &entity.Snapshot{Entities: make([]entity.Entity, 0, len(snap.Entities))}
+	out := &entity.Snapshot{Entities: make([]entity.Entity, 0, len(snap.Entities)), Applied: snap.Applied}
 	for _, e := range snap.Entities {
 		if active[e.Type] {
 			out.Entities = append(out.Entities, e)
+		}
+	}
+	// A collector that lists incrementally is told of an applied snapshot
+	// whatever was filtered out: it lists a type again in full when the
+	// type becomes active again (TypeFilter).
+	activeKey := func(k string) bool { typ, _ := entity.SplitKey(k); return active[typ] }
+	for _, k := range snap.Present {
+		if activeKey(k) {
+			out.Present = append(out.Present, k)
+		}
+	}
+	for _, k := range snap.Deletes {
+		if activeKey(k) {
+			out.Deletes = append(out.Deletes, k)
 		}
 	}
 	if snap.AllTypes {
@@ -312,6 +389,19 @@ func (r *Runner) collect(ctx context.Context) (snap *entity.Snapshot, err error)
 }
 
 // Status reports the poll loop's figures and the collector's own.
+// LastSuccess returns when a poll last succeeded, or when the runner
+// started while none has, and the configured interval: "no successful poll
+// for N intervals" is then one comparison, also for a collector that never
+// succeeded (metrics).
+func (r *Runner) LastSuccess() (time.Time, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastSuccess.IsZero() {
+		return r.startedAt, r.cfg.Interval.D()
+	}
+	return r.lastSuccess, r.cfg.Interval.D()
+}
+
 func (r *Runner) Status() map[string]any {
 	r.mu.Lock()
 	st := map[string]any{
@@ -327,6 +417,11 @@ func (r *Runner) Status() map[string]any {
 		"max_duration_ms":      r.maxDur.Milliseconds(),
 		"last_entities":        r.lastCount,
 		"last_result":          r.lastResult,
+		// Keys this collector lists that another one keeps (README
+		// "Ownership"), counted when first seen; listings of a key
+		// beyond its first in one poll, dropped.
+		"ownership_conflicts_total": r.conflicts,
+		"duplicate_keys_total":      r.duplicates,
 	}
 	if r.polls > 0 {
 		st["avg_duration_ms"] = (r.totalDur / time.Duration(r.polls)).Milliseconds()

@@ -152,3 +152,71 @@ func TestRunnerPollsAndRecovers(t *testing.T) {
 		t.Fatalf("status after recovery: %v", st)
 	}
 }
+
+// partialApplier fails its first apply after committing part of it.
+type partialApplier struct {
+	fakeApplier
+	calls int
+}
+
+func (a *partialApplier) ApplySnapshot(ctx context.Context, s *entity.Snapshot, o engine.SnapshotOptions) (engine.Result, error) {
+	a.calls++
+	if a.calls == 1 {
+		return engine.Result{Created: 15000, Seq: 15000}, &engine.PartialError{Committed: 15000, Total: 60000,
+			FirstSeq: 1, LastSeq: 15000, Err: errors.New("engine: snapshot of c: store: commit: database or disk is full")}
+	}
+	return a.fakeApplier.ApplySnapshot(ctx, s, o)
+}
+
+// TestRunnerLogsErrorChanges: a lasting failure is logged at its 1st, 10th,
+// 20th... poll, but a failure whose text changes is logged at once, and so
+// is recovery. A poll cut short after some commits says so, in the log and
+// in status.
+func TestRunnerLogsErrorChanges(t *testing.T) {
+	errs := []string{"nova: 503", "nova: 503", "nova: 503", "keystone: 401", "keystone: 401", "nova: 503", ""}
+	col := &fakeCollector{fn: func(_ context.Context, call int) (*entity.Snapshot, error) {
+		if e := errs[min(call, len(errs))-1]; e != "" {
+			return nil, errors.New(e)
+		}
+		return &entity.Snapshot{AllTypes: true, Entities: []entity.Entity{{Type: "t", ID: "1"}}}, nil
+	}}
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	app := &partialApplier{}
+	r := NewRunner(common(time.Hour, time.Second, time.Hour), col, app, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	// The first poll is the scheduled one; the others are triggered.
+	for i := 0; i < len(errs)+1; i++ {
+		r.Collect(ctx, false)
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	for _, want := range []struct {
+		s string
+		n int
+	}{
+		{`err="nova: 503"`, 2},     // 1st failure, then again after keystone's
+		{`err="keystone: 401"`, 1}, // a new error, logged at once
+		{`msg="poll recovered" after_failures=7 last_error="poll partially applied`, 1},
+		{`msg="poll partially applied: the next poll completes it" err="poll partially applied: 15000 of 60000 changes committed (seq 1..15000), then: engine: snapshot of c: store: commit: database or disk is full"`, 1},
+	} {
+		if n := strings.Count(out, want.s); n != want.n {
+			t.Errorf("%q logged %d times, want %d", want.s, n, want.n)
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

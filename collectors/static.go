@@ -26,6 +26,11 @@ func init() { Register("static", newStatic) }
 // A "contains" relationship makes the source the target's parent
 // (parent_key); any other relationship becomes a link of the source. Every
 // key of an entity is kept in data, as Vitrage keeps them as metadata.
+//
+// The collector is a reference source (References): an entry of an entity
+// another source owns (the nova.host a switch attaches to) is a reference
+// that never overwrites or takes over that entity, and stands as a
+// placeholder while no other source lists it (README "Ownership").
 type static struct {
 	path string
 }
@@ -50,6 +55,19 @@ func newStatic(s Settings) (Collector, error) {
 	return &static{path: p}, nil
 }
 
+// Check reads and parses the topology file as a poll would: it is local,
+// so this is exactly what the first poll would fail on.
+func (st *static) Check() error {
+	_, err := st.Collect(context.Background())
+	return err
+}
+
+// References says the topology's entries of entities other sources list
+// (a nova.host a switch attaches to) are references, as Vitrage's static
+// transformer makes neighbour placeholders of the types another datasource
+// owns.
+func (st *static) References() bool { return true }
+
 // Path returns the topology file, which the config watcher also watches.
 func (st *static) Path() string { return st.path }
 
@@ -72,7 +90,7 @@ func (st *static) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	}
 	var f staticFile
 	if err := yaml.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("static: %s: %w", st.path, err)
+		return nil, fmt.Errorf("static: %s: %w", st.path, config.SyntaxError(b, err))
 	}
 	ents := make([]entity.Entity, 0, len(f.Definitions.Entities))
 	byStatic := map[string]int{}

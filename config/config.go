@@ -62,6 +62,27 @@ type Config struct {
 	NotifyBatch int `yaml:"notify_batch"`
 	// WriteTimeout ends a connection whose peer stops reading.
 	WriteTimeout Duration `yaml:"write_timeout"`
+	// QuickCheckInterval is how often PRAGMA quick_check runs over the
+	// database (it also runs at every start).
+	QuickCheckInterval Duration `yaml:"quick_check_interval"`
+	// MaxConnections bounds open socket connections: past it a new one gets
+	// an error line and is closed.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a connection with no subscription that sends no
+	// request for this long.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxSubscriptions bounds the subscriptions of one connection.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// SubscriberMemory bounds, in bytes, the changes queued for all
+	// subscribers together; past it the one with the most queued gets
+	// resync.
+	SubscriberMemory int64 `yaml:"subscriber_memory"`
+	// RequestMemory bounds, in bytes, the request lines read and not yet
+	// answered, over all connections.
+	RequestMemory int64 `yaml:"request_memory"`
+	// GetAllTimeout bounds how long one get_all answer may take (and hold
+	// its database snapshot).
+	GetAllTimeout Duration `yaml:"get_all_timeout"`
 	// RemovedCollector says what happens to the entities of a collector that
 	// disappears from the config on reload: "keep" (default) or "delete".
 	RemovedCollector string      `yaml:"removed_collector"`
@@ -126,7 +147,15 @@ const (
 	DefaultSubscriberQueue = 100000
 	DefaultNotifyBatch     = 1000
 	DefaultWriteTimeout    = 30 * time.Second
+	DefaultQuickCheck      = 6 * time.Hour
 	DefaultMaxDeleteRatio  = 0.5
+
+	DefaultMaxConnections   = 1024
+	DefaultIdleTimeout      = 10 * time.Minute
+	DefaultMaxSubscriptions = 16
+	DefaultSubscriberMemory = 256 << 20
+	DefaultRequestMemory    = 64 << 20
+	DefaultGetAllTimeout    = time.Minute
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -153,7 +182,7 @@ func Parse(b []byte, path string) (*Config, error) {
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", path, ErrInvalid, err)
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrInvalid, SyntaxError(b, err))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -223,6 +252,27 @@ func (c *Config) applyDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = Duration(DefaultWriteTimeout)
 	}
+	if c.QuickCheckInterval == 0 {
+		c.QuickCheckInterval = Duration(DefaultQuickCheck)
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = Duration(DefaultIdleTimeout)
+	}
+	if c.MaxSubscriptions == 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.SubscriberMemory == 0 {
+		c.SubscriberMemory = DefaultSubscriberMemory
+	}
+	if c.RequestMemory == 0 {
+		c.RequestMemory = DefaultRequestMemory
+	}
+	if c.GetAllTimeout == 0 {
+		c.GetAllTimeout = Duration(DefaultGetAllTimeout)
+	}
 	if c.RemovedCollector == "" {
 		c.RemovedCollector = "keep"
 	}
@@ -280,6 +330,24 @@ func (c *Config) validate() error {
 	}
 	if c.NotifyBatch < 1 {
 		bad(c.line("notify_batch"), "notify_batch", "must be > 0")
+	}
+	if c.QuickCheckInterval < Duration(time.Minute) {
+		bad(c.line("quick_check_interval"), "quick_check_interval", "must be at least 1m")
+	}
+	for _, f := range []struct {
+		name string
+		bad  bool
+	}{
+		{"max_connections", c.MaxConnections < 1},
+		{"idle_timeout", c.IdleTimeout < 0},
+		{"max_subscriptions", c.MaxSubscriptions < 1},
+		{"subscriber_memory", c.SubscriberMemory < 1},
+		{"request_memory", c.RequestMemory < 1},
+		{"get_all_timeout", c.GetAllTimeout < 0},
+	} {
+		if f.bad {
+			bad(c.line(f.name), f.name, "must be > 0")
+		}
 	}
 	if c.RemovedCollector != "keep" && c.RemovedCollector != "delete" {
 		bad(c.line("removed_collector"), "removed_collector", "must be keep or delete, not %q", c.RemovedCollector)

@@ -36,6 +36,12 @@ type SnapshotOptions struct {
 	MaxDeleteRatio float64
 	// Force applies held-back deletes at once.
 	Force bool
+	// Reference says the source is a reference source (a static
+	// topology): its entries of keys another source owns are references
+	// that never overwrite or take over the owner's entity, and the
+	// entries it creates are placeholders that any other source's listing
+	// takes over (ownership.go).
+	Reference bool
 }
 
 // Result counts what an apply did.
@@ -51,6 +57,17 @@ type Result struct {
 	Held map[string]int `json:"held,omitempty"`
 	// Seq is the last committed seq after the apply.
 	Seq int64 `json:"seq"`
+	// Conflicts counts the keys of the listing that another collector
+	// owns and keeps (ownership.go); NewConflicts those of them that were
+	// not kept from this source at its previous listing.
+	Conflicts    int `json:"conflicts,omitempty"`
+	NewConflicts int `json:"-"`
+	// References counts the reference entries of a reference source that
+	// stand for an entity another source owns.
+	References int `json:"references,omitempty"`
+	// Duplicates counts the listings of a key beyond its first in one
+	// snapshot: they are dropped.
+	Duplicates int `json:"duplicates,omitempty"`
 }
 
 // prepared is an entity ready to compare: normalized in place, hashed.
@@ -164,17 +181,49 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 	defer e.mu.Unlock()
 	var res Result
 	srcID := e.intern(o.Source)
+	if o.Reference {
+		e.refs[srcID] = true
+	} else {
+		delete(e.refs, srcID)
+	}
+	var sources map[string]bool
+	if p := e.sources.Load(); p != nil {
+		sources = *p
+	}
 	seen := make(map[string]struct{}, len(preps))
+	var dups map[string]int
+	var shadowed map[string]shadow
 	var changes []pending
 	var touches []store.Touch
 	for i := range preps {
 		p := &preps[i]
 		key := p.ent.Key
 		if _, dup := seen[key]; dup {
-			continue // the first listing of a key wins
+			// The first listing of a key wins, whatever the others say.
+			if dups == nil {
+				dups = map[string]int{}
+			}
+			dups[key]++
+			continue
 		}
 		seen[key] = struct{}{}
 		r, ok := e.idx[key]
+		if ok && r.source != srcID && !e.mayTake(sources, r.source, o.Reference) {
+			// Another source keeps the key: this listing neither
+			// changes nor takes it over.
+			if shadowed == nil {
+				shadowed = map[string]shadow{}
+			}
+			_, ownerRef := e.ownerKind(sources, r.source)
+			s := shadow{owner: r.source, ref: o.Reference && !ownerRef, links: len(p.ent.Links)}
+			shadowed[key] = s
+			if s.ref {
+				res.References++
+			} else {
+				res.Conflicts++
+			}
+			continue
+		}
 		switch {
 		case !ok:
 			changes = append(changes, pending{action: entity.Create, p: p})
@@ -190,6 +239,7 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 		}
 	}
 
+	markPresent(snap, seen)
 	complete := map[string]bool{}
 	for _, t := range snap.Types {
 		complete[t] = true
@@ -236,10 +286,24 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 		}
 		e.cmu.Unlock()
 	}
+	changes = append(changes, e.explicitDeletes(snap, srcID, started, seen, complete, &res)...)
+	res.Duplicates = e.logDuplicates(o.Source, dups)
+	res.NewConflicts = e.noteShadowed(o.Source, srcID, shadowed)
 	if err := e.commit(ctx, changes, touches, now, &res); err != nil {
-		return res, fmt.Errorf("engine: snapshot of %s: %w", o.Source, err)
+		return res, e.applyError("snapshot of "+o.Source, err)
 	}
 	return res, nil
+}
+
+// applyError wraps a commit error; a commit that got some batches in
+// before it failed is a PartialError.
+func (e *Engine) applyError(what string, err error) error {
+	var p *PartialError
+	if errors.As(err, &p) {
+		p.Err = fmt.Errorf("engine: %s: %w", what, p.Err)
+		return p
+	}
+	return fmt.Errorf("engine: %s: %w", what, err)
 }
 
 // brake reports whether the deletes of typ must be held back, and records
@@ -360,7 +424,7 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 		overlay[key] = state{r: next, present: true}
 	}
 	if err := e.commit(ctx, changes, touches, now, &res); err != nil {
-		return res, fmt.Errorf("engine: events of %s: %w", source, err)
+		return res, e.applyError("events of "+source, err)
 	}
 	return res, nil
 }
@@ -453,13 +517,28 @@ func (e *Engine) commit(ctx context.Context, changes []pending, touches []store.
 		}
 	}()
 	at := fmtTime(now)
+	total, done := 0, 0
+	for _, b := range batches {
+		total += len(b)
+	}
+	first := e.lastSeq + 1
+	// A failure after some batches are in leaves the baseline as they left
+	// it: correct, but short of the snapshot; the caller must say so.
+	fail := func(err error) error {
+		res.Seq = e.lastSeq
+		if done == 0 {
+			return err
+		}
+		return &PartialError{Committed: done, Total: total, FirstSeq: first, LastSeq: e.lastSeq, Err: err}
+	}
 	for i, batch := range batches {
 		if err := <-encoded[i]; err != nil {
-			return err
+			return fail(err)
 		}
 		if err := e.commitBatch(ctx, batch, touches, at, res); err != nil {
-			return err
+			return fail(err)
 		}
+		done += len(batch)
 		touches = nil
 	}
 	if len(touches) > 0 {

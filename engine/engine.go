@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/store"
@@ -81,6 +82,14 @@ type Engine struct {
 	held   map[string]map[string]int // source → type → deletes held back by the brake
 
 	fps fpCache // hashes of fingerprinted entities (fingerprint.go)
+
+	// Ownership (ownership.go): the configured sources (nil: all count),
+	// the sources seen applying reference snapshots, and per source the
+	// keys of its last listing that another source keeps. refs and
+	// shadowed are guarded by mu.
+	sources  atomic.Pointer[map[string]bool]
+	refs     map[uint16]bool
+	shadowed map[uint16]map[string]shadow
 }
 
 // New loads the baseline index from st.
@@ -100,6 +109,9 @@ func New(ctx context.Context, st *store.Store, o Options) (*Engine, error) {
 		nameID: make(map[string]uint16),
 		held:   make(map[string]map[string]int),
 		counts: make(map[[2]uint16]int),
+
+		refs:     make(map[uint16]bool),
+		shadowed: make(map[uint16]map[string]shadow),
 	}
 	last, _, err := st.LogBounds(ctx)
 	if err != nil {

@@ -208,7 +208,9 @@ func TestSourcesNeverDeleteEachOthersEntities(t *testing.T) {
 	if e.Len() != 1 {
 		t.Fatalf("baseline has %d entities, want 1", e.Len())
 	}
-	// The same content listed by another source changes owner, not content.
+	// Once "one" is no longer configured, the same content listed by
+	// another source changes owner, not content.
+	e.SetSources(map[string]bool{"two": false, "three": false, "four": false})
 	rec.pubs = nil
 	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "ACTIVE", nil)), SnapshotOptions{Source: "four"}))
 	if len(rec.pubs) != 0 {

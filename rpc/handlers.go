@@ -7,18 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/sourcegraph/jsonrpc2"
 )
 
-// Handle implements jsonrpc2.Handler. Responses are written by the session
-// itself: get_all and changes stream their results, which can hold a million
-// entities, straight from the database to the socket.
-func (ss *session) Handle(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Request) {
-	if req.Notif {
-		return // no one to answer
-	}
-	id, _ := json.Marshal(req.ID)
+// handle answers one request; id is the request's id as it was sent.
+// Responses are written by the session itself: get_all and changes stream
+// their results, which can hold a million entities, straight from the
+// database to the socket.
+func (ss *session) handle(ctx context.Context, id []byte, req *jsonrpc2.Request) {
 	var err error
 	switch req.Method {
 	case "get_all":
@@ -27,7 +25,7 @@ func (ss *session) Handle(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.R
 		err = ss.changes(ctx, id, req)
 	default:
 		var res any
-		res, err = ss.call(ctx, req)
+		res, err = ss.call(ctx, id, req)
 		if err == nil {
 			err = ss.reply(id, res)
 		} else if errors.Is(err, errReplied) {
@@ -43,7 +41,7 @@ func (ss *session) Handle(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.R
 		// The response is half written or the peer is gone: the line
 		// framing cannot be trusted any more.
 		ss.s.log.Debug("closing connection", "method", req.Method, "err", err)
-		ss.conn.Close()
+		ss.close()
 	}
 }
 
@@ -91,6 +89,18 @@ func params(req *jsonrpc2.Request, v any) error {
 
 type typesParams struct {
 	Types []string `json:"types"`
+	// DatabaseID is accepted and ignored: get_all is how a client of
+	// another database resyncs.
+	DatabaseID string `json:"database_id"`
+}
+
+// checkDatabase answers a since that came with another database's id with
+// the resync error: its seqs mean nothing here.
+func (ss *session) checkDatabase(method, id string) error {
+	if own := ss.s.b.DatabaseID(); id != "" && id != own {
+		return errorf(CodeResyncNeeded, "%s: database_id %s is not this database's (%s): the database was replaced; resync with get_all", method, id, own)
+	}
+	return nil
 }
 
 func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request) error {
@@ -98,16 +108,30 @@ func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request)
 	if err := params(req, &p); err != nil {
 		return err
 	}
-	types := ss.s.b.ActiveTypes(p.Types)
-	if types != nil && len(types) == 0 {
-		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "entities": []any{}})
+	reqTypes, err := distinctTypes(req.Method, p.Types)
+	if err != nil {
+		return err
 	}
-	return ss.stream.writeWith(func(w *bufio.Writer) error {
+	types := ss.s.b.ActiveTypes(reqTypes)
+	if types != nil && len(types) == 0 {
+		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "entities": []any{}, "database_id": ss.s.b.DatabaseID()})
+	}
+	// A snapshot holds a read connection and keeps the WAL from restarting
+	// for as long as the client takes to read it: few at a time, each for
+	// a bounded time, so that status, changes and replays always find a
+	// connection.
+	if err := acquire(ctx, ss.s.bulk); err != nil {
+		return err
+	}
+	defer func() { <-ss.s.bulk }()
+	rctx, cancel := context.WithTimeout(ctx, ss.s.o.GetAllTimeout)
+	defer cancel()
+	peerErr, err := ss.stream.writeDetached(rctx, func(w *bufio.Writer) error {
 		w.WriteString(`{"jsonrpc":"2.0","id":`)
 		w.Write(id)
 		w.WriteString(`,"result":{"entities":[`)
 		first := true
-		seq, err := ss.s.b.GetAll(ctx, types, func(ent []byte) error {
+		seq, err := ss.s.b.GetAll(rctx, types, func(ent []byte) error {
 			if !first {
 				w.WriteByte(',')
 			}
@@ -120,9 +144,58 @@ func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request)
 		}
 		w.WriteString(`],"seq":`)
 		w.WriteString(strconv.FormatInt(seq, 10))
+		w.WriteString(`,"database_id":`)
+		writeJSONString(w, ss.s.b.DatabaseID())
 		_, err = w.WriteString("}}\n")
 		return err
-	})
+	}, func(err error, sent bool) []byte { return ss.cut(id, ctx, rctx, err, sent) })
+	if peerErr != nil {
+		return peerErr
+	}
+	return nil
+}
+
+// cut is the end of a get_all answer that could not be completed. When
+// part of it had left, its line is ended where it stands (inside an
+// unclosed object: it never parses as a result) and an error with the same
+// id follows on the next line; when nothing had, the error is the answer.
+func (ss *session) cut(id []byte, ctx, rctx context.Context, err error, sent bool) []byte {
+	code, msg := int64(codeInternal), fmt.Sprintf("get_all failed: %v: the line above is cut", err)
+	switch {
+	case ctx.Err() != nil:
+		code, msg = CodeGetAllCut, "get_all interrupted: the synchronizer is stopping: the line above is cut"
+	case rctx.Err() != nil:
+		ss.s.cutAll.Add(1)
+		ss.s.log.Warn("get_all cut: the client read its answer for longer than get_all_timeout", "get_all_timeout", ss.s.o.GetAllTimeout)
+		code, msg = CodeGetAllCut, fmt.Sprintf("get_all took longer than get_all_timeout (%s): the line above is cut; read faster or ask for fewer types", ss.s.o.GetAllTimeout)
+	}
+	if !sent {
+		msg = strings.TrimSuffix(msg, ": the line above is cut")
+		return append(errorLine(id, code, msg), '\n')
+	}
+	line := append([]byte{'\n'}, errorLine(id, code, msg)...)
+	return append(line, '\n')
+}
+
+// distinctTypes drops repeated types (a type asked twice would be sent
+// twice) and refuses more than MaxTypes distinct ones.
+func distinctTypes(method string, types []string) ([]string, error) {
+	if len(types) < 2 {
+		return types, nil
+	}
+	seen := make(map[string]struct{}, min(len(types), MaxTypes+1))
+	out := make([]string, 0, min(len(types), MaxTypes))
+	for _, t := range types {
+		if _, dup := seen[t]; dup {
+			continue
+		}
+		if len(seen) == MaxTypes {
+			return nil, errorf(codeInvalidParams, "%s: more than %d distinct types: the cap is %d", method, MaxTypes, MaxTypes)
+		}
+		seen[t] = struct{}{}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 func lastSeq(b Backend) int64 {
@@ -137,9 +210,10 @@ const DefaultChangesLimit = 100000
 
 func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request) error {
 	var p struct {
-		Since *int64   `json:"since"`
-		Types []string `json:"types"`
-		Limit int      `json:"limit"`
+		Since      *int64   `json:"since"`
+		Types      []string `json:"types"`
+		Limit      int      `json:"limit"`
+		DatabaseID string   `json:"database_id"`
 	}
 	if err := params(req, &p); err != nil {
 		return err
@@ -147,70 +221,130 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 	if p.Since == nil {
 		return errorf(codeInvalidParams, "changes: since is required")
 	}
+	if err := ss.checkDatabase("changes", p.DatabaseID); err != nil {
+		return err
+	}
 	if p.Limit <= 0 {
 		p.Limit = DefaultChangesLimit
 	}
-	types := ss.s.b.ActiveTypes(p.Types)
+	reqTypes, err := distinctTypes(req.Method, p.Types)
+	if err != nil {
+		return err
+	}
+	types := ss.s.b.ActiveTypes(reqTypes)
 	if types != nil && len(types) == 0 {
-		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "changes": []any{}})
+		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "changes": []any{}, "database_id": ss.s.b.DatabaseID()})
 	}
 	// Validate since before the first byte of the response is written, so
 	// that a resync is an ordinary error response.
-	if _, err := ss.s.b.Changes(ctx, *p.Since, types, 1, func(int64, []byte) error { return nil }); err != nil {
+	end, err := ss.s.b.Changes(ctx, *p.Since, types, 1, func(int64, []byte) error { return nil })
+	if err != nil {
 		if errors.Is(err, ErrResyncNeeded) {
+			ss.s.resyncs.refused.Add(1)
 			return errorf(CodeResyncNeeded, "%v", err)
 		}
 		return errorf(codeInternal, "%v", err)
+	}
+	// The log is read in pages, each in a short read transaction, so that
+	// a slow reader holds no snapshot: logged changes never change, and a
+	// prune that overtakes the answer is a resync. The first page is read
+	// before anything is written, so that its failure is an ordinary error
+	// response; a later page's failure ends the answer with the whole
+	// pages before it and "more", and the next call, which starts at the
+	// failure, gets the error. A client never gets half a line.
+	readErr := func(err error) error {
+		if errors.Is(err, ErrResyncNeeded) {
+			return errorf(CodeResyncNeeded, "%v", err)
+		}
+		return errorf(codeInternal, "changes: %v", err)
+	}
+	page, cnt, last, err := ss.s.readPage(ctx, *p.Since, end, types, min(changesPage, p.Limit), nil)
+	if err != nil {
+		return readErr(err)
 	}
 	return ss.stream.writeWith(func(w *bufio.Writer) error {
 		w.WriteString(`{"jsonrpc":"2.0","id":`)
 		w.Write(id)
 		w.WriteString(`,"result":{"changes":[`)
 		n := 0
-		var lastSent int64
-		last, err := ss.s.b.Changes(ctx, *p.Since, types, p.Limit, func(seq int64, c []byte) error {
+		cursor := *p.Since
+		cut := false
+		for cnt > 0 {
 			if n > 0 {
 				w.WriteByte(',')
 			}
-			n++
-			lastSent = seq
-			_, err := w.Write(c)
-			return err
-		})
-		if err != nil {
-			return err
+			if _, err := w.Write(page); err != nil {
+				return err
+			}
+			n += cnt
+			cursor = last
+			if n >= p.Limit || cursor >= end {
+				break
+			}
+			page, cnt, last, err = ss.s.readPage(ctx, cursor, end, types, min(changesPage, p.Limit-n), page[:0])
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				ss.s.log.Warn("changes cut short by a read error: the next call gets it", "after_seq", cursor, "err", err)
+				cut = true
+				break
+			}
 		}
 		// seq is where the next call should continue: the log's end, or
-		// the last change sent when the limit cut the answer short.
-		more := n == p.Limit && lastSent < last
-		next := last
+		// the last change sent when the limit or a read error cut the
+		// answer short.
+		more := cut || (n == p.Limit && cursor < end)
+		next := end
 		if more {
-			next = lastSent
+			next = cursor
 		}
-		fmt.Fprintf(w, `],"seq":%d,"more":%t}}`+"\n", next, more)
-		return nil
+		fmt.Fprintf(w, `],"seq":%d,"more":%t,"database_id":`, next, more)
+		writeJSONString(w, ss.s.b.DatabaseID())
+		_, err := w.WriteString("}}\n")
+		return err
 	})
 }
 
-func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+func writeJSONString(w *bufio.Writer, v string) {
+	b, _ := json.Marshal(v)
+	w.Write(b)
+}
+
+// changesPage is the most changes read in one page of a changes answer.
+const changesPage = 4096
+
+func (ss *session) call(ctx context.Context, id []byte, req *jsonrpc2.Request) (any, error) {
 	s := ss.s
 	switch req.Method {
 	case "register":
 		var p struct {
-			Types []string `json:"types"`
-			Since *int64   `json:"since"`
+			Types      []string `json:"types"`
+			Since      *int64   `json:"since"`
+			DatabaseID string   `json:"database_id"`
 		}
 		if err := params(req, &p); err != nil {
 			return nil, err
 		}
+		types, err := distinctTypes(req.Method, p.Types)
+		if err != nil {
+			return nil, err
+		}
+		if ss.subCount() >= s.o.MaxSubscriptions {
+			return nil, errorf(CodeLimit, "register: this connection has %d subscriptions, the most allowed (max_subscriptions): unregister one or open another connection", s.o.MaxSubscriptions)
+		}
 		since := int64(-1)
 		if p.Since != nil {
+			if err := ss.checkDatabase("register", p.DatabaseID); err != nil {
+				return nil, err
+			}
 			if *p.Since < 0 {
 				return nil, errorf(codeInvalidParams, "register: since must be >= 0")
 			}
 			since = *p.Since
 			if _, err := s.b.Changes(ctx, since, nil, 1, func(int64, []byte) error { return nil }); err != nil {
 				if errors.Is(err, ErrResyncNeeded) {
+					s.resyncs.refused.Add(1)
 					return nil, errorf(CodeResyncNeeded, "%v", err)
 				}
 				return nil, errorf(codeInternal, "%v", err)
@@ -219,7 +353,7 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 		// The subscription keeps the types it asked for; which of them are
 		// active is decided at each delivery, so a reload that changes
 		// active_entity_types applies to existing subscribers too.
-		sub := newSubscriber(s.newID(), ss, p.Types)
+		sub := newSubscriber(s.newID(), ss, types)
 		var join int64
 		s.b.Join(func(last int64) {
 			join = last
@@ -239,8 +373,7 @@ func (ss *session) call(ctx context.Context, req *jsonrpc2.Request) (any, error)
 		ss.mu.Unlock()
 		// The response goes out before the first notification: the
 		// subscriber's goroutine starts once it is written.
-		id, _ := json.Marshal(req.ID)
-		if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join}); err != nil {
+		if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join, "database_id": s.b.DatabaseID()}); err != nil {
 			return nil, err
 		}
 		s.wg.Add(1)

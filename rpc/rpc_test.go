@@ -85,6 +85,7 @@ func (m *memBackend) ActiveTypes(t []string) []string {
 	return out
 }
 func (m *memBackend) Status(context.Context) (any, error) { return map[string]any{}, nil }
+func (m *memBackend) DatabaseID() string                  { return "0123456789abcdef0123456789abcdef" }
 func (m *memBackend) Collect(context.Context, string, bool) (any, error) {
 	return nil, ErrNotFound
 }

@@ -33,6 +33,9 @@ func (b backend) Changes(ctx context.Context, since int64, types []string, limit
 	if since > last {
 		return 0, fmt.Errorf("%w (since %d is ahead of the log's last change %d: the database was replaced)", rpc.ErrResyncNeeded, since, last)
 	}
+	if err := b.sc.store.CheckSince(since); err != nil {
+		return 0, fmt.Errorf("%w (%w)", rpc.ErrResyncNeeded, err)
+	}
 	var buf []byte
 	return b.sc.store.Changes(ctx, since, types, limit, func(r store.LogRow) error {
 		buf = engine.AppendChangeJSON(buf[:0], r.Seq, r.Action, r.Entity)
@@ -41,6 +44,8 @@ func (b backend) Changes(ctx context.Context, since int64, types []string, limit
 }
 
 func (b backend) Join(fn func(int64)) { b.sc.engine.Locked(fn) }
+
+func (b backend) DatabaseID() string { return b.sc.store.DatabaseID() }
 
 // ActiveTypes intersects the requested types with active_entity_types. nil
 // means every type.
@@ -91,13 +96,14 @@ func (b backend) Status(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	conns, subs, queued := sc.rpc.Stats()
 	st := map[string]any{
 		"version":      buildinfo.Get(),
 		"pid":          sc.pid,
 		"started_at":   sc.started.UTC(),
 		"socket":       sc.socket,
 		"database":     sc.store.Path(),
+		"database_id":  sc.store.DatabaseID(),
+		"store":        sc.storeStatus(),
 		"entities":     sc.engine.Len(),
 		"counts":       sc.engine.Counts(),
 		"held_deletes": sc.engine.Held(),
@@ -105,7 +111,7 @@ func (b backend) Status(ctx context.Context) (any, error) {
 			"first_seq": pruned + 1,
 			"last_seq":  last,
 		},
-		"rpc": map[string]any{"connections": conns, "subscribers": subs, "queued_changes": queued},
+		"rpc": sc.rpc.Counters(),
 		"wal": sc.store.WALStats(),
 	}
 	for k, v := range sc.sup.status() {

@@ -28,6 +28,8 @@ type metrics struct {
 	reloads      *prometheus.CounterVec
 	reloadOK     prometheus.Gauge
 	reloadTime   prometheus.Gauge
+	conflicts    *prometheus.CounterVec
+	duplicates   *prometheus.CounterVec
 	// sc answers /readyz beside /metrics.
 	sc *Sidecar
 }
@@ -61,6 +63,14 @@ func newMetrics(sc *Sidecar) *metrics {
 			Name: "synchronizer_config_last_reload_success_timestamp_seconds",
 			Help: "When the running configuration was loaded.",
 		}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synchronizer_ownership_conflicts_total",
+			Help: "Keys a collector lists that another collector owns and keeps, counted when first seen (README \"Ownership\").",
+		}, []string{"collector"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synchronizer_duplicate_keys_total",
+			Help: "Listings of a key beyond its first in one poll, dropped (the first is applied).",
+		}, []string{"collector"}),
 	}
 	bi := buildinfo.Get()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -71,7 +81,7 @@ func newMetrics(sc *Sidecar) *metrics {
 	buildInfo.Set(1)
 	m.reloadOK.Set(1)
 	m.reloadTime.SetToCurrentTime()
-	m.reg.MustRegister(buildInfo, m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime,
+	m.reg.MustRegister(buildInfo, m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime, m.conflicts, m.duplicates,
 		stateCollector{sc}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -80,14 +90,18 @@ func newMetrics(sc *Sidecar) *metrics {
 func (m *metrics) pollObserver(name string) func(time.Duration, engine.Result, error) {
 	dur := m.pollDuration.WithLabelValues(name)
 	ok, failed := m.polls.WithLabelValues(name, "success"), m.polls.WithLabelValues(name, "failure")
+	conflicts, duplicates := m.conflicts.WithLabelValues(name), m.duplicates.WithLabelValues(name)
 	return func(d time.Duration, res engine.Result, err error) {
 		dur.Observe(d.Seconds())
+		conflicts.Add(float64(res.NewConflicts))
+		duplicates.Add(float64(res.Duplicates))
+		// A poll cut short after some commits still committed them.
+		m.changed(name, res)
 		if err != nil {
 			failed.Inc()
 			return
 		}
 		ok.Inc()
-		m.changed(name, res)
 	}
 }
 
@@ -163,15 +177,37 @@ var (
 	descHeld        = prometheus.NewDesc("synchronizer_held_deletes", "Deletes held back by the mass-delete brake, by source and type.", []string{"source", "type"}, nil)
 	descMessages    = prometheus.NewDesc("synchronizer_listener_messages_total", "Bus messages received, by listener.", []string{"listener"}, nil)
 	descBad         = prometheus.NewDesc("synchronizer_listener_bad_messages_total", "Bus messages that could not be used, by listener.", []string{"listener"}, nil)
+	descOtherCons   = prometheus.NewDesc("synchronizer_listener_queue_other_consumers", "Consumers of a listener's queue other than this sidecar: each takes notifications away from it (give every sidecar a queue of its own).", []string{"listener"}, nil)
+	descCatchUps    = prometheus.NewDesc("synchronizer_listener_catch_up_polls_total", "Polls run because a listener may have missed notifications (new or lost queue, first connect, full queue).", []string{"listener"}, nil)
 	descFailing     = prometheus.NewDesc("synchronizer_unit_failing", "Whether a collector or listener is failing (1) or not (0).", []string{"kind", "name"}, nil)
 	descCheckpoints = prometheus.NewDesc("synchronizer_wal_checkpoints_total", "Background WAL checkpoints run.", nil, nil)
 	descWALFrames   = prometheus.NewDesc("synchronizer_wal_frames", "Pages in the WAL at the last checkpoint.", nil, nil)
 	descWALFailing  = prometheus.NewDesc("synchronizer_wal_checkpoint_failing", "Whether the last WAL checkpoint failed (1): the WAL grows until one succeeds.", nil, nil)
+	descStoreFail   = prometheus.NewDesc("synchronizer_store_failing", "Whether the database is corrupt (1): quick_check or a read found damage; status says the way out.", nil, nil)
+	descStoreCheck  = prometheus.NewDesc("synchronizer_store_quick_check_seconds", "How long the last PRAGMA quick_check took.", nil, nil)
+
+	descQueuedBytes   = prometheus.NewDesc("synchronizer_rpc_queued_bytes", "Bytes of changes queued for all subscribers (bounded by subscriber_memory).", nil, nil)
+	descRejected      = prometheus.NewDesc("synchronizer_rpc_rejected_connections_total", "Connections refused past max_connections.", nil, nil)
+	descIdleClosed    = prometheus.NewDesc("synchronizer_rpc_idle_closed_total", "Connections closed after idle_timeout without a subscription.", nil, nil)
+	descMemoryResyncs = prometheus.NewDesc("synchronizer_rpc_memory_resyncs_total", "Subscribers cut off with resync because subscriber_memory was reached.", nil, nil)
+	descAcceptErrors  = prometheus.NewDesc("synchronizer_rpc_accept_errors_total", "Failed accepts on the socket (each retried after a back-off).", nil, nil)
+	descGetAllCut     = prometheus.NewDesc("synchronizer_rpc_get_all_cut_total", "get_all answers cut by get_all_timeout.", nil, nil)
+	descCollReqs      = prometheus.NewDesc("synchronizer_collector_requests_total", "HTTP requests a collector made to its source's API.", []string{"collector"}, nil)
+	descCollBytes     = prometheus.NewDesc("synchronizer_collector_response_bytes_total", "Response body bytes a collector read from its source's API.", []string{"collector"}, nil)
+	descLastSuccess   = prometheus.NewDesc("synchronizer_collector_last_success_timestamp_seconds",
+		"When the collector's last poll succeeded (Unix time); while none has, when the collector started.", []string{"collector"}, nil)
+	descInterval = prometheus.NewDesc("synchronizer_collector_interval_seconds", "The collector's configured poll interval.", []string{"collector"}, nil)
+	descResyncs  = prometheus.NewDesc("synchronizer_rpc_resyncs_total",
+		"Consumers told to resynchronize with get_all, by reason: queue_overflow (resync notification to a subscriber past its queue or memory bound), pruned_during_replay, since_outside_log (-32001).",
+		[]string{"reason"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing,
-		descCheckpoints, descWALFrames, descWALFailing} {
+	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descOtherCons, descCatchUps, descFailing,
+		descCheckpoints, descWALFrames, descWALFailing, descStoreFail, descStoreCheck,
+		descQueuedBytes, descRejected, descIdleClosed, descMemoryResyncs, descAcceptErrors, descGetAllCut,
+		descCollReqs, descCollBytes,
+		descLastSuccess, descInterval, descResyncs} {
 		ch <- d
 	}
 }
@@ -197,11 +233,27 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		walFailing = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descWALFailing, prometheus.GaugeValue, walFailing)
+	h := sc.store.Health()
+	storeFailing := 0.0
+	if h.State == "failing" {
+		storeFailing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descStoreFail, prometheus.GaugeValue, storeFailing)
+	ch <- prometheus.MustNewConstMetric(descStoreCheck, prometheus.GaugeValue, float64(h.LastCheckMS)/1000)
 	if sc.rpc != nil {
-		conns, subs, queued := sc.rpc.Stats()
-		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))
-		ch <- prometheus.MustNewConstMetric(descSubscribers, prometheus.GaugeValue, float64(subs))
-		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(queued))
+		r := sc.rpc.Counters()
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(r.Connections))
+		ch <- prometheus.MustNewConstMetric(descSubscribers, prometheus.GaugeValue, float64(r.Subscribers))
+		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(r.QueuedChanges))
+		ch <- prometheus.MustNewConstMetric(descQueuedBytes, prometheus.GaugeValue, float64(r.QueuedBytes))
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(r.Rejected))
+		ch <- prometheus.MustNewConstMetric(descIdleClosed, prometheus.CounterValue, float64(r.IdleClosed))
+		ch <- prometheus.MustNewConstMetric(descMemoryResyncs, prometheus.CounterValue, float64(r.MemoryResyncs))
+		ch <- prometheus.MustNewConstMetric(descAcceptErrors, prometheus.CounterValue, float64(r.AcceptErrors))
+		ch <- prometheus.MustNewConstMetric(descGetAllCut, prometheus.CounterValue, float64(r.GetAllCut))
+		for reason, n := range sc.rpc.Resyncs() {
+			ch <- prometheus.MustNewConstMetric(descResyncs, prometheus.CounterValue, float64(n), reason)
+		}
 	}
 	if sc.sup == nil {
 		return
@@ -210,12 +262,28 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		var st map[string]any
 		if u.runner != nil {
 			st = u.runner.Status()
+			// collectors.TrafficReporter (the prometheus package holds the name).
+			if tr, ok := u.runner.Collector().(interface{ Traffic() (int64, int64) }); ok {
+				reqs, bytes := tr.Traffic()
+				ch <- prometheus.MustNewConstMetric(descCollReqs, prometheus.CounterValue, float64(reqs), u.name)
+				ch <- prometheus.MustNewConstMetric(descCollBytes, prometheus.CounterValue, float64(bytes), u.name)
+			}
+			if at, every := u.runner.LastSuccess(); !at.IsZero() {
+				ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9, u.name)
+				ch <- prometheus.MustNewConstMetric(descInterval, prometheus.GaugeValue, every.Seconds(), u.name)
+			}
 		} else if u.lrun != nil {
 			st = u.lrun.status()
 			if d, ok := st["details"].(map[string]any); ok {
 				ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, number(d["received"]), u.name)
 				ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, number(d["bad_total"]), u.name)
+				if v, ok := d["other_consumers"]; ok {
+					ch <- prometheus.MustNewConstMetric(descOtherCons, prometheus.GaugeValue, number(v), u.name)
+				}
 			}
+			cu := map[string]any{}
+			u.lrun.addCatchUpStatus(cu)
+			ch <- prometheus.MustNewConstMetric(descCatchUps, prometheus.CounterValue, number(cu["catch_up_polls"]), u.name)
 		}
 		failing := 0.0
 		if st["state"] == "failing" {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -33,6 +34,11 @@ type Options struct {
 	Logger           *slog.Logger
 	// Reload is signalled to force a reload (SIGHUP).
 	Reload <-chan struct{}
+	// LogLevel is the level of Logger's handler: a reload sets it to the
+	// config's log.level, unless LogLevelFixed (--log-level was given).
+	// Without it a change of log.level needs a restart.
+	LogLevel      *slog.LevelVar
+	LogLevelFixed bool
 	// Debounce is the quiet time after file events before the files are
 	// read (0: DefaultDebounce).
 	Debounce time.Duration
@@ -72,10 +78,22 @@ func Run(ctx context.Context, o Options) error {
 		sc.socket = o.Socket
 	}
 	var err error
-	if sc.store, err = store.Open(dbPath, o.Schema, store.Options{Synchronous: cfg.Sync}); err != nil {
+	mode, _ := cfg.FileMode()
+	if sc.store, err = store.Open(dbPath, o.Schema, store.Options{Synchronous: cfg.Sync, MaxMode: mode.Perm()}); err != nil {
 		return err
 	}
 	defer sc.store.Close()
+	sc.logRecovery()
+	checkCtx, stopCheck := context.WithCancel(context.Background())
+	checkDone := make(chan struct{})
+	go func() {
+		defer close(checkDone)
+		sc.runQuickChecks(checkCtx, cfg.QuickCheckInterval.D())
+	}()
+	defer func() {
+		stopCheck()
+		<-checkDone
+	}()
 	sc.engine, err = engine.New(ctx, sc.store, engine.Options{
 		RetainCount: cfg.ChangesRetention.Count,
 		RetainAge:   cfg.ChangesRetention.Age.D(),
@@ -85,7 +103,6 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	mode, _ := cfg.FileMode()
 	var sockGID *int
 	if gid, err := cfg.SocketGID(); err != nil {
 		return fmt.Errorf("socket_group: %w", err)
@@ -99,12 +116,23 @@ func Run(ctx context.Context, o Options) error {
 		NotifyBatch:  cfg.NotifyBatch,
 		WriteTimeout: cfg.WriteTimeout.D(),
 		Logger:       sc.log.With("component", "rpc"),
+
+		MaxConnections:   cfg.MaxConnections,
+		IdleTimeout:      cfg.IdleTimeout.D(),
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		SubscriberMemory: cfg.SubscriberMemory,
+		RequestMemory:    cfg.RequestMemory,
+		GetAllTimeout:    cfg.GetAllTimeout.D(),
 	})
 	sc.engine.SetPublisher(sc.rpc)
 	if err := sc.rpc.Listen(sc.socket); err != nil {
 		return err
 	}
-	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}}
+	absDB, aerr := filepath.Abs(dbPath)
+	if aerr != nil {
+		absDB = dbPath // only a name for the listeners' queues
+	}
+	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}, db: absDB}
 	sc.metrics = newMetrics(sc)
 	// Readers (get_all, changes, status) are served while the baseline
 	// index loads; registrations and collectors wait for it.
@@ -258,8 +286,16 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		{"subscriber_queue", cfg.SubscriberQueue != old.SubscriberQueue},
 		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},
 		{"write_timeout", cfg.WriteTimeout != old.WriteTimeout},
+		{"quick_check_interval", cfg.QuickCheckInterval != old.QuickCheckInterval},
+		{"max_connections", cfg.MaxConnections != old.MaxConnections},
+		{"idle_timeout", cfg.IdleTimeout != old.IdleTimeout},
+		{"max_subscriptions", cfg.MaxSubscriptions != old.MaxSubscriptions},
+		{"subscriber_memory", cfg.SubscriberMemory != old.SubscriberMemory},
+		{"request_memory", cfg.RequestMemory != old.RequestMemory},
+		{"get_all_timeout", cfg.GetAllTimeout != old.GetAllTimeout},
 		{"changes_retention", cfg.ChangesRetention != old.ChangesRetention},
-		{"log", cfg.Log != old.Log},
+		{"log.format", cfg.Log.Format != old.Log.Format},
+		{"log.level", sc.o.LogLevel == nil && cfg.Log.Level != old.Log.Level},
 		{"metrics", cfg.Metrics != old.Metrics},
 	} {
 		if f.diff {
@@ -268,6 +304,13 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 	}
 	if err := sc.sup.apply(runCtx, cfg); err != nil {
 		return err
+	}
+	if lv := sc.o.LogLevel; lv != nil && !sc.o.LogLevelFixed {
+		var want slog.Level
+		if want.UnmarshalText([]byte(cfg.Log.Level)) == nil && want != lv.Level() {
+			sc.log.Info("log level changed", "from", lv.Level().String(), "to", want.String())
+			lv.Set(want)
+		}
 	}
 	sc.sup.mu.Lock()
 	sc.sup.restartMsg = nil

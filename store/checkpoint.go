@@ -35,6 +35,10 @@ const (
 	// restartFrames is the WAL length (in pages) past which a checkpoint
 	// finishes with commits held, so that the WAL restarts.
 	restartFrames = 4096
+	// pinnedPause is the pause after a pass that a reader's old snapshot
+	// stopped short: until that reader is done, another pass copies little,
+	// and on a loaded machine commits come slower than checkpointEvery.
+	pinnedPause = time.Second
 )
 
 type checkpointer struct {
@@ -92,6 +96,7 @@ func (c *checkpointer) run(ctx context.Context) {
 		// frames is the WAL's length when the pass began: commits go on
 		// adding to it meanwhile.
 		frames, _ := c.checkpoint(ctx)
+		pause := checkpointEvery
 		if frames <= restartFrames {
 			c.setPinned(false, frames)
 		} else {
@@ -105,11 +110,14 @@ func (c *checkpointer) run(ctx context.Context) {
 				// old snapshot stops the copy short: then pause.)
 				continue
 			}
+			if frames > 0 && copied < frames {
+				pause = pinnedPause
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(checkpointEvery):
+		case <-time.After(pause):
 		}
 	}
 }

@@ -5,6 +5,18 @@
 // One process writes (a lock file refuses a second synchronizer on the same
 // database); readers use their own connections and, thanks to WAL, never
 // block the writer or each other, including an operator's sqlite3 shell.
+//
+// Files (files.go): the lock file is never followed through a symlink nor
+// truncated unless it is ours and locked; the database, -wal, -shm, lock
+// and seq mark are created FileMode (0600) whatever the umask.
+//
+// Identity (identity.go): a random database id made at creation, and the
+// highest seq handed out kept outside the WAL, so that seqs never go
+// backwards after lost commits and a client that saw lost changes is told
+// to resync.
+//
+// Health (health.go): PRAGMA quick_check, and any read that meets a damaged
+// page, put the store in a failing state that says the way out.
 package store
 
 import (
@@ -18,7 +30,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -41,6 +52,11 @@ type Options struct {
 	Synchronous string
 	// Readers is the size of the read connection pool (default 4).
 	Readers int
+	// MaxMode is the widest mode the database files may have (the socket's
+	// mode: whoever may not talk to the socket may not read the files
+	// either). Files are created FileMode; existing ones wider than MaxMode
+	// are narrowed. Default FileMode.
+	MaxMode os.FileMode
 }
 
 // Store is an open database. Its methods are safe for concurrent use, but
@@ -59,6 +75,14 @@ type Store struct {
 
 	// Statements writing chunkRows rows at once.
 	chunkIns, chunkB, chunkE *sql.Stmt
+
+	// id, mark, gaps and recovery: identity.go.
+	id       string
+	mark     *seqMark
+	gaps     []Gap
+	recovery *Recovery
+
+	health health // health.go
 }
 
 func values(n, cols int) string {
@@ -77,11 +101,18 @@ func Open(path, schema string, o Options) (*Store, error) {
 	if o.Readers <= 0 {
 		o.Readers = 4
 	}
+	if o.MaxMode == 0 {
+		o.MaxMode = FileMode
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	lock, err := acquireLock(path + ".lock")
 	if err != nil {
+		return nil, err
+	}
+	if err := createDBFile(path, o.MaxMode); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	s := &Store{path: path, lock: lock}
@@ -147,7 +178,10 @@ func (s *Store) open(schema string, o Options) error {
 	if s.cp, err = openCheckpointer(s.path, o.Synchronous, &s.wmu); err != nil {
 		return err
 	}
-	return s.prepare()
+	if err := s.prepare(); err != nil {
+		return err
+	}
+	return s.openIdentity(context.Background())
 }
 
 func (s *Store) schemaVersion() (int, error) {
@@ -228,6 +262,9 @@ func (s *Store) Close() error {
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
 	}
+	if s.mark != nil {
+		errs = append(errs, s.mark.close())
+	}
 	if s.lock != nil {
 		errs = append(errs, s.lock.Close())
 	}
@@ -236,28 +273,6 @@ func (s *Store) Close() error {
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
-
-// acquireLock takes an exclusive flock on path and writes our pid into it so
-// that the refusal message can name the holder. The kernel drops the lock
-// when the process dies, so a kill -9 leaves no stale lock behind.
-func acquireLock(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("store: lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(path)
-		f.Close()
-		holder := strings.TrimSpace(string(b))
-		if holder == "" {
-			holder = "unknown"
-		}
-		return nil, fmt.Errorf("store: %s: %w (pid %s holds %s)", strings.TrimSuffix(path, ".lock"), ErrLocked, holder, path)
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return f, nil
-}
 
 // IntegrityCheck runs PRAGMA integrity_check and returns its verdict ("ok"
 // when the file is sound).

@@ -16,6 +16,7 @@ class FakeSidecar(object):
         self.entities = {}   # key -> entity
         self.log = []        # changes, seq from 1
         self.pruned = 0      # changes up to this seq are gone
+        self.database_id = 'db-1'
         self.calls = []
         fake = self
 
@@ -66,11 +67,13 @@ class FakeSidecar(object):
     def answer(self, method, p):
         types = p.get('types') or None
         if method == 'get_all':
-            return {'seq': self.seq, 'entities': [
-                e for e in self.entities.values()
-                if not types or e['type'] in types]}
+            return {'seq': self.seq, 'database_id': self.database_id,
+                    'entities': [e for e in self.entities.values()
+                                 if not types or e['type'] in types]}
         if method == 'changes':
             since = p['since']
+            if p.get('database_id', self.database_id) != self.database_id:
+                raise RPCFault(-32001, 'database_id is not this database')
             if since < self.pruned or since > self.seq:
                 raise RPCFault(-32001, 'since is outside the retained log')
             limit = p.get('limit') or 100000
@@ -78,7 +81,8 @@ class FakeSidecar(object):
                    if not types or c['type'] in types][:limit]
             more = len(out) == limit and out[-1]['seq'] < self.seq
             return {'changes': out, 'seq': out[-1]['seq'] if more
-                    else self.seq, 'more': more}
+                    else self.seq, 'more': more,
+                    'database_id': self.database_id}
         raise RPCFault(-32601, 'no method ' + method)
 
 

@@ -50,7 +50,8 @@ class DriverTest(unittest.TestCase):
         self.assertEqual(b['vitrage_datasource_action'], 'init_snapshot')
         self.assertTrue(d.should_delete_outdated_entities())
         with open(os.path.join(self.state, 'nova.instance.json')) as f:
-            self.assertEqual(json.load(f), {'seq': 2})
+            self.assertEqual(json.load(f),
+                             {'seq': 2, 'database_id': 'db-1'})
 
     def test_changes_paged_and_collapsed(self):
         d = InstanceDriver()
@@ -104,6 +105,21 @@ class DriverTest(unittest.TestCase):
         self.assertEqual(sorted(r['id'] for r in d.get_changes('update')),
                          ['a', 'b'])
         self.assertEqual(d.get_changes('update'), [])
+
+    def test_replaced_database_means_full_snapshot(self):
+        """The sidecar's database was replaced (a new database id): the
+        saved seq means nothing there, so the driver resyncs, even where
+        the seq is within the new log."""
+        InstanceDriver().get_all('init_snapshot')  # seq 2 of db-1
+        self.sc.database_id = 'db-2'
+        self.sc.put('nova.instance', 'c')
+        d = InstanceDriver()  # a new process, from the state file
+        rows = d.get_changes('update')
+        self.assertEqual(sorted(r['id'] for r in rows), ['a', 'b', 'c'])
+        changes = [p for m, p in self.sc.calls if m == 'changes']
+        self.assertEqual(changes[0]['database_id'], 'db-1')
+        with open(os.path.join(self.state, 'nova.instance.json')) as f:
+            self.assertEqual(json.load(f)['database_id'], 'db-2')
 
     def test_unreadable_state_file(self):
         with open(os.path.join(self.state, 'nova.instance.json'), 'w') as f:

@@ -9,7 +9,9 @@ import json
 import socket
 
 #: The error code the sidecar answers ``changes`` with when ``since`` is
-#: outside its retained change log: the caller must resync with get_all.
+#: outside its retained change log, belongs to another database
+#: (``database_id``) or to changes lost in an unclean stop: the caller must
+#: resync with get_all.
 RESYNC_NEEDED = -32001
 
 
@@ -70,14 +72,22 @@ class Client(object):
                            'the answer' % (method, self.path))
 
     def get_all(self, types=None):
-        """Return ``{"seq": N, "entities": [...]}`` for ``types``."""
+        """Return ``{"seq": N, "entities": [...], "database_id": ID}`` for
+        ``types``."""
         return self.call('get_all', {'types': list(types or [])})
 
-    def changes(self, since, types=None, limit=0):
-        """Return ``{"changes": [...], "seq": M, "more": bool}``."""
+    def changes(self, since, types=None, limit=0, database_id=None):
+        """Return ``{"changes": [...], "seq": M, "more": bool,
+        "database_id": ID}``.
+
+        Pass the ``database_id`` that came with ``since``: a seq of another
+        database is then answered with RESYNC_NEEDED instead of being read
+        as one of this database's."""
         params = {'since': since, 'types': list(types or [])}
         if limit:
             params['limit'] = limit
+        if database_id:
+            params['database_id'] = database_id
         return self.call('changes', params)
 
     def status(self):

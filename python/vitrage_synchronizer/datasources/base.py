@@ -69,6 +69,7 @@ class SynchronizerDriver(DriverBase):
         self._lock = threading.Lock()
         self._known = {}        # key -> entity without data, as last sent
         self._seq = None        # last change seq applied
+        self._db_id = None      # the sidecar database that seq belongs to
         self._seq_loaded = False
         self._last_date = ''    # sample date of the previous batch
         self._sweep = True      # the last get_all was a full one
@@ -192,7 +193,7 @@ class SynchronizerDriver(DriverBase):
                 if row is not None:
                     rows.append(row)
         self._known = known
-        self._save_seq(res['seq'])
+        self._save_seq(res['seq'], res.get('database_id'))
         return self._finish(rows, action)
 
     def _read_changes(self, since):
@@ -202,14 +203,15 @@ class SynchronizerDriver(DriverBase):
         cli = self._client()
         limit = CONF.synchronizer.changes_limit
         latest = {}  # key -> last change, in the order of that change
-        seq = since
+        seq, db_id = since, self._db_id
         try:
             while True:
-                res = cli.changes(seq, self.sidecar_types(), limit)
+                res = cli.changes(seq, self.sidecar_types(), limit, db_id)
                 for ch in res.get('changes') or []:
                     latest.pop(ch['key'], None)
                     latest[ch['key']] = ch
                 seq = res['seq']
+                db_id = res.get('database_id') or db_id
                 if not res.get('more'):
                     break
         except sclient.SidecarError:
@@ -220,7 +222,7 @@ class SynchronizerDriver(DriverBase):
                         self.name, seq, exc_info=True)
         rows = [r for r in (self._row_of(ch) for ch in latest.values())
                 if r is not None]
-        self._save_seq(seq)
+        self._save_seq(seq, db_id)
         if rows:
             LOG.info('synchronizer %s: %d changes after seq %s give %d rows '
                      '(seq %s)', self.name, len(latest), since, len(rows),
@@ -273,7 +275,10 @@ class SynchronizerDriver(DriverBase):
             self._seq_loaded = True
             try:
                 with open(self._state_path()) as f:
-                    self._seq = int(json.load(f)['seq'])
+                    state = json.load(f)
+                self._seq = int(state['seq'])
+                # Absent in files written before the sidecar had ids.
+                self._db_id = state.get('database_id')
                 LOG.info('synchronizer %s: going on after seq %s',
                          self.name, self._seq)
             except FileNotFoundError:
@@ -283,17 +288,23 @@ class SynchronizerDriver(DriverBase):
                             self.name, self._state_path(), e)
         return self._seq
 
-    def _save_seq(self, seq):
+    def _save_seq(self, seq, db_id=None):
+        """Keep ``seq`` with the id of the database it belongs to: the
+        next changes call sends both, so a replaced sidecar database, or
+        changes it lost, mean a resync and never a silent skip."""
         self._seq_loaded = True
-        if seq == self._seq:
+        if seq == self._seq and db_id == self._db_id:
             return
-        self._seq = seq
+        self._seq, self._db_id = seq, db_id
         path = self._state_path()
         tmp = path + '.tmp'
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            state = {'seq': seq}
+            if db_id:
+                state['database_id'] = db_id
             with open(tmp, 'w') as f:
-                json.dump({'seq': seq}, f)
+                json.dump(state, f)
             os.replace(tmp, path)
         except OSError as e:
             # Not fatal: a restart then starts with a full snapshot.

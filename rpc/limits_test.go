@@ -1,0 +1,418 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// serve starts a server over b with o; wrap, when set, replaces the
+// listener (to inject accept failures).
+func serve(t *testing.T, b *memBackend, o Options, wrap func(net.Listener) net.Listener) (*Server, string) {
+	t.Helper()
+	srv := New(b, o)
+	b.srv = srv
+	path := filepath.Join(t.TempDir(), "s.sock")
+	if err := srv.Listen(path); err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		srv.ln = wrap(srv.ln)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv, path
+}
+
+// raw is a client that speaks lines.
+type raw struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialLines(t *testing.T, path string) *raw {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &raw{c: c, r: bufio.NewReaderSize(c, 1<<20)}
+}
+
+func (r *raw) send(t *testing.T, line string) {
+	t.Helper()
+	r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := r.c.Write([]byte(line + "\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// line returns the next line, or "" with the error at EOF.
+func (r *raw) line(t *testing.T) (string, error) {
+	t.Helper()
+	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	l, err := r.r.ReadString('\n')
+	return strings.TrimRight(l, "\n"), err
+}
+
+func (r *raw) msg(t *testing.T) map[string]any {
+	t.Helper()
+	l, err := r.line(t)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(l), &m); err != nil {
+		t.Fatalf("not JSON: %q", l)
+	}
+	return m
+}
+
+func code(m map[string]any) int {
+	e, _ := m["error"].(map[string]any)
+	if e == nil {
+		return 0
+	}
+	return int(e["code"].(float64))
+}
+
+func wait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// flakyListener fails its first fails accepts with EMFILE, as a process
+// out of file descriptors does.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (f *flakyListener) Accept() (net.Conn, error) {
+	if f.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: syscall.EMFILE}
+	}
+	return f.Listener.Accept()
+}
+
+// TestAcceptErrorsBackOff: failed accepts are retried; the server keeps
+// serving and counts them.
+func TestAcceptErrorsBackOff(t *testing.T) {
+	fl := &flakyListener{}
+	fl.fails.Store(6)
+	srv, path := serve(t, &memBackend{}, Options{}, func(ln net.Listener) net.Listener { fl.Listener = ln; return fl })
+	c := dialLines(t, path)
+	c.send(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
+	if m := c.msg(t); m["result"] == nil {
+		t.Fatalf("status: %v", m)
+	}
+	if n := srv.Counters().AcceptErrors; n != 6 {
+		t.Fatalf("accept errors %d, want 6", n)
+	}
+}
+
+// TestMaxConnections: past the limit a connection gets one error line and
+// EOF; once one closes, a new one is served.
+func TestMaxConnections(t *testing.T) {
+	srv, path := serve(t, &memBackend{}, Options{MaxConnections: 2}, nil)
+	a, b := dialLines(t, path), dialLines(t, path)
+	for _, c := range []*raw{a, b} {
+		c.send(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
+		c.msg(t)
+	}
+	over := dialLines(t, path)
+	if m := over.msg(t); code(m) != CodeLimit || m["id"] != nil {
+		t.Fatalf("third connection: %v", m)
+	}
+	if _, err := over.line(t); err == nil {
+		t.Fatal("refused connection stays open")
+	}
+	a.c.Close()
+	wait(t, "a to be gone", func() bool { return srv.Counters().Connections == 1 })
+	again := dialLines(t, path)
+	again.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
+	if m := again.msg(t); m["result"] == nil {
+		t.Fatalf("after a slot freed: %v", m)
+	}
+	if n := srv.Counters().Rejected; n != 1 {
+		t.Fatalf("rejected %d", n)
+	}
+}
+
+// TestIdleTimeout: a connection without a subscription that sends nothing
+// is closed; one with a subscription stays.
+func TestIdleTimeout(t *testing.T) {
+	srv, path := serve(t, &memBackend{}, Options{IdleTimeout: time.Second}, nil)
+	sub := dialLines(t, path)
+	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
+	sub.msg(t)
+	idle := dialLines(t, path)
+	if _, err := idle.line(t); err == nil {
+		t.Fatal("idle connection got a line")
+	}
+	// Several idle time-outs later the subscriber is still served.
+	time.Sleep(2500 * time.Millisecond)
+	sub.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
+	if m := sub.msg(t); m["result"] == nil {
+		t.Fatalf("subscriber after idle time: %v", m)
+	}
+	if n := srv.Counters().IdleClosed; n != 1 {
+		t.Fatalf("idle closed %d, want 1", n)
+	}
+}
+
+// TestMaxSubscriptions: register past the cap is refused, and the
+// connection goes on.
+func TestMaxSubscriptions(t *testing.T) {
+	_, path := serve(t, &memBackend{}, Options{MaxSubscriptions: 3}, nil)
+	c := dialLines(t, path)
+	for i := 1; i <= 4; i++ {
+		c.send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"register"}`, i))
+		m := c.msg(t)
+		if i <= 3 && m["result"] == nil || i == 4 && code(m) != CodeLimit {
+			t.Fatalf("register %d: %v", i, m)
+		}
+	}
+	c.send(t, `{"jsonrpc":"2.0","id":5,"method":"unregister","params":{"subscription":"s1"}}`)
+	c.msg(t)
+	c.send(t, `{"jsonrpc":"2.0","id":6,"method":"register"}`)
+	if m := c.msg(t); m["result"] == nil {
+		t.Fatalf("register after unregister: %v", m)
+	}
+}
+
+// TestSubscriberMemoryBound: subscribers that never read are cut off once
+// the bytes queued for all subscribers pass the bound, the one with the
+// most queued first; a subscriber that reads gets every change.
+func TestSubscriberMemoryBound(t *testing.T) {
+	const limit = 4 << 20
+	b := &memBackend{}
+	srv, path := serve(t, b, Options{SubscriberMemory: limit, NotifyBatch: 100, WriteTimeout: time.Minute}, nil)
+	payload := `"` + strings.Repeat("x", 1000) + `"`
+	// Two subscribers that never read: the first joins before any change
+	// and so always has the most queued.
+	var stuck []*raw
+	for i := 0; i < 2; i++ {
+		c := dialLines(t, path)
+		c.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
+		c.msg(t)
+		stuck = append(stuck, c)
+		b.commit(500, payload)
+	}
+	good, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	if err := good.Call(context.Background(), "register", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The reader keeps up: each commit waits until it has what came before.
+	var got atomic.Int64
+	go func() {
+		for nt := range good.Notifications() {
+			if nt.Change != nil {
+				got.Add(int64(len(nt.Change.Changes)))
+			}
+		}
+	}()
+	peak := int64(0)
+	for i := 1; i <= 200; i++ {
+		b.commit(100, payload)
+		peak = max(peak, srv.Counters().QueuedBytes)
+		wait(t, "the reading subscriber", func() bool { return got.Load() == int64(100*i) })
+	}
+	c := srv.Counters()
+	t.Logf("peak queued %d bytes (bound %d), memory resyncs %d", peak, limit, c.MemoryResyncs)
+	// One commit may pass the bound before the cut; never more.
+	if peak > limit+100*(1000+200) {
+		t.Errorf("queued bytes peaked at %d, bound %d", peak, limit)
+	}
+	if c.MemoryResyncs != 2 {
+		t.Errorf("memory resyncs %d, want 2", c.MemoryResyncs)
+	}
+	// The first subscriber was cut first: its resync names the reason.
+	for i, s := range stuck {
+		var resync bool
+		for {
+			l, err := s.line(t)
+			if err != nil {
+				break
+			}
+			if strings.Contains(l, `"method":"resync"`) && strings.Contains(l, "subscriber_memory") {
+				resync = true
+			}
+		}
+		if !resync {
+			t.Errorf("stuck subscriber %d got no resync for subscriber_memory", i)
+		}
+	}
+	wait(t, "queues to drain", func() bool { return srv.Counters().QueuedBytes == 0 })
+}
+
+// TestLinesInFlightBounded: lines longer than the read buffer share
+// RequestMemory across connections: past it, reading waits until a line
+// is answered.
+func TestLinesInFlightBounded(t *testing.T) {
+	const maxLine = 64 << 10
+	srv, path := serve(t, &memBackend{}, Options{MaxLine: maxLine, RequestMemory: 2 * maxLine}, nil)
+	big := `{"jsonrpc":"2.0","id":1,"method":"status","params":{"pad":"` + strings.Repeat("y", 20<<10) + `"}}`
+	var cs []*raw
+	for i := 0; i < 3; i++ {
+		c := dialLines(t, path)
+		c.c.Write([]byte(big[:len(big)-10])) // all but the end of the line
+		cs = append(cs, c)
+	}
+	wait(t, "two lines in flight", func() bool { return len(srv.bigLines) == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if n := len(srv.bigLines); n != 2 {
+		t.Fatalf("%d large lines in flight, bound 2", n)
+	}
+	// Finishing every line answers all three, in turn.
+	for _, c := range cs {
+		c.c.Write([]byte(big[len(big)-10:] + "\n"))
+	}
+	for i, c := range cs {
+		if m := c.msg(t); m["result"] == nil {
+			t.Fatalf("connection %d: %v", i, m)
+		}
+	}
+	wait(t, "tokens back", func() bool { return len(srv.bigLines) == 0 })
+}
+
+// TestShutdownNotifies: every connection gets "shutdown" when the server
+// stops, a subscriber as well as a plain client.
+func TestShutdownNotifies(t *testing.T) {
+	b := &memBackend{}
+	srv := New(b, Options{})
+	b.srv = srv
+	path := filepath.Join(t.TempDir(), "s.sock")
+	if err := srv.Listen(path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	sub, plain := dialLines(t, path), dialLines(t, path)
+	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
+	sub.msg(t)
+	plain.send(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
+	plain.msg(t)
+	cancel()
+	for name, c := range map[string]*raw{"subscriber": sub, "plain": plain} {
+		if m := c.msg(t); m["method"] != "shutdown" {
+			t.Errorf("%s: %v", name, m)
+		}
+		if _, err := c.line(t); err == nil {
+			t.Errorf("%s: a line after shutdown", name)
+		}
+	}
+	<-done
+}
+
+// TestChangesPages: a changes answer read in several pages is the same as
+// one read: in order, limited, with where to continue.
+func TestChangesPages(t *testing.T) {
+	b := &memBackend{}
+	_, path := serve(t, b, Options{}, nil)
+	b.commit(2*changesPage+10, `"`+strings.Repeat("z", 300)+`"`) // past pageBytes too
+	cl, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, tc := range []struct {
+		since, limit int
+		n, seq       int
+		more         bool
+	}{
+		{0, 0, 2*changesPage + 10, 2*changesPage + 10, false},
+		{5, 5000, 5000, 5005, true},
+		{2 * changesPage, 100, 10, 2*changesPage + 10, false},
+	} {
+		var res struct {
+			Changes []struct{ Seq int }
+			Seq     int
+			More    bool
+		}
+		if err := cl.Call(context.Background(), "changes", map[string]any{"since": tc.since, "limit": tc.limit}, &res); err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Changes) != tc.n || res.Seq != tc.seq || res.More != tc.more {
+			t.Fatalf("since %d limit %d: %d changes, seq %d, more %v", tc.since, tc.limit, len(res.Changes), res.Seq, res.More)
+		}
+		for i, c := range res.Changes {
+			if c.Seq != tc.since+i+1 {
+				t.Fatalf("since %d: change %d has seq %d", tc.since, i, c.Seq)
+			}
+		}
+	}
+}
+
+// TestGetAllCut: a get_all whose client does not read is cut at
+// GetAllTimeout: the backend's snapshot is released then, while the client
+// still reads nothing; when it reads, it finds the cut line, the error with
+// its id, and a connection that goes on.
+func TestGetAllCut(t *testing.T) {
+	b := &memBackend{}
+	srv, path := serve(t, b, Options{GetAllTimeout: 300 * time.Millisecond, WriteTimeout: time.Minute}, nil)
+	b.commit(20000, `"`+strings.Repeat("e", 500)+`"`) // ~11 MB: more than the socket holds
+	c := dialLines(t, path)
+	c.send(t, `{"jsonrpc":"2.0","id":"g","method":"get_all"}`)
+	// memBackend.GetAll holds the log's lock for its snapshot: a commit
+	// gets through once the answer is cut, though nothing was read.
+	committed := make(chan struct{})
+	go func() { b.commit(1, `{}`); close(committed) }()
+	select {
+	case <-committed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the snapshot is still held after get_all_timeout")
+	}
+	l, err := c.line(t)
+	if err != nil || json.Valid([]byte(l)) || !strings.HasPrefix(l, `{"jsonrpc":"2.0","id":"g","result":{"entities":[`) {
+		t.Fatalf("cut line: %.100q, %v", l, err)
+	}
+	if m := c.msg(t); code(m) != CodeGetAllCut || m["id"] != "g" {
+		t.Fatalf("after the cut line: %v", m)
+	}
+	c.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
+	if m := c.msg(t); m["result"] == nil {
+		t.Fatalf("status after the cut: %v", m)
+	}
+	if n := srv.Counters().GetAllCut; n != 1 {
+		t.Fatalf("get_all_cut %d", n)
+	}
+	// The Go client gets the whole snapshot or the error, never a part.
+	cl, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var all struct{ Entities []json.RawMessage }
+	err = cl.Call(context.Background(), "get_all", nil, &all)
+	var re *Error
+	if err == nil && len(all.Entities) != 20001 || err != nil && (!errors.As(err, &re) || re.Code != CodeGetAllCut) {
+		t.Fatalf("Go client: %d entities, %v", len(all.Entities), err)
+	}
+	if err := cl.Call(context.Background(), "status", nil, nil); err != nil {
+		t.Fatalf("Go client after get_all: %v", err)
+	}
+}
