@@ -62,12 +62,12 @@ func TestDebianPackage(t *testing.T) {
 	}
 	f.WriteString(edit)
 	f.Close()
-	uid := run(t, "id", "-u", "synchronizer")
+	uid := mustRun(t, "id", "-u", "synchronizer")
 	dpkg(t, append([]string{"--force-confold", "-i"}, debs...)...)
 	if b, _ := os.ReadFile(debConfig); !strings.HasSuffix(string(b), edit) {
 		t.Errorf("reinstalling lost the admin's edit of %s", debConfig)
 	}
-	if again := run(t, "id", "-u", "synchronizer"); again != uid {
+	if again := mustRun(t, "id", "-u", "synchronizer"); again != uid {
 		t.Errorf("reinstalling changed the user: uid %s, then %s", uid, again)
 	}
 
