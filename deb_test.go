@@ -158,6 +158,11 @@ func checkLayout(t *testing.T) {
 	if l, err := os.Readlink("/etc/systemd/system/multi-user.target.wants/synchronizer.service"); err != nil || l != unitPath {
 		t.Errorf("the unit is not enabled: %q %v", l, err)
 	}
+	// The packaged config is valid as installed (it names no source yet:
+	// check-config warns, and exits 0).
+	if out, err := exec.Command("/usr/bin/synchronizer", "check-config", debConfig).CombinedOutput(); err != nil || !strings.Contains(string(out), ": ok (0 collectors, 0 listeners)") {
+		t.Errorf("check-config %s: %v\n%s", debConfig, err, out)
+	}
 	if v := mustRun(t, "/usr/bin/synchronizer", "--version"); !strings.HasPrefix(v, "synchronizer ") || strings.Contains(v, "(devel)") {
 		t.Errorf("installed binary's version: %q", v)
 	}
