@@ -44,8 +44,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 1M -benchtime 2x -timeout 60m ./store
 	$(GO) run ./cmd/loadtest
 	bash scripts/deps.d/rabbitmq.sh
-	$(GO) test -run '^$$' -bench BenchmarkBus -benchtime 20000x .
-	SYNC_SIZING=1 $(GO) test -run TestSizingFigures -v -timeout 40m .
+	$(GO) test -run '^$$' -bench BenchmarkBus -benchtime 20000x ./e2e
+	SYNC_SIZING=1 $(GO) test -run TestSizingFigures -v -timeout 40m ./e2e
 
 lint:
 	$(GO) vet $(PKGS)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests: the real binary, a real socket and a real SQLite file
 // in a temporary directory, and the real sqlite3 shell and Python.
@@ -31,6 +31,11 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	// The tests name the repository's files (examples/, testdata/,
+	// packaging/) and build the binary from the module root.
+	if err := os.Chdir(".."); err != nil {
+		panic(err)
+	}
 	dir, err := os.MkdirTemp("", "synchronizer-e2e")
 	if err != nil {
 		panic(err)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of live configuration and of a graceful stop, on the real
 // binary (helpers in e2e_test.go).

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Backup and restore through the real binary: an online backup under write
 // load is a consistent, integrity-checked 0600 copy as of one commit; a

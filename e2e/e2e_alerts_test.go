@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The example alert rules and Grafana dashboard: promtool tests the rules
 // (each alert fires on a series that should fire it and not on one that

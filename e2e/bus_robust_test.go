@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The bus in the real world, through the real binary: several sidecars on
 // one broker, a broker restart, secrets in notification contexts.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of how sources share the baseline: ownership between a
 // static topology and the openstack collector, duplicate keys, and a poll

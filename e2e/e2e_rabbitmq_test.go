@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The RabbitMQ user, vhost and permissions docs/operations.md tells the
 // operator to create for the bus listener, tried on the real broker: they

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The database's files and identity through the real binary: the lock file,
 // file modes, the database id, seqs after a lost -wal, and a corrupt file.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the socket's limits and of JSON-RPC 2.0 conformance,
 // through the real binary.

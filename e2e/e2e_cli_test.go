@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The command line's conventions, through the real binary: help, exit
 // codes (0 ok, 1 runtime error, 2 usage), unknown types, table output, log
