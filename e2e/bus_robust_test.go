@@ -275,6 +275,7 @@ const busToken = "gAAAAABsecret-user-token-4f1c0ffee"
 // and malformed messages carrying it: no trace of the token in the
 // database files, the log or status.
 func TestBusContextSecretsNotKept(t *testing.T) {
+	t.Parallel()
 	b := newBusSetup(t)
 	s := startSidecar(t, "", "log: {level: debug}\n"+b.listener(""))
 	c := s.client()

@@ -239,6 +239,7 @@ func busWait(t testing.TB, what string, timeout time.Duration, cond func() bool)
 }
 
 func TestBusNovaInstanceLifecycle(t *testing.T) {
+	t.Parallel()
 	b := newBusSetup(t)
 	s := startSidecar(t, "", b.listener(""))
 	c := s.client()
@@ -272,6 +273,7 @@ func TestBusNovaInstanceLifecycle(t *testing.T) {
 }
 
 func TestBusGarbageBetweenGood(t *testing.T) {
+	t.Parallel()
 	b := newBusSetup(t)
 	s := startSidecar(t, "", b.listener(""))
 	c := s.client()

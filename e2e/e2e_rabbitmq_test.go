@@ -50,6 +50,7 @@ func brokerUser(t *testing.T, configure, write, read string) (vhost, user, passw
 }
 
 func TestRabbitMQPermissions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name                   string
 		configure, write, read string

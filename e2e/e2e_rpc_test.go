@@ -252,6 +252,7 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 // TestRPCJSONRPC2: the envelope is checked as JSON-RPC 2.0 says, and ids
 // come back exactly as sent.
 func TestRPCJSONRPC2(t *testing.T) {
+	t.Parallel()
 	s := startSidecar(t, "", "")
 	c := dialRaw(t, s.socket)
 	types := func(n int) string {
@@ -318,6 +319,7 @@ func TestRPCJSONRPC2(t *testing.T) {
 // TestRPCShutdownNotification: on SIGTERM every client gets the shutdown
 // notification before the socket closes.
 func TestRPCShutdownNotification(t *testing.T) {
+	t.Parallel()
 	s := startSidecar(t, "", "")
 	sub, plain := dialRaw(t, s.socket), dialRaw(t, s.socket)
 	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)

@@ -64,6 +64,7 @@ func serveFails(t *testing.T, dir, config string) string {
 // is never followed: the synchronizer refuses to start and the target
 // keeps its contents.
 func TestLockFileSymlinkIsRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
 	os.WriteFile(victim, []byte("keep me\n"), 0o600)
@@ -92,6 +93,7 @@ func TestLockFileSymlinkIsRefused(t *testing.T) {
 // TestDatabaseFileModes: under umask 022, the database, -wal, -shm, lock
 // and seq mark files are created 0600, like the socket.
 func TestDatabaseFileModes(t *testing.T) {
+	t.Parallel()
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
 	s := topologySidecar(t, "")
@@ -119,6 +121,7 @@ func rpcCode(err error) int64 {
 // is ahead of the log, gets the resync error, also after the database was
 // replaced and the new log has grown past that since.
 func TestDatabaseID(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := topologySidecar(t, dir)
 	c := s.client()
@@ -196,6 +199,7 @@ func TestDatabaseID(t *testing.T) {
 // watch does not go on from its old seq in the new log (which would skip
 // or repeat changes): it is told to resync and says so.
 func TestWatchResyncsAcrossAReplacedDatabase(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := topologySidecar(t, dir)
 	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
@@ -253,6 +257,7 @@ func (b *syncBuffer) String() string {
 // above every seq a client saw, a client that saw a lost seq is told to
 // resync, and one that saw only what survived goes on.
 func TestSeqsNeverGoBackAfterALostWAL(t *testing.T) {
+	t.Parallel()
 	const n = 3000
 	for attempt := 1; attempt <= 6; attempt++ {
 		if lostWALAttempt(t, n, attempt) {
@@ -260,6 +265,42 @@ func TestSeqsNeverGoBackAfterALostWAL(t *testing.T) {
 		}
 	}
 	t.Fatal("no attempt lost any commit with the -wal: the test proves nothing")
+}
+
+// damagedStart starts the binary on s's damaged database: it either
+// exits at once naming the file and the damage, or runs with status
+// failing ("database corrupt"); never a silent start.
+func damagedStart(t *testing.T, s *sidecar) {
+	t.Helper()
+	log := &logBuffer{}
+	cmd := exec.Command(binary, "serve", "--config", s.config)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var exitErr error
+	gone := false
+	waitFor(t, "the damage reported", 60*time.Second, func() bool {
+		select {
+		case exitErr = <-exited:
+			gone = true
+			return true
+		default:
+		}
+		out, _ := s.cli("status")
+		return strings.Contains(out, `"failing"`) && strings.Contains(out, "database corrupt")
+	})
+	if !gone {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		return
+	}
+	if exitErr == nil || !strings.Contains(log.String(), s.db) || !strings.Contains(log.String(), "malformed") {
+		t.Fatalf("exit at start on a damaged database (%v) does not name the file and the damage:\n%s", exitErr, log)
+	}
+	t.Logf("the damaged database cannot be opened: %s", strings.TrimSpace(log.String()))
 }
 
 func lostWALAttempt(t *testing.T, n, attempt int) bool {
@@ -322,12 +363,10 @@ func lostWALAttempt(t *testing.T, n, attempt int) bool {
 		// The kill came while a checkpoint was copying the WAL: without
 		// it, the file is damaged. That must be the failing state, not a
 		// silent start; then this attempt proves nothing about seqs.
+		// When the damage is in the schema itself, the database cannot be
+		// opened at all: then the binary exits at start saying so.
 		t.Logf("attempt %d: the database without its -wal is damaged: %s", attempt, bytes.TrimSpace(out))
-		s.start()
-		waitFor(t, "the damage reported", 60*time.Second, func() bool {
-			out, _ := s.cli("status")
-			return strings.Contains(out, `"failing"`) && strings.Contains(out, "database corrupt")
-		})
+		damagedStart(t, s)
 		return false
 	}
 	if err != nil {
@@ -416,6 +455,7 @@ func corruptPages(t *testing.T, db, table string) {
 // the way out, and reads that hit the damage end with a JSON-RPC error:
 // every line the client gets is whole JSON, and the connection goes on.
 func TestCorruptDatabase(t *testing.T) {
+	t.Parallel()
 	const n = 5000
 	dir := t.TempDir()
 	s := startSidecar(t, dir, genConfig(t, dir, n, "1h"))

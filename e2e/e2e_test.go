@@ -202,6 +202,7 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 func TestStaticEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	s := startSidecar(t, dir, `
@@ -312,6 +313,7 @@ collectors:
 }
 
 func TestSecondSidecarAndStaleSocket(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := startSidecar(t, dir, "")
 	// A second synchronizer on the same database refuses clearly. (It
@@ -351,6 +353,7 @@ func TestSecondSidecarAndStaleSocket(t *testing.T) {
 // TestPythonClient runs a stdlib-only Python client (the README's) with
 // Debian's interpreter: get_all, then a change notification.
 func TestPythonClient(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	s := startSidecar(t, dir, `
@@ -389,6 +392,7 @@ collectors:
 // TestWatchSurvivesRestart: the real `watch` prints each change once,
 // across a restart of the synchronizer.
 func TestWatchSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	copyFile(t, "examples/topology.yaml", topo)
