@@ -87,6 +87,9 @@ func TestBusTwoSidecarsEachGetAll(t *testing.T) {
 // published before we bound again); with a non-durable queue the backlog
 // is lost with the queue, and only the catch-up poll brings it back.
 func TestBusBrokerRestartNothingMissing(t *testing.T) {
+	// The longest test here (minutes, mostly a RabbitMQ node of its own
+	// stopping and starting): the others run beside it.
+	t.Parallel()
 	node := amqptest.StartNode(t)
 	for _, tc := range []struct {
 		name, extra string
