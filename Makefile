@@ -44,6 +44,7 @@ bench: build
 	$(GO) run ./cmd/loadtest
 	bash scripts/deps.d/rabbitmq.sh
 	$(GO) test -run '^$$' -bench BenchmarkBus -benchtime 20000x .
+	SYNC_SIZING=1 $(GO) test -run TestSizingFigures -v -timeout 40m .
 
 lint:
 	$(GO) vet $(PKGS)

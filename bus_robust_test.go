@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,24 +76,31 @@ func TestBusTwoSidecarsEachGetAll(t *testing.T) {
 }
 
 // TestBusBrokerRestartNothingMissing: 5,000 servers are created in a fake
-// cloud, each announced by a notification, while the broker (a node of the
-// test's own) is restarted with stop_app / start_app. Whatever the bus
-// lost, the catch-up poll that follows the reconnect lists: every server
-// is in the baseline at the end, none missing. With the default durable
-// queue on oslo's default non-durable exchanges, the restart drops our
-// bindings; with a non-durable queue, the queue and its backlog go too.
+// cloud, each announced by a notification, and the broker (a node of the
+// test's own) is restarted with stop_app / start_app midway, with 500
+// notifications waiting in the sidecar's queue (the sidecar is paused with
+// SIGSTOP while they are published, so the backlog is certain). Whatever
+// the bus lost, the catch-up poll that follows the reconnect lists: every
+// server is in the baseline at the end, none missing. With the default
+// durable queue the backlog survives (and the restart drops our bindings to
+// oslo's default non-durable exchanges: a catch-up covers what was
+// published before we bound again); with a non-durable queue the backlog
+// is lost with the queue, and only the catch-up poll brings it back.
 func TestBusBrokerRestartNothingMissing(t *testing.T) {
 	node := amqptest.StartNode(t)
-	for _, tc := range []struct{ name, extra string }{
-		{"defaults", ""},
-		{"queue_durable=false", ", queue_durable: false"},
+	for _, tc := range []struct {
+		name, extra string
+		durable     bool
+	}{
+		{"defaults", "", true},
+		{"queue_durable=false", ", queue_durable: false", false},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testBrokerRestart(t, node, tc.extra) })
+		t.Run(tc.name, func(t *testing.T) { testBrokerRestart(t, node, tc.extra, tc.durable) })
 	}
 }
 
-func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string) {
-	const total, chunk = 5000, 250
+func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string, durable bool) {
+	const total, chunk, pausedChunks = 5000, 250, 2
 	cloud, err := openstacktest.New(openstacktest.Options{PageSize: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -117,10 +125,16 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string) {
 
 	create := amqptest.Fixture(t, "nova-versioned/instance-create-end.json")
 	var ids []string
-	restarted := make(chan error, 1)
 	start := time.Now()
 	pub := amqptest.NewPublisherAt(t, node.URL)
+	pauseAt := total / 3 / chunk * chunk
 	for lo := 0; lo < total; lo += chunk {
+		if lo == pauseAt {
+			if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.cmd.Process.Signal(syscall.SIGCONT) })
+		}
 		// The truth first (the cloud has the server), then its notification.
 		batch := cloud.AddServers(chunk)
 		ids = append(ids, batch...)
@@ -129,19 +143,18 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string) {
 			bodies = append(bodies, busEnvelope(t, create, id, "", time.Now()))
 		}
 		publishChunk(t, pub, b.exchange, bodies)
-		if lo == total/3/chunk*chunk {
-			go func() {
-				if err := node.StopApp(); err != nil {
-					restarted <- err
-					return
-				}
-				time.Sleep(500 * time.Millisecond)
-				restarted <- node.StartApp()
-			}()
+		if lo == pauseAt+(pausedChunks-1)*chunk {
+			if err := node.StopApp(); err != nil {
+				t.Fatal(err)
+			}
+			if err := node.StartApp(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("broker restarted with %d notifications published while the sidecar was paused", pausedChunks*chunk)
 		}
-	}
-	if err := <-restarted; err != nil {
-		t.Fatal(err)
 	}
 	t.Logf("published %d notifications across the restart in %s", total, time.Since(start))
 	want := map[string]bool{}
@@ -162,15 +175,25 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string) {
 		}
 		return missing == 0
 	})
+	busWait(t, "the catch-up polls to finish", 20*time.Second, func() bool {
+		l := listenerEntry(t, c)
+		return l["catch_up_polls"] == l["catch_ups"]
+	})
 	l := listenerEntry(t, c)
 	d := l["details"].(map[string]any)
 	last, _ := l["last_catch_up"].(map[string]any)
 	keys := allKeys(t, c, "nova.instance")
-	t.Logf("%d of %d servers reflected (%d before); bus: %v notifications received, %v acked, %v reconnects; catch-ups: %v asked, %v polls, last %v",
-		len(keys)-before, total, before, d["received"], d["acked"], d["reconnects"], l["catch_ups"], l["catch_up_polls"], last)
+	acked := int(d["acked"].(float64))
+	t.Logf("%d of %d servers reflected (%d before); bus: %v notifications received, %d acked, %v reconnects; catch-ups: %v asked, %v polls, last %v",
+		len(keys)-before, total, before, d["received"], acked, d["reconnects"], l["catch_ups"], l["catch_up_polls"], last)
 	if r := last["reason"]; len(keys)-before != total || d["reconnects"].(float64) < 1 || l["catch_ups"].(float64) < 2 ||
 		r != "queue_created" && r != "reconnect_non_durable_exchanges" {
 		t.Fatalf("after the restart: %d servers, listener %v", len(keys)-before, l)
+	}
+	// The durable queue kept the backlog; the non-durable one lost it, and
+	// the catch-up poll alone made up for it.
+	if durable && acked < total || !durable && acked > total-pausedChunks*chunk {
+		t.Fatalf("durable queue %v: %d of %d notifications came through the bus", durable, acked, total)
 	}
 }
 

@@ -57,7 +57,7 @@ func TestDebianPackage(t *testing.T) {
 	// and the config.
 	dpkg(t, append([]string{"-i"}, debs...)...)
 
-	files := strings.Fields(run(t, "dpkg-query", "-L", debPackage, pyPackage))
+	files := strings.Fields(mustRun(t, "dpkg-query", "-L", debPackage, pyPackage))
 	checkLayout(t)
 	out, err := exec.Command("systemd-analyze", "verify", unitPath).CombinedOutput()
 	if err != nil || strings.Contains(string(out), "synchronizer") {
@@ -112,7 +112,7 @@ func checkLayout(t *testing.T) {
 	if uid >= 1000 || u.Gid != g.Gid || u.HomeDir != "/var/lib/synchronizer" {
 		t.Errorf("user synchronizer: uid %s gid %s home %s; want a system uid (<1000), group synchronizer, home /var/lib/synchronizer", u.Uid, u.Gid, u.HomeDir)
 	}
-	if pw := run(t, "getent", "passwd", "synchronizer"); !strings.HasSuffix(strings.TrimSpace(pw), ":/usr/sbin/nologin") {
+	if pw := mustRun(t, "getent", "passwd", "synchronizer"); !strings.HasSuffix(strings.TrimSpace(pw), ":/usr/sbin/nologin") {
 		t.Errorf("user synchronizer can log in: %s", pw)
 	}
 	gid, _ := strconv.Atoi(g.Gid)
@@ -138,13 +138,13 @@ func checkLayout(t *testing.T) {
 			t.Errorf("%s: %d:%d %v, want %d:%d %v", f.path, st.Uid, st.Gid, fi.Mode(), f.uid, f.gid, f.mode)
 		}
 	}
-	if cf := run(t, "dpkg-query", "-W", "-f=${Conffiles}", debPackage); !strings.Contains(cf, debConfig) {
+	if cf := mustRun(t, "dpkg-query", "-W", "-f=${Conffiles}", debPackage); !strings.Contains(cf, debConfig) {
 		t.Errorf("%s is not a conffile: %q", debConfig, cf)
 	}
 	if l, err := os.Readlink("/etc/systemd/system/multi-user.target.wants/synchronizer.service"); err != nil || l != unitPath {
 		t.Errorf("the unit is not enabled: %q %v", l, err)
 	}
-	if v := run(t, "/usr/bin/synchronizer", "--version"); !strings.HasPrefix(v, "synchronizer ") || strings.Contains(v, "(devel)") {
+	if v := mustRun(t, "/usr/bin/synchronizer", "--version"); !strings.HasPrefix(v, "synchronizer ") || strings.Contains(v, "(devel)") {
 		t.Errorf("installed binary's version: %q", v)
 	}
 }
@@ -169,7 +169,7 @@ func runAsService(t *testing.T) {
 	}
 	// systemd's RuntimeDirectory=synchronizer, RuntimeDirectoryMode=0750.
 	os.RemoveAll("/run/synchronizer")
-	run(t, "install", "-d", "-o", "synchronizer", "-g", "synchronizer", "-m", unit["RuntimeDirectoryMode"], "/run/synchronizer")
+	mustRun(t, "install", "-d", "-o", "synchronizer", "-g", "synchronizer", "-m", unit["RuntimeDirectoryMode"], "/run/synchronizer")
 	notifyDir, err := os.MkdirTemp("", "synchronizer-notify")
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +392,7 @@ func debTestLock(t *testing.T) func() {
 	return func() { f.Close() }
 }
 
-func run(t *testing.T, name string, args ...string) string {
+func mustRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {

@@ -13,9 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
-	"github.com/openstack-synchronizer/synchronizer/sidecar"
 )
 
 // clientFlags are the flags every client subcommand takes.
@@ -48,8 +46,7 @@ func (c *clientFlags) dial(ctx context.Context, env Env) (*rpc.Client, error) {
 }
 
 func newFlags(name string, env Env) (*flag.FlagSet, *clientFlags) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := newFlagSet(name)
 	cf := &clientFlags{}
 	cf.register(fs)
 	return fs, cf
@@ -86,21 +83,29 @@ func printRaw(w io.Writer, raw json.RawMessage) error {
 func getAll(args []string, env Env) error {
 	fs, cf := newFlags("get-all", env)
 	var types typeList
-	fs.Var(&types, "type", "entity type (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	fs.Var(&types, "type", "entity type (repeatable, or comma-separated)")
+	out := outputFlag(fs)
+	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	return cf.callAndPrint(env, "get_all", map[string]any{"types": []string(types)})
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	return cf.callAndShow(env, "get_all", map[string]any{"types": []string(types)}, types, *out, printEntitiesTable)
 }
 
 func changes(args []string, env Env) error {
 	fs, cf := newFlags("changes", env)
 	var types typeList
-	fs.Var(&types, "type", "entity type (repeatable)")
+	fs.Var(&types, "type", "entity type (repeatable, or comma-separated)")
 	since := fs.Int64("since", -1, "print changes after this seq (required)")
 	limit := fs.Int("limit", 0, "at most this many changes")
 	dbID := fs.String("database-id", "", "the database the seq belongs to (as get-all, changes and watch print it): another one is refused")
-	if err := fs.Parse(args); err != nil {
+	out := outputFlag(fs)
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	if *since < 0 {
@@ -110,15 +115,19 @@ func changes(args []string, env Env) error {
 	if *dbID != "" {
 		p["database_id"] = *dbID
 	}
-	return cf.callAndPrint(env, "changes", p)
+	return cf.callAndShow(env, "changes", p, types, *out, printChangesTable)
 }
 
 func status(args []string, env Env) error {
 	fs, cf := newFlags("status", env)
-	if err := fs.Parse(args); err != nil {
+	out := outputFlag(fs)
+	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	return cf.callAndPrint(env, "status", struct{}{})
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	return cf.callAndShow(env, "status", struct{}{}, nil, *out, printStatusTable)
 }
 
 func collect(args []string, env Env) error {
@@ -129,14 +138,18 @@ func collect(args []string, env Env) error {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		name, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	if name == "" && fs.NArg() > 0 {
-		name = fs.Arg(0)
+	rest := fs.Args()
+	if name == "" && len(rest) > 0 {
+		name, rest = rest[0], rest[1:]
 	}
 	if name == "" {
 		return usageError{errors.New("collector NAME is required")}
+	}
+	if len(rest) > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q: one collector NAME", rest[0])}
 	}
 	return cf.callAndPrint(env, "collect", map[string]any{"name": name, "force": *force})
 }
@@ -149,14 +162,20 @@ func collect(args []string, env Env) error {
 func watch(args []string, env Env) error {
 	fs, cf := newFlags("watch", env)
 	var types typeList
-	fs.Var(&types, "type", "entity type (repeatable)")
+	fs.Var(&types, "type", "entity type (repeatable, or comma-separated)")
 	since := fs.Int64("since", -1, "start after this seq (default: from now)")
 	dbID := fs.String("database-id", "", "the database --since belongs to (watch prints it on stderr when it registers)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	path, err := cf.socketPath(env)
 	if err != nil {
+		return err
+	}
+	if err := checkTypesAt(path, types); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -253,24 +272,4 @@ func watchOnce(ctx context.Context, path string, types []string, pos *watchPos, 
 		}
 	}
 	return c.Err()
-}
-
-// checkConfig validates a config file the way serve would, building every
-// collector and listener without starting them.
-func checkConfig(args []string, env Env) int {
-	if len(args) != 1 {
-		fmt.Fprintln(env.Stderr, "usage: synchronizer check-config FILE")
-		return 2
-	}
-	cfg, err := config.Load(args[0])
-	if err != nil {
-		fmt.Fprintln(env.Stderr, err)
-		return 1
-	}
-	if err := sidecar.Check(cfg); err != nil {
-		fmt.Fprintln(env.Stderr, err)
-		return 1
-	}
-	fmt.Fprintf(env.Stdout, "%s: ok (%d collectors, %d listeners)\n", cfg.Path, len(cfg.Collectors), len(cfg.Listeners))
-	return 0
 }

@@ -39,6 +39,15 @@ type StatusReporter interface {
 	Status() map[string]any
 }
 
+// Checker is implemented by collectors that can tell, without contacting a
+// remote source, what their first poll would fail on: a file that is
+// missing or does not parse, a program that cannot be run. check-config
+// calls it after building the collector; serve does not, as a file may
+// appear before the first poll (and a failed poll changes nothing).
+type Checker interface {
+	Check() error
+}
+
 // ReferenceSource is implemented by collectors whose entries may stand for
 // entities other sources own (a static topology naming the hosts its
 // switches attach to). Their snapshots are applied as references: an entry

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -92,6 +93,69 @@ func newExec(s Settings) (Collector, error) {
 	return &execCollector{argv: c.Command, dir: dir, env: env, maxOutput: c.MaxOutput, log: log, grace: exitGrace}, nil
 }
 
+// Check tells whether the plugin can be started: its working directory
+// exists, the program exists and is executable (found in PATH when it has
+// no '/', else relative to the working directory, as a poll runs it), and
+// the interpreter of a "#!" script exists. It does not run the plugin.
+func (x *execCollector) Check() error {
+	if fi, err := os.Stat(x.dir); err != nil {
+		return fmt.Errorf("exec: dir: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("exec: dir: %s is not a directory", x.dir)
+	}
+	name := x.argv[0]
+	if !strings.Contains(name, "/") {
+		if _, err := exec.LookPath(name); err != nil {
+			return fmt.Errorf("exec: command %q: not found in PATH (%s): give its path, or install it", name, os.Getenv("PATH"))
+		}
+		return nil
+	}
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(x.dir, p)
+	}
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		return fmt.Errorf("exec: command: %w", err)
+	case fi.IsDir():
+		return fmt.Errorf("exec: command: %s is a directory", p)
+	case fi.Mode()&0o111 == 0 || syscall.Access(p, 1) != nil:
+		return fmt.Errorf("exec: command: %s is not executable (chmod +x it, or run it through its interpreter: [INTERPRETER, %s])", p, name)
+	}
+	return checkInterpreter(p)
+}
+
+// checkInterpreter finds the interpreter a "#!" line names, as execve
+// would (and env(1) for "#!/usr/bin/env prog").
+func checkInterpreter(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("exec: command: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 256)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	if !bytes.HasPrefix(head, []byte("#!")) {
+		return nil
+	}
+	line, _, _ := bytes.Cut(head[2:], []byte("\n"))
+	fields := strings.Fields(string(line))
+	if len(fields) == 0 {
+		return fmt.Errorf("exec: command: %s: empty #! line", p)
+	}
+	if _, err := os.Stat(fields[0]); err != nil {
+		return fmt.Errorf("exec: command: %s: interpreter %s: %w", p, fields[0], err)
+	}
+	if filepath.Base(fields[0]) == "env" && len(fields) > 1 && !strings.HasPrefix(fields[1], "-") {
+		if _, err := exec.LookPath(fields[1]); err != nil {
+			return fmt.Errorf("exec: command: %s: interpreter %q not found in PATH", p, fields[1])
+		}
+	}
+	return nil
+}
+
 func (x *execCollector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	name := x.argv[0]
 	outR, outW, err := os.Pipe()
@@ -147,8 +211,10 @@ func (x *execCollector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 		dch <- decoded{snap, err}
 	}()
 	var d decoded
+	got := false
 	select {
 	case d = <-dch:
+		got = true
 		if d.err == nil || errors.Is(d.err, io.ErrUnexpectedEOF) || errors.Is(d.err, errNoOutput) {
 			// Stdout is closed: the plugin has said all it will. It
 			// normally exits at once; one that lingers is killed, after
@@ -178,7 +244,7 @@ func (x *execCollector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	}
 	killGroup()
 	<-exited
-	if d.snap == nil && d.err == nil {
+	if !got {
 		// The group is gone, so the decoder only has what is left in the
 		// pipe, unless a process that left the group (setsid) holds it:
 		// the poll's time-out ends that wait.

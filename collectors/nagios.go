@@ -35,4 +35,5 @@ func newNagios(s Settings) (Collector, error) {
 var (
 	_ Collector      = (*nagios.Collector)(nil)
 	_ StatusReporter = (*nagios.Collector)(nil)
+	_ Checker        = (*nagios.Collector)(nil)
 )

@@ -389,6 +389,19 @@ func (r *Runner) collect(ctx context.Context) (snap *entity.Snapshot, err error)
 }
 
 // Status reports the poll loop's figures and the collector's own.
+// LastSuccess returns when a poll last succeeded, or when the runner
+// started while none has, and the configured interval: "no successful poll
+// for N intervals" is then one comparison, also for a collector that never
+// succeeded (metrics).
+func (r *Runner) LastSuccess() (time.Time, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastSuccess.IsZero() {
+		return r.startedAt, r.cfg.Interval.D()
+	}
+	return r.lastSuccess, r.cfg.Interval.D()
+}
+
 func (r *Runner) Status() map[string]any {
 	r.mu.Lock()
 	st := map[string]any{

@@ -55,6 +55,13 @@ func newStatic(s Settings) (Collector, error) {
 	return &static{path: p}, nil
 }
 
+// Check reads and parses the topology file as a poll would: it is local,
+// so this is exactly what the first poll would fail on.
+func (st *static) Check() error {
+	_, err := st.Collect(context.Background())
+	return err
+}
+
 // References says the topology's entries of entities other sources list
 // (a nova.host a switch attaches to) are references, as Vitrage's static
 // transformer makes neighbour placeholders of the types another datasource
@@ -83,7 +90,7 @@ func (st *static) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	}
 	var f staticFile
 	if err := yaml.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("static: %s: %w", st.path, err)
+		return nil, fmt.Errorf("static: %s: %w", st.path, config.SyntaxError(b, err))
 	}
 	ents := make([]entity.Entity, 0, len(f.Definitions.Entities))
 	byStatic := map[string]int{}

@@ -182,7 +182,7 @@ func Parse(b []byte, path string) (*Config, error) {
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", path, ErrInvalid, err)
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrInvalid, SyntaxError(b, err))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

@@ -85,6 +85,10 @@ metrics: {listen: "[::1]:9464"}
 	if len(c.Hash) != 64 {
 		t.Errorf("hash %q", c.Hash)
 	}
+	if c.MaxConnections != DefaultMaxConnections || c.IdleTimeout.D() != DefaultIdleTimeout || c.MaxSubscriptions != DefaultMaxSubscriptions ||
+		c.SubscriberMemory != DefaultSubscriberMemory || c.RequestMemory != DefaultRequestMemory || c.GetAllTimeout.D() != DefaultGetAllTimeout {
+		t.Errorf("socket limit defaults %+v", c)
+	}
 }
 
 func TestLoopback(t *testing.T) {

@@ -70,3 +70,57 @@ func yamlError(err error) string {
 	}
 	return strings.Join(msgs, "; ")
 }
+
+var yamlSyntax = regexp.MustCompile(`^yaml: (?:line \d+: )?(.*)$`)
+
+// SyntaxError returns a yaml.v3 syntax error of src with the line where the
+// problem is. yaml.v3 reports the line of the enclosing construct when it
+// has one, counted from 0 for parser errors (a bad indentation on line 4
+// inside a list that starts on line 2 is reported as "line 1"), and no line
+// at all for an unknown alias. The problem's line is the first line whose
+// prefix of the file already fails with the same message: the parser reads
+// the file in order and stops at the first problem, so every longer prefix
+// fails too, which lets a binary search find it. Other errors are returned
+// unchanged.
+func SyntaxError(src []byte, err error) error {
+	var te *yaml.TypeError
+	if err == nil || errors.As(err, &te) {
+		return err
+	}
+	m := yamlSyntax.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	problem := m[1]
+	var starts []int // byte offset where each line ends (exclusive), 1-based line i ends at starts[i-1]
+	for i, c := range src {
+		if c == '\n' {
+			starts = append(starts, i+1)
+		}
+	}
+	if len(starts) == 0 || starts[len(starts)-1] != len(src) {
+		starts = append(starts, len(src))
+	}
+	fails := func(n int) bool {
+		var doc yaml.Node
+		e := yaml.Unmarshal(src[:starts[n-1]], &doc)
+		if e == nil {
+			return false
+		}
+		em := yamlSyntax.FindStringSubmatch(e.Error())
+		return em != nil && em[1] == problem
+	}
+	lo, hi := 1, len(starts)
+	if !fails(hi) {
+		return err
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return fmt.Errorf("yaml: line %d: %s", lo, problem)
+}

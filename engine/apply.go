@@ -216,6 +216,9 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 			}
 			_, ownerRef := e.ownerKind(sources, r.source)
 			s := shadow{owner: r.source, ref: o.Reference && !ownerRef, links: len(p.ent.Links)}
+			if p.ent.ParentKey != "" {
+				s.links++
+			}
 			shadowed[key] = s
 			if s.ref {
 				res.References++
@@ -537,6 +540,12 @@ func (e *Engine) commit(ctx context.Context, changes []pending, touches []store.
 		}
 		if err := e.commitBatch(ctx, batch, touches, at, res); err != nil {
 			return fail(err)
+		}
+		// Committed and published: the batch's JSON is garbage now, not
+		// kept until the last batch (a large apply held a copy of the
+		// whole snapshot's JSON otherwise).
+		for j := range batch {
+			batch[j].json = nil
 		}
 		done += len(batch)
 		touches = nil

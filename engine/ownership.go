@@ -58,7 +58,7 @@ func (e *Engine) mayTake(src map[string]bool, owner uint16, claimantRef bool) bo
 type shadow struct {
 	owner uint16
 	ref   bool // the claimant's entry is a reference, not a conflict
-	links int  // links of the claimant's entry, not shown while the owner holds the key
+	links int  // links and parent of the claimant's entry, not shown while the owner holds the key
 }
 
 // noteShadowed records the keys of one listing that other sources keep and
@@ -96,7 +96,7 @@ func (e *Engine) noteShadowed(source string, srcID uint16, cur map[string]shadow
 		e.log.Info("reference entries stand for entities another source owns: they link, and never overwrite the owner's entity",
 			"source", source, "keys", newRefs, "example", sample(refKeys))
 		if hidden > 0 {
-			e.log.Warn("links carried by reference entries are not shown while another source owns the entity; declare the relationship from the static entity",
+			e.log.Warn("links and parents carried by reference entries are not shown while another source owns the entity; declare the relationship from the static entity",
 				"source", source, "links", hidden)
 		}
 	}

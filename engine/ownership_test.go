@@ -331,3 +331,25 @@ func TestPartialApply(t *testing.T) {
 		t.Fatalf("err %v, want a failure that committed nothing", err)
 	}
 }
+
+// TestReferenceLinksLogged: a reference entry that carries links or a
+// parent, which cannot be shown while another source owns the entity, is
+// logged once.
+func TestReferenceLinksLogged(t *testing.T) {
+	e, _, logs := newLoggedEngine(t, Options{})
+	e.SetSources(map[string]bool{"topology": true, "cloud": false})
+	ctx := context.Background()
+	check(t)(e.ApplySnapshot(ctx, cloudSnap("host1"), cloudOpts))
+	for i := 0; i < 3; i++ {
+		snap := staticSnap()
+		snap.Entities[1].ParentKey = "nova.zone:static-zone"
+		snap.Entities[1].Links = []entity.Link{{Key: "switch:sw-1", Relation: "uplink"}}
+		check(t)(e.ApplySnapshot(ctx, snap, staticOpts))
+	}
+	if n := logs.count("links and parents carried by reference entries are not shown"); n != 1 || logs.count("links=2") != 1 {
+		t.Fatalf("hidden links logged %d times, want once with links=2:\n%s", n, logs)
+	}
+	if h := stored(t, e, "nova.host:host1"); h.ParentKey != "nova.zone:nova" || len(h.Links) != 0 {
+		t.Fatalf("host: %+v", h)
+	}
+}

@@ -98,8 +98,8 @@ func (l *amqpListener) monitor(ctx context.Context, conn *amqp.Connection, sink 
 		// away, and consuming ends with it; the next session sees why.
 		q, err := ch.QueueDeclarePassive(l.cfg.Queue, l.cfg.QueueDurable, false, false, false, nil)
 		if err != nil {
-			if ctx.Err() == nil {
-				l.log.Warn("amqp: cannot inspect our queue", "queue", l.cfg.Queue, "err", err)
+			if ctx.Err() == nil && !conn.IsClosed() {
+				l.limit.log(l.log, "monitor", slog.LevelWarn, "amqp: cannot inspect our queue", "queue", l.cfg.Queue, "err", err)
 			}
 			return
 		}

@@ -254,3 +254,13 @@ func (c *Collector) readCGI(ctx context.Context) (hosts, services []Check, updat
 	}
 	return hosts, services, updated, nil
 }
+
+// Check reads a local status file as a poll would (check-config calls it);
+// a remote Nagios is not contacted.
+func (c *Collector) Check() error {
+	if c.statusFile == "" {
+		return nil
+	}
+	_, _, _, err := c.readFile()
+	return err
+}

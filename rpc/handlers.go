@@ -240,6 +240,7 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 	end, err := ss.s.b.Changes(ctx, *p.Since, types, 1, func(int64, []byte) error { return nil })
 	if err != nil {
 		if errors.Is(err, ErrResyncNeeded) {
+			ss.s.resyncs.refused.Add(1)
 			return errorf(CodeResyncNeeded, "%v", err)
 		}
 		return errorf(codeInternal, "%v", err)
@@ -343,6 +344,7 @@ func (ss *session) call(ctx context.Context, id []byte, req *jsonrpc2.Request) (
 			since = *p.Since
 			if _, err := s.b.Changes(ctx, since, nil, 1, func(int64, []byte) error { return nil }); err != nil {
 				if errors.Is(err, ErrResyncNeeded) {
+					s.resyncs.refused.Add(1)
 					return nil, errorf(CodeResyncNeeded, "%v", err)
 				}
 				return nil, errorf(codeInternal, "%v", err)

@@ -157,6 +157,8 @@ type Server struct {
 	rejected, idleClosed, memResyncs, acceptErr, cutAll atomic.Int64
 	rejecting                                           bool // in a burst of refusals (under mu)
 	burstRejected                                       int64
+
+	resyncs resyncCounts
 }
 
 // New returns a server; call Listen then Serve.
@@ -463,7 +465,15 @@ func (ss *session) serve() {
 			}
 			return
 		}
-		ss.dispatch(line)
+		// The request runs on a goroutine of its own: SQLite's calls grow
+		// a stack to tens of KB, which then goes with that goroutine
+		// instead of staying with the connection while it idles.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ss.dispatch(line)
+		}()
+		<-done
 		release()
 	}
 }
@@ -538,13 +548,6 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-// Stats reports the number of connections and subscribers and the changes
-// waiting in subscriber queues.
-func (s *Server) Stats() (conns, subscribers, queued int) {
-	c := s.Counters()
-	return c.Connections, c.Subscribers, c.QueuedChanges
 }
 
 // Counters reports the server's figures.

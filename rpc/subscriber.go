@@ -180,6 +180,7 @@ func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 	if since >= 0 && since < joinSeq {
 		if err := sub.replay(ctx, since, joinSeq); err != nil {
 			if errors.Is(err, ErrResyncNeeded) {
+				sub.ss.s.resyncs.replay.Add(1)
 				sub.resync("the change log was pruned during replay")
 			} else {
 				s.log.Warn("subscriber replay failed", "subscription", sub.id, "err", err)
@@ -204,6 +205,7 @@ func (sub *subscriber) run(ctx context.Context, since, joinSeq int64) {
 			if reason := sub.overflow; reason != "" {
 				sub.mu.Unlock()
 				s.log.Warn("subscriber too slow: sending resync and disconnecting", "subscription", sub.id, "reason", reason)
+				s.resyncs.overflow.Add(1)
 				sub.resync(reason)
 				sub.ss.close()
 				return

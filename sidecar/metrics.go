@@ -194,13 +194,20 @@ var (
 	descGetAllCut     = prometheus.NewDesc("synchronizer_rpc_get_all_cut_total", "get_all answers cut by get_all_timeout.", nil, nil)
 	descCollReqs      = prometheus.NewDesc("synchronizer_collector_requests_total", "HTTP requests a collector made to its source's API.", []string{"collector"}, nil)
 	descCollBytes     = prometheus.NewDesc("synchronizer_collector_response_bytes_total", "Response body bytes a collector read from its source's API.", []string{"collector"}, nil)
+	descLastSuccess   = prometheus.NewDesc("synchronizer_collector_last_success_timestamp_seconds",
+		"When the collector's last poll succeeded (Unix time); while none has, when the collector started.", []string{"collector"}, nil)
+	descInterval = prometheus.NewDesc("synchronizer_collector_interval_seconds", "The collector's configured poll interval.", []string{"collector"}, nil)
+	descResyncs  = prometheus.NewDesc("synchronizer_rpc_resyncs_total",
+		"Consumers told to resynchronize with get_all, by reason: queue_overflow (resync notification to a subscriber past its queue or memory bound), pruned_during_replay, since_outside_log (-32001).",
+		[]string{"reason"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descOtherCons, descCatchUps, descFailing,
 		descCheckpoints, descWALFrames, descWALFailing, descStoreFail, descStoreCheck,
 		descQueuedBytes, descRejected, descIdleClosed, descMemoryResyncs, descAcceptErrors, descGetAllCut,
-		descCollReqs, descCollBytes} {
+		descCollReqs, descCollBytes,
+		descLastSuccess, descInterval, descResyncs} {
 		ch <- d
 	}
 }
@@ -244,6 +251,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descMemoryResyncs, prometheus.CounterValue, float64(r.MemoryResyncs))
 		ch <- prometheus.MustNewConstMetric(descAcceptErrors, prometheus.CounterValue, float64(r.AcceptErrors))
 		ch <- prometheus.MustNewConstMetric(descGetAllCut, prometheus.CounterValue, float64(r.GetAllCut))
+		for reason, n := range sc.rpc.Resyncs() {
+			ch <- prometheus.MustNewConstMetric(descResyncs, prometheus.CounterValue, float64(n), reason)
+		}
 	}
 	if sc.sup == nil {
 		return
@@ -257,6 +267,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 				reqs, bytes := tr.Traffic()
 				ch <- prometheus.MustNewConstMetric(descCollReqs, prometheus.CounterValue, float64(reqs), u.name)
 				ch <- prometheus.MustNewConstMetric(descCollBytes, prometheus.CounterValue, float64(bytes), u.name)
+			}
+			if at, every := u.runner.LastSuccess(); !at.IsZero() {
+				ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9, u.name)
+				ch <- prometheus.MustNewConstMetric(descInterval, prometheus.GaugeValue, every.Seconds(), u.name)
 			}
 		} else if u.lrun != nil {
 			st = u.lrun.status()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/listeners"
+	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
 // testBus is a listener type for these tests: it pushes the events handed
@@ -76,8 +78,23 @@ func TestMetrics(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
+	// A consumer whose since is ahead of the log is told to resync: counted.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := rpc.Dial(ctx, h.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res any
+	if err := c.Call(ctx, "changes", map[string]any{"since": 1000}, &res); err == nil {
+		t.Errorf("changes since 1000 of 8: no error")
+	}
+	c.Close()
 	out := scrape()
 	for _, want := range []string{
+		`synchronizer_rpc_resyncs_total{reason="since_outside_log"} 1`,
+		`synchronizer_rpc_resyncs_total{reason="queue_overflow"} 0`,
+		`synchronizer_collector_interval_seconds{collector="change"} 3600`,
 		`synchronizer_polls_total{collector="change",outcome="success"} 1`,
 		`synchronizer_poll_duration_seconds_count{collector="keep"} 1`,
 		`synchronizer_entities{source="change",type="nova.host"} 3`,
@@ -86,12 +103,19 @@ func TestMetrics(t *testing.T) {
 		`synchronizer_changes_total{action="create",source="bus"} 1`,
 		`synchronizer_rpc_subscribers 0`,
 		`synchronizer_rpc_queued_changes 0`,
+		`synchronizer_rpc_queued_bytes 0`,
+		`synchronizer_rpc_rejected_connections_total 0`,
+		`synchronizer_rpc_idle_closed_total 0`,
+		`synchronizer_rpc_memory_resyncs_total 0`,
+		`synchronizer_rpc_accept_errors_total 0`,
+		`synchronizer_rpc_get_all_cut_total 0`,
 		`synchronizer_listener_messages_total{listener="bus"} 1`,
 		`synchronizer_listener_bad_messages_total{listener="bus"} 2`,
 		`synchronizer_listener_catch_up_polls_total{listener="bus"} 0`,
 		`synchronizer_change_log_last_seq 8`,
 		`synchronizer_config_last_reload_successful 1`,
 		`synchronizer_wal_checkpoint_failing 0`,
+		`synchronizer_store_failing 0`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("metrics lack %s", want)
@@ -99,6 +123,12 @@ func TestMetrics(t *testing.T) {
 	}
 	if !regexp.MustCompile(`\nsynchronizer_build_info\{goversion="go[^"]+",revision="[^"]*",version="[^"]+"\} 1\n`).MatchString(out) {
 		t.Errorf("no synchronizer_build_info")
+	}
+	// The last success is the poll's, not the start's: within the test.
+	if m := regexp.MustCompile(`\nsynchronizer_collector_last_success_timestamp_seconds\{collector="keep"\} (\S+)\n`).FindStringSubmatch(out); m == nil {
+		t.Errorf("no last success timestamp")
+	} else if v, _ := strconv.ParseFloat(m[1], 64); time.Since(time.Unix(int64(v), 0)) > time.Minute || v > float64(time.Now().Unix()+1) {
+		t.Errorf("last success %s is not this test's poll", m[1])
 	}
 	if !regexp.MustCompile(`\nsynchronizer_wal_checkpoints_total [1-9]`).MatchString(out) {
 		t.Errorf("no background checkpoint counted")

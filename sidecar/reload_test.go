@@ -20,8 +20,8 @@ func TestBadEdits(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, want string
 	}{
-		{"invalid yaml", "collectors:\n  - {name: keep, type: static\n",
-			"invalid configuration: yaml: line 4: did not find expected ',' or '}'"},
+		{"invalid yaml", "collectors:\n  - {name: keep, type: static\n", // the unclosed flow mapping is on line 5 (after 3 header lines)
+			"invalid configuration: yaml: line 5: did not find expected ',' or '}'"},
 		{"unknown collector type", strings.Replace(good, "name: change, type: static", "name: change, type: statik", 1),
 			"line 6: collectors[1] (change): unknown collector type \"statik\""},
 		{"duplicate name", strings.Replace(good, "name: change", "name: keep", 1),

@@ -34,6 +34,11 @@ type Options struct {
 	Logger           *slog.Logger
 	// Reload is signalled to force a reload (SIGHUP).
 	Reload <-chan struct{}
+	// LogLevel is the level of Logger's handler: a reload sets it to the
+	// config's log.level, unless LogLevelFixed (--log-level was given).
+	// Without it a change of log.level needs a restart.
+	LogLevel      *slog.LevelVar
+	LogLevelFixed bool
 	// Debounce is the quiet time after file events before the files are
 	// read (0: DefaultDebounce).
 	Debounce time.Duration
@@ -289,7 +294,8 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		{"request_memory", cfg.RequestMemory != old.RequestMemory},
 		{"get_all_timeout", cfg.GetAllTimeout != old.GetAllTimeout},
 		{"changes_retention", cfg.ChangesRetention != old.ChangesRetention},
-		{"log", cfg.Log != old.Log},
+		{"log.format", cfg.Log.Format != old.Log.Format},
+		{"log.level", sc.o.LogLevel == nil && cfg.Log.Level != old.Log.Level},
 		{"metrics", cfg.Metrics != old.Metrics},
 	} {
 		if f.diff {
@@ -298,6 +304,13 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 	}
 	if err := sc.sup.apply(runCtx, cfg); err != nil {
 		return err
+	}
+	if lv := sc.o.LogLevel; lv != nil && !sc.o.LogLevelFixed {
+		var want slog.Level
+		if want.UnmarshalText([]byte(cfg.Log.Level)) == nil && want != lv.Level() {
+			sc.log.Info("log level changed", "from", lv.Level().String(), "to", want.String())
+			lv.Set(want)
+		}
 	}
 	sc.sup.mu.Lock()
 	sc.sup.restartMsg = nil

@@ -459,18 +459,26 @@ func countsOf(counts map[string]map[string]int, source string) map[string]int {
 }
 
 // Check builds every collector and listener of cfg without starting them,
-// as serve and a reload would, and returns the errors they would report
-// (check-config prints them).
+// as serve and a reload would, then asks each collector that can
+// (collectors.Checker) what its first poll would fail on, and returns the
+// errors (check-config prints them).
 func Check(cfg *config.Config) error {
 	s := &supervisor{log: slog.New(slog.DiscardHandler), units: map[string]*unit{}, db: cfg.Abs(cfg.Database)}
 	built, err := s.build(cfg)
 	if err != nil {
 		return err
 	}
-	for _, b := range built {
+	var errs []error
+	for i, cc := range cfg.Collectors {
+		b := built[cc.Name]
+		if ch, ok := b.coll.(collectors.Checker); ok {
+			if err := ch.Check(); err != nil {
+				errs = append(errs, buildError{fmt.Sprintf("%s: line %d: collectors[%d] (%s): %v", cfg.Path, cc.Node.Line, i, cc.Name, err)})
+			}
+		}
 		if cl, ok := b.coll.(collectors.Closer); ok {
 			cl.Close()
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
