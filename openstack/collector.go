@@ -194,7 +194,7 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 		snap.Present = append(snap.Present, r.l.present...)
 		snap.Deletes = append(snap.Deletes, r.l.deletes...)
 		if deltaCapable[t] {
-			marks[t] = pendingMark{gen: r.l.gen, mark: r.l.mark, full: r.l.full}
+			marks[t] = pendingMark{gen: r.l.gen, mark: r.l.mark, full: r.l.full, revs: r.l.revs}
 		}
 	}
 	if len(snap.Types) == 0 && len(marks) == 0 {
