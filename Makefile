@@ -33,7 +33,7 @@ test: test-deps build deb
 	# connection (rabbitmqctl close_all_connections) to prove reconnects,
 	# which would also cut another package's test running at the same time.
 	# deb_test.go installs the .debs `make deb` has just built.
-	SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -p 1 -timeout 15m $(PKGS)
+	SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -p 1 -timeout 30m $(PKGS)
 
 # Go benchmarks plus the load tool; figures go into the issue notes.
 bench: build
