@@ -270,7 +270,7 @@ func TestRealCloudTypes(t *testing.T) {
 	c.WaitServer(t, stopped, "ACTIVE")
 	c.ServerAction(t, stopped, "os-stop")
 	c.WaitServer(t, stopped, "SHUTOFF")
-	c.WaitVolume(t, vol, "error", "available")
+	c.WaitVolume(t, vol, "available")
 	c.WaitStack(t, stackName, stack, "CREATE_COMPLETE")
 
 	s := startCloudSidecar(t, c, "1h", "")
@@ -317,7 +317,7 @@ func bystanders(t *testing.T, c *testcloud.Cloud) {
 	name := testcloud.Name("bystander-stack")
 	stack := c.CreateStack(t, name, testcloud.StackTemplate(testcloud.PhysNet()))
 	c.WaitServer(t, srv, "ACTIVE")
-	c.WaitVolume(t, vol, "error", "available")
+	c.WaitVolume(t, vol, "available")
 	c.WaitStack(t, name, stack, "CREATE_COMPLETE")
 }
 
@@ -335,10 +335,8 @@ func lifecycle(t *testing.T, c *testcloud.Cloud, settle func(step string, want [
 	settle("server delete", []outcome{{"nova.instance:" + srv, "delete", ""}})
 
 	vol := c.CreateVolume(t, testcloud.Name("life-vol"))
-	// With no volume service the volume ends in error ("No weighed
-	// backend"), as on a cloud whose backend is down.
-	c.WaitVolume(t, vol, "error")
-	settle("volume create", []outcome{{"cinder.volume:" + vol, "create", "error"}})
+	c.WaitVolume(t, vol, "available")
+	settle("volume create", []outcome{{"cinder.volume:" + vol, "create", "available"}})
 	c.Must(t, http.MethodDelete, "volume:/volumes/"+vol, nil, nil)
 	c.WaitGone(t, "volume:/volumes/"+vol)
 	settle("volume delete", []outcome{{"cinder.volume:" + vol, "delete", ""}})
@@ -377,6 +375,49 @@ func lifecycle(t *testing.T, c *testcloud.Cloud, settle func(step string, want [
 // matches reports whether ch is the outcome o.
 func (o outcome) matches(ch busChange) bool {
 	return ch.Key == o.key && ch.Action == o.action && (o.state == "" || ch.State == o.state)
+}
+
+// keyChanges are the changes of one key.
+func keyChanges(chs []busChange, key string) []busChange {
+	var out []busChange
+	for _, ch := range chs {
+		if ch.Key == key {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+// reached reports whether the last of an entity's changes (through the
+// bus) is the outcome: deleted, or in the outcome's state.
+func (o outcome) reached(mine []busChange) bool {
+	if len(mine) == 0 {
+		return false
+	}
+	last := mine[len(mine)-1]
+	if o.action == "delete" {
+		return last.Action == "delete"
+	}
+	return last.Action != "delete" && last.State == o.state
+}
+
+// carriers counts the changes that carry the outcome: the create, the
+// update into the new state, the delete. The bus also brings the states
+// the entity went through on the way (BUILD before ACTIVE,
+// CREATE_IN_PROGRESS), which polls at the end of a step do not see.
+func (o outcome) carriers(mine []busChange) int {
+	n := 0
+	for i, ch := range mine {
+		switch {
+		case o.action == "create" || o.action == "delete":
+			if ch.Action == o.action {
+				n++
+			}
+		case ch.Action == "update" && ch.State == o.state && (i == 0 || mine[i-1].State != o.state):
+			n++
+		}
+	}
+	return n
 }
 
 func describe(chs []busChange) string {
@@ -480,9 +521,7 @@ func TestRealCloudChangesByBus(t *testing.T) {
 			chs = all[stepMark:]
 			done := true
 			for _, o := range want {
-				if !slices.ContainsFunc(chs, o.matches) {
-					done = false
-				}
+				done = done && o.reached(keyChanges(chs, o.key))
 			}
 			if done {
 				break
@@ -502,21 +541,15 @@ func TestRealCloudChangesByBus(t *testing.T) {
 		}
 		counts := map[string]int{}
 		for _, o := range want {
-			var mine []busChange
-			for _, ch := range chs {
-				if ch.Key == o.key {
-					mine = append(mine, ch)
-				}
-			}
+			mine := keyChanges(chs, o.key)
 			counts[o.key] = len(mine)
-			n := 0
-			for _, ch := range mine {
-				if o.matches(ch) {
-					n++
-				}
+			if !o.reached(mine) || o.carriers(mine) != 1 {
+				t.Fatalf("%s: want exactly one change that %ss %s (%s), and it last:%s", step, o.action, o.key, o.state, describe(mine))
 			}
-			if n != 1 || !o.matches(mine[len(mine)-1]) {
-				t.Fatalf("%s: want exactly one %s %s %s, and last:%s", step, o.action, o.key, o.state, describe(mine))
+			for i := 1; i < len(mine); i++ {
+				if mine[i].State == mine[i-1].State && mine[i].Action == "update" {
+					t.Logf("%s: %s: a data-only update through the bus (state %s)", step, o.key, mine[i].State)
+				}
 			}
 		}
 		for _, ch := range chs {

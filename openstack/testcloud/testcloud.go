@@ -472,8 +472,8 @@ func (c *Cloud) WaitGone(t testing.TB, ref string) {
 
 // ---------------------------------------------------------------- volumes, networks, stacks
 
-// CreateVolume creates a 1 GiB volume (with no volume service it goes from
-// creating to error, as a cloud whose backend is down) and returns its id.
+// CreateVolume creates a 1 GiB volume (Cinder's fake driver makes it
+// available in a few seconds) and returns its id.
 func (c *Cloud) CreateVolume(t testing.TB, name string) string {
 	t.Helper()
 	var r struct {

@@ -56,7 +56,8 @@ KEYSTONE = "http://%s:5000" % HOST
 DATABASES = ["keystone", "placement", "glance", "neutron", "nova_api", "nova",
              "nova_cell0", "cinder", "heat"]
 # Bumped when the set-up (databases, catalog, users) changes shape, so that
-# an older state is set up again instead of half-used.
+# an older state is set up again instead of half-used. A change of the
+# config files alone only restarts the services.
 SETUP_VERSION = "3"
 
 PORTS = {"keystone": 5000, "placement": 8778, "glance": 9292, "neutron": 9696,
@@ -71,6 +72,7 @@ SERVICES = [
     ("neutron", "neutron.cmd.eventlet.server", ["neutron.conf", "ml2_conf.ini"]),
     ("cinder-api", "cinder.cmd.api", ["cinder.conf"]),
     ("cinder-scheduler", "cinder.cmd.scheduler", ["cinder.conf"]),
+    ("cinder-volume", "cinder.cmd.volume", ["cinder.conf"]),
     ("heat-api", "heat.cmd.api", ["heat.conf"]),
     ("heat-engine", "heat.cmd.engine", ["heat.conf"]),
     ("nova-conductor", "nova.cmd.conductor", ["nova.conf"]),
@@ -298,8 +300,16 @@ osapi_volume_listen_port = 8776
 osapi_volume_workers = 1
 api_paste_config = {paste}
 resource_query_filters_file = {filters}
-enabled_backends =
+# A volume service with Cinder's own fake driver (the LVM driver with every
+# command logged, not run): volumes become available and the volume
+# manager sends volume.create.*/volume.delete.* as on a real cloud.
+enabled_backends = fake
+default_volume_type = __DEFAULT__
 {n}
+[fake]
+volume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver
+volume_backend_name = fake
+
 [database]
 connection = {db}
 
@@ -373,7 +383,8 @@ def write_configs():
 
 
 def config_digest():
-    h = hashlib.sha256(SETUP_VERSION.encode())
+    """Identifies the configuration the running services were started with."""
+    h = hashlib.sha256()
     for name, text in sorted(configs().items()):
         h.update(name.encode() + b"\0" + text.encode())
     return h.hexdigest()[:16]
@@ -676,14 +687,17 @@ def running_pid(name):
         os.kill(pid, 0)
     except OSError:
         return None
-    # The pid may have been reused after a reboot: check it is ours.
+    # The pid may have been reused after a reboot: check it is a Python
+    # (the services rewrite their titles, so not more than that).
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            if b"--config-file" not in f.read() and name not in ("keystone", "placement"):
-                return None
+            cmd = f.read()
+        # Empty: just forked by spawn, not yet exec'd.
+        if cmd and b"python" not in cmd:
+            return None
     except OSError:
         return None
-    return pid
+    return pid if alive(pid) else None
 
 
 def spawn(name):
@@ -832,16 +846,20 @@ def cmd_start():
         write_configs()
         digest = config_digest()
         marker = path("setup-done")
-        done = os.path.exists(marker) and open(marker).read().strip() == digest
-        if done and all(running_pid(n) for n in NAMES):
+        done = os.path.exists(marker) and open(marker).read().strip() == SETUP_VERSION
+        running = path("run", "config-digest")
+        same = os.path.exists(running) and open(running).read().strip() == digest
+        if done and same and all(running_pid(n) for n in NAMES):
             write_info()
             log("already running")
             return 0
+        if not same:
+            # Services that run run an older configuration.
+            stop_services()
         setup_backing()
         ks = Keystone()
         if not done:
             log("first start: creating databases and the catalog (the cold start)")
-            stop_services()
             parallel(sync_nova, lambda: (sync_keystone(), spawn("keystone"), wait_ready(["keystone"], 60),
                                          catalog(ks)), sync_others)
         spawn("keystone")
@@ -851,7 +869,7 @@ def cmd_start():
         for n in first:
             spawn(n)
         wait_ready(["placement", "glance", "cinder-api", "heat-api", "nova-conductor", "nova-scheduler",
-                    "cinder-scheduler", "heat-engine"], 120)
+                    "cinder-scheduler", "cinder-volume", "heat-engine"], 120)
         wait_ready(["neutron"], 120, token_fn=lambda: ks.token)
         spawn("nova-api")
         spawn("nova-compute")
@@ -863,6 +881,8 @@ def cmd_start():
             time.sleep(1)
         seed(ks)
         with open(marker, "w") as f:
+            f.write(SETUP_VERSION + "\n")
+        with open(running, "w") as f:
             f.write(digest + "\n")
         write_info()
     log("up in %.1fs (%s)" % (time.time() - t0, "warm" if done else "cold"))
