@@ -55,9 +55,9 @@ NOVA_MAX_LIMIT = 20
 KEYSTONE = "http://%s:5000" % HOST
 DATABASES = ["keystone", "placement", "glance", "neutron", "nova_api", "nova",
              "nova_cell0", "cinder", "heat"]
-# Bumped when the set-up (databases, catalog, users) changes shape, so that
-# an older state is set up again instead of half-used. A change of the
-# config files alone only restarts the services.
+# Written to STATE/setup-done once the databases, users and catalog exist;
+# `reset` removes it. A change of the config files alone only restarts the
+# services.
 SETUP_VERSION = "3"
 
 PORTS = {"keystone": 5000, "placement": 8778, "glance": 9292, "neutron": 9696,
@@ -846,7 +846,7 @@ def cmd_start():
         write_configs()
         digest = config_digest()
         marker = path("setup-done")
-        done = os.path.exists(marker) and open(marker).read().strip() == SETUP_VERSION
+        done = os.path.exists(marker)
         running = path("run", "config-digest")
         same = os.path.exists(running) and open(running).read().strip() == digest
         if done and same and all(running_pid(n) for n in NAMES):
