@@ -616,24 +616,9 @@ func TestRealCloudFleet(t *testing.T) {
 
 	marker := fmt.Sprintf("tc-secret-%d-%d", os.Getpid(), time.Now().UnixNano())
 	userData := "#cloud-config\npassword: " + marker + "\nchpasswd: {expire: false}\n"
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range ids {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			ids[i] = c.CreateServer(t, testcloud.Name(fmt.Sprintf("fleet-%02d", i)), userData)
-		}(i)
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	ids := c.CreateServers(t, testcloud.Name("fleet"), n, userData)
 	defer deleteFleet(t, c, ids)
-	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 5*time.Minute, func() (bool, error) {
+	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 10*time.Minute, func() (bool, error) {
 		active := 0
 		for _, sv := range c.List(t, "compute:/servers/detail?all_tenants=1", "servers") {
 			if slices.Contains(ids, sv["id"].(string)) {
