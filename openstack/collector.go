@@ -89,7 +89,9 @@ type TypeStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Duration is that of the last listing, successful or not, in seconds.
 	Duration float64 `json:"duration_seconds"`
-	// Count and Pages are those of the last successful listing.
+	// Count and Pages are those of the last successful listing: in delta
+	// mode, the changed items, and the pages of the change and id
+	// listings.
 	Count int `json:"count"`
 	Pages int `json:"pages"`
 	// Failing is true while the last listing failed.
