@@ -6,10 +6,16 @@ PKGS    := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/openstack-synchronizer/synchronizer/buildinfo.Version=$(VERSION)
 
-.PHONY: build run test test-deps bench lint clean
+.PHONY: build run test test-deps bench lint clean deb
 
 build:
 	$(GO) build -buildvcs=auto -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+# The synchronizer and python3-vitrage-synchronizer .debs, into $(DEBDIR),
+# with dpkg-deb from what is installed (packaging/build-deb.sh).
+DEBDIR ?= dist
+deb:
+	bash packaging/build-deb.sh $(DEBDIR) $(VERSION)
 
 run: build
 	./$(BIN) serve
@@ -19,14 +25,15 @@ run: build
 test-deps:
 	@for s in scripts/deps.d/*.sh; do echo "== $$s"; bash "$$s" || exit 1; done
 
-test: test-deps build
+test: test-deps build deb
 	$(GO) vet $(PKGS)
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod is not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	# -p 1: packages one at a time. The broker tests drop every RabbitMQ
 	# connection (rabbitmqctl close_all_connections) to prove reconnects,
 	# which would also cut another package's test running at the same time.
-	$(GO) test -race -count=1 -p 1 -timeout 15m $(PKGS)
+	# deb_test.go installs the .debs `make deb` has just built.
+	SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -p 1 -timeout 15m $(PKGS)
 
 # Go benchmarks plus the load tool; figures go into the issue notes.
 bench: build
@@ -45,4 +52,4 @@ lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 
 clean:
-	rm -rf bin var
+	rm -rf bin var dist

@@ -10,6 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -378,6 +381,7 @@ func lostWALAttempt(t *testing.T, n, attempt int) bool {
 	if err := c2.Call(ctx, "changes", map[string]any{"since": seen, "database_id": id}, nil); rpcCode(err) != rpc.CodeResyncNeeded {
 		t.Fatalf("changes since %d after new changes: %v, want a resync", seen, err)
 	}
+	s.stop()
 	if !strings.Contains(s.log.String(), "changes were lost") {
 		t.Errorf("the log does not say changes were lost:\n%s", s.log)
 	}
@@ -426,7 +430,13 @@ func TestCorruptDatabase(t *testing.T) {
 	copyFile(t, s.db, filepath.Join(dir2, "s.db"))
 	corruptPages(t, filepath.Join(dir2, "s.db"), "changes")
 	corruptPages(t, filepath.Join(dir2, "s.db"), "entities")
-	s2 := startSidecar(t, dir2, "")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := l.Addr().String()
+	l.Close()
+	s2 := startSidecar(t, dir2, fmt.Sprintf("metrics: {listen: %q}\n", metricsAddr))
 
 	var st struct {
 		Store struct {
@@ -441,6 +451,15 @@ func TestCorruptDatabase(t *testing.T) {
 	})
 	if !strings.Contains(st.Store.Message, "database corrupt") || !strings.Contains(st.Store.Message, "new database id") {
 		t.Fatalf("failing state without the way out: %q", st.Store.Message)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "\nsynchronizer_store_failing 1\n") {
+		t.Errorf("metrics do not say the store is failing:\n%s", metrics)
 	}
 
 	raw := dialRaw(t, s2.socket)

@@ -98,7 +98,7 @@ collectors:
 	liveValuesDir(t, filepath.Join(dir, "values"))
 	conf := filepath.Join(dir, "vitrage.conf")
 	writeLiveConf(t, dir, conf, vhost, sc.socket, liveFreePort(t))
-	env := append(os.Environ(), "PYTHONPATH="+pydir, "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
+	env := append(append(os.Environ(), livePythonEnv(t, pydir)...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
 	if out, err := liveCommand(env, 60*time.Second, "/usr/bin/vitrage-dbsync", "--config-file", conf,
 		"--log-file", filepath.Join(dir, "dbsync.log")); err != nil {
 		t.Fatalf("vitrage-dbsync: %v\n%s\n%s", err, out, liveTail(filepath.Join(dir, "dbsync.log")))

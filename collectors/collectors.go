@@ -63,6 +63,13 @@ func IsReference(c Collector) bool {
 	return ok && r.References()
 }
 
+// TrafficReporter is implemented by collectors that talk to an API: the
+// requests they made and the response body bytes they read since they were
+// built (the metrics' counters).
+type TrafficReporter interface {
+	Traffic() (requests, bytes int64)
+}
+
 // Settings is what a factory gets: the collector's name, the YAML node of its
 // whole config entry (decode the type-specific keys from it with Decode) and
 // the directory that relative paths are relative to.

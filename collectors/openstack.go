@@ -33,7 +33,8 @@ func newOpenStack(s Settings) (Collector, error) {
 
 // Compile-time checks that the openstack collector offers status and close.
 var (
-	_ StatusReporter = (*openstack.Collector)(nil)
-	_ Closer         = (*openstack.Collector)(nil)
-	_ TypeFilter     = (*openstack.Collector)(nil)
+	_ StatusReporter  = (*openstack.Collector)(nil)
+	_ Closer          = (*openstack.Collector)(nil)
+	_ TypeFilter      = (*openstack.Collector)(nil)
+	_ TrafficReporter = (*openstack.Collector)(nil)
 )

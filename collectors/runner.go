@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,46 @@ type Runner struct {
 	// of duplicate listings dropped.
 	conflicts  int64
 	duplicates int64
+	listed     *Listed // types of the last successful poll
+}
+
+// Listed is what a collector's last successful poll listed: the types it
+// listed completely and those of its entities, or every type (All).
+type Listed struct {
+	Types []string
+	All   bool
+}
+
+// Overlaps says whether the listing covers one of types.
+func (l *Listed) Overlaps(types []string) bool {
+	if l.All {
+		return true
+	}
+	for _, t := range types {
+		if slices.Contains(l.Types, t) {
+			return true
+		}
+	}
+	return false
+}
+
+func listedOf(snap *entity.Snapshot) *Listed {
+	l := &Listed{All: snap.AllTypes, Types: slices.Clone(snap.Types)}
+	for _, e := range snap.Entities {
+		if !slices.Contains(l.Types, e.Type) {
+			l.Types = append(l.Types, e.Type)
+		}
+	}
+	sort.Strings(l.Types)
+	return l
+}
+
+// Listed returns what the last successful poll listed, nil before one
+// succeeded: which bus notifications this collector can make up for.
+func (r *Runner) Listed() *Listed {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.listed
 }
 
 type collectRequest struct {
@@ -208,6 +249,9 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 			Force:          force,
 			Reference:      IsReference(r.c),
 		})
+		if err == nil && snap.Applied != nil {
+			snap.Applied()
+		}
 	}
 	dur := time.Since(start)
 	if fn := r.observe.Load(); fn != nil {
@@ -246,6 +290,7 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 	}
 	r.consecutive = 0
 	r.state, r.lastSuccess, r.lastResult, r.lastCount = "idle", time.Now(), res, len(snap.Entities)
+	r.listed = listedOf(snap)
 	lvl := slog.LevelDebug
 	if res.Created+res.Updated+res.Deleted > 0 || len(res.Held) > 0 {
 		lvl = slog.LevelInfo
@@ -292,10 +337,24 @@ func (r *Runner) filter(snap *entity.Snapshot) *entity.Snapshot {
 		return snap
 	}
 	active := *p
-	out := &entity.Snapshot{Entities: make([]entity.Entity, 0, len(snap.Entities))}
+	out := &entity.Snapshot{Entities: make([]entity.Entity, 0, len(snap.Entities)), Applied: snap.Applied}
 	for _, e := range snap.Entities {
 		if active[e.Type] {
 			out.Entities = append(out.Entities, e)
+		}
+	}
+	// A collector that lists incrementally is told of an applied snapshot
+	// whatever was filtered out: it lists a type again in full when the
+	// type becomes active again (TypeFilter).
+	activeKey := func(k string) bool { typ, _ := entity.SplitKey(k); return active[typ] }
+	for _, k := range snap.Present {
+		if activeKey(k) {
+			out.Present = append(out.Present, k)
+		}
+	}
+	for _, k := range snap.Deletes {
+		if activeKey(k) {
+			out.Deletes = append(out.Deletes, k)
 		}
 	}
 	if snap.AllTypes {

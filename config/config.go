@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -50,6 +51,10 @@ type Config struct {
 	Sync              string    `yaml:"sync"` // SQLite synchronous: full (default) or normal
 	ActiveEntityTypes []string  `yaml:"active_entity_types"`
 	ChangesRetention  Retention `yaml:"changes_retention"`
+	// SocketGroup is the group the socket is given (name or gid), so that
+	// a consumer's user in that group can connect; socket_mode then
+	// defaults to 0660.
+	SocketGroup string `yaml:"socket_group"`
 	// SubscriberQueue is how many changes may wait for one subscriber before
 	// it is cut off with a resync notification.
 	SubscriberQueue int `yaml:"subscriber_queue"`
@@ -225,6 +230,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.SocketMode == "" {
 		c.SocketMode = "0600"
+		if c.SocketGroup != "" {
+			c.SocketMode = "0660"
+		}
 	}
 	if c.Database == "" {
 		c.Database = "var/synchronizer.db"
@@ -305,6 +313,11 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.FileMode(); err != nil {
 		bad(c.line("socket_mode"), "socket_mode", "%v", err)
+	}
+	if c.SocketGroup != "" {
+		if _, err := c.SocketGID(); err != nil {
+			bad(c.line("socket_group"), "socket_group", "%v", err)
+		}
 	}
 	if c.Sync != "full" && c.Sync != "normal" {
 		bad(c.line("sync"), "sync", "must be full or normal, not %q", c.Sync)
@@ -414,6 +427,22 @@ func (c *Config) FileMode() (os.FileMode, error) {
 		return 0, fmt.Errorf("%q is not an octal file mode such as \"0600\"", c.SocketMode)
 	}
 	return os.FileMode(m), nil
+}
+
+// SocketGID resolves socket_group (a group name or a numeric gid) on this
+// machine; -1 when it is not set.
+func (c *Config) SocketGID() (int, error) {
+	if c.SocketGroup == "" {
+		return -1, nil
+	}
+	if gid, err := strconv.Atoi(c.SocketGroup); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(c.SocketGroup)
+	if err != nil {
+		return -1, fmt.Errorf("%q: %v (create the group, or give a numeric gid)", c.SocketGroup, err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // Abs resolves a path from the config against the config's directory.

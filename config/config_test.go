@@ -85,6 +85,10 @@ metrics: {listen: "[::1]:9464"}
 	if len(c.Hash) != 64 {
 		t.Errorf("hash %q", c.Hash)
 	}
+	if c.MaxConnections != DefaultMaxConnections || c.IdleTimeout.D() != DefaultIdleTimeout || c.MaxSubscriptions != DefaultMaxSubscriptions ||
+		c.SubscriberMemory != DefaultSubscriberMemory || c.RequestMemory != DefaultRequestMemory || c.GetAllTimeout.D() != DefaultGetAllTimeout {
+		t.Errorf("socket limit defaults %+v", c)
+	}
 }
 
 func TestLoopback(t *testing.T) {
@@ -94,6 +98,30 @@ func TestLoopback(t *testing.T) {
 	} {
 		if err := checkLoopback(addr); (err == nil) != ok {
 			t.Errorf("%s: %v", addr, err)
+		}
+	}
+}
+
+// TestSocketGroup: socket_group takes a group name or a gid, and makes the
+// socket 0660 unless socket_mode says otherwise.
+func TestSocketGroup(t *testing.T) {
+	for _, tc := range []struct {
+		yaml, mode string
+		gid        int
+	}{
+		{"", "0600", -1},
+		{"socket_group: root", "0660", 0},
+		{"socket_group: \"0\"", "0660", 0},
+		{"socket_group: \"4242\"", "0660", 4242}, // a gid need not have a name
+		{"socket_group: root\nsocket_mode: \"0640\"", "0640", 0},
+	} {
+		c, err := Parse([]byte(tc.yaml+"\n"), "/etc/sync/config.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		gid, err := c.SocketGID()
+		if err != nil || gid != tc.gid || c.SocketMode != tc.mode {
+			t.Errorf("%q: gid %d (%v), mode %s; want gid %d, mode %s", tc.yaml, gid, err, c.SocketMode, tc.gid, tc.mode)
 		}
 	}
 }

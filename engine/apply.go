@@ -239,6 +239,7 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 		}
 	}
 
+	markPresent(snap, seen)
 	complete := map[string]bool{}
 	for _, t := range snap.Types {
 		complete[t] = true
@@ -285,6 +286,7 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 		}
 		e.cmu.Unlock()
 	}
+	changes = append(changes, e.explicitDeletes(snap, srcID, started, seen, complete, &res)...)
 	res.Duplicates = e.logDuplicates(o.Source, dups)
 	res.NewConflicts = e.noteShadowed(o.Source, srcID, shadowed)
 	if err := e.commit(ctx, changes, touches, now, &res); err != nil {

@@ -79,6 +79,22 @@ type Snapshot struct {
 	// the source owns that is missing is deleted, whatever its type (a
 	// static file or a plugin that reports all it knows).
 	AllTypes bool
+
+	// Present are keys the source still has but did not send in Entities
+	// (an incremental poll that listed only the ids of a type, and the
+	// details of what changed): for a type in Types they count as listed,
+	// so they are neither deleted nor changed.
+	Present []string
+	// Deletes are keys the source reports as deleted (a change listing's
+	// DELETED rows), whatever Types says. Like deletes by absence, they
+	// remove only entities the source owns and that no push event observed
+	// after the poll began; a key also in Entities is not deleted.
+	Deletes []string
+	// Applied, when set, is called by the poll loop once the engine has
+	// committed the snapshot, and never when the poll failed: a collector
+	// that lists only the changes since its last poll moves its watermark
+	// there, so that a snapshot the engine never applied is listed again.
+	Applied func() `json:"-" yaml:"-"`
 }
 
 // Event is one pushed change from a listener: Action is Delete to remove the

@@ -36,11 +36,17 @@ type amqpConfig struct {
 	Priorities []string `yaml:"priorities"`
 	Queue      string   `yaml:"queue"`
 	// Durable must equal the deployment's amqp_durable_queues (or
-	// rabbit_quorum_queue): it is used for the exchanges and our queue.
-	Durable bool `yaml:"durable"`
+	// rabbit_quorum_queue): it is used for the exchanges, which oslo
+	// declares too. Our queue's durability is QueueDurable: the queue is
+	// ours alone, and a durable one keeps its messages across a broker
+	// restart whatever the deployment chose for its own queues.
+	Durable      bool `yaml:"durable"`
+	QueueDurable bool `yaml:"queue_durable"`
 	// AutoDelete must equal the deployment's amqp_auto_delete (exchanges).
 	AutoDelete         bool            `yaml:"auto_delete"`
 	QueueExpires       config.Duration `yaml:"queue_expires"`
+	QueueMaxLength     int             `yaml:"queue_max_length"`
+	ConsumerCheck      config.Duration `yaml:"consumer_check"`
 	DeadLetterExchange string          `yaml:"dead_letter_exchange"`
 	Owner              string          `yaml:"owner"`
 	Prefetch           int             `yaml:"prefetch"`
@@ -70,6 +76,7 @@ type amqpListener struct {
 	hosts  []string // host:port of each URL, for logs and status
 	tls    *tls.Config
 	mapper *oslo.Mapper
+	owner  string // the owner setting: the collector our events update
 	log    *slog.Logger
 	st     amqpStats
 	limit  logLimiter
@@ -85,13 +92,22 @@ func newAMQP(s Settings) (Listener, error) {
 		MinBackoff: config.Duration(100 * time.Millisecond),
 		MaxBackoff: config.Duration(30 * time.Second),
 		Heartbeat:  config.Duration(10 * time.Second),
+		// A durable queue of our own survives a broker restart with its
+		// (persistent) messages; it expires a day after its sidecar went
+		// away, and is bounded meanwhile.
+		QueueDurable:   true,
+		QueueExpires:   config.Duration(24 * time.Hour),
+		QueueMaxLength: 1_000_000,
+		ConsumerCheck:  config.Duration(30 * time.Second),
 	}
 	if err := config.DecodeStrict(s.Node, &c); err != nil {
 		return nil, fmt.Errorf("amqp %s: %w", s.Name, err)
 	}
 	c.Name = s.Name
 	if c.Queue == "" {
-		c.Queue = "synchronizer." + s.Name
+		// One queue per sidecar: two sidecars sharing one would each get
+		// part of the notifications.
+		c.Queue = "synchronizer." + s.Name + "." + Instance(s.Database)
 	}
 	source := c.Owner
 	if source == "" {
@@ -106,7 +122,7 @@ func newAMQP(s Settings) (Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("amqp %s: %w", s.Name, err)
 	}
-	l := &amqpListener{cfg: c, mapper: mapper, log: s.Logger}
+	l := &amqpListener{cfg: c, mapper: mapper, owner: c.Owner, log: s.Logger}
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -159,6 +175,18 @@ func (l *amqpListener) validate(dir string) error {
 	}
 	if c.BatchWait < 0 || c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
 		errs = append(errs, errors.New("batch_wait >= 0, 0 < min_backoff <= max_backoff required"))
+	}
+	if c.QueueExpires < 0 || c.QueueExpires > 0 && c.QueueExpires.D() < time.Second {
+		errs = append(errs, errors.New("queue_expires: 0 (never) or at least 1s"))
+	}
+	if c.QueueMaxLength < 0 {
+		errs = append(errs, errors.New("queue_max_length: must be >= 0 (0: no bound)"))
+	}
+	if c.ConsumerCheck < config.Duration(100*time.Millisecond) {
+		errs = append(errs, errors.New("consumer_check: at least 100ms"))
+	}
+	if len(c.Queue) > 255 {
+		errs = append(errs, fmt.Errorf("queue: %d bytes, RabbitMQ allows 255", len(c.Queue)))
 	}
 	return errors.Join(errs...)
 }
@@ -253,11 +281,30 @@ var errFatal = errors.New("configuration does not match the broker")
 // permission): retrying would fail the same way.
 func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 	backoff := l.cfg.MinBackoff.D()
+	// Before the first session consumes, nothing was listening: the
+	// collectors catch up once it does. After a lost connection: a
+	// non-durable queue may have gone with a broker restart (a queue found
+	// missing is caught up in any case), and a restart takes non-durable
+	// exchanges with our queue's bindings: the services declare the
+	// exchanges again when they publish, before we bind again, and what
+	// they publish meanwhile reaches no queue of ours. Only a durable
+	// queue bound to durable exchanges keeps everything.
+	gap := "first_connect"
+	reconnectGap := ""
+	switch {
+	case !l.cfg.QueueDurable:
+		reconnectGap = "reconnect_non_durable_queue"
+	case !l.cfg.Durable:
+		reconnectGap = "reconnect_non_durable_exchanges"
+	}
 	for attempt := 0; ; attempt++ {
 		i := attempt % len(l.urls)
 		l.setState("connecting", l.hosts[i], nil)
 		began := time.Now()
-		consumed, err := l.session(ctx, sink, i)
+		consumed, err := l.session(ctx, sink, i, gap)
+		if consumed {
+			gap = reconnectGap
+		}
 		if ctx.Err() != nil {
 			l.setState("stopped", "", nil)
 			return nil
@@ -285,7 +332,11 @@ func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 }
 
 // Status implements StatusReporter.
-func (l *amqpListener) Status() map[string]any { return l.st.snapshot(l.cfg.Queue) }
+func (l *amqpListener) Status() map[string]any {
+	m := l.st.snapshot(l.cfg.Queue)
+	m["queue_durable"] = l.cfg.QueueDurable
+	return m
+}
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

@@ -21,8 +21,10 @@ import (
 )
 
 // session connects to URL i, declares, consumes until the connection or ctx
-// ends and reports whether it got as far as consuming.
-func (l *amqpListener) session(ctx context.Context, sink Sink, i int) (bool, error) {
+// ends and reports whether it got as far as consuming. gap is why
+// notifications may have been missed before this session consumes ("" when
+// none may have been): the catch-up is asked for once consuming started.
+func (l *amqpListener) session(ctx context.Context, sink Sink, i int, gap string) (bool, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("synchronizer " + l.cfg.Name)
 	conn, err := amqp.DialConfig(l.urls[i], amqp.Config{
@@ -35,12 +37,12 @@ func (l *amqpListener) session(ctx context.Context, sink Sink, i int) (bool, err
 		return false, fmt.Errorf("amqp: connect %s: %w", l.hosts[i], err)
 	}
 	defer conn.Close()
-	ch, err := conn.Channel()
+	ch, created, err := l.declare(conn)
 	if err != nil {
-		return false, fmt.Errorf("amqp: open channel: %w", err)
-	}
-	if err := l.declare(ch); err != nil {
 		return false, err
+	}
+	if created {
+		gap = "queue_created"
 	}
 	if err := ch.Qos(l.cfg.Prefetch, 0, false); err != nil {
 		return false, fmt.Errorf("amqp: qos: %w", err)
@@ -51,24 +53,120 @@ func (l *amqpListener) session(ctx context.Context, sink Sink, i int) (bool, err
 		return false, fmt.Errorf("amqp: consume %s: %w", l.cfg.Queue, err)
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	l.log.Info("amqp listener connected", "broker", l.hosts[i], "queue", l.cfg.Queue, "queue_created", created)
+	if gap != "" {
+		l.catchUp(sink, gap)
+	}
 	l.setState("connected", l.hosts[i], nil)
-	l.log.Info("amqp listener connected", "broker", l.hosts[i], "queue", l.cfg.Queue)
+	mctx, stop := context.WithCancel(ctx)
+	defer stop()
+	monitored := make(chan struct{})
+	go func() { defer close(monitored); l.monitor(mctx, conn, sink) }()
+	defer func() { stop(); <-monitored }()
 	return true, l.consume(ctx, sink, ch, deliveries, closed)
+}
+
+// catchUp records a possible gap and asks the sink (when it can) to have
+// the owning collectors poll.
+func (l *amqpListener) catchUp(sink Sink, reason string) {
+	l.st.mu.Lock()
+	l.st.gaps++
+	l.st.lastGap, l.st.lastGapAt = reason, time.Now().UTC()
+	l.st.mu.Unlock()
+	cu, ok := sink.(CatchUpper)
+	l.log.Info("amqp: notifications may have been missed: catching up by polling", "reason", reason, "queue", l.cfg.Queue, "can_poll", ok)
+	if ok {
+		cu.CatchUp(Gap{Reason: reason, Owner: l.owner, Types: l.mapper.Types()})
+	}
+}
+
+// monitor looks at our queue once consuming started and then every
+// consumer_check: other consumers on it take notifications away from us
+// (warned once per change, shown in status), and a queue at its
+// max-length bound has dropped notifications (caught up by polling).
+func (l *amqpListener) monitor(ctx context.Context, conn *amqp.Connection, sink Sink) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	full := false
+	t := time.NewTicker(l.cfg.ConsumerCheck.D())
+	defer t.Stop()
+	for {
+		// A passive declare that fails closes the channel: the queue went
+		// away, and consuming ends with it; the next session sees why.
+		q, err := ch.QueueDeclarePassive(l.cfg.Queue, l.cfg.QueueDurable, false, false, false, nil)
+		if err != nil {
+			if ctx.Err() == nil && !conn.IsClosed() {
+				l.limit.log(l.log, "monitor", slog.LevelWarn, "amqp: cannot inspect our queue", "queue", l.cfg.Queue, "err", err)
+			}
+			return
+		}
+		l.observeQueue(q.Consumers, q.Messages)
+		if max := l.cfg.QueueMaxLength; max > 0 {
+			if q.Messages >= max && !full {
+				l.catchUp(sink, "queue_full")
+			}
+			full = q.Messages >= max
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// observeQueue records the queue's consumers (ours included) and ready
+// messages, and logs when the number of other consumers changes.
+func (l *amqpListener) observeQueue(consumers, messages int) {
+	others := max(consumers-1, 0)
+	l.st.mu.Lock()
+	prev, seen := l.st.otherConsumers, l.st.checkedAt
+	l.st.consumers, l.st.otherConsumers, l.st.queueDepth, l.st.checkedAt = consumers, others, messages, time.Now().UTC()
+	l.st.mu.Unlock()
+	if others == prev && !seen.IsZero() {
+		return
+	}
+	if others > 0 {
+		l.log.Warn("amqp: our queue has other consumers: each of them takes notifications away from this sidecar",
+			"queue", l.cfg.Queue, "other_consumers", others,
+			"fix", "give every sidecar a queue of its own (leave queue unset: the default name is per host and database)")
+	} else if !seen.IsZero() {
+		l.log.Info("amqp: our queue has no other consumer any more", "queue", l.cfg.Queue)
+	}
 }
 
 // declare declares the exchanges as oslo.messaging does (topic, durable and
 // auto_delete as the deployment's), our own queue, and its bindings
 // <topic>.<priority> on every exchange. A refusal is fatal (errFatal).
-func (l *amqpListener) declare(ch *amqp.Channel) error {
+// created says our queue did not exist: whatever was published before is
+// not in it. It returns the channel to consume on (a passive declare of a
+// missing queue closes the first one).
+func (l *amqpListener) declare(conn *amqp.Connection) (ch *amqp.Channel, created bool, err error) {
 	c := &l.cfg
+	if ch, err = conn.Channel(); err != nil {
+		return nil, false, fmt.Errorf("amqp: open channel: %w", err)
+	}
 	if c.DeadLetterExchange != "" {
 		if err := ch.ExchangeDeclarePassive(c.DeadLetterExchange, "fanout", true, false, false, false, nil); err != nil {
-			return declareErr(fmt.Sprintf("dead_letter_exchange %q (declare it, and a queue bound to it, before starting)", c.DeadLetterExchange), c.Durable, err)
+			return nil, false, declareErr(fmt.Sprintf("dead_letter_exchange %q (declare it, and a queue bound to it, before starting)", c.DeadLetterExchange), "durable", c.Durable, err)
 		}
 	}
 	for _, ex := range c.Exchanges {
 		if err := ch.ExchangeDeclare(ex, "topic", c.Durable, c.AutoDelete, false, false, nil); err != nil {
-			return declareErr(fmt.Sprintf("exchange %q", ex), c.Durable, err)
+			return nil, false, declareErr(fmt.Sprintf("exchange %q", ex), "durable", c.Durable, err)
+		}
+	}
+	if _, err := ch.QueueDeclarePassive(c.Queue, c.QueueDurable, false, false, false, nil); err != nil {
+		var ae *amqp.Error
+		if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
+			return nil, false, declareErr(fmt.Sprintf("queue %q", c.Queue), "queue_durable", c.QueueDurable, err)
+		}
+		created = true
+		if ch, err = conn.Channel(); err != nil {
+			return nil, false, fmt.Errorf("amqp: open channel: %w", err)
 		}
 	}
 	args := amqp.Table{}
@@ -78,30 +176,39 @@ func (l *amqpListener) declare(ch *amqp.Channel) error {
 	if c.QueueExpires > 0 {
 		args["x-expires"] = c.QueueExpires.D().Milliseconds()
 	}
-	if _, err := ch.QueueDeclare(c.Queue, c.Durable, false, false, false, args); err != nil {
-		return declareErr(fmt.Sprintf("queue %q", c.Queue), c.Durable, err)
+	if c.QueueMaxLength > 0 {
+		args["x-max-length"] = int64(c.QueueMaxLength)
+	}
+	if _, err := ch.QueueDeclare(c.Queue, c.QueueDurable, false, false, false, args); err != nil {
+		return nil, false, declareErr(fmt.Sprintf("queue %q", c.Queue), "queue_durable", c.QueueDurable, err)
 	}
 	for _, ex := range c.Exchanges {
 		for _, topic := range c.Topics {
 			for _, prio := range c.Priorities {
 				key := topic + "." + prio
 				if err := ch.QueueBind(c.Queue, key, ex, false, nil); err != nil {
-					return declareErr(fmt.Sprintf("binding %s to exchange %q", key, ex), c.Durable, err)
+					return nil, false, declareErr(fmt.Sprintf("binding %s to exchange %q", key, ex), "durable", c.Durable, err)
 				}
 			}
 		}
 	}
-	return nil
+	return ch, created, nil
 }
 
-// declareErr explains a broker refusal; 403/404/406 are fatal.
-func declareErr(what string, durable bool, err error) error {
+// declareErr explains a broker refusal; 403/404/406 are fatal. key and
+// durable name the setting the object's durability comes from.
+func declareErr(what, key string, durable bool, err error) error {
 	var ae *amqp.Error
 	if !errors.As(err, &ae) {
 		return fmt.Errorf("amqp: declare %s: %w", what, err)
 	}
 	switch ae.Code {
 	case amqp.PreconditionFailed:
+		if key == "queue_durable" {
+			return fmt.Errorf("amqp: declare %s: it exists with other settings (queue_durable now %t, queue_expires, "+
+				"queue_max_length, dead_letter_exchange): set them as the queue has them, or delete the old queue "+
+				"(rabbitmqctl delete_queue) and let the listener declare it again: %s: %w", what, durable, ae.Reason, errFatal)
+		}
 		return fmt.Errorf("amqp: declare %s: it exists with other settings: set durable (now %t) to the deployment's "+
 			"amqp_durable_queues, auto_delete to amqp_auto_delete, or delete the old one: %s: %w", what, durable, ae.Reason, errFatal)
 	case amqp.NotFound, amqp.AccessRefused:

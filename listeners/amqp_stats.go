@@ -2,6 +2,7 @@ package listeners
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,6 +25,14 @@ type amqpStats struct {
 	reconnects    int64
 	bad           map[string]int64
 	lastMessage   time.Time
+	// Possible gaps (catch-ups asked for) and the last one.
+	gaps      int64
+	lastGap   string
+	lastGapAt time.Time
+	// Our queue at the last check: consumers (ours included), the others,
+	// ready messages.
+	consumers, otherConsumers, queueDepth int
+	checkedAt                             time.Time
 }
 
 func (s *amqpStats) add(p *int64, n int64) {
@@ -50,6 +59,18 @@ func (s *amqpStats) snapshot(queue string) map[string]any {
 	}
 	if !s.lastMessage.IsZero() {
 		m["last_message_at"] = s.lastMessage
+	}
+	m["gaps"] = s.gaps
+	if s.lastGap != "" {
+		m["last_gap"], m["last_gap_at"] = s.lastGap, s.lastGapAt
+	}
+	if !s.checkedAt.IsZero() {
+		m["queue_consumers"], m["other_consumers"], m["queue_messages"], m["queue_checked_at"] =
+			s.consumers, s.otherConsumers, s.queueDepth, s.checkedAt
+		if s.otherConsumers > 0 {
+			m["warning"] = fmt.Sprintf("queue %s has %d other consumer(s): they take notifications away from this sidecar; "+
+				"give every sidecar a queue of its own (leave queue unset)", queue, s.otherConsumers)
+		}
 	}
 	return m
 }

@@ -124,8 +124,36 @@ func run(t testing.TB, l *amqpListener, sink Sink) (stop func() error) {
 func TestAMQPConfig(t *testing.T) {
 	l := newTestListener(t, "bus", "urls: [\"rabbit://u:pw@h1:5672,u:pw@h2:5673/vh\"]\n")
 	c := l.cfg
-	if c.Queue != "synchronizer.bus" || len(c.Exchanges) != 5 || len(c.Topics) != 2 || c.Priorities[0] != "info" || c.Durable {
+	if len(c.Exchanges) != 5 || len(c.Topics) != 2 || c.Priorities[0] != "info" || c.Durable {
 		t.Fatalf("defaults: %+v", c)
+	}
+	// The queue is durable, expires a day after its last consumer, is
+	// bounded, and is our own: named after the host and the database.
+	if !c.QueueDurable || c.QueueExpires.D() != 24*time.Hour || c.QueueMaxLength != 1_000_000 || c.ConsumerCheck.D() != 30*time.Second {
+		t.Fatalf("queue defaults: %+v", c)
+	}
+	host, _ := os.Hostname()
+	queueOf := func(conf, db string) string {
+		t.Helper()
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte("name: bus\ntype: amqp\nurls: [\"amqp://h/\"]\n"+conf), &doc); err != nil {
+			t.Fatal(err)
+		}
+		l, err := New("amqp", Settings{Name: "bus", Node: doc.Content[0], Dir: t.TempDir(), Database: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.(*amqpListener).cfg.Queue
+	}
+	a, b := queueOf("", "/var/lib/synchronizer/a.db"), queueOf("", "/var/lib/synchronizer/b.db")
+	if a == b || !strings.HasPrefix(a, "synchronizer.bus."+host+".") || len(a) != len("synchronizer.bus."+host+".")+8 || a != queueOf("", "/var/lib/synchronizer/a.db") {
+		t.Fatalf("default queues %q and %q: want synchronizer.bus.%s.<hash of the database path>, stable, one per database", a, b, host)
+	}
+	if q := queueOf("queue: shared\n", "/var/lib/synchronizer/a.db"); q != "shared" {
+		t.Fatalf("explicit queue: %q", q)
+	}
+	if c := newTestListener(t, "bus", "urls: [\"amqp://h/\"]\ndurable: true\nqueue_durable: false\nqueue_expires: 0s\nqueue_max_length: 0\n").cfg; !c.Durable || c.QueueDurable || c.QueueExpires != 0 || c.QueueMaxLength != 0 {
+		t.Fatalf("exchange and queue durability are separate settings: %+v", c)
 	}
 	if want := []string{"h1:5672", "h2:5673"}; fmt.Sprint(l.hosts) != fmt.Sprint(want) || !strings.HasPrefix(l.urls[1], "amqp://u:pw@h2:5673/vh") {
 		t.Fatalf("urls %v hosts %v", l.urls, l.hosts)
@@ -139,6 +167,10 @@ func TestAMQPConfig(t *testing.T) {
 		{"urls: [\"amqp://h/\"]\nnova_format: xml\n", "nova_format"},
 		{"urls: [\"amqp://h/\"]\nqueue_name: x\n", "unknown key \"queue_name\""},
 		{"urls: [\"amqp://h/\"]\ntls: {ca_file: missing.pem}\n", "ca_file"},
+		{"urls: [\"amqp://h/\"]\nqueue_expires: 10ms\n", "queue_expires"},
+		{"urls: [\"amqp://h/\"]\nqueue_max_length: -1\n", "queue_max_length"},
+		{"urls: [\"amqp://h/\"]\nconsumer_check: 1ms\n", "consumer_check"},
+		{"urls: [\"amqp://h/\"]\nqueue: " + strings.Repeat("q", 256) + "\n", "255"},
 	}
 	for _, tc := range bad {
 		var doc yaml.Node
@@ -159,8 +191,8 @@ func TestAMQPConfig(t *testing.T) {
 // control_exchange default), Neutron and Heat on their own exchanges.
 func TestAMQPFixtures(t *testing.T) {
 	name := amqptest.Name("fixtures")
-	amqptest.DeleteQueueAfter(t, "synchronizer."+name)
 	l := newTestListener(t, name, "urls: [\""+amqptest.Broker+"\"]\nowner: cloud\n")
+	amqptest.DeleteQueueAfter(t, l.cfg.Queue)
 	sink := &recSink{}
 	run(t, l, sink)
 	pub := amqptest.NewPublisher(t)
@@ -226,10 +258,10 @@ func TestAMQPOsloNotifier(t *testing.T) {
 
 func testOsloNotifier(t *testing.T, compression string) {
 	exchange, topic, name := amqptest.Name("pyex"), amqptest.Name("pytopic"), amqptest.Name("py")
-	amqptest.DeleteQueueAfter(t, "synchronizer."+name)
 	amqptest.DeleteQueueAfter(t, topic+".info") // oslo's notifier declares <topic>.<priority> too
 	amqptest.DeleteExchangeAfter(t, exchange)
 	l := newTestListener(t, name, fmt.Sprintf("urls: [%q]\nexchanges: [%s]\ntopics: [%s]\n", amqptest.Broker, exchange, topic))
+	amqptest.DeleteQueueAfter(t, l.cfg.Queue)
 	sink := &recSink{}
 	run(t, l, sink)
 

@@ -5,9 +5,13 @@ package listeners
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 
 	"gopkg.in/yaml.v3"
@@ -50,6 +54,57 @@ type Settings struct {
 	Node   *yaml.Node
 	Dir    string
 	Logger *slog.Logger
+	// Database is the absolute path of the sidecar's database: with the
+	// host name it tells this sidecar from others on one broker (Instance).
+	Database string
+}
+
+// CatchUpper is implemented by sinks that can make up for notifications a
+// listener may have missed (its queue was new or lost, it was not
+// consuming): CatchUp has the collectors that poll the listener's entity
+// types poll at once. It must not block. A listener calls it after it
+// consumes again, so that the poll starts after the queue is bound and no
+// notification falls between the two.
+type CatchUpper interface {
+	CatchUp(g Gap)
+}
+
+// Gap says why a listener may have missed notifications and what they
+// were about.
+type Gap struct {
+	// Reason: queue_created (the queue was new: what was published before
+	// is not in it), first_connect, reconnect_non_durable_queue,
+	// queue_full (the queue reached its max-length bound and dropped the
+	// oldest).
+	Reason string
+	// Owner is the collector the listener's events update (its owner
+	// setting), "" when none is named.
+	Owner string
+	// Types are the entity types the listener maps notifications to.
+	Types []string
+}
+
+// Instance names this sidecar among those that share a broker: the host
+// name and a short hash of the database's path. Two sidecars on one host
+// have different databases, and a database has one sidecar (its lock).
+func Instance(database string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	// Names of broker objects: keep them plain and bounded.
+	host = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, host)
+	if len(host) > 64 {
+		host = host[:64]
+	}
+	sum := sha256.Sum256([]byte(database))
+	return host + "." + hex.EncodeToString(sum[:4])
 }
 
 // Factory builds a listener from its settings, validating them without

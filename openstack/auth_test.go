@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 
+	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 )
 
@@ -196,6 +198,8 @@ func TestOptionsValidate(t *testing.T) {
 		{Options{NovaMicroversion: "3.1"}, `nova_microversion: "3.1" is not a 2.N microversion`},
 		{Options{Interface: "private"}, `interface: must be public, internal or admin, not "private"`},
 		{Options{PageSize: -5}, "page_size: must not be negative"},
+		{Options{FullEvery: config.Duration(-time.Second)}, "full_every: must not be negative"},
+		{Options{DeltaOverlap: config.Duration(-time.Second)}, "delta_overlap: must not be negative"},
 	}
 	for _, tt := range tests {
 		err := tt.o.withDefaults().Validate()
@@ -203,7 +207,11 @@ func TestOptionsValidate(t *testing.T) {
 			t.Errorf("%+v: err = %v, want %q", tt.o, err, tt.want)
 		}
 	}
-	if err := (Options{}).withDefaults().Validate(); err != nil {
+	d := (Options{}).withDefaults()
+	if err := d.Validate(); err != nil {
 		t.Errorf("defaults invalid: %v", err)
+	}
+	if !*d.Incremental || d.FullEvery.D() != DefaultFullEvery || d.DeltaOverlap.D() != DefaultDeltaOverlap {
+		t.Errorf("defaults: incremental %v, full_every %v, delta_overlap %v", *d.Incremental, d.FullEvery, d.DeltaOverlap)
 	}
 }

@@ -4,7 +4,11 @@
 // one listing per entity type followed to its last page, per-request
 // time-outs, retries, re-authentication and Nova microversion negotiation.
 // A type whose listing failed is left out of the snapshot's Types, so it
-// never causes deletes; the other types are unaffected.
+// never causes deletes; the other types are unaffected. Where the API has a
+// change filter (Nova, Neutron, Cinder) a type is listed incrementally
+// between full listings (listings.go, delta.go): only the changes since a
+// watermark taken from the service's own clock, with deletes told
+// explicitly or by an id listing, never by absence from the changes.
 package openstack
 
 import (
@@ -23,13 +27,15 @@ import (
 // one Collect at a time (the poll loop's contract) and Status may be called
 // concurrently with it.
 type Collector struct {
-	opts Options
-	log  *slog.Logger
-	sess *session
-	nova *nova
+	opts   Options
+	log    *slog.Logger
+	sess   *session
+	nova   *nova
+	cinder *cinder
 
 	mu     sync.Mutex
 	status map[string]*TypeStatus
+	deltas map[string]*deltaState
 	hvOnce sync.Once
 	// active is the set of entity types anyone wants (nil: all); the
 	// others are not listed at all, sparing the cloud's APIs.
@@ -47,7 +53,17 @@ func (c *Collector) SetActiveTypes(types []string) {
 			set[t] = true
 		}
 	}
-	c.active.Store(&set)
+	old := c.active.Swap(&set)
+	// A type that was off missed its changes (the poll loop drops an
+	// inactive type's entities even from a listing made while it was on):
+	// list it in full again.
+	if old != nil && *old != nil {
+		for _, t := range c.opts.Types {
+			if !(*old)[t] && (set == nil || set[t]) {
+				c.reset(t)
+			}
+		}
+	}
 }
 
 // listed returns the configured types that are active.
@@ -78,6 +94,21 @@ type TypeStatus struct {
 	Pages int `json:"pages"`
 	// Failing is true while the last listing failed.
 	Failing bool `json:"failing"`
+	// Mode is how the last listing ran: "full", or "delta" (the changes
+	// since Watermark, through the API's change filter).
+	Mode string `json:"mode,omitempty"`
+	// Watermark is the service's clock, less the overlap, at the start of
+	// the last applied listing: the next change listing starts there.
+	Watermark time.Time `json:"watermark,omitzero"`
+	// LastFull is when the last applied full listing began.
+	LastFull time.Time `json:"last_full_listing,omitzero"`
+	// DeltaUnavailable says why a type with a change filter was listed in
+	// full by the last listing (the filter refused, an old microversion).
+	DeltaUnavailable string `json:"delta_unavailable,omitempty"`
+	// Requests and Bytes are those of the last listing: HTTP requests
+	// made and response body bytes read.
+	Requests int64 `json:"requests"`
+	Bytes    int64 `json:"bytes"`
 }
 
 // New validates the options and builds a collector. It does not contact the
@@ -94,9 +125,10 @@ func New(o Options, dir string, log *slog.Logger) (*Collector, error) {
 	if _, err := resolveCloud(o, dir); err != nil {
 		return nil, err
 	}
-	c := &Collector{opts: o, log: log, status: map[string]*TypeStatus{}}
+	c := &Collector{opts: o, log: log, status: map[string]*TypeStatus{}, deltas: map[string]*deltaState{}}
 	c.sess = &session{opts: o, dir: dir, log: log}
 	c.nova = &nova{s: c.sess, want: o.NovaMicroversion}
+	c.cinder = &cinder{s: c.sess}
 	for _, t := range o.Types {
 		c.status[t] = &TypeStatus{}
 	}
@@ -105,20 +137,23 @@ func New(o Options, dir string, log *slog.Logger) (*Collector, error) {
 
 // Collect lists every configured type, concurrently. The snapshot's Types
 // holds the types listed completely; an error is returned only when none
-// was (authentication failed, or every listing did).
+// was (authentication failed, or every listing did). A type listed
+// incrementally brings its changes, the keys it still has (Present) and
+// the keys it deleted (Deletes); its watermark moves when the snapshot is
+// applied (Applied).
 func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 	if err := c.sess.ensure(ctx); err != nil {
 		for _, t := range c.opts.Types {
-			c.record(t, 0, 0, 0, err, false)
+			c.record(t, nil, 0, &meter{}, err, false)
 		}
 		c.log.Warn("openstack authentication failed", "err", err)
 		return nil, fmt.Errorf("openstack: %w", err)
 	}
 	type result struct {
-		ents  []entity.Entity
-		pages int
-		err   error
-		took  time.Duration
+		l    *listing
+		err  error
+		took time.Duration
+		m    *meter
 	}
 	types := c.listed()
 	if len(types) == 0 {
@@ -133,26 +168,38 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			ents, pages, err := c.listType(ctx, t)
-			results[i] = result{ents, pages, c.sess.redact(err), time.Since(start)}
+			m := &meter{}
+			l, err := c.listType(withMeter(ctx, m), t)
+			results[i] = result{l, c.sess.redact(err), time.Since(start), m}
 		}()
 	}
 	wg.Wait()
 
 	snap := &entity.Snapshot{}
 	var errs []error
+	marks := map[string]pendingMark{}
 	for i, t := range types {
 		r := results[i]
-		c.record(t, r.took, len(r.ents), r.pages, r.err, true)
+		c.record(t, r.l, r.took, r.m, r.err, true)
 		if r.err != nil {
 			errs = append(errs, r.err)
 			continue
 		}
-		snap.Types = append(snap.Types, t)
-		snap.Entities = append(snap.Entities, r.ents...)
+		if r.l.complete {
+			snap.Types = append(snap.Types, t)
+		}
+		snap.Entities = append(snap.Entities, r.l.ents...)
+		snap.Present = append(snap.Present, r.l.present...)
+		snap.Deletes = append(snap.Deletes, r.l.deletes...)
+		if deltaCapable[t] {
+			marks[t] = pendingMark{gen: r.l.gen, mark: r.l.mark, full: r.l.full}
+		}
 	}
-	if len(snap.Types) == 0 {
+	if len(snap.Types) == 0 && len(marks) == 0 {
 		return nil, fmt.Errorf("openstack: nothing listed: %w", errors.Join(errs...))
+	}
+	if len(marks) > 0 {
+		snap.Applied = func() { c.applied(marks) }
 	}
 	return snap, nil
 }
@@ -160,7 +207,11 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 // record stores the outcome of one listing and, with logIt, logs failures
 // once per distinct error, with a "recovered" line when a failing type
 // succeeds.
-func (c *Collector) record(typ string, took time.Duration, count, pages int, err error, logIt bool) {
+func (c *Collector) record(typ string, l *listing, took time.Duration, m *meter, err error, logIt bool) {
+	count, pages := 0, 0
+	if l != nil {
+		count, pages = len(l.ents), l.pages
+	}
 	c.mu.Lock()
 	st := c.status[typ]
 	if st == nil {
@@ -168,11 +219,13 @@ func (c *Collector) record(typ string, took time.Duration, count, pages int, err
 		c.status[typ] = st
 	}
 	st.Duration = took.Seconds()
+	st.Requests, st.Bytes = m.requests.Load(), m.bytes.Load()
 	wasFailing, lastErr := st.Failing, st.LastError
 	if err != nil {
 		st.Failing, st.LastError, st.LastErrorAt = true, err.Error(), time.Now().UTC()
 	} else {
 		st.Failing, st.LastSuccess, st.Count, st.Pages = false, time.Now().UTC(), count, pages
+		st.Mode, st.DeltaUnavailable = l.mode, l.unavailable
 	}
 	c.mu.Unlock()
 	switch {
@@ -182,7 +235,8 @@ func (c *Collector) record(typ string, took time.Duration, count, pages int, err
 	case err == nil && wasFailing:
 		c.log.Info("openstack listing recovered", "type", typ, "count", count)
 	case err == nil:
-		c.log.Debug("openstack listing done", "type", typ, "count", count, "pages", pages, "duration", took)
+		c.log.Debug("openstack listing done", "type", typ, "mode", l.mode, "count", count, "pages", pages,
+			"deletes", len(l.deletes), "present", len(l.present), "requests", st.Requests, "bytes", st.Bytes, "duration", took)
 	}
 }
 
@@ -196,10 +250,16 @@ func (c *Collector) Status() map[string]any {
 		types[t] = *st
 	}
 	c.mu.Unlock()
+	reqs, bytes := c.Traffic()
 	return map[string]any{
-		"types":             types,
-		"nova_microversion": c.nova.microversion(),
-		"tokens_obtained":   c.sess.tokenCount(),
+		"types":                types,
+		"nova_microversion":    c.nova.microversion(),
+		"cinder_microversion":  c.cinder.microversion(),
+		"tokens_obtained":      c.sess.tokenCount(),
+		"requests_total":       reqs,
+		"response_bytes_total": bytes,
+		"incremental":          *c.opts.Incremental,
+		"full_every":           c.opts.FullEvery.D().String(),
 	}
 }
 

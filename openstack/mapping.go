@@ -163,3 +163,20 @@ func stripVolatile(e *entity.Entity) {
 		entity.DropField(e.Data, p)
 	}
 }
+
+// SecretFields are the fields, per entity type, dropped from the API
+// objects before anything else sees them (hash, database, change log,
+// subscribers, logs): Nova's admin view of a server carries the user data
+// it was booted with (microversion 2.3 and later), base64 text that often
+// holds cloud-init passwords and keys; adminPass is in the answers to
+// create, rebuild and rescue, and in older and third-party listings.
+var SecretFields = map[string][]string{
+	TypeInstance: {"OS-EXT-SRV-ATTR:user_data", "adminPass"},
+}
+
+// dropSecrets removes typ's SecretFields from an API object.
+func dropSecrets(typ string, o map[string]any) {
+	for _, f := range SecretFields[typ] {
+		delete(o, f)
+	}
+}

@@ -31,6 +31,16 @@ const (
 	DefaultRetryBackoff     = 500 * time.Millisecond
 	DefaultPageSize         = 1000
 	DefaultNovaMicroversion = "2.100"
+	// DefaultFullEvery bounds how long a change that the APIs' change
+	// filters cannot see (a tag-only change, an archived deleted row, a
+	// cell that was down) may stay unseen: the default interval of
+	// Vitrage's own drivers' full listings.
+	DefaultFullEvery = 10 * time.Minute
+	// DefaultDeltaOverlap is subtracted from the server's clock to make a
+	// watermark: rows written by a transaction still open when the
+	// listing ran, and clocks of other hosts (nova-compute writes
+	// updated_at with its own), a few seconds behind the API's.
+	DefaultDeltaOverlap = 10 * time.Second
 )
 
 // AuthInfo is the auth: section of a clouds.yaml entry, or the inline auth:
@@ -87,6 +97,17 @@ type Options struct {
 	// NovaMicroversion is the highest Nova microversion wanted; a lower one
 	// is used when the cloud is older.
 	NovaMicroversion string `yaml:"nova_microversion"`
+	// Incremental lists only what changed since the last poll, through the
+	// APIs' own change filters, for the types whose API has one
+	// (nova.instance, neutron.network, neutron.port, cinder.volume);
+	// default true.
+	Incremental *bool `yaml:"incremental"`
+	// FullEvery is how often a type listed incrementally is listed in full
+	// all the same.
+	FullEvery config.Duration `yaml:"full_every"`
+	// DeltaOverlap is how far before the server's clock of the last
+	// listing the next change listing starts.
+	DeltaOverlap config.Duration `yaml:"delta_overlap"`
 }
 
 // ErrOptions is wrapped by every error of Options.Validate.
@@ -112,6 +133,16 @@ func (o Options) withDefaults() Options {
 	}
 	if o.NovaMicroversion == "" {
 		o.NovaMicroversion = DefaultNovaMicroversion
+	}
+	if o.Incremental == nil {
+		b := true
+		o.Incremental = &b
+	}
+	if o.FullEvery == 0 {
+		o.FullEvery = config.Duration(DefaultFullEvery)
+	}
+	if o.DeltaOverlap == 0 {
+		o.DeltaOverlap = config.Duration(DefaultDeltaOverlap)
 	}
 	return o
 }
@@ -143,6 +174,12 @@ func (o Options) Validate() error {
 	}
 	if o.PageSize < 0 {
 		bad("page_size", "must not be negative")
+	}
+	if o.FullEvery.D() < 0 {
+		bad("full_every", "must not be negative")
+	}
+	if o.DeltaOverlap.D() < 0 {
+		bad("delta_overlap", "must not be negative")
 	}
 	if minorOf(o.NovaMicroversion) < 1 {
 		bad("nova_microversion", "%q is not a 2.N microversion", o.NovaMicroversion)

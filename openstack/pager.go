@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/jsonvalue"
 )
@@ -32,6 +34,9 @@ type listSpec struct {
 	// retryPage, when set, may repair a failed page (nova's microversion
 	// fall-back) and reports whether to fetch the page again.
 	retryPage func(err error, used map[string]string) bool
+	// date, when set, receives the Date header of the first page: the
+	// service's clock when the listing began (zero when absent).
+	date *time.Time
 }
 
 // list fetches every page of a collection and hands each item to visit in
@@ -70,7 +75,11 @@ func (s *session) list(ctx context.Context, ls listSpec, visit func(obj map[stri
 			if ls.header != nil {
 				hdr = ls.header()
 			}
-			err = s.get(ctx, next, hdr, attempts, decode)
+			var rh http.Header
+			err = s.getWith(ctx, next, hdr, attempts, decode, &rh)
+			if err == nil && page == 1 && ls.date != nil {
+				*ls.date, _ = http.ParseTime(rh.Get("Date"))
+			}
 			if err != nil && ls.retryPage != nil && ls.retryPage(err, hdr) {
 				continue
 			}

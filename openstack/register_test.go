@@ -48,6 +48,9 @@ retries: 1
 retry_backoff: 100ms
 page_size: 50
 nova_microversion: "2.96"
+incremental: true
+full_every: 5m
+delta_overlap: 3s
 interval: 60s
 volatile_fields: {nova.host: [uptime]}
 `

@@ -105,3 +105,39 @@ func TestRedact(t *testing.T) {
 		t.Errorf("redacted error lost its chain: %v", err)
 	}
 }
+
+// userData is what a server booted with cloud-init user data carries in
+// Nova's admin view (microversion 2.3+): base64 of a cloud-config.
+const userData = "I2Nsb3VkLWNvbmZpZwpwYXNzd29yZDogaHVudGVyMi1zM2NyZXQK" // "#cloud-config\npassword: hunter2-s3cret\n"
+
+// A server's user data and admin password are dropped before the entity is
+// made: neither its data nor anything derived from it holds them, in full
+// and in change listings.
+func TestServerSecretsDropped(t *testing.T) {
+	f := newFixture(t, openstacktest.Options{PageSize: 10}, func(o *Options) { o.Types = []string{TypeInstance} })
+	id := f.srv.IDs(openstacktest.Servers)[0]
+	f.srv.Update(openstacktest.Servers, id, func(o map[string]any) {
+		o["OS-EXT-SRV-ATTR:user_data"] = userData
+		o["adminPass"] = "Adm1nPass-secret"
+	})
+	f.srv.Advance(time.Minute)
+	for _, poll := range []string{"full", "delta"} {
+		snap := f.applied(t)
+		if got := typeStatus(f.c, TypeInstance).Mode; got != poll {
+			t.Fatalf("%s poll ran as %s", poll, got)
+		}
+		if poll == "delta" && len(snap.Entities) != 1 {
+			t.Fatalf("delta listed %d servers", len(snap.Entities))
+		}
+		e := byKey(snap)[TypeInstance+":"+id]
+		if _, ok := e.Data["OS-EXT-SRV-ATTR:user_data"]; ok || e.Data["adminPass"] != nil || e.Data["OS-EXT-STS:vm_state"] == nil {
+			t.Errorf("%s poll: data %v", poll, e.Data)
+		}
+		b, _ := json.Marshal(snap.Entities)
+		if strings.Contains(string(b), userData) || strings.Contains(string(b), "Adm1nPass") {
+			t.Errorf("%s poll: a secret in the entities", poll)
+		}
+		f.srv.Update(openstacktest.Servers, id, func(o map[string]any) { o["status"] = "SHUTOFF" })
+		f.srv.Advance(time.Minute)
+	}
+}

@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf16"
 
 	"github.com/gophercloud/gophercloud/v2"
 	gcos "github.com/gophercloud/gophercloud/v2/openstack"
@@ -38,6 +43,43 @@ type session struct {
 	pc    *gophercloud.ProviderClient
 	seen  []string // the latest tokens, for redact
 	auths int      // tokens obtained
+
+	// Requests and response body bytes since the collector was built,
+	// for the metrics.
+	requests, bytes atomic.Int64
+}
+
+// meter counts the requests and response body bytes of one listing; it
+// rides in the context of the listing's requests.
+type meter struct{ requests, bytes atomic.Int64 }
+
+type meterKey struct{}
+
+func withMeter(ctx context.Context, m *meter) context.Context {
+	return context.WithValue(ctx, meterKey{}, m)
+}
+
+// count adds one response of n body bytes to the session's totals and to
+// the listing's meter.
+func (s *session) count(ctx context.Context, n int64) {
+	s.requests.Add(1)
+	s.bytes.Add(n)
+	if m, _ := ctx.Value(meterKey{}).(*meter); m != nil {
+		m.requests.Add(1)
+		m.bytes.Add(n)
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // ensure authenticates when there is no token yet or it is about to expire.
@@ -148,6 +190,12 @@ func (s *session) endpoint(types ...string) (string, error) {
 // connection errors and time-outs with exponential back-off. Each attempt
 // has its own time-out, body decoding included.
 func (s *session) get(ctx context.Context, url string, hdr map[string]string, attempts int, decode func(io.Reader) error) error {
+	return s.getWith(ctx, url, hdr, attempts, decode, nil)
+}
+
+// getWith is get that also stores the headers of the successful response
+// in respHdr, when not nil.
+func (s *session) getWith(ctx context.Context, url string, hdr map[string]string, attempts int, decode func(io.Reader) error, respHdr *http.Header) error {
 	s.mu.Lock()
 	pc := s.pc
 	s.mu.Unlock()
@@ -167,7 +215,7 @@ func (s *session) get(ctx context.Context, url string, hdr map[string]string, at
 			case <-time.After(d):
 			}
 		}
-		err = s.once(ctx, pc, url, hdr, decode)
+		err = s.once(ctx, pc, url, hdr, decode, respHdr)
 		if err == nil || ctx.Err() != nil || !retryable(err) {
 			break
 		}
@@ -178,7 +226,7 @@ func (s *session) get(ctx context.Context, url string, hdr map[string]string, at
 	return s.redact(err)
 }
 
-func (s *session) once(ctx context.Context, pc *gophercloud.ProviderClient, url string, hdr map[string]string, decode func(io.Reader) error) error {
+func (s *session) once(ctx context.Context, pc *gophercloud.ProviderClient, url string, hdr map[string]string, decode func(io.Reader) error, respHdr *http.Header) error {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout.D())
 	defer cancel()
 	before := pc.Token()
@@ -196,13 +244,28 @@ func (s *session) once(ctx context.Context, pc *gophercloud.ProviderClient, url 
 		s.mu.Unlock()
 	}
 	if err != nil {
+		var n int64
+		var uc gophercloud.ErrUnexpectedResponseCode
+		var puc *gophercloud.ErrUnexpectedResponseCode
+		switch {
+		case errors.As(err, &uc):
+			n = int64(len(uc.Body))
+		case errors.As(err, &puc):
+			n = int64(len(puc.Body))
+		}
+		s.count(ctx, n)
 		if rctx.Err() != nil && ctx.Err() == nil {
 			return &timeoutError{after: s.opts.RequestTimeout.D()}
 		}
 		return httpError(err)
 	}
 	defer resp.Body.Close()
-	if err := decode(resp.Body); err != nil {
+	if respHdr != nil {
+		*respHdr = resp.Header
+	}
+	body := &countingReader{r: resp.Body}
+	defer func() { s.count(ctx, body.n) }()
+	if err := decode(body); err != nil {
 		if rctx.Err() != nil && ctx.Err() == nil {
 			return &timeoutError{after: s.opts.RequestTimeout.D()}
 		}
@@ -244,10 +307,16 @@ func redactWith(err error, secrets []string) error {
 		return nil
 	}
 	msg := err.Error()
+	var forms []string
 	for _, sec := range secrets {
 		if len(sec) >= 4 {
-			msg = strings.ReplaceAll(msg, sec, "***")
+			forms = append(forms, secretForms(sec)...)
 		}
+	}
+	// Longest first: a form may contain another (the JSON of the JSON).
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range slices.Compact(forms) {
+		msg = strings.ReplaceAll(msg, f, "***")
 	}
 	if msg == err.Error() {
 		return err
@@ -262,3 +331,71 @@ type redactedError struct {
 
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
+
+// secretForms are the ways a secret may come back in a message: as is,
+// escaped for JSON by Go (\u003c for <, &, >) or by Python (ASCII only),
+// with either case of hex digit, twice escaped (a JSON body quoted in a JSON
+// error), URL-encoded (query, path, Python's quote), HTML-escaped.
+func secretForms(sec string) []string {
+	forms := []string{sec}
+	add := func(f string) {
+		if f != "" && !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	for _, j := range []string{jsonEscape(sec, true, false), jsonEscape(sec, false, false), jsonEscape(sec, true, true), jsonEscape(sec, false, true)} {
+		add(j)
+		add(upperHexEscapes(j))
+		add(jsonEscape(j, false, false))
+	}
+	// Python's quote writes a space as %20 and escapes +.
+	for _, u := range []string{url.QueryEscape(sec), url.PathEscape(sec), strings.ReplaceAll(url.QueryEscape(sec), "+", "%20")} {
+		add(u)
+		add(lowerPercent(u))
+	}
+	add(html.EscapeString(sec))
+	return forms
+}
+
+// jsonEscape is s as inside a JSON string: html escapes <, > and & as Go
+// does; ascii escapes every non-ASCII rune as Python's json.dumps does.
+func jsonEscape(s string, htmlSafe, ascii bool) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20, htmlSafe && (r == '<' || r == '>' || r == '&'), r == 0x2028 || r == 0x2029:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case ascii && r > 0x7e:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04x`, u)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+var (
+	unicodeEscape = regexp.MustCompile(`\\u[0-9a-f]{4}`)
+	percentEscape = regexp.MustCompile(`%[0-9A-F]{2}`)
+)
+
+// upperHexEscapes writes the \u escapes of s with upper-case hex digits.
+func upperHexEscapes(s string) string {
+	return unicodeEscape.ReplaceAllStringFunc(s, func(m string) string { return `\u` + strings.ToUpper(m[2:]) })
+}
+
+// lowerPercent writes the %XX escapes of s with lower-case hex digits.
+func lowerPercent(s string) string {
+	return percentEscape.ReplaceAllStringFunc(s, strings.ToLower)
+}

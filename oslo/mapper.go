@@ -106,6 +106,13 @@ func (m *Mapper) Map(n *Notification) ([]entity.Event, error) {
 	return evs, nil
 }
 
+// Types returns the entity types Map produces, sorted: the collectors that
+// poll these types are the ones that can make up for notifications a
+// listener missed.
+func (m *Mapper) Types() []string {
+	return []string{TypeVolume, TypeStack, TypeNetwork, TypePort, TypeHost, TypeInstance}
+}
+
 // payloadObject decodes the payload as a JSON object.
 func payloadObject(n *Notification) (map[string]any, error) {
 	p, ok := n.Payload.(map[string]any)
@@ -127,6 +134,7 @@ func (m *Mapper) event(n *Notification, typ, id string, fill func(e *entity.Enti
 	if fill != nil {
 		fill(&e)
 	}
+	e.Data = scrub(e.Data)
 	action := entity.Update
 	if strings.HasSuffix(n.EventType, ".delete.end") {
 		action = entity.Delete

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -159,7 +160,7 @@ func TestMaxConnections(t *testing.T) {
 // TestIdleTimeout: a connection without a subscription that sends nothing
 // is closed; one with a subscription stays.
 func TestIdleTimeout(t *testing.T) {
-	srv, path := serve(t, &memBackend{}, Options{IdleTimeout: 200 * time.Millisecond}, nil)
+	srv, path := serve(t, &memBackend{}, Options{IdleTimeout: time.Second}, nil)
 	sub := dialLines(t, path)
 	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
 	sub.msg(t)
@@ -168,7 +169,7 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatal("idle connection got a line")
 	}
 	// Several idle time-outs later the subscriber is still served.
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	sub.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
 	if m := sub.msg(t); m["result"] == nil {
 		t.Fatalf("subscriber after idle time: %v", m)
@@ -363,5 +364,55 @@ func TestChangesPages(t *testing.T) {
 				t.Fatalf("since %d: change %d has seq %d", tc.since, i, c.Seq)
 			}
 		}
+	}
+}
+
+// TestGetAllCut: a get_all whose client does not read is cut at
+// GetAllTimeout: the backend's snapshot is released then, while the client
+// still reads nothing; when it reads, it finds the cut line, the error with
+// its id, and a connection that goes on.
+func TestGetAllCut(t *testing.T) {
+	b := &memBackend{}
+	srv, path := serve(t, b, Options{GetAllTimeout: 300 * time.Millisecond, WriteTimeout: time.Minute}, nil)
+	b.commit(20000, `"`+strings.Repeat("e", 500)+`"`) // ~11 MB: more than the socket holds
+	c := dialLines(t, path)
+	c.send(t, `{"jsonrpc":"2.0","id":"g","method":"get_all"}`)
+	// memBackend.GetAll holds the log's lock for its snapshot: a commit
+	// gets through once the answer is cut, though nothing was read.
+	committed := make(chan struct{})
+	go func() { b.commit(1, `{}`); close(committed) }()
+	select {
+	case <-committed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the snapshot is still held after get_all_timeout")
+	}
+	l, err := c.line(t)
+	if err != nil || json.Valid([]byte(l)) || !strings.HasPrefix(l, `{"jsonrpc":"2.0","id":"g","result":{"entities":[`) {
+		t.Fatalf("cut line: %.100q, %v", l, err)
+	}
+	if m := c.msg(t); code(m) != CodeGetAllCut || m["id"] != "g" {
+		t.Fatalf("after the cut line: %v", m)
+	}
+	c.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
+	if m := c.msg(t); m["result"] == nil {
+		t.Fatalf("status after the cut: %v", m)
+	}
+	if n := srv.Counters().GetAllCut; n != 1 {
+		t.Fatalf("get_all_cut %d", n)
+	}
+	// The Go client gets the whole snapshot or the error, never a part.
+	cl, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var all struct{ Entities []json.RawMessage }
+	err = cl.Call(context.Background(), "get_all", nil, &all)
+	var re *Error
+	if err == nil && len(all.Entities) != 20001 || err != nil && (!errors.As(err, &re) || re.Code != CodeGetAllCut) {
+		t.Fatalf("Go client: %d entities, %v", len(all.Entities), err)
+	}
+	if err := cl.Call(context.Background(), "status", nil, nil); err != nil {
+		t.Fatalf("Go client after get_all: %v", err)
 	}
 }

@@ -110,6 +110,9 @@ type Options struct {
 	// (60s): past it the answer is cut with CodeGetAllCut.
 	GetAllTimeout time.Duration
 	Logger        *slog.Logger
+	// SocketGID, when set, is the group the socket is given (the
+	// process must be root or a member of it).
+	SocketGID *int
 }
 
 // Counters are the server's figures for status and metrics.
@@ -221,12 +224,23 @@ func (s *Server) Listen(path string) error {
 		return fmt.Errorf("rpc: %w", err)
 	}
 	// The socket must never exist with a wider mode than configured, not
-	// even between bind and chmod.
-	old := syscall.Umask(0o777 &^ int(s.o.SocketMode.Perm()))
+	// even between bind and chmod; nor open to the process's own group
+	// before it has the configured one.
+	create := s.o.SocketMode.Perm()
+	if s.o.SocketGID != nil {
+		create &= 0o700
+	}
+	old := syscall.Umask(0o777 &^ int(create))
 	ln, err := net.Listen("unix", path)
 	syscall.Umask(old)
 	if err != nil {
 		return fmt.Errorf("rpc: listen %s: %w", path, err)
+	}
+	if gid := s.o.SocketGID; gid != nil {
+		if err := os.Lchown(path, -1, *gid); err != nil {
+			ln.Close()
+			return fmt.Errorf("rpc: socket_group: give %s to group %d: %w (the service's user must be root or a member of that group)", path, *gid, err)
+		}
 	}
 	if err := os.Chmod(path, s.o.SocketMode.Perm()); err != nil {
 		ln.Close()
@@ -451,7 +465,15 @@ func (ss *session) serve() {
 			}
 			return
 		}
-		ss.dispatch(line)
+		// The request runs on a goroutine of its own: SQLite's calls grow
+		// a stack to tens of KB, which then goes with that goroutine
+		// instead of staying with the connection while it idles.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ss.dispatch(line)
+		}()
+		<-done
 		release()
 	}
 }
@@ -526,13 +548,6 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-// Stats reports the number of connections and subscribers and the changes
-// waiting in subscriber queues.
-func (s *Server) Stats() (conns, subscribers, queued int) {
-	c := s.Counters()
-	return c.Connections, c.Subscribers, c.QueuedChanges
 }
 
 // Counters reports the server's figures.

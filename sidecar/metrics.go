@@ -30,10 +30,13 @@ type metrics struct {
 	reloadTime   prometheus.Gauge
 	conflicts    *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
+	// sc answers /readyz beside /metrics.
+	sc *Sidecar
 }
 
 func newMetrics(sc *Sidecar) *metrics {
 	m := &metrics{
+		sc:  sc,
 		reg: prometheus.NewRegistry(),
 		pollDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "synchronizer_poll_duration_seconds",
@@ -140,6 +143,8 @@ func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (<-c
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", healthz)
+	mux.HandleFunc("/readyz", m.sc.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
@@ -172,6 +177,8 @@ var (
 	descHeld        = prometheus.NewDesc("synchronizer_held_deletes", "Deletes held back by the mass-delete brake, by source and type.", []string{"source", "type"}, nil)
 	descMessages    = prometheus.NewDesc("synchronizer_listener_messages_total", "Bus messages received, by listener.", []string{"listener"}, nil)
 	descBad         = prometheus.NewDesc("synchronizer_listener_bad_messages_total", "Bus messages that could not be used, by listener.", []string{"listener"}, nil)
+	descOtherCons   = prometheus.NewDesc("synchronizer_listener_queue_other_consumers", "Consumers of a listener's queue other than this sidecar: each takes notifications away from it (give every sidecar a queue of its own).", []string{"listener"}, nil)
+	descCatchUps    = prometheus.NewDesc("synchronizer_listener_catch_up_polls_total", "Polls run because a listener may have missed notifications (new or lost queue, first connect, full queue).", []string{"listener"}, nil)
 	descFailing     = prometheus.NewDesc("synchronizer_unit_failing", "Whether a collector or listener is failing (1) or not (0).", []string{"kind", "name"}, nil)
 	descCheckpoints = prometheus.NewDesc("synchronizer_wal_checkpoints_total", "Background WAL checkpoints run.", nil, nil)
 	descWALFrames   = prometheus.NewDesc("synchronizer_wal_frames", "Pages in the WAL at the last checkpoint.", nil, nil)
@@ -185,6 +192,8 @@ var (
 	descMemoryResyncs = prometheus.NewDesc("synchronizer_rpc_memory_resyncs_total", "Subscribers cut off with resync because subscriber_memory was reached.", nil, nil)
 	descAcceptErrors  = prometheus.NewDesc("synchronizer_rpc_accept_errors_total", "Failed accepts on the socket (each retried after a back-off).", nil, nil)
 	descGetAllCut     = prometheus.NewDesc("synchronizer_rpc_get_all_cut_total", "get_all answers cut by get_all_timeout.", nil, nil)
+	descCollReqs      = prometheus.NewDesc("synchronizer_collector_requests_total", "HTTP requests a collector made to its source's API.", []string{"collector"}, nil)
+	descCollBytes     = prometheus.NewDesc("synchronizer_collector_response_bytes_total", "Response body bytes a collector read from its source's API.", []string{"collector"}, nil)
 	descLastSuccess   = prometheus.NewDesc("synchronizer_collector_last_success_timestamp_seconds",
 		"When the collector's last poll succeeded (Unix time); while none has, when the collector started.", []string{"collector"}, nil)
 	descInterval = prometheus.NewDesc("synchronizer_collector_interval_seconds", "The collector's configured poll interval.", []string{"collector"}, nil)
@@ -194,9 +203,10 @@ var (
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descFailing,
+	for _, d := range []*prometheus.Desc{descEntities, descConns, descSubscribers, descQueued, descLastSeq, descHeld, descMessages, descBad, descOtherCons, descCatchUps, descFailing,
 		descCheckpoints, descWALFrames, descWALFailing, descStoreFail, descStoreCheck,
 		descQueuedBytes, descRejected, descIdleClosed, descMemoryResyncs, descAcceptErrors, descGetAllCut,
+		descCollReqs, descCollBytes,
 		descLastSuccess, descInterval, descResyncs} {
 		ch <- d
 	}
@@ -252,6 +262,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		var st map[string]any
 		if u.runner != nil {
 			st = u.runner.Status()
+			// collectors.TrafficReporter (the prometheus package holds the name).
+			if tr, ok := u.runner.Collector().(interface{ Traffic() (int64, int64) }); ok {
+				reqs, bytes := tr.Traffic()
+				ch <- prometheus.MustNewConstMetric(descCollReqs, prometheus.CounterValue, float64(reqs), u.name)
+				ch <- prometheus.MustNewConstMetric(descCollBytes, prometheus.CounterValue, float64(bytes), u.name)
+			}
 			if at, every := u.runner.LastSuccess(); !at.IsZero() {
 				ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9, u.name)
 				ch <- prometheus.MustNewConstMetric(descInterval, prometheus.GaugeValue, every.Seconds(), u.name)
@@ -261,7 +277,13 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			if d, ok := st["details"].(map[string]any); ok {
 				ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, number(d["received"]), u.name)
 				ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, number(d["bad_total"]), u.name)
+				if v, ok := d["other_consumers"]; ok {
+					ch <- prometheus.MustNewConstMetric(descOtherCons, prometheus.GaugeValue, number(v), u.name)
+				}
 			}
+			cu := map[string]any{}
+			u.lrun.addCatchUpStatus(cu)
+			ch <- prometheus.MustNewConstMetric(descCatchUps, prometheus.CounterValue, number(cu["catch_up_polls"]), u.name)
 		}
 		failing := 0.0
 		if st["state"] == "failing" {

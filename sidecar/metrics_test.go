@@ -107,11 +107,19 @@ func TestMetrics(t *testing.T) {
 		`synchronizer_changes_total{action="create",source="bus"} 1`,
 		`synchronizer_rpc_subscribers 0`,
 		`synchronizer_rpc_queued_changes 0`,
+		`synchronizer_rpc_queued_bytes 0`,
+		`synchronizer_rpc_rejected_connections_total 0`,
+		`synchronizer_rpc_idle_closed_total 0`,
+		`synchronizer_rpc_memory_resyncs_total 0`,
+		`synchronizer_rpc_accept_errors_total 0`,
+		`synchronizer_rpc_get_all_cut_total 0`,
 		`synchronizer_listener_messages_total{listener="bus"} 1`,
 		`synchronizer_listener_bad_messages_total{listener="bus"} 2`,
+		`synchronizer_listener_catch_up_polls_total{listener="bus"} 0`,
 		`synchronizer_change_log_last_seq 8`,
 		`synchronizer_config_last_reload_successful 1`,
 		`synchronizer_wal_checkpoint_failing 0`,
+		`synchronizer_store_failing 0`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
+	"github.com/openstack-synchronizer/synchronizer/sdnotify"
 	"github.com/openstack-synchronizer/synchronizer/store"
 )
 
@@ -51,6 +53,7 @@ type Sidecar struct {
 	rpc     *rpc.Server
 	sup     *supervisor
 	metrics *metrics
+	systemd *systemd
 	socket  string
 	started time.Time
 	pid     int
@@ -65,6 +68,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg := o.Config
 	sc := &Sidecar{o: o, log: o.Logger, started: time.Now(), pid: os.Getpid()}
+	sc.systemd = newSystemd(sc)
 	dbPath := cfg.Abs(cfg.Database)
 	if o.Database != "" {
 		dbPath = o.Database
@@ -99,8 +103,15 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	var sockGID *int
+	if gid, err := cfg.SocketGID(); err != nil {
+		return fmt.Errorf("socket_group: %w", err)
+	} else if gid >= 0 {
+		sockGID = &gid
+	}
 	sc.rpc = rpc.New(backend{sc}, rpc.Options{
 		SocketMode:   mode,
+		SocketGID:    sockGID,
 		QueueLimit:   cfg.SubscriberQueue,
 		NotifyBatch:  cfg.NotifyBatch,
 		WriteTimeout: cfg.WriteTimeout.D(),
@@ -117,7 +128,11 @@ func Run(ctx context.Context, o Options) error {
 	if err := sc.rpc.Listen(sc.socket); err != nil {
 		return err
 	}
-	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}}
+	absDB, aerr := filepath.Abs(dbPath)
+	if aerr != nil {
+		absDB = dbPath // only a name for the listeners' queues
+	}
+	sc.sup = &supervisor{sc: sc, log: sc.log, units: map[string]*unit{}, db: absDB}
 	sc.metrics = newMetrics(sc)
 	// Readers (get_all, changes, status) are served while the baseline
 	// index loads; registrations and collectors wait for it.
@@ -125,6 +140,7 @@ func Run(ctx context.Context, o Options) error {
 	served := make(chan error, 1)
 	go func() { served <- sc.rpc.Serve(serveCtx) }()
 	t0 := time.Now()
+	sc.systemd.send(sdnotify.Status("loading the baseline"))
 	if err := sc.engine.Load(ctx); err != nil {
 		stopServe()
 		<-served
@@ -155,11 +171,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	pruneCtx, stopPrune := context.WithCancel(context.Background())
 	go sc.engine.RunPruner(pruneCtx, time.Minute)
+	sdCtx, stopSystemd := context.WithCancel(context.Background())
+	sdDone := make(chan struct{})
+	go func() { defer close(sdDone); sc.systemd.run(sdCtx) }()
 
 	sc.log.Info("synchronizer ready", "socket", sc.socket, "database", dbPath, "config", cfg.Path,
 		"collectors", len(cfg.Collectors), "listeners", len(cfg.Listeners))
 
 	watchErr := sc.watch(ctx, runCtx)
+	sc.systemd.stopping()
+	stopSystemd()
+	<-sdDone
 	// Stop order: sources first (an open transaction finishes), then
 	// subscribers are told and the socket goes, then the database closes.
 	sc.sup.stopAll()
@@ -214,6 +236,8 @@ func (sc *Sidecar) reload(runCtx context.Context) {
 		sc.log.Info("reload requested, but the embedded default config is in use: nothing to reload")
 		return
 	}
+	sc.systemd.reloading()
+	defer sc.systemd.reloaded()
 	cfg, err := loadForReload(sc.o.ConfigPath)
 	if err == nil {
 		err = sc.applyReload(runCtx, cfg)
@@ -257,6 +281,7 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		diff bool
 	}{
 		{"socket_mode", cfg.SocketMode != old.SocketMode},
+		{"socket_group", cfg.SocketGroup != old.SocketGroup},
 		{"sync", cfg.Sync != old.Sync},
 		{"subscriber_queue", cfg.SubscriberQueue != old.SubscriberQueue},
 		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},

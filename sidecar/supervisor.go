@@ -49,6 +49,10 @@ type supervisor struct {
 	active atomic.Pointer[map[string]bool]
 	// cur is cfg, readable without mu.
 	cur atomic.Pointer[config.Config]
+	// db is the database's absolute path: listeners name their queues
+	// after it.
+	db       string
+	catchUps catchUps
 }
 
 // buildError is a collector or listener that cannot be built from its
@@ -114,7 +118,7 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 		}
 		l, err := listeners.New(lc.Type, listeners.Settings{
 			Name: lc.Name, Node: lc.Node, Dir: cfg.Dir,
-			Logger: s.log.With("listener", lc.Name),
+			Logger: s.log.With("listener", lc.Name), Database: s.db,
 		})
 		if err != nil {
 			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: listeners[%d] (%s): %v", cfg.Path, lc.Node.Line, i, lc.Name, err)})
@@ -309,6 +313,7 @@ func (s *supervisor) status() map[string]any {
 		if u.lrun != nil {
 			st := u.lrun.status()
 			st["entities"] = countsOf(counts, u.name)
+			u.lrun.addCatchUpStatus(st)
 			if d, ok := st["details"].(map[string]any); ok {
 				// Message figures in the same place for every listener type.
 				st["messages"], st["bad_messages"] = d["received"], d["bad_total"]
@@ -346,6 +351,8 @@ type listenerRunner struct {
 	lastErrAt time.Time
 	startedAt time.Time
 	lastApply time.Time // last batch committed (or found unchanged)
+	ctx       context.Context
+	cu        catchUpStatus
 }
 
 func newListenerRunner(name string, l listeners.Listener, eng *engine.Engine, log *slog.Logger) *listenerRunner {
@@ -355,6 +362,9 @@ func newListenerRunner(name string, l listeners.Listener, eng *engine.Engine, lo
 }
 
 func (r *listenerRunner) run(ctx context.Context) {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
 	backoff := time.Second
 	for {
 		r.mu.Lock()
@@ -453,7 +463,7 @@ func countsOf(counts map[string]map[string]int, source string) map[string]int {
 // (collectors.Checker) what its first poll would fail on, and returns the
 // errors (check-config prints them).
 func Check(cfg *config.Config) error {
-	s := &supervisor{log: slog.New(slog.DiscardHandler), units: map[string]*unit{}}
+	s := &supervisor{log: slog.New(slog.DiscardHandler), units: map[string]*unit{}, db: cfg.Abs(cfg.Database)}
 	built, err := s.build(cfg)
 	if err != nil {
 		return err

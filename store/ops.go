@@ -335,14 +335,14 @@ func (s *Store) All(ctx context.Context, types []string, fn func(entity []byte) 
 		return nil
 	}
 	if len(types) == 0 {
-		if err := verify(`SELECT sum(length(entity)) FROM entities`); err != nil {
+		if err := verify(`SELECT sum(length(CAST(entity AS BLOB))) FROM entities`); err != nil {
 			return 0, err
 		}
 		return last, scan(`SELECT entity FROM entities ORDER BY key`)
 	}
 	for _, t := range types {
 		lo, hi := typeRange(t)
-		if err := verify(`SELECT sum(length(entity)) FROM entities WHERE key >= ? AND key < ?`, lo, hi); err != nil {
+		if err := verify(`SELECT sum(length(CAST(entity AS BLOB))) FROM entities WHERE key >= ? AND key < ?`, lo, hi); err != nil {
 			return 0, err
 		}
 	}

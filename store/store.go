@@ -5,6 +5,18 @@
 // One process writes (a lock file refuses a second synchronizer on the same
 // database); readers use their own connections and, thanks to WAL, never
 // block the writer or each other, including an operator's sqlite3 shell.
+//
+// Files (files.go): the lock file is never followed through a symlink nor
+// truncated unless it is ours and locked; the database, -wal, -shm, lock
+// and seq mark are created FileMode (0600) whatever the umask.
+//
+// Identity (identity.go): a random database id made at creation, and the
+// highest seq handed out kept outside the WAL, so that seqs never go
+// backwards after lost commits and a client that saw lost changes is told
+// to resync.
+//
+// Health (health.go): PRAGMA quick_check, and any read that meets a damaged
+// page, put the store in a failing state that says the way out.
 package store
 
 import (

@@ -32,14 +32,21 @@ func Name(what string) string {
 	return fmt.Sprintf("synctest-%s-%d-%d", what, os.Getpid(), seq.Add(1))
 }
 
-// Admin opens a channel on a connection of its own, closed after the test:
-// a fresh one each time, because some tests close every connection on the
-// broker.
+// Admin opens a channel to the shared broker on a connection of its own,
+// closed after the test: a fresh one each time, because some tests close
+// the connections of their virtual host.
 func Admin(t testing.TB) *amqp.Channel {
 	t.Helper()
-	c, err := amqp.Dial(Broker)
+	return AdminAt(t, Broker)
+}
+
+// AdminAt is Admin on another broker URL (a virtual host of the test's own,
+// a private node).
+func AdminAt(t testing.TB, url string) *amqp.Channel {
+	t.Helper()
+	c, err := amqp.Dial(url)
 	if err != nil {
-		t.Fatalf("RabbitMQ is not reachable on 127.0.0.1:5672 (run scripts/deps.d/rabbitmq.sh): %v", err)
+		t.Fatalf("RabbitMQ is not reachable at %s (run scripts/deps.d/rabbitmq.sh): %v", redact(url), err)
 	}
 	t.Cleanup(func() { c.Close() })
 	ch, err := c.Channel()
@@ -53,6 +60,7 @@ func Admin(t testing.TB) *amqp.Channel {
 // first out: register it before starting what consumes the queue).
 func DeleteQueueAfter(t testing.TB, name string) {
 	t.Cleanup(func() {
+		// Deleting a queue that is not there succeeds.
 		if _, err := Admin(t).QueueDelete(name, false, false, false); err != nil {
 			t.Errorf("delete queue %s: %v", name, err)
 		}
@@ -72,14 +80,22 @@ func DeleteExchangeAfter(t testing.TB, name string) {
 // a connection of its own.
 type Publisher struct {
 	t    testing.TB
+	url  string
 	conn *amqp.Connection
 	ch   *amqp.Channel
 }
 
-// NewPublisher connects a publisher, closed after the test.
+// NewPublisher connects a publisher to the shared broker, closed after the
+// test.
 func NewPublisher(t testing.TB) *Publisher {
 	t.Helper()
-	p := &Publisher{t: t}
+	return NewPublisherAt(t, Broker)
+}
+
+// NewPublisherAt connects a publisher to url, closed after the test.
+func NewPublisherAt(t testing.TB, url string) *Publisher {
+	t.Helper()
+	p := &Publisher{t: t, url: url}
 	if err := p.Redial(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +105,7 @@ func NewPublisher(t testing.TB) *Publisher {
 
 // Redial replaces the publisher's connection (after the broker dropped it).
 func (p *Publisher) Redial() error {
-	c, err := amqp.Dial(Broker)
+	c, err := amqp.Dial(p.url)
 	if err != nil {
 		return fmt.Errorf("publisher: dial: %w", err)
 	}

@@ -23,11 +23,22 @@ type rig struct {
 	srv *openstacktest.Server
 	c   *openstack.Collector
 	eng *engine.Engine
+	st  *store.Store
+	dir string // holds the database files
 }
 
 func newRig(t testing.TB, pageSize int, types ...string) *rig {
 	t.Helper()
-	srv, err := openstacktest.New(openstacktest.Options{PageSize: pageSize, Password: "pw-e2e-123"})
+	full := false
+	return newRigWith(t, openstacktest.Options{PageSize: pageSize}, openstack.Options{Types: types, Incremental: &full})
+}
+
+// newRigWith starts a fake cloud and a collector with these options
+// (cloud, credentials and time-outs are set here).
+func newRigWith(t testing.TB, so openstacktest.Options, o openstack.Options) *rig {
+	t.Helper()
+	so.Password = "pw-e2e-123"
+	srv, err := openstacktest.New(so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,10 +48,8 @@ func newRig(t testing.TB, pageSize int, types ...string) *rig {
 		t.Fatal(err)
 	}
 	retries := 0
-	c, err := openstack.New(openstack.Options{
-		Cloud: "e2e", CloudsFile: "clouds.yaml", Types: types, Retries: &retries,
-		RequestTimeout: config.Duration(10 * time.Second),
-	}, dir, slog.New(slog.DiscardHandler))
+	o.Cloud, o.CloudsFile, o.Retries, o.RequestTimeout = "e2e", "clouds.yaml", &retries, config.Duration(10*time.Second)
+	c, err := openstack.New(o, dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +66,7 @@ func newRig(t testing.TB, pageSize int, types ...string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{srv: srv, c: c, eng: eng}
+	return &rig{srv: srv, c: c, eng: eng, st: st, dir: dir}
 }
 
 // poll collects and applies one snapshot, as the poll loop does.
@@ -73,9 +82,13 @@ func (r *rig) poll(t testing.TB) engine.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if snap.Applied != nil {
+		snap.Applied()
+	}
 	return res
 }
 
+// TestChangesThroughEngine: full listings (incremental off).
 func TestChangesThroughEngine(t *testing.T) {
 	r := newRig(t, 3)
 	ids := r.srv.AddServers(21) // 22 servers in pages of 3

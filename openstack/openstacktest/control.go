@@ -194,7 +194,9 @@ func deepCopy(v any) any {
 // add_stacks {n}, add_resource {id (the stack's), resource_type,
 // physical_resource_id, name}, fail {target, mode, page, times},
 // clear_failures, expire_tokens, max_microversion {version}, page_size {n},
-// ids {collection}.
+// ids {collection}, add {collection, n}, soft_delete {id}, archive,
+// advance_clock {n seconds}, neutron_changed_since {n: 1 accepts, 0
+// refuses}, cinder_max_microversion {version}.
 type ControlRequest struct {
 	Op         string `json:"op"`
 	Collection string `json:"collection,omitempty"`
@@ -255,6 +257,18 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.SetPageSize(c.N)
 	case "ids":
 		res["ids"] = s.IDs(c.Collection)
+	case "add":
+		res["ids"] = s.Add(c.Collection, c.N)
+	case "soft_delete":
+		ok = s.SoftDelete(c.ID)
+	case "archive":
+		res["archived"] = s.Archive()
+	case "advance_clock":
+		s.Advance(time.Duration(c.N) * time.Second)
+	case "neutron_changed_since":
+		s.SetNeutronChangedSince(c.N != 0)
+	case "cinder_max_microversion":
+		s.SetCinderMaxMicroversion(c.Version)
 	default:
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "unknown op " + c.Op})
 		return

@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,20 @@ type Options struct {
 	MaxMicroversion string
 	// TokenTTL is how long an issued token is valid; default one hour.
 	TokenTTL time.Duration
+	// NeutronChangedSince makes Neutron accept the changed_since filter,
+	// as a Neutron with [DEFAULT] filter_validation = false does. By
+	// default it refuses it with 400, as Neutron's default does.
+	NeutronChangedSince bool
+	// CinderMaxMicroversion is the highest Cinder microversion served;
+	// default "3.70". Higher requests get 406; below 3.31 the updated_at
+	// filter is ignored, as Cinder does.
+	CinderMaxMicroversion string
+	// CinderIgnoresFilters makes Cinder ignore updated_at, as a Cinder
+	// without its resource_query_filters_file does.
+	CinderIgnoresFilters bool
+	// ClockOffset is how far the cloud's clock (Date headers, updated_at of
+	// changes) is ahead of the local one (negative: behind).
+	ClockOffset time.Duration
 }
 
 // Server is a running fake cloud. All methods are safe for concurrent use.
@@ -77,6 +92,10 @@ type Server struct {
 	latency   map[string]time.Duration
 	lastMV    string
 	keystone  map[string]any // the sample token body
+	bytes     map[string]int64
+	// clock is the offset of the cloud's clock from the local one, in
+	// nanoseconds; atomic, as items are stamped with the lock held.
+	clock atomic.Int64
 }
 
 // New starts a server with the fixture data loaded.
@@ -93,6 +112,9 @@ func New(opts Options) (*Server, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = time.Hour
 	}
+	if opts.CinderMaxMicroversion == "" {
+		opts.CinderMaxMicroversion = "3.70"
+	}
 	s := &Server{
 		opts:     opts,
 		closing:  make(chan struct{}),
@@ -102,7 +124,9 @@ func New(opts Options) (*Server, error) {
 		inflight: map[string]int{},
 		peak:     map[string]int{},
 		latency:  map[string]time.Duration{},
+		bytes:    map[string]int64{},
 	}
+	s.clock.Store(int64(opts.ClockOffset))
 	if err := s.load(); err != nil {
 		return nil, err
 	}
@@ -175,6 +199,39 @@ func (s *Server) Requests(target string) int {
 	return s.requests[target]
 }
 
+// BytesServed is the number of response body bytes sent for target (as for
+// Requests), errors included.
+func (s *Server) BytesServed(target string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes[target]
+}
+
+// Now is the cloud's clock.
+func (s *Server) Now() time.Time { return time.Now().Add(time.Duration(s.clock.Load())).UTC() }
+
+// Advance moves the cloud's clock forward by d, as time passing between
+// polls would.
+func (s *Server) Advance(d time.Duration) { s.clock.Add(int64(d)) }
+
+// stamp is the cloud's clock as a database row keeps it, to the second.
+func (s *Server) stamp() time.Time { return s.Now().Truncate(time.Second) }
+
+// SetNeutronChangedSince makes Neutron accept (true) or refuse (false, the
+// default) the changed_since filter.
+func (s *Server) SetNeutronChangedSince(accept bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.NeutronChangedSince = accept
+}
+
+// SetCinderMaxMicroversion changes the highest Cinder microversion served.
+func (s *Server) SetCinderMaxMicroversion(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.CinderMaxMicroversion = v
+}
+
 // PeakRequests is the largest number of requests to target (as for
 // Requests) that were in progress at the same time.
 func (s *Server) PeakRequests(target string) int {
@@ -215,18 +272,38 @@ func (s *Server) SetPageSize(n int) {
 	}
 }
 
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+// countingWriter counts the body bytes of a response.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
+	// Every answer carries the cloud's clock, as the services' do.
+	rw.Header().Set("Date", s.Now().Format(http.TimeFormat))
 	p := r.URL.Path
 	switch {
 	case p == "/_control":
-		s.serveControl(w, r)
+		s.serveControl(rw, r)
 		return
 	case p == "/v3/auth/tokens" && r.Method == http.MethodPost:
-		s.serveAuth(w, r)
+		s.serveAuth(rw, r)
 		return
 	}
 	service, rest, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
 	target := route(service, "/"+rest)
+	w := &countingWriter{ResponseWriter: rw}
+	defer func() {
+		s.mu.Lock()
+		s.bytes[target] += w.n
+		s.mu.Unlock()
+	}()
 	if target == "" || r.Method != http.MethodGet {
 		writeJSON(w, http.StatusNotFound, map[string]any{"itemNotFound": map[string]any{"code": 404, "message": "not found: " + p}})
 		return
@@ -270,9 +347,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if service == "compute" && !s.checkMicroversion(w, r) {
 		return
 	}
+	if service == "volumev3" && !s.checkVolumeMicroversion(w, r) {
+		return
+	}
 	switch target {
 	case "versions":
 		s.serveVersion(w)
+		return
+	case VolumeVersions:
+		s.serveVolumeVersion(w)
 		return
 	case Resources:
 		s.serveResources(w, stackName, stackID)
@@ -305,8 +388,13 @@ func route(service, rest string) string {
 			return Ports
 		}
 	case "volumev3":
-		if strings.HasSuffix(rest, "/volumes/detail") {
+		switch {
+		case rest == "/v3" || rest == "/v3/":
+			return VolumeVersions
+		case strings.HasSuffix(rest, "/volumes/detail"):
 			return Volumes
+		case strings.HasSuffix(rest, "/volumes"):
+			return VolumeSummaries
 		}
 	case "orchestration":
 		rest = strings.TrimSuffix(rest, "/")
@@ -373,6 +461,63 @@ func (s *Server) checkMicroversion(w http.ResponseWriter, r *http.Request) bool 
 	w.Header().Set("X-OpenStack-Nova-API-Version", v)
 	w.Header().Set("Vary", "OpenStack-API-Version, X-OpenStack-Nova-API-Version")
 	return true
+}
+
+// volumeMicroversion is the Cinder microversion a request asks for.
+func volumeMicroversion(r *http.Request) string {
+	if h := r.Header.Get("OpenStack-API-Version"); strings.HasPrefix(h, "volume ") {
+		return strings.TrimSpace(strings.TrimPrefix(h, "volume "))
+	}
+	return "3.0"
+}
+
+// checkVolumeMicroversion answers 406 as cinder does for a microversion
+// above its maximum.
+func (s *Server) checkVolumeMicroversion(w http.ResponseWriter, r *http.Request) bool {
+	v := volumeMicroversion(r)
+	s.mu.Lock()
+	max := s.opts.CinderMaxMicroversion
+	s.mu.Unlock()
+	if v == "latest" {
+		v = max
+	}
+	if !strings.HasPrefix(v, "3.") || minorOf(v) < 0 || minorOf(v) > minorOf(max) {
+		msg := fmt.Sprintf("Version %s is not supported by the API. Minimum is 3.0 and maximum is %s.", v, max)
+		writeJSON(w, http.StatusNotAcceptable, map[string]any{"computeFault": map[string]any{"code": 406, "message": msg}})
+		return false
+	}
+	w.Header().Set("OpenStack-API-Version", "volume "+v)
+	return true
+}
+
+// serveVolumeVersion is cinder's GET /v3/: the version document, a list of
+// one version.
+func (s *Server) serveVolumeVersion(w http.ResponseWriter) {
+	s.mu.Lock()
+	max := s.opts.CinderMaxMicroversion
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"versions": []any{map[string]any{
+		"id":          "v3.0",
+		"links":       []any{map[string]any{"href": s.URL + "/volumev3/v3/", "rel": "self"}},
+		"media-types": []any{map[string]any{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}},
+		"status":      "CURRENT",
+		"version":     max,
+		"min_version": "3.0",
+		"updated":     "2023-08-31T00:00:00Z",
+	}}})
+}
+
+// minorOf returns N of an "M.N" microversion, -1 when malformed.
+func minorOf(v string) int {
+	_, min, ok := strings.Cut(v, ".")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.Atoi(min)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }
 
 // minor returns the minor number of a "2.N" microversion, -1 when malformed.
