@@ -54,8 +54,22 @@ func TestDebianPackage(t *testing.T) {
 
 	dpkg(t, append([]string{"-i"}, debs...)...)
 	// Installing again (an upgrade to the same version) keeps the user
-	// and the config.
-	dpkg(t, append([]string{"-i"}, debs...)...)
+	// and the admin's edit of the conffile, without asking.
+	edit := "\n# edited by the admin before an upgrade\n"
+	f, err := os.OpenFile(debConfig, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(edit)
+	f.Close()
+	uid := mustRun(t, "id", "-u", "synchronizer")
+	dpkg(t, append([]string{"--force-confold", "-i"}, debs...)...)
+	if b, _ := os.ReadFile(debConfig); !strings.HasSuffix(string(b), edit) {
+		t.Errorf("reinstalling lost the admin's edit of %s", debConfig)
+	}
+	if again := mustRun(t, "id", "-u", "synchronizer"); again != uid {
+		t.Errorf("reinstalling changed the user: uid %s, then %s", uid, again)
+	}
 
 	files := strings.Fields(mustRun(t, "dpkg-query", "-L", debPackage, pyPackage))
 	checkLayout(t)
@@ -143,6 +157,11 @@ func checkLayout(t *testing.T) {
 	}
 	if l, err := os.Readlink("/etc/systemd/system/multi-user.target.wants/synchronizer.service"); err != nil || l != unitPath {
 		t.Errorf("the unit is not enabled: %q %v", l, err)
+	}
+	// The packaged config is valid as installed (it names no source yet:
+	// check-config warns, and exits 0).
+	if out, err := exec.Command("/usr/bin/synchronizer", "check-config", debConfig).CombinedOutput(); err != nil || !strings.Contains(string(out), ": ok (0 collectors, 0 listeners)") {
+		t.Errorf("check-config %s: %v\n%s", debConfig, err, out)
 	}
 	if v := mustRun(t, "/usr/bin/synchronizer", "--version"); !strings.HasPrefix(v, "synchronizer ") || strings.Contains(v, "(devel)") {
 		t.Errorf("installed binary's version: %q", v)

@@ -323,8 +323,27 @@ func lostWALAttempt(t *testing.T, n, attempt int) bool {
 		// it, the file is damaged. That must be the failing state, not a
 		// silent start; then this attempt proves nothing about seqs.
 		t.Logf("attempt %d: the database without its -wal is damaged: %s", attempt, bytes.TrimSpace(out))
-		s.start()
+		// Either the start-up reads hit the damage (the sidecar refuses
+		// to start and says the way out) or it starts failing.
+		cmd := exec.Command(binary, "serve", "--config", s.config)
+		logs := &logBuffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		defer func() { cmd.Process.Signal(syscall.SIGTERM); <-exited }()
 		waitFor(t, "the damage reported", 60*time.Second, func() bool {
+			select {
+			case err := <-exited:
+				exited <- err
+				if !strings.Contains(logs.String(), "database corrupt") || !strings.Contains(logs.String(), "move the database file") {
+					t.Fatalf("the sidecar exited (%v) without saying the database is corrupt and the way out:\n%s", err, logs)
+				}
+				return true
+			default:
+			}
 			out, _ := s.cli("status")
 			return strings.Contains(out, `"failing"`) && strings.Contains(out, "database corrupt")
 		})
@@ -452,12 +471,17 @@ func TestCorruptDatabase(t *testing.T) {
 	if !strings.Contains(st.Store.Message, "database corrupt") || !strings.Contains(st.Store.Message, "new database id") {
 		t.Fatalf("failing state without the way out: %q", st.Store.Message)
 	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	// The endpoint starts once the baseline is loaded, after the socket.
+	var metrics []byte
+	waitFor(t, "the metrics endpoint", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		metrics, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK
+	})
 	if !strings.Contains(string(metrics), "\nsynchronizer_store_failing 1\n") {
 		t.Errorf("metrics do not say the store is failing:\n%s", metrics)
 	}

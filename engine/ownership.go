@@ -37,7 +37,7 @@ func (e *Engine) SetSources(sources map[string]bool) {
 	e.sources.Store(&m)
 }
 
-// configured reports whether the owner id is a configured source, and
+// ownerKind reports whether the owner id is a configured source, and
 // whether it is a reference source. Caller holds e.mu.
 func (e *Engine) ownerKind(src map[string]bool, id uint16) (configured, reference bool) {
 	if src == nil {
@@ -121,8 +121,8 @@ func sample(keys []string) string {
 	return strings.Join(keys, ", ")
 }
 
-// duplicates reports the keys listed more than once in one listing: extra
-// counts the listings beyond the first per key.
+// logDuplicates reports the keys listed more than once in one listing (extra
+// counts the listings beyond the first per key) and returns their total.
 func (e *Engine) logDuplicates(source string, extra map[string]int) int {
 	if len(extra) == 0 {
 		return 0

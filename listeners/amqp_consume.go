@@ -21,10 +21,12 @@ import (
 )
 
 // session connects to URL i, declares, consumes until the connection or ctx
-// ends and reports whether it got as far as consuming. gap is why
+// ends and reports whether it got as far as consuming. *gap is why
 // notifications may have been missed before this session consumes ("" when
-// none may have been): the catch-up is asked for once consuming started.
-func (l *amqpListener) session(ctx context.Context, sink Sink, i int, gap string) (bool, error) {
+// none may have been): the catch-up is asked for once consuming started. A
+// queue found missing sets it, so that a session that created the queue but
+// failed before consuming leaves the gap to the next one.
+func (l *amqpListener) session(ctx context.Context, sink Sink, i int, gap *string) (bool, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("synchronizer " + l.cfg.Name)
 	conn, err := amqp.DialConfig(l.urls[i], amqp.Config{
@@ -42,7 +44,7 @@ func (l *amqpListener) session(ctx context.Context, sink Sink, i int, gap string
 		return false, err
 	}
 	if created {
-		gap = "queue_created"
+		*gap = "queue_created"
 	}
 	if err := ch.Qos(l.cfg.Prefetch, 0, false); err != nil {
 		return false, fmt.Errorf("amqp: qos: %w", err)
@@ -54,10 +56,11 @@ func (l *amqpListener) session(ctx context.Context, sink Sink, i int, gap string
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	l.log.Info("amqp listener connected", "broker", l.hosts[i], "queue", l.cfg.Queue, "queue_created", created)
-	if gap != "" {
-		l.catchUp(sink, gap)
+	if *gap != "" {
+		l.catchUp(sink, *gap)
 	}
 	l.setState("connected", l.hosts[i], nil)
+	l.setDown("")
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()
 	monitored := make(chan struct{})

@@ -49,7 +49,7 @@ func (b *testBus) Run(ctx context.Context, sink listeners.Sink) error {
 func (b *testBus) Status() map[string]any {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return map[string]any{"received": b.received, "bad_total": int64(2)}
+	return map[string]any{"received": b.received, "bad_total": int64(2), "other_consumers": 1}
 }
 
 var _ listeners.StatusReporter = (*testBus)(nil)
@@ -89,11 +89,15 @@ func TestMetrics(t *testing.T) {
 	if err := c.Call(ctx, "changes", map[string]any{"since": 1000}, &res); err == nil {
 		t.Errorf("changes since 1000 of 8: no error")
 	}
+	if err := c.Call(ctx, "changes", map[string]any{"since": 1, "database_id": "another"}, &res); err == nil {
+		t.Errorf("changes with another database's id: no error")
+	}
 	c.Close()
 	out := scrape()
 	for _, want := range []string{
 		`synchronizer_rpc_resyncs_total{reason="since_outside_log"} 1`,
 		`synchronizer_rpc_resyncs_total{reason="queue_overflow"} 0`,
+		`synchronizer_rpc_resyncs_total{reason="other_database"} 1`,
 		`synchronizer_collector_interval_seconds{collector="change"} 3600`,
 		`synchronizer_polls_total{collector="change",outcome="success"} 1`,
 		`synchronizer_poll_duration_seconds_count{collector="keep"} 1`,
@@ -112,6 +116,7 @@ func TestMetrics(t *testing.T) {
 		`synchronizer_listener_messages_total{listener="bus"} 1`,
 		`synchronizer_listener_bad_messages_total{listener="bus"} 2`,
 		`synchronizer_listener_catch_up_polls_total{listener="bus"} 0`,
+		`synchronizer_listener_queue_other_consumers{listener="bus"} 1`,
 		`synchronizer_change_log_last_seq 8`,
 		`synchronizer_config_last_reload_successful 1`,
 		`synchronizer_wal_checkpoint_failing 0`,
