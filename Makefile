@@ -6,7 +6,7 @@ PKGS    := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/openstack-synchronizer/synchronizer/buildinfo.Version=$(VERSION)
 
-.PHONY: build run test test-deps bench lint clean deb
+.PHONY: build run test test-deps testcloud-start testcloud-stop bench lint clean deb
 
 build:
 	$(GO) build -buildvcs=auto -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -29,11 +29,22 @@ test: test-deps build deb
 	$(GO) vet $(PKGS)
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod is not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	# The real OpenStack test cloud (scripts/testcloud) for the tests that
+	# poll it: started here so that a cloud that cannot start fails early,
+	# stopped at the end whatever the tests did.
+	scripts/testcloud/testcloud start
 	# Packages run side by side: the broker tests drop connections only in
 	# a virtual host of their own or restart a RabbitMQ node of their own,
 	# and the test cloud's script takes a lock. e2e/deb_test.go installs
 	# the .debs `make deb` has just built.
-	SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	@rc=0; SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -timeout 30m $(PKGS) || rc=$$?; \
+	  scripts/testcloud/testcloud stop || true; exit $$rc
+
+# The test cloud by hand (openstack/README.md, "The real test cloud").
+testcloud-start:
+	bash scripts/deps.d/openstack.sh && bash scripts/deps.d/rabbitmq.sh && scripts/testcloud/testcloud start
+testcloud-stop:
+	scripts/testcloud/testcloud stop
 
 # Go benchmarks plus the load tool; figures go into the issue notes.
 bench: build

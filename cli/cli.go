@@ -293,6 +293,9 @@ func serve(args []string, env Env) error {
 	}
 	log := newLogger(cfg, level, env.Stderr)
 	slog.SetDefault(log)
+	if len(cfg.Collectors) == 0 && len(cfg.Listeners) == 0 {
+		log.Warn("no collectors and no listeners: the synchronizer serves an empty baseline until a reload adds some", "config", cfg.Path)
+	}
 	if addr := os.Getenv("SYNCHRONIZER_PPROF"); addr != "" {
 		// Profiling for performance work, on loopback only.
 		if err := startPprof(addr); err != nil {

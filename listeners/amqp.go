@@ -316,12 +316,16 @@ func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 		}
 		l.setState("reconnecting", l.hosts[i], err)
 		l.st.add(&l.st.reconnects, 1)
+		what := connectProblem(err, consumed)
+		if !consumed {
+			l.setDown(what + ": " + err.Error())
+		}
 		// A broker that accepts and then drops us at once is not "back":
 		// only a session that lasted resets the back-off.
 		if consumed && time.Since(began) > 10*time.Second {
 			backoff = l.cfg.MinBackoff.D()
 		}
-		l.limit.log(l.log, "connection", slog.LevelWarn, "amqp connection lost, reconnecting",
+		l.limit.log(l.log, "connection", slog.LevelWarn, "amqp "+what+", reconnecting",
 			"broker", l.hosts[i], "retry_in", backoff, "err", err)
 		if !sleepCtx(ctx, backoff) {
 			l.setState("stopped", "", nil)
@@ -329,6 +333,37 @@ func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 		}
 		backoff = min(backoff*2, l.cfg.MaxBackoff.D())
 	}
+}
+
+// connectProblem names what failed, for the log and for Down: an operator
+// fixes a refused password and an unreachable broker differently, and
+// neither is a lost connection.
+func connectProblem(err error, consumed bool) string {
+	var ae *amqp.Error
+	switch {
+	case errors.As(err, &ae) && ae.Code == amqp.AccessRefused:
+		return "authentication refused"
+	case errors.As(err, &ae) && ae.Code == amqp.NotAllowed:
+		return "access to the vhost refused"
+	case consumed:
+		return "connection lost"
+	default:
+		return "cannot connect"
+	}
+}
+
+// Down implements listeners.HealthReporter: the listener is down from a
+// failed connection attempt until it consumes again.
+func (l *amqpListener) Down() string {
+	l.st.mu.Lock()
+	defer l.st.mu.Unlock()
+	return l.st.down
+}
+
+func (l *amqpListener) setDown(why string) {
+	l.st.mu.Lock()
+	l.st.down = why
+	l.st.mu.Unlock()
 }
 
 // Status implements StatusReporter.

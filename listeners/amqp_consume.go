@@ -60,6 +60,7 @@ func (l *amqpListener) session(ctx context.Context, sink Sink, i int, gap *strin
 		l.catchUp(sink, *gap)
 	}
 	l.setState("connected", l.hosts[i], nil)
+	l.setDown("")
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()
 	monitored := make(chan struct{})

@@ -13,6 +13,7 @@ type amqpStats struct {
 	mu            sync.Mutex
 	state, broker string
 	lastErr       string
+	down          string // why the last connection attempt failed, until one consumes
 	since         time.Time
 	received      int64
 	events        int64
@@ -56,6 +57,9 @@ func (s *amqpStats) snapshot(queue string) map[string]any {
 		"redelivered": s.redelivered, "dead_lettered": s.deadLettered, "batches": s.batches,
 		"apply_errors": s.applyErrors, "reconnects": s.reconnects,
 		"bad": bad, "bad_total": total, "last_error": s.lastErr,
+	}
+	if s.down != "" {
+		m["down"] = s.down
 	}
 	if !s.lastMessage.IsZero() {
 		m["last_message_at"] = s.lastMessage

@@ -46,6 +46,14 @@ type StatusReporter interface {
 	Status() map[string]any
 }
 
+// HealthReporter is implemented by listeners that can be running yet
+// useless: a bus listener whose broker refuses it, or that it cannot reach,
+// takes no notification. Down says why (empty while it works); the
+// supervisor then shows the listener as failing in status and metrics.
+type HealthReporter interface {
+	Down() string
+}
+
 // Settings is what a factory gets: the listener's name, the YAML node of its
 // whole config entry (decode it with config.DecodeStrict into a struct that
 // has name and type fields too) and the config file's directory.

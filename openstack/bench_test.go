@@ -44,30 +44,37 @@ func BenchmarkUnchangedPoll(b *testing.B) {
 // (changes plus the summary list).
 func BenchmarkDeltaVsFull(b *testing.B) {
 	for _, tc := range []struct {
-		typ, coll string
-		change    func(srv *openstacktest.Server, id string, i int)
+		name, typ, coll string
+		refuse          bool // Neutron refuses changed_since: by revisions
+		change          func(srv *openstacktest.Server, id string, i int)
 	}{
-		{TypeInstance, openstacktest.Servers, func(srv *openstacktest.Server, id string, i int) {
+		{TypeInstance, TypeInstance, openstacktest.Servers, false, func(srv *openstacktest.Server, id string, i int) {
 			srv.SetServerStatus(id, []string{"ACTIVE", "SHUTOFF"}[i%2])
 		}},
-		{TypePort, openstacktest.Ports, func(srv *openstacktest.Server, id string, i int) {
+		{TypePort, TypePort, openstacktest.Ports, false, func(srv *openstacktest.Server, id string, i int) {
 			srv.Update(openstacktest.Ports, id, func(o map[string]any) { o["status"] = []string{"ACTIVE", "DOWN"}[i%2] })
 		}},
-		{TypeVolume, openstacktest.Volumes, func(srv *openstacktest.Server, id string, i int) {
+		{TypePort + "-by-revisions", TypePort, openstacktest.Ports, true, func(srv *openstacktest.Server, id string, i int) {
+			srv.Update(openstacktest.Ports, id, func(o map[string]any) { o["status"] = []string{"ACTIVE", "DOWN"}[i%2] })
+		}},
+		{TypeVolume, TypeVolume, openstacktest.Volumes, false, func(srv *openstacktest.Server, id string, i int) {
 			srv.Update(openstacktest.Volumes, id, func(o map[string]any) { o["status"] = []string{"available", "in-use"}[i%2] })
 		}},
 	} {
-		b.Run(tc.typ, func(b *testing.B) { benchDeltaVsFull(b, tc.typ, tc.coll, tc.change) })
+		b.Run(tc.name, func(b *testing.B) { benchDeltaVsFull(b, tc.typ, tc.coll, tc.refuse, tc.change) })
 	}
 }
 
-func benchDeltaVsFull(b *testing.B, typ, coll string, change func(*openstacktest.Server, string, int)) {
+func benchDeltaVsFull(b *testing.B, typ, coll string, refuse bool, change func(*openstacktest.Server, string, int)) {
 	const n, changed = 10000, 100
-	f := newFixture(b, openstacktest.Options{PageSize: 1000, NeutronChangedSince: true}, func(o *Options) { o.Types = []string{typ} })
+	f := newFixture(b, openstacktest.Options{PageSize: 1000, NeutronChangedSince: !refuse}, func(o *Options) { o.Types = []string{typ} })
 	ids := f.srv.IDs(coll)
 	ids = append(ids, f.srv.Add(coll, n-len(ids))...)
 	f.srv.Advance(time.Minute)
 	f.applied(b) // the first, full listing
+	if refuse {
+		f.applied(b) // refused, listed in full: by revisions from now on
+	}
 	var (
 		deltaBytes, fullBytes, deltaReqs, fullReqs int64
 		deltaTime, fullTime                        time.Duration

@@ -89,7 +89,9 @@ type TypeStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Duration is that of the last listing, successful or not, in seconds.
 	Duration float64 `json:"duration_seconds"`
-	// Count and Pages are those of the last successful listing.
+	// Count and Pages are those of the last successful listing: in delta
+	// mode, the changed items, and the pages of the change and id
+	// listings.
 	Count int `json:"count"`
 	Pages int `json:"pages"`
 	// Failing is true while the last listing failed.
@@ -192,7 +194,7 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 		snap.Present = append(snap.Present, r.l.present...)
 		snap.Deletes = append(snap.Deletes, r.l.deletes...)
 		if deltaCapable[t] {
-			marks[t] = pendingMark{gen: r.l.gen, mark: r.l.mark, full: r.l.full}
+			marks[t] = pendingMark{gen: r.l.gen, mark: r.l.mark, full: r.l.full, revs: r.l.revs}
 		}
 	}
 	if len(snap.Types) == 0 && len(marks) == 0 {

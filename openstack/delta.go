@@ -42,6 +42,10 @@ type deltaState struct {
 	// gen changes when the state is reset, so that a snapshot listed
 	// before the reset cannot set it again.
 	gen int
+	// revs are the revision_number of each Neutron resource as last
+	// listed (nil: unknown): while Neutron refuses changed_since, the
+	// resources whose revision moved are the changes.
+	revs map[string]string
 }
 
 // delta returns typ's state; c.mu must be held.
@@ -54,24 +58,42 @@ func (c *Collector) delta(typ string) *deltaState {
 	return d
 }
 
-// plan decides how typ is listed now: the changes since the returned time
-// (true), or in full. gen is the state's generation the listing belongs to;
-// why says what keeps a type that could be listed incrementally from it (a
-// refusal of its filter not yet retried).
-func (c *Collector) plan(typ string) (since time.Time, delta bool, gen int, why string) {
+// planned is how a type is listed in one poll.
+type planned struct {
+	// since is the watermark of a change listing (delta).
+	since time.Time
+	delta bool
+	// revisions: Neutron refused changed_since and the revisions of its
+	// resources are known: compare them instead (revs).
+	revisions bool
+	revs      map[string]string
+	// gen is the state's generation the listing belongs to; why says what
+	// keeps a type that could be listed incrementally from its change
+	// filter (a refusal not yet retried).
+	gen int
+	why string
+}
+
+// plan decides how typ is listed now.
+func (c *Collector) plan(typ string) planned {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := c.delta(typ)
+	p := planned{gen: d.gen}
 	every := c.opts.FullEvery.D()
 	switch {
 	case !*c.opts.Incremental, !deltaCapable[typ]:
 	case d.watermark.IsZero(), time.Since(d.lastFull) >= every:
 	case !d.refusedAt.IsZero() && time.Since(d.refusedAt) < every:
-		why = d.refused
+		if (typ == TypeNetwork || typ == TypePort) && d.revs != nil {
+			p.revisions, p.revs = true, d.revs
+		} else {
+			p.why = d.refused
+		}
 	default:
-		return d.watermark, true, d.gen, ""
+		p.since, p.delta = d.watermark, true
 	}
-	return time.Time{}, false, d.gen, why
+	return p
 }
 
 // applied moves the states of the types listed in one poll, once the engine
@@ -90,6 +112,9 @@ func (c *Collector) applied(marks map[string]pendingMark) {
 		if !m.full.IsZero() {
 			d.lastFull = m.full
 		}
+		if m.revs != nil {
+			d.revs = m.revs
+		}
 		if st := c.status[typ]; st != nil {
 			st.Watermark, st.LastFull = d.watermark, d.lastFull
 		}
@@ -101,6 +126,7 @@ func (c *Collector) applied(marks map[string]pendingMark) {
 type pendingMark struct {
 	gen        int
 	mark, full time.Time
+	revs       map[string]string
 }
 
 // reset forgets typ's watermark: its next listing is full.
@@ -109,7 +135,7 @@ func (c *Collector) reset(typ string) {
 	defer c.mu.Unlock()
 	d := c.delta(typ)
 	d.gen++
-	d.watermark, d.lastFull = time.Time{}, time.Time{}
+	d.watermark, d.lastFull, d.revs = time.Time{}, time.Time{}, nil
 }
 
 // cinder reads Cinder's maximum microversion from its version document, to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,35 +156,54 @@ func TestDeltaDeletes(t *testing.T) {
 }
 
 // Neutron refusing changed_since (its default filter_validation) is no
-// error: the type is listed in full, status says why, the filter is not
-// tried again before full_every, and it is after.
+// error: the type is listed in full in the same poll, status says why; the
+// following polls compare the resources' revision_number (one id and
+// revision listing, then the details of what moved: a change, a tag, a new
+// port; a port gone is missing from the listing); the filter is tried again
+// after full_every.
 func TestNeutronRefusalFallsBackToFull(t *testing.T) {
 	f := newDeltaFixture(t, openstacktest.Options{}, nil)
-	before := f.srv.Requests(openstacktest.Ports)
+	srv := f.srv
 	snap := f.applied(t)
 	st := typeStatus(f.c, TypePort)
 	if st.Mode != modeFull || st.Failing || st.DeltaUnavailable == "" || !slices.Contains(snap.Types, TypePort) {
 		t.Fatalf("refused: status %+v, types %v", st, snap.Types)
 	}
-	if got, want := keysOf(ofType(snap, TypePort)), prefixed(TypePort, f.srv.IDs(openstacktest.Ports)...); !slices.Equal(got, want) {
+	if got, want := keysOf(ofType(snap, TypePort)), prefixed(TypePort, srv.IDs(openstacktest.Ports)...); !slices.Equal(got, want) {
 		t.Errorf("full listing after the refusal: %v, want %v", got, want)
 	}
 	if st := typeStatus(f.c, TypeInstance); st.Mode != modeDelta {
 		t.Errorf("nova.instance mode %q: the refusal spread", st.Mode)
 	}
-	// The refused change listing, then the full listing.
-	refusedAndFull := f.srv.Requests(openstacktest.Ports) - before
-	before = f.srv.Requests(openstacktest.Ports)
-	f.applied(t)
-	if n := f.srv.Requests(openstacktest.Ports) - before; n >= refusedAndFull || typeStatus(f.c, TypePort).Mode != modeFull {
-		t.Errorf("second poll: %d port requests (first %d), mode %q: the filter was tried again", n, refusedAndFull, typeStatus(f.c, TypePort).Mode)
+	// Nothing changed: one request, the ids and revisions.
+	before := srv.Requests(openstacktest.Ports)
+	snap = f.applied(t)
+	if n := srv.Requests(openstacktest.Ports) - before; n != 1 || len(ofType(snap, TypePort)) != 0 || typeStatus(f.c, TypePort).Mode != modeDelta {
+		t.Errorf("quiet poll by revisions: %d requests, %v, mode %q", n, keysOf(ofType(snap, TypePort)), typeStatus(f.c, TypePort).Mode)
 	}
-	if why := typeStatus(f.c, TypePort).DeltaUnavailable; why != st.DeltaUnavailable {
-		t.Errorf("second poll: delta_unavailable %q, want %q", why, st.DeltaUnavailable)
+	var neutron []string
+	for _, k := range snap.Present {
+		if strings.HasPrefix(k, "neutron.") {
+			neutron = append(neutron, k)
+		}
+	}
+	if got, want := sorted(neutron), sorted(append(prefixed(TypePort, srv.IDs(openstacktest.Ports)...), prefixed(TypeNetwork, srv.IDs(openstacktest.Networks)...)...)); !slices.Equal(got, want) {
+		t.Errorf("present %v, want %v", got, want)
+	}
+	ports := srv.IDs(openstacktest.Ports)
+	srv.Update(openstacktest.Ports, ports[0], func(o map[string]any) { o["status"] = "DOWN" })
+	srv.Remove(openstacktest.Ports, ports[1])
+	added := srv.Add(openstacktest.Ports, 1)[0]
+	snap = f.applied(t)
+	if got, want := keysOf(ofType(snap, TypePort)), prefixed(TypePort, ports[0], added); !slices.Equal(got, want) {
+		t.Errorf("by revisions: listed %v, want %v", got, want)
+	}
+	if slices.Contains(snap.Present, TypePort+":"+ports[1]) || !slices.Contains(snap.Types, TypePort) {
+		t.Errorf("the removed port is still present, or the listing is not complete")
 	}
 	// Once full_every has passed since the refusal, the next full listing
 	// is followed by a new try, which succeeds now.
-	f.srv.SetNeutronChangedSince(true)
+	srv.SetNeutronChangedSince(true)
 	f.c.mu.Lock()
 	for _, typ := range []string{TypePort, TypeNetwork} {
 		d := f.c.delta(typ)
@@ -195,9 +215,11 @@ func TestNeutronRefusalFallsBackToFull(t *testing.T) {
 	if st := typeStatus(f.c, TypePort); st.Mode != modeFull {
 		t.Errorf("full_every passed: mode %q", st.Mode)
 	}
+	srv.Advance(time.Minute)
+	before = srv.Requests(openstacktest.Ports)
 	f.applied(t)
-	if st := typeStatus(f.c, TypePort); st.Mode != modeDelta || st.DeltaUnavailable != "" {
-		t.Errorf("after the retry: mode %q (%s)", st.Mode, st.DeltaUnavailable)
+	if st := typeStatus(f.c, TypePort); st.Mode != modeDelta || st.DeltaUnavailable != "" || srv.Requests(openstacktest.Ports)-before != 2 {
+		t.Errorf("after the retry: mode %q (%s), %d requests", st.Mode, st.DeltaUnavailable, srv.Requests(openstacktest.Ports)-before)
 	}
 }
 

@@ -2,9 +2,12 @@ package openstack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +35,9 @@ type listing struct {
 	// gen is the generation of the type's state the listing was planned
 	// in (deltaState.gen): a reset since makes its mark void.
 	gen int
+	// revs are the revisions of a Neutron type's resources as listed (nil:
+	// keep the known ones).
+	revs map[string]string
 }
 
 // Listing modes, as status shows them.
@@ -63,8 +69,9 @@ func (c *Collector) listType(ctx context.Context, typ string) (*listing, error) 
 		}
 	}
 	limit := limitQuery(c.opts.PageSize)
-	since, delta, gen, why := c.plan(typ)
-	l.gen, l.unavailable = gen, why
+	p := c.plan(typ)
+	since, delta := p.since, p.delta
+	l.gen, l.unavailable = p.gen, p.why
 	switch typ {
 	case TypeInstance, TypeHost, TypeZone:
 		ep, err := c.sess.endpoint("compute")
@@ -106,12 +113,20 @@ func (c *Collector) listType(ctx context.Context, typ string) (*listing, error) 
 			key, m = "ports", mapPort
 		}
 		base := listSpec{service: "neutron", what: key, key: key, links: true, paged: true}
-		return c.listChanged(ctx, typ, l, add(m, true), since, delta, changeQueries{
+		q := changeQueries{
 			full:  withQuery(ep+key, limit...),
 			delta: withQuery(ep+key, append([]string{"changed_since", since.UTC().Format(time.RFC3339)}, limit...)...),
 			ids:   withQuery(ep+key, append([]string{"fields", "id"}, limit...)...),
 			spec:  base,
-		})
+		}
+		if p.revisions {
+			return c.listRevisions(ctx, typ, l, add(m, true), p.revs, q, ep+key)
+		}
+		l, err = c.listChanged(ctx, typ, l, add(m, true), since, delta, q)
+		if err == nil && l.mode == modeFull {
+			l.revs = revisionsOf(l.ents)
+		}
+		return l, err
 	case TypeVolume:
 		ep, err := c.sess.endpoint("block-storage", "volumev3")
 		if err != nil {
@@ -259,6 +274,96 @@ func (c *Collector) listChanged(ctx context.Context, typ string, l *listing, add
 		return l, err
 	}
 	return c.fullListing(ctx, withURL(q.spec, q.full), l, add)
+}
+
+// revisionChunk is how many ids one request of details asks for
+// (id=A&id=B...: about 40 bytes of URL each).
+const revisionChunk = 50
+
+// listRevisions lists a Neutron type that refuses changed_since by its
+// resources' revision_number, which Neutron moves at every change (tags
+// included): the ids and revisions of all (fields=id&fields=revision_number,
+// which is also the id listing that tells deletes), then the details of
+// those whose revision moved or that are new (id=A&id=B...).
+func (c *Collector) listRevisions(ctx context.Context, typ string, l *listing, add func(map[string]any, [16]byte) error, known map[string]string, q changeQueries, collURL string) (*listing, error) {
+	l.mode = modeDelta
+	ls := q.spec
+	ls.url = withQuery(q.ids, "fields", "id")
+	u, _ := url.Parse(ls.url)
+	qs := u.Query()
+	qs.Add("fields", "revision_number")
+	u.RawQuery = qs.Encode()
+	ls.url, ls.what = u.String(), q.spec.what+" (revisions)"
+	clock := c.watch(&ls)
+	revs := make(map[string]string, len(known))
+	var changed []string
+	n, err := c.sess.list(ctx, ls, func(o map[string]any, _ [16]byte) error {
+		id := str(o, "id")
+		rev, ok := revision(o)
+		if id == "" || !ok {
+			return fmt.Errorf("%s without an id or a revision_number", typ)
+		}
+		l.present = append(l.present, entity.MakeKey(typ, id))
+		revs[id] = rev
+		if old, ok := known[id]; !ok || old != rev {
+			changed = append(changed, id)
+		}
+		return nil
+	})
+	l.pages, l.mark = n, clock.mark()
+	if err != nil {
+		return l, err
+	}
+	for len(changed) > 0 {
+		chunk := changed[:min(revisionChunk, len(changed))]
+		changed = changed[len(chunk):]
+		u, err := url.Parse(collURL)
+		if err != nil {
+			return l, err
+		}
+		qs := url.Values{"id": chunk}
+		u.RawQuery = qs.Encode()
+		ds := q.spec
+		ds.url, ds.what = u.String(), q.spec.what+" (changed)"
+		n, err := c.sess.list(ctx, ds, func(o map[string]any, fp [16]byte) error {
+			// The details may be newer than the revision listed.
+			if rev, ok := revision(o); ok {
+				revs[str(o, "id")] = rev
+			}
+			return add(o, fp)
+		})
+		l.pages += n
+		if err != nil {
+			return l, err
+		}
+	}
+	l.revs, l.complete = revs, true
+	return l, nil
+}
+
+// revisionsOf reads the revision_number of listed Neutron resources (nil
+// when one has none: revisions cannot tell changes then).
+func revisionsOf(ents []entity.Entity) map[string]string {
+	revs := make(map[string]string, len(ents))
+	for _, e := range ents {
+		rev, ok := revision(e.Data)
+		if !ok {
+			return nil
+		}
+		revs[e.ID] = rev
+	}
+	return revs
+}
+
+// revision reads a resource's revision_number as the text of the number.
+func revision(o map[string]any) (string, bool) {
+	switch v := o["revision_number"].(type) {
+	case json.Number:
+		return v.String(), true
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), true
+	}
+	return "", false
 }
 
 func withURL(ls listSpec, u string) listSpec {

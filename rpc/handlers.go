@@ -98,6 +98,7 @@ type typesParams struct {
 // the resync error: its seqs mean nothing here.
 func (ss *session) checkDatabase(method, id string) error {
 	if own := ss.s.b.DatabaseID(); id != "" && id != own {
+		ss.s.resyncs.otherDatabase.Add(1)
 		return errorf(CodeResyncNeeded, "%s: database_id %s is not this database's (%s): the database was replaced; resync with get_all", method, id, own)
 	}
 	return nil

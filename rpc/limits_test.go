@@ -377,6 +377,12 @@ func TestGetAllCut(t *testing.T) {
 	b.commit(20000, `"`+strings.Repeat("e", 500)+`"`) // ~11 MB: more than the socket holds
 	c := dialLines(t, path)
 	c.send(t, `{"jsonrpc":"2.0","id":"g","method":"get_all"}`)
+	// The answer's first bytes mean GetAll has begun: a commit started
+	// before it would get the lock first, and the answer would not be cut.
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.r.Peek(1); err != nil {
+		t.Fatal(err)
+	}
 	// memBackend.GetAll holds the log's lock for its snapshot: a commit
 	// gets through once the answer is cut, though nothing was read.
 	committed := make(chan struct{})

@@ -198,7 +198,7 @@ var (
 		"When the collector's last poll succeeded (Unix time); while none has, when the collector started.", []string{"collector"}, nil)
 	descInterval = prometheus.NewDesc("synchronizer_collector_interval_seconds", "The collector's configured poll interval.", []string{"collector"}, nil)
 	descResyncs  = prometheus.NewDesc("synchronizer_rpc_resyncs_total",
-		"Consumers told to resynchronize with get_all, by reason: queue_overflow (resync notification to a subscriber past its queue or memory bound), pruned_during_replay, since_outside_log (-32001).",
+		"Consumers told to resynchronize with get_all, by reason: queue_overflow (resync notification to a subscriber past its queue or memory bound), pruned_during_replay, since_outside_log (-32001), other_database (-32001 for another database's id).",
 		[]string{"reason"}, nil)
 )
 

@@ -89,11 +89,15 @@ func TestMetrics(t *testing.T) {
 	if err := c.Call(ctx, "changes", map[string]any{"since": 1000}, &res); err == nil {
 		t.Errorf("changes since 1000 of 8: no error")
 	}
+	if err := c.Call(ctx, "changes", map[string]any{"since": 1, "database_id": "another"}, &res); err == nil {
+		t.Errorf("changes with another database's id: no error")
+	}
 	c.Close()
 	out := scrape()
 	for _, want := range []string{
 		`synchronizer_rpc_resyncs_total{reason="since_outside_log"} 1`,
 		`synchronizer_rpc_resyncs_total{reason="queue_overflow"} 0`,
+		`synchronizer_rpc_resyncs_total{reason="other_database"} 1`,
 		`synchronizer_collector_interval_seconds{collector="change"} 3600`,
 		`synchronizer_polls_total{collector="change",outcome="success"} 1`,
 		`synchronizer_poll_duration_seconds_count{collector="keep"} 1`,

@@ -403,6 +403,11 @@ func (r *listenerRunner) status() map[string]any {
 	if r.lastErr != "" {
 		st["last_error"], st["last_error_at"] = r.lastErr, r.lastErrAt.UTC()
 	}
+	if h, ok := r.l.(listeners.HealthReporter); ok && r.state == "running" {
+		if why := h.Down(); why != "" {
+			st["state"], st["last_error"] = "failing", why
+		}
+	}
 	if !r.lastApply.IsZero() {
 		st["last_success"] = r.lastApply.UTC()
 	}

@@ -94,3 +94,23 @@ func TestQuickCheckOfASoundDatabase(t *testing.T) {
 		t.Fatalf("health: %+v", h)
 	}
 }
+
+// A file whose schema page is damaged cannot be opened at all: Open says
+// it is corrupt and what to do, rather than a bare SQLite error.
+func TestOpenCorruptSchemaSaysTheWayOut(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "db")
+	s, err := Open(p, schema(t), Options{})
+	must(t, err)
+	must(t, s.Commit(context.Background(), rows(1, 10, time.Now()), nil))
+	must(t, s.Close())
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	must(t, err)
+	// Page 1 past the 100-byte file header: the b-tree of sqlite_master.
+	_, err = f.WriteAt([]byte(strings.Repeat("\xa5", 3000)), 100)
+	must(t, err)
+	must(t, f.Close())
+	_, err = Open(p, schema(t), Options{})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), WayOut) {
+		t.Fatalf("Open of a damaged schema page: %v; want ErrCorrupt with the way out", err)
+	}
+}

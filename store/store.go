@@ -118,6 +118,11 @@ func Open(path, schema string, o Options) (*Store, error) {
 	s := &Store{path: path, lock: lock}
 	if err := s.open(schema, o); err != nil {
 		s.Close()
+		if isCorrupt(err) {
+			// The start-up reads hit the damage: nothing can be served
+			// from this file, so say what to do rather than run failing.
+			return nil, fmt.Errorf("%w: %v: %s", ErrCorrupt, err, WayOut)
+		}
 		return nil, err
 	}
 	return s, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -205,6 +206,11 @@ func (s *Server) update(coll, id string, stamp bool, f func(obj map[string]any))
 				if l.updated != "" {
 					obj[l.updated] = changed.Format(l.updatedFormat)
 				}
+			}
+			// Neutron bumps a resource's revision_number at every change,
+			// tags included.
+			if n, ok := obj["revision_number"].(float64); ok {
+				obj["revision_number"] = n + 1
 			}
 			n, err := newItem(obj, l.idKey)
 			if err != nil {
@@ -493,6 +499,8 @@ type listQuery struct {
 	// fields projects each item to these fields (Neutron's fields=,
 	// Cinder's summary list).
 	fields []string
+	// ids keeps the items of these ids (Neutron's id=A&id=B).
+	ids []string
 }
 
 // apiError is a refusal in the service's own error format.
@@ -517,7 +525,7 @@ func (s *Server) parseQuery(coll string, r *http.Request) (listQuery, *apiError)
 			lq.since, lq.deleted = t, true
 		}
 	case Networks, Ports:
-		lq.fields = q["fields"]
+		lq.fields, lq.ids = q["fields"], q["id"]
 		if v, ok := q["changed_since"]; ok {
 			s.mu.Lock()
 			accept := s.opts.NeutronChangedSince
@@ -588,6 +596,9 @@ func (s *Server) window(coll string, lq listQuery) (items []item, page, size int
 			continue
 		}
 		if !lq.createdSince.IsZero() && (it.created.IsZero() || it.created.Before(lq.createdSince)) {
+			continue
+		}
+		if len(lq.ids) > 0 && !slices.Contains(lq.ids, it.id) {
 			continue
 		}
 		if l.filter != "" {

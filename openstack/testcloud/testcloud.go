@@ -423,6 +423,41 @@ func (c *Cloud) CreateServer(t testing.TB, name, userData string) string {
 	return id
 }
 
+// CreateServers boots n servers in one request (Nova's multi-create:
+// one scheduling pass for all), named name-1 ... name-n, with no network
+// and the same userData, and returns their ids. They are deleted when the
+// test ends.
+func (c *Cloud) CreateServers(t testing.TB, name string, n int, userData string) []string {
+	t.Helper()
+	s := map[string]any{"name": name, "flavorRef": c.Flavor, "imageRef": c.ImageID(t), "networks": "none",
+		"min_count": n, "max_count": n, "return_reservation_id": true}
+	if userData != "" {
+		s["user_data"] = base64.StdEncoding.EncodeToString([]byte(userData))
+	}
+	var r struct {
+		ReservationID string `json:"reservation_id"`
+	}
+	c.Must(t, http.MethodPost, "compute:/servers", map[string]any{"server": s}, &r)
+	var ids []string
+	Wait(t, fmt.Sprintf("%d servers of reservation %s", n, r.ReservationID), 120*time.Second, func() (bool, error) {
+		items, err := c.list("compute:/servers?all_tenants=1&reservation_id="+r.ReservationID, "servers")
+		if err != nil {
+			return false, err
+		}
+		ids = ids[:0]
+		for _, it := range items {
+			ids = append(ids, it["id"].(string))
+		}
+		return len(ids) == n, nil
+	})
+	t.Cleanup(func() {
+		for _, id := range ids {
+			c.deleteQuietly("compute:/servers/" + id)
+		}
+	})
+	return ids
+}
+
 // Server returns one server as GET /servers/{id} shows it.
 func (c *Cloud) Server(id string) (map[string]any, error) {
 	var r struct {
@@ -472,8 +507,8 @@ func (c *Cloud) WaitGone(t testing.TB, ref string) {
 
 // ---------------------------------------------------------------- volumes, networks, stacks
 
-// CreateVolume creates a 1 GiB volume (with no volume service it goes from
-// creating to error, as a cloud whose backend is down) and returns its id.
+// CreateVolume creates a 1 GiB volume (Cinder's fake driver makes it
+// available in a few seconds) and returns its id.
 func (c *Cloud) CreateVolume(t testing.TB, name string) string {
 	t.Helper()
 	var r struct {

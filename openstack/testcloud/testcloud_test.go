@@ -37,7 +37,7 @@ func TestLifecycle(t *testing.T) {
 	c.WaitServer(t, srv, "ACTIVE")
 	c.ServerAction(t, srv, "os-stop")
 	c.WaitServer(t, srv, "SHUTOFF")
-	c.WaitVolume(t, vol, "error", "available")
+	c.WaitVolume(t, vol, "available")
 	c.WaitStack(t, stackName, stack, "CREATE_COMPLETE")
 	servers := c.List(t, "compute:/servers/detail?all_tenants=1&limit=1", "servers")
 	found := false

@@ -40,10 +40,16 @@ STATE = os.environ.get("SYNC_TESTCLOUD_DIR", "/var/lib/synchronizer-testcloud")
 CACHE = os.environ.get("SYNC_TESTCLOUD_CACHE", "/var/cache/synchronizer-testcloud")
 PKGROOT = os.path.join(CACHE, "root")  # the server packages' files, from deps.d/openstack.sh
 HOST = "127.0.0.1"
-VHOST = "synchronizer-testcloud"
+# A second cloud on the same machine (another checkout testing another
+# version) takes an offset: its ports are the standard ones plus the
+# offset, its databases, vhost and state its own. Use it with its own
+# SYNC_TESTCLOUD_DIR.
+OFFSET = int(os.environ.get("SYNC_TESTCLOUD_PORT_OFFSET", "0"))
+SUFFIX = "" if OFFSET == 0 else str(OFFSET)
+VHOST = "synchronizer-testcloud" + ("-" + SUFFIX if SUFFIX else "")
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/" + VHOST
 TRANSPORT = "rabbit://guest:guest@127.0.0.1:5672/" + VHOST
-DB_USER, DB_PASS, DB_PREFIX = "testcloud", "testcloud-db", "tc_"
+DB_USER, DB_PASS, DB_PREFIX = "testcloud", "testcloud-db", "tc%s_" % SUFFIX
 ADMIN_PASS = "testcloud-admin"
 SERVICE_PASS = "testcloud-service"
 REGION = "RegionOne"
@@ -52,15 +58,22 @@ COMPUTE_HOST = "testcloud-compute"
 # renew them), long enough for keystoneauth's 30 s staleness margin.
 TOKEN_EXPIRATION = int(os.environ.get("SYNC_TESTCLOUD_TOKEN_EXPIRATION", "60"))
 NOVA_MAX_LIMIT = 20
-KEYSTONE = "http://%s:5000" % HOST
-DATABASES = ["keystone", "placement", "glance", "neutron", "nova_api", "nova",
-             "nova_cell0", "cinder", "heat"]
-# Bumped when the set-up (databases, catalog, users) changes shape, so that
-# an older state is set up again instead of half-used.
-SETUP_VERSION = "3"
-
 PORTS = {"keystone": 5000, "placement": 8778, "glance": 9292, "neutron": 9696,
          "nova-api": 8774, "cinder-api": 8776, "heat-api": 8004}
+PORTS = {k: v + OFFSET for k, v in PORTS.items()}
+KEYSTONE = "http://%s:%d" % (HOST, PORTS["keystone"])
+NOVA_URL = "http://%s:%d/v2.1" % (HOST, PORTS["nova-api"])
+NEUTRON_URL = "http://%s:%d" % (HOST, PORTS["neutron"])
+GLANCE_URL = "http://%s:%d" % (HOST, PORTS["glance"])
+PLACEMENT_URL = "http://%s:%d" % (HOST, PORTS["placement"])
+CINDER_URL = "http://%s:%d/v3" % (HOST, PORTS["cinder-api"])
+HEAT_URL = "http://%s:%d/v1" % (HOST, PORTS["heat-api"])
+DATABASES = ["keystone", "placement", "glance", "neutron", "nova_api", "nova",
+             "nova_cell0", "cinder", "heat"]
+# Written to STATE/setup-done once the databases, users and catalog exist;
+# `reset` removes it. A change of the config files alone only restarts the
+# services.
+SETUP_VERSION = "3"
 
 # name -> (module whose main() runs it, config files); in start order.
 # Keystone and Placement are WSGI apps served by this script itself.
@@ -71,6 +84,7 @@ SERVICES = [
     ("neutron", "neutron.cmd.eventlet.server", ["neutron.conf", "ml2_conf.ini"]),
     ("cinder-api", "cinder.cmd.api", ["cinder.conf"]),
     ("cinder-scheduler", "cinder.cmd.scheduler", ["cinder.conf"]),
+    ("cinder-volume", "cinder.cmd.volume", ["cinder.conf"]),
     ("heat-api", "heat.cmd.api", ["heat.conf"]),
     ("heat-engine", "heat.cmd.engine", ["heat.conf"]),
     ("nova-conductor", "nova.cmd.conductor", ["nova.conf"]),
@@ -185,7 +199,7 @@ connection = {db}
 
     d, n = common("glance", False)
     c["glance-api.conf"] = d + """bind_host = {h}
-bind_port = 9292
+bind_port = {gport}
 workers = 1
 {n}
 [database]
@@ -200,7 +214,7 @@ stores = file
 default_store = file
 filesystem_store_datadir = {images}
 
-""".format(h=HOST, n=n, db=dburl("glance"),
+""".format(h=HOST, n=n, db=dburl("glance"), gport=PORTS["glance"],
            paste=os.path.join(PKGROOT, "usr/share/glance-common/glance-api-paste.ini"),
            images=path("lib", "glance", "images")) + authtoken("glance")
 
@@ -209,7 +223,7 @@ filesystem_store_datadir = {images}
     # such as changed_since is refused with 400, as on most real clouds, so
     # the collector's fall-back to full listings is what runs here.
     c["neutron.conf"] = d + """bind_host = {h}
-bind_port = 9696
+bind_port = {nport}
 core_plugin = ml2
 service_plugins =
 api_workers = 1
@@ -224,7 +238,7 @@ filter_validation = true
 [database]
 connection = {db}
 
-""".format(h=HOST, n=n, db=dburl("neutron"),
+""".format(h=HOST, n=n, db=dburl("neutron"), nport=PORTS["neutron"],
            paste=os.path.join(PKGROOT, "usr/share/neutron-common/api-paste.ini")) + authtoken("neutron")
     c["ml2_conf.ini"] = """[ml2]
 type_drivers = flat
@@ -241,7 +255,7 @@ flat_networks = *
 host = {host}
 enabled_apis = osapi_compute
 osapi_compute_listen = {h}
-osapi_compute_listen_port = 8774
+osapi_compute_listen_port = {cport}
 osapi_compute_workers = 1
 compute_driver = fake.FakeDriver
 instances_path = {inst}
@@ -276,7 +290,7 @@ region_name = {region}
 [cinder]
 os_region_name = {region}
 
-""".format(h=HOST, host=COMPUTE_HOST, inst=path("lib", "nova", "instances"), n=n,
+""".format(h=HOST, host=COMPUTE_HOST, cport=PORTS["nova-api"], inst=path("lib", "nova", "instances"), n=n,
            maxl=NOVA_MAX_LIMIT, region=REGION,
            paste=os.path.join(PKGROOT, "usr/share/nova-common/api-paste.ini"))
     nova += service_auth("placement", "nova") + "\n" + service_auth("neutron", "nova") + "\n"
@@ -294,16 +308,24 @@ connection = {api}
 host = testcloud
 auth_strategy = keystone
 osapi_volume_listen = {h}
-osapi_volume_listen_port = 8776
+osapi_volume_listen_port = {vport}
 osapi_volume_workers = 1
 api_paste_config = {paste}
 resource_query_filters_file = {filters}
-enabled_backends =
+# A volume service with Cinder's own fake driver (the LVM driver with every
+# command logged, not run): volumes become available and the volume
+# manager sends volume.create.*/volume.delete.* as on a real cloud.
+enabled_backends = fake
+default_volume_type = __DEFAULT__
 {n}
+[fake]
+volume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver
+volume_backend_name = fake
+
 [database]
 connection = {db}
 
-""".format(h=HOST, n=n, db=dburl("cinder"),
+""".format(h=HOST, n=n, db=dburl("cinder"), vport=PORTS["cinder-api"],
            paste=os.path.join(PKGROOT, "usr/share/cinder-common/api-paste.ini"),
            filters=os.path.join(PKGROOT, "etc/cinder/resource_filters.json")) + authtoken("cinder")
 
@@ -319,7 +341,7 @@ environment_dir = {envdir}
 {n}
 [heat_api]
 bind_host = {h}
-bind_port = 8004
+bind_port = {hport}
 workers = 1
 
 [paste_deploy]
@@ -344,7 +366,7 @@ user_domain_name = Default
 [database]
 connection = {db}
 
-""".format(h=HOST, n=n, region=REGION, ks=KEYSTONE, pw=SERVICE_PASS, db=dburl("heat"),
+""".format(h=HOST, n=n, region=REGION, ks=KEYSTONE, hport=PORTS["heat-api"], pw=SERVICE_PASS, db=dburl("heat"),
            envdir=os.path.join(PKGROOT, "etc/heat/environment.d"),
            paste=os.path.join(PKGROOT, "etc/heat/api-paste.ini"),
            policy=path("etc", "heat-policy.yaml")) + authtoken("heat")
@@ -373,7 +395,8 @@ def write_configs():
 
 
 def config_digest():
-    h = hashlib.sha256(SETUP_VERSION.encode())
+    """Identifies the configuration the running services were started with."""
+    h = hashlib.sha256()
     for name, text in sorted(configs().items()):
         h.update(name.encode() + b"\0" + text.encode())
     return h.hexdigest()[:16]
@@ -567,13 +590,13 @@ def catalog(ks):
         uid = ks.ensure("users", "user", user, {"domain_id": "default", "password": SERVICE_PASS})
         ks.call("PUT", "/v3/projects/%s/users/%s/roles/%s" % (service, uid, admin_role))
     entries = [
-        ("placement", "placement", "http://%s:8778" % HOST),
-        ("glance", "image", "http://%s:9292" % HOST),
-        ("neutron", "network", "http://%s:9696" % HOST),
-        ("nova", "compute", "http://%s:8774/v2.1" % HOST),
-        ("cinderv3", "volumev3", "http://%s:8776/v3/%%(project_id)s" % HOST),
-        ("cinder", "block-storage", "http://%s:8776/v3/%%(project_id)s" % HOST),
-        ("heat", "orchestration", "http://%s:8004/v1/%%(tenant_id)s" % HOST),
+        ("placement", "placement", PLACEMENT_URL),
+        ("glance", "image", GLANCE_URL),
+        ("neutron", "network", NEUTRON_URL),
+        ("nova", "compute", NOVA_URL),
+        ("cinderv3", "volumev3", CINDER_URL + "/%(project_id)s"),
+        ("cinder", "block-storage", CINDER_URL + "/%(project_id)s"),
+        ("heat", "orchestration", HEAT_URL + "/%(tenant_id)s"),
     ]
     services = {s["type"]: s["id"] for s in ks.call("GET", "/v3/services")["services"]}
     for name, typ, url in entries:
@@ -588,12 +611,12 @@ def catalog(ks):
 def seed(ks):
     """The flavor and the 1 MiB image servers are booted from (services running)."""
     ks.login()
-    nova = "http://%s:8774/v2.1" % HOST
+    nova = NOVA_URL
     flavors = ks.call("GET", "/flavors", base=nova)["flavors"]
     if not any(f["name"] == "m1.tiny" for f in flavors):
         ks.call("POST", "/flavors", {"flavor": {"name": "m1.tiny", "id": "1", "ram": 64, "vcpus": 1, "disk": 1}},
                 base=nova)
-    glance = "http://%s:9292" % HOST
+    glance = GLANCE_URL
     images = ks.call("GET", "/v2/images?name=testcloud-image", base=glance)["images"]
     if images and images[0]["status"] == "active":
         return
@@ -676,14 +699,17 @@ def running_pid(name):
         os.kill(pid, 0)
     except OSError:
         return None
-    # The pid may have been reused after a reboot: check it is ours.
+    # The pid may have been reused after a reboot: check it is a Python
+    # (the services rewrite their titles, so not more than that).
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            if b"--config-file" not in f.read() and name not in ("keystone", "placement"):
-                return None
+            cmd = f.read()
+        # Empty: just forked by spawn, not yet exec'd.
+        if cmd and b"python" not in cmd:
+            return None
     except OSError:
         return None
-    return pid
+    return pid if alive(pid) else None
 
 
 def spawn(name):
@@ -709,9 +735,9 @@ def ready(name, token=None):
         # Neutron 21 answers 500 to the first port list until another query
         # has configured the ORM mappers: ask for networks first, then ports.
         h = {"X-Auth-Token": token} if token else {}
-        if http_status("http://%s:9696/v2.0/networks?limit=1" % HOST, h) != 200:
+        if http_status(NEUTRON_URL + "/v2.0/networks?limit=1", h) != 200:
             return False
-        return http_status("http://%s:9696/v2.0/ports?limit=1" % HOST, h) == 200
+        return http_status(NEUTRON_URL + "/v2.0/ports?limit=1", h) == 200
     if port:
         return http_status("http://%s:%d/" % (HOST, port)) in (200, 300)
     return True
@@ -736,7 +762,7 @@ def wait_ready(names, timeout, token_fn=None):
 def compute_up(ks):
     """nova-compute is up and its host is mapped into cell1."""
     ks.login()
-    nova = "http://%s:8774/v2.1" % HOST
+    nova = NOVA_URL
     svcs = ks.call("GET", "/os-services?binary=nova-compute", base=nova)["services"]
     if not any(s["state"] == "up" and s["host"] == COMPUTE_HOST for s in svcs):
         return False
@@ -798,9 +824,8 @@ def cloud_info():
         "region": REGION, "amqp_url": AMQP_URL, "vhost": VHOST, "compute_host": COMPUTE_HOST,
         "flavor": "1", "image_name": "testcloud-image", "nova_max_limit": NOVA_MAX_LIMIT,
         "token_expiration": TOKEN_EXPIRATION, "log_dir": path("log"), "state_dir": STATE,
-        "endpoints": {"compute": "http://%s:8774/v2.1" % HOST, "network": "http://%s:9696" % HOST,
-                      "image": "http://%s:9292" % HOST, "placement": "http://%s:8778" % HOST,
-                      "volume": "http://%s:8776/v3" % HOST, "orchestration": "http://%s:8004/v1" % HOST},
+        "endpoints": {"compute": NOVA_URL, "network": NEUTRON_URL, "image": GLANCE_URL,
+                      "placement": PLACEMENT_URL, "volume": CINDER_URL, "orchestration": HEAT_URL},
     }
 
 
@@ -832,16 +857,20 @@ def cmd_start():
         write_configs()
         digest = config_digest()
         marker = path("setup-done")
-        done = os.path.exists(marker) and open(marker).read().strip() == digest
-        if done and all(running_pid(n) for n in NAMES):
+        done = os.path.exists(marker)
+        running = path("run", "config-digest")
+        same = os.path.exists(running) and open(running).read().strip() == digest
+        if done and same and all(running_pid(n) for n in NAMES):
             write_info()
             log("already running")
             return 0
+        if not same:
+            # Services that run run an older configuration.
+            stop_services()
         setup_backing()
         ks = Keystone()
         if not done:
             log("first start: creating databases and the catalog (the cold start)")
-            stop_services()
             parallel(sync_nova, lambda: (sync_keystone(), spawn("keystone"), wait_ready(["keystone"], 60),
                                          catalog(ks)), sync_others)
         spawn("keystone")
@@ -851,7 +880,7 @@ def cmd_start():
         for n in first:
             spawn(n)
         wait_ready(["placement", "glance", "cinder-api", "heat-api", "nova-conductor", "nova-scheduler",
-                    "cinder-scheduler", "heat-engine"], 120)
+                    "cinder-scheduler", "cinder-volume", "heat-engine"], 120)
         wait_ready(["neutron"], 120, token_fn=lambda: ks.token)
         spawn("nova-api")
         spawn("nova-compute")
@@ -863,6 +892,8 @@ def cmd_start():
             time.sleep(1)
         seed(ks)
         with open(marker, "w") as f:
+            f.write(SETUP_VERSION + "\n")
+        with open(running, "w") as f:
             f.write(digest + "\n")
         write_info()
     log("up in %.1fs (%s)" % (time.time() - t0, "warm" if done else "cold"))
