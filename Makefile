@@ -3,6 +3,9 @@
 GO      ?= go
 BIN     := bin/synchronizer
 PKGS    := ./...
+MODULE  := github.com/openstack-synchronizer/synchronizer
+# Packages besides e2e whose tests use the real test cloud (make test).
+CLOUDPKGS := openstack/testcloud openstack/e2etest
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/openstack-synchronizer/synchronizer/buildinfo.Version=$(VERSION)
 
@@ -34,10 +37,13 @@ test: test-deps build deb
 	# stopped at the end whatever the tests did.
 	scripts/testcloud/testcloud start
 	# Packages run side by side: the broker tests drop connections only in
-	# a virtual host of their own or restart a RabbitMQ node of their own,
-	# and the test cloud's script takes a lock. e2e/deb_test.go installs
-	# the .debs `make deb` has just built.
-	@rc=0; SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -timeout 30m $(PKGS) || rc=$$?; \
+	# a virtual host of their own or restart a RabbitMQ node of their own.
+	# The other packages that use the test cloud run after the rest:
+	# e2e's TestRealCloudFleet stops nova-api for a while. e2e/deb_test.go
+	# installs the .debs `make deb` has just built.
+	@rc=0; SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -timeout 30m \
+	    $$($(GO) list $(PKGS) | grep -v -x -F $(addprefix -e $(MODULE)/,$(CLOUDPKGS))) || rc=$$?; \
+	  $(GO) test -race -count=1 -timeout 30m $(addprefix ./,$(CLOUDPKGS)) || rc=$$?; \
 	  scripts/testcloud/testcloud stop || true; exit $$rc
 
 # The test cloud by hand (openstack/README.md, "The real test cloud").
