@@ -7,7 +7,8 @@
 // A test that has its own temporary directory, socket, database and
 // RabbitMQ names, virtual host or node calls t.Parallel. These run alone:
 // the memory and time figures (RSS, stop within a time, get_all
-// time-outs), the large snapshots, the connection bursts, the .debs and
+// time-outs, a kill that must land before a checkpoint), the large
+// snapshots, the connection bursts, the .debs and
 // pip, the test cloud, and the tests that set the environment (t.Setenv)
 // the binaries they start inherit.
 package e2e

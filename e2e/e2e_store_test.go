@@ -257,7 +257,9 @@ func (b *syncBuffer) String() string {
 // above every seq a client saw, a client that saw a lost seq is told to
 // resync, and one that saw only what survived goes on.
 func TestSeqsNeverGoBackAfterALostWAL(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the kill must land while commits are in the WAL and
+	// not yet checkpointed; beside other tests the checkpointer catches up
+	// before the kill and no attempt loses anything (seen in a run).
 	const n = 3000
 	for attempt := 1; attempt <= 6; attempt++ {
 		if lostWALAttempt(t, n, attempt) {
