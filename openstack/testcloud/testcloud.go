@@ -176,7 +176,7 @@ func (c *Cloud) StartService(t testing.TB, name string) {
 // ---------------------------------------------------------------- REST
 
 // Token returns an admin token scoped to the admin project, renewed when it
-// has less than 20 s left (the cloud's tokens live a minute).
+// has less than 20 s left (the cloud's tokens live 150 s).
 func (c *Cloud) Token() (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
