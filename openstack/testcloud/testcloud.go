@@ -361,11 +361,13 @@ func (c *Cloud) list(ref, key string) ([]map[string]any, error) {
 	return all, nil
 }
 
-// Wait polls cond every 250 ms until it is true; it fails the test after
-// timeout, or at once when cond returns an error.
+// Wait polls cond until it is true, every 250 ms at first and less often
+// as it goes on (up to every 3 s: a busy cloud is not to be kept busier);
+// it fails the test after timeout, or at once when cond returns an error.
 func Wait(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	pause := 250 * time.Millisecond
 	for {
 		ok, err := cond()
 		if err != nil {
@@ -377,7 +379,8 @@ func Wait(t testing.TB, what string, timeout time.Duration, cond func() (bool, e
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(pause*3/2, 3*time.Second)
 	}
 }
 
