@@ -631,23 +631,26 @@ func (c *Cloud) WaitStack(t testing.TB, name, id, status string) {
 	})
 }
 
-// DeleteStack deletes the stack and waits until Heat lists it no more.
+// DeleteStack deletes the stack and waits until Heat's stack list no
+// longer holds it. DELETE_COMPLETE is not the end: Heat sets it, then
+// soft-deletes the row, and in between the list still shows the stack
+// (GET of the stack itself shows it DELETE_COMPLETE for ever).
 func (c *Cloud) DeleteStack(t testing.TB, name, id string) {
 	t.Helper()
 	c.Must(t, http.MethodDelete, "orchestration:/stacks/"+name+"/"+id, nil, nil)
 	Wait(t, "stack "+name+" to be deleted", 180*time.Second, func() (bool, error) {
 		s, err := c.Stack(name, id)
 		if err != nil {
-			if strings.Contains(err.Error(), "404") {
-				return true, nil
-			}
 			return false, err
 		}
-		st, _ := s["stack_status"].(string)
-		if st == "DELETE_FAILED" {
+		switch st, _ := s["stack_status"].(string); st {
+		case "DELETE_FAILED":
 			return false, fmt.Errorf("stack %s: DELETE_FAILED: %v", name, s["stack_status_reason"])
+		case "DELETE_COMPLETE":
+			listed, err := c.list("orchestration:/stacks?global_tenant=true&id="+id, "stacks")
+			return err == nil && len(listed) == 0, err
 		}
-		return st == "DELETE_COMPLETE", nil
+		return false, nil
 	})
 }
 
