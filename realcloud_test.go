@@ -599,8 +599,8 @@ func TestRealCloudChangesByBus(t *testing.T) {
 
 // TestRealCloudFleet boots 50 servers with user data (a fake cloud-init
 // password) while a sidecar polls every 3 s, then proves on the same run:
-//   - Keystone tokens (a minute long here) expire during the run and the
-//     collector gets new ones: no poll failed;
+//   - the run outlives the Keystone tokens (150 s here) and the collector
+//     gets new ones: no poll failed;
 //   - Nova's max_limit of 20 makes the listing real paging: ≥ 3 pages per
 //     poll, in the collector's status and in nova-api's own log;
 //   - the user data is nowhere: not in the database file or its WAL, the
