@@ -611,7 +611,10 @@ func TestRealCloudFleet(t *testing.T) {
 	c := testcloud.Start(t)
 	const n = 50
 	started := time.Now()
-	s := startCloudSidecar(t, c, "3s", "")
+	// Full listings at every poll: the paging and recovery checks read the
+	// last listing's count and pages (TestRealCloudIncremental, in
+	// openstack/e2etest, covers the incremental polls on this cloud).
+	s := startCloudSidecar(t, c, "3s", "    incremental: false\n")
 	sub := subscribe(t, s.socket, cloudTypes...)
 
 	marker := fmt.Sprintf("tc-secret-%d-%d", os.Getpid(), time.Now().UnixNano())
