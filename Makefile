@@ -3,6 +3,9 @@
 GO      ?= go
 BIN     := bin/synchronizer
 PKGS    := ./...
+MODULE  := github.com/openstack-synchronizer/synchronizer
+# Packages besides e2e whose tests use the real test cloud (make test).
+CLOUDPKGS := openstack/testcloud openstack/e2etest
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/openstack-synchronizer/synchronizer/buildinfo.Version=$(VERSION)
 
@@ -33,11 +36,14 @@ test: test-deps build deb
 	# poll it: started here so that a cloud that cannot start fails early,
 	# stopped at the end whatever the tests did.
 	scripts/testcloud/testcloud start
-	# -p 1: packages one at a time. The broker tests drop every RabbitMQ
-	# connection (rabbitmqctl close_all_connections) to prove reconnects,
-	# which would also cut another package's test running at the same time.
-	# deb_test.go installs the .debs `make deb` has just built.
-	@rc=0; SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -p 1 -timeout 30m $(PKGS) || rc=$$?; \
+	# Packages run side by side: the broker tests drop connections only in
+	# a virtual host of their own or restart a RabbitMQ node of their own.
+	# The other packages that use the test cloud run after the rest:
+	# e2e's TestRealCloudFleet stops nova-api for a while. e2e/deb_test.go
+	# installs the .debs `make deb` has just built.
+	@rc=0; SYNCHRONIZER_DEB_DIR=$(abspath $(DEBDIR)) $(GO) test -race -count=1 -timeout 30m \
+	    $$($(GO) list $(PKGS) | grep -v -x -F $(addprefix -e $(MODULE)/,$(CLOUDPKGS))) || rc=$$?; \
+	  $(GO) test -race -count=1 -timeout 30m $(addprefix ./,$(CLOUDPKGS)) || rc=$$?; \
 	  scripts/testcloud/testcloud stop || true; exit $$rc
 
 # The test cloud by hand (openstack/README.md, "The real test cloud").
@@ -55,8 +61,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 1M -benchtime 2x -timeout 60m ./store
 	$(GO) run ./cmd/loadtest
 	bash scripts/deps.d/rabbitmq.sh
-	$(GO) test -run '^$$' -bench BenchmarkBus -benchtime 20000x .
-	SYNC_SIZING=1 $(GO) test -run TestSizingFigures -v -timeout 40m .
+	$(GO) test -run '^$$' -bench BenchmarkBus -benchtime 20000x ./e2e
+	SYNC_SIZING=1 $(GO) test -run TestSizingFigures -v -timeout 40m ./e2e
 
 lint:
 	$(GO) vet $(PKGS)

@@ -103,7 +103,7 @@ func TestAMQPPipelineFailureRequeuesBoth(t *testing.T) {
 			return nil
 		}
 		// The first apply waits for the second message to be decoded.
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(minWait)
 		for l.Status()["received"].(int64) < 2 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}

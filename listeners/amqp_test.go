@@ -65,8 +65,16 @@ func (s *recSink) got() []entity.Event {
 }
 
 // waitFor polls until cond holds or fails the test after d.
+// minWait is the least time waitFor gives a condition: every wait here is
+// for something that must happen eventually (an ack, a redelivery, a
+// consumer count the broker reports), none is a claim about how fast, and
+// on a loaded machine (CI, load average 20 on 2 cores) the broker and the
+// race detector can take seconds for what takes milliseconds when quiet.
+const minWait = 30 * time.Second
+
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	d = max(d, minWait)
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {

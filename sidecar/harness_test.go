@@ -230,8 +230,15 @@ func (st status) String() string {
 	return string(b)
 }
 
+// minWait is the least time waitFor gives a condition: every wait here is
+// for something that must happen eventually, none is a claim about how
+// fast, and on a loaded machine (CI, load average 20 on 2 cores) a poll
+// or a reload that takes milliseconds when quiet can take seconds.
+const minWait = 30 * time.Second
+
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -241,8 +248,21 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-// settle waits until every collector has polled at least once.
+// settle waits until every collector has polled at least once and the
+// config watcher is set up.
 func (h *harness) settle() status {
+	h.t.Helper()
+	h.firstPolls()
+	// The watcher is set up after the units have started: a data file
+	// edited before it is not seen (a config edit is).
+	waitFor(h.t, "the config watcher", 10*time.Second, func() bool {
+		return strings.Contains(h.log.String(), "config watcher started")
+	})
+	return h.status()
+}
+
+// firstPolls waits until every collector has polled at least once.
+func (h *harness) firstPolls() status {
 	h.t.Helper()
 	var st status
 	waitFor(h.t, "first polls", 10*time.Second, func() bool {

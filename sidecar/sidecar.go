@@ -217,16 +217,47 @@ func (sc *Sidecar) activeTypes() []string {
 	return nil
 }
 
+// watcherRetry is how long the sidecar waits before it tries again to set
+// up the config watcher (tests shorten it).
+var watcherRetry = 5 * time.Second
+
 // watch follows the config and the files it points at (watch.go), and
-// forced reloads, until ctx ends.
+// forced reloads, until ctx ends. A watcher that cannot be set up (the
+// process is at its file descriptor limit, or at the user's inotify
+// instance limit) is not a reason to stop serving: the sidecar logs it,
+// reloads on SIGHUP meanwhile and tries again until it has one.
 func (sc *Sidecar) watch(ctx, runCtx context.Context) error {
-	w, err := newWatcher(sc)
-	if err != nil {
-		return fmt.Errorf("config watcher: %w", err)
+	for failed := false; ; failed = true {
+		w, err := newWatcher(sc)
+		if err == nil {
+			if failed {
+				sc.log.Info("watching the config files again")
+			}
+			sc.log.Debug("config watcher started")
+			defer w.close()
+			// The config may have been edited between its load and the
+			// first watch (no event for that edit will come): the watcher
+			// compares with what was loaded and reloads now if it differs.
+			w.check(runCtx)
+			w.run(ctx, runCtx)
+			return nil
+		}
+		sc.log.Error("cannot watch the config files: retrying; SIGHUP reloads meanwhile",
+			"err", fmt.Errorf("config watcher: %w", err), "retry_in", watcherRetry)
+		retry := time.NewTimer(watcherRetry)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				retry.Stop()
+				return nil
+			case <-sc.o.Reload:
+				sc.reload(runCtx)
+			case <-retry.C:
+				break wait
+			}
+		}
 	}
-	defer w.close()
-	w.run(ctx, runCtx)
-	return nil
 }
 
 // reload reads the config file again and applies it; a bad file keeps the

@@ -105,8 +105,12 @@ type watcher struct {
 	stopPoll context.CancelFunc
 }
 
+// newFSWatcher is fsnotify.NewWatcher; a test replaces it to fail as a
+// process at its descriptor limit does.
+var newFSWatcher = fsnotify.NewWatcher
+
 func newWatcher(sc *Sidecar) (*watcher, error) {
-	fsw, err := fsnotify.NewWatcher()
+	fsw, err := newFSWatcher()
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,16 @@
 package sidecar
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 func twoCollectors(dir, changing string) string {
@@ -204,4 +209,51 @@ func TestDependencyFileRestartsItsUser(t *testing.T) {
 	if c, ok := st.unit("cloud"); !ok || !strings.Contains(st.Config.LastError, `line 6: collectors[1] (cloud): openstack collector "cloud": openstack: cloud "test" not found in `) {
 		t.Errorf("after a clouds.yaml without the cloud: %+v, error %q", c, st.Config.LastError)
 	}
+}
+
+// TestWatcherSetupFailureIsRetried: a process at its descriptor limit
+// cannot create the inotify watcher at start. The sidecar keeps serving,
+// logs it, reloads on SIGHUP meanwhile and follows file edits once the
+// watcher can be set up.
+func TestWatcherSetupFailureIsRetried(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	var attempts atomic.Int32
+	orig, origRetry := newFSWatcher, watcherRetry
+	newFSWatcher = func() (*fsnotify.Watcher, error) {
+		attempts.Add(1)
+		if failing.Load() {
+			return nil, fmt.Errorf("inotify_init1: %w", syscall.EMFILE)
+		}
+		return orig()
+	}
+	watcherRetry = 20 * time.Millisecond
+	t.Cleanup(func() { newFSWatcher, watcherRetry = orig, origRetry })
+
+	h := start(t, twoCollectors("", "1h"))
+	before := h.firstPolls()
+	waitFor(t, "a second attempt", 10*time.Second, func() bool { return attempts.Load() >= 2 })
+	if !strings.Contains(h.log.String(), "cannot watch the config files") {
+		t.Fatalf("failure not logged:\n%s", h.log)
+	}
+	h.reload <- struct{}{}
+	waitFor(t, "SIGHUP reload without a watcher", 10*time.Second, func() bool {
+		return h.status().Config.Reloads == before.Config.Reloads+1
+	})
+
+	// An edit made while there is no watcher (no event will come for it)
+	// is reloaded once the watcher is set up.
+	saveRename(t, h.path, header(h.dir)+twoCollectors("", "2h"))
+	failing.Store(false)
+	waitFor(t, "the watcher set up", 10*time.Second, func() bool {
+		return strings.Contains(h.log.String(), "watching the config files again")
+	})
+	waitFor(t, "the edit made without a watcher reloaded", 10*time.Second, func() bool {
+		return h.status().Config.Reloads == before.Config.Reloads+2
+	})
+	topology(t, filepath.Join(h.dir, "b.yaml"), 3, "unavailable")
+	waitFor(t, "poll after the topology edit", 10*time.Second, func() bool {
+		c, _ := h.status().unit("change")
+		return c.Polls == 2
+	})
 }

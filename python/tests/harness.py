@@ -22,7 +22,7 @@ def need(var):
     val = os.environ.get(var)
     if not val:
         raise RuntimeError('%s is not set: run these tests through '
-                           '`go test -run TestVitrage .` (make test)' % var)
+                           '`go test -run TestVitrage ./e2e` (make test)' % var)
     return val
 
 

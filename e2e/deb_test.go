@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The Debian packages on this machine: build (or take $SYNCHRONIZER_DEB_DIR,
 // where `make test` has just run `make deb`), dpkg -i, check the layout, the

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"io"
@@ -167,6 +167,7 @@ func TestSystemdNoWatchdog(t *testing.T) {
 // only when every collector's last poll succeeded and every listener is
 // connected, else 503 naming what is not.
 func TestHealthEndpoints(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -238,6 +239,7 @@ func TestHealthEndpoints(t *testing.T) {
 // TestSocketGroup: socket_group gives the socket to that group, 0660 unless
 // socket_mode says otherwise.
 func TestSocketGroup(t *testing.T) {
+	t.Parallel()
 	grp, err := user.LookupGroup("nogroup")
 	if err != nil {
 		t.Fatalf("Debian's nogroup: %v", err)

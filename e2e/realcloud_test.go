@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests against the real OpenStack test cloud (scripts/testcloud,
 // openstack/testcloud): the real binary with an openstack collector, and

@@ -1,7 +1,7 @@
-package main
+package e2e
 
 // Benchmarks of the bus path through the real binary (not run by make
-// test): go test -run '^$' -bench BenchmarkBus -benchtime 20000x .
+// test): go test -run '^$' -bench BenchmarkBus -benchtime 20000x ./e2e
 
 import (
 	"context"

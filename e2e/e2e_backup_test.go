@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Backup and restore through the real binary: an online backup under write
 // load is a consistent, integrity-checked 0600 copy as of one commit; a
@@ -122,6 +122,7 @@ func TestBackupUnderLoad(t *testing.T) {
 // numbered changes past them: without the seq floor, since would fit the
 // log again and the consumer would silently skip those changes.
 func TestRestore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	copyFile(t, "examples/topology.yaml", topo)
@@ -237,6 +238,7 @@ func checkConsistentAfterRestore(t *testing.T, db string) {
 // TestRestoreRefusesBadBackups: a file that is not a sound database, or one
 // of a newer schema, is refused and the database is left as it was.
 func TestRestoreRefusesBadBackups(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
@@ -284,6 +286,7 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 // downgrade without restoring a backup) is refused at start, and left
 // byte for byte as it was.
 func TestNewerDatabaseRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml}\n")

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -180,6 +180,7 @@ func errCode(m map[string]any) int {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
@@ -310,6 +311,7 @@ func TestSlowSubscriber(t *testing.T) {
 // since is older than the log gets -32001 and one inside the log gets the
 // rest.
 func TestRetention(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	s := startSidecar(t, dir, "changes_retention: {count: 5}\ncollectors:\n  - {name: topology, type: static, path: topology.yaml}\n")

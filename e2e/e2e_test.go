@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests: the real binary, a real socket and a real SQLite file
 // in a temporary directory, and the real sqlite3 shell and Python.
@@ -31,6 +31,11 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	// The tests name the repository's files (examples/, testdata/,
+	// packaging/) and build the binary from the module root.
+	if err := os.Chdir(".."); err != nil {
+		panic(err)
+	}
 	dir, err := os.MkdirTemp("", "synchronizer-e2e")
 	if err != nil {
 		panic(err)
@@ -159,8 +164,15 @@ func (s *sidecar) cli(args ...string) (string, error) {
 	return string(out), err
 }
 
+// minWait is the least time waitFor gives a condition. Every wait here is
+// for something that must happen eventually, none is a claim about how
+// fast: on a loaded machine (CI, or load average 20 on 2 cores) a first
+// poll that takes 50 ms when quiet can take many seconds.
+const minWait = 30 * time.Second
+
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -190,6 +202,7 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 func TestStaticEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	s := startSidecar(t, dir, `
@@ -300,6 +313,7 @@ collectors:
 }
 
 func TestSecondSidecarAndStaleSocket(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := startSidecar(t, dir, "")
 	// A second synchronizer on the same database refuses clearly. (It
@@ -339,6 +353,7 @@ func TestSecondSidecarAndStaleSocket(t *testing.T) {
 // TestPythonClient runs a stdlib-only Python client (the README's) with
 // Debian's interpreter: get_all, then a change notification.
 func TestPythonClient(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	s := startSidecar(t, dir, `
@@ -377,6 +392,7 @@ collectors:
 // TestWatchSurvivesRestart: the real `watch` prints each change once,
 // across a restart of the synchronizer.
 func TestWatchSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	copyFile(t, "examples/topology.yaml", topo)

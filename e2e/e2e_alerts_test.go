@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The example alert rules and Grafana dashboard: promtool tests the rules
 // (each alert fires on a series that should fire it and not on one that
@@ -26,6 +26,7 @@ import (
 // TestAlertRules runs promtool (Debian's prometheus package, installed by
 // scripts/deps.d/prometheus.sh): make test fails, never skips, without it.
 func TestAlertRules(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("promtool"); err != nil {
 		t.Fatalf("promtool not found: run scripts/deps.d/prometheus.sh (make test does): %v", err)
 	}
@@ -114,6 +115,7 @@ func dashboardExprs(t *testing.T) []string {
 // a sample, and checks that every metric the alert rules and the dashboard
 // name is on /metrics.
 func TestDashboardAndAlertMetricsExist(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	copyFile(t, "examples/topology.yaml", topo)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of live configuration and of a graceful stop, on the real
 // binary (helpers in e2e_test.go).
@@ -45,6 +45,7 @@ func statusOf(t *testing.T, s *sidecar) (st struct {
 // status and `check-config` on the same file show the same message, with
 // the file and line; check-config exits non-zero.
 func TestBadEditStatusAndCheckConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	good := "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 1h}\n"
@@ -189,6 +190,7 @@ SELECT coalesce(max(seq), 0) = (SELECT coalesce((SELECT CAST(value AS INTEGER) F
 // nothing when it is unchanged), and the metrics endpoint serves on
 // loopback. A non-loopback metrics address is refused at start.
 func TestSIGHUPAndMetricsEndpoint(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

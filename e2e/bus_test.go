@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the amqp listener through the real binary: oslo 2.0
 // envelopes published to the real RabbitMQ on 127.0.0.1:5672 (started by
@@ -8,7 +8,7 @@ package main
 //
 // Benchmarks (not run by make test):
 //
-//	go test -run '^$' -bench BenchmarkBus -benchtime 30000x .
+//	go test -run '^$' -bench BenchmarkBus -benchtime 30000x ./e2e
 
 import (
 	"context"
@@ -239,6 +239,7 @@ func busWait(t testing.TB, what string, timeout time.Duration, cond func() bool)
 }
 
 func TestBusNovaInstanceLifecycle(t *testing.T) {
+	t.Parallel()
 	b := newBusSetup(t)
 	s := startSidecar(t, "", b.listener(""))
 	c := s.client()
@@ -272,6 +273,7 @@ func TestBusNovaInstanceLifecycle(t *testing.T) {
 }
 
 func TestBusGarbageBetweenGood(t *testing.T) {
+	t.Parallel()
 	b := newBusSetup(t)
 	s := startSidecar(t, "", b.listener(""))
 	c := s.client()

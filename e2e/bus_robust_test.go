@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The bus in the real world, through the real binary: several sidecars on
 // one broker, a broker restart, secrets in notification contexts.
@@ -87,6 +87,9 @@ func TestBusTwoSidecarsEachGetAll(t *testing.T) {
 // published before we bound again); with a non-durable queue the backlog
 // is lost with the queue, and only the catch-up poll brings it back.
 func TestBusBrokerRestartNothingMissing(t *testing.T) {
+	// The longest test here (minutes, mostly a RabbitMQ node of its own
+	// stopping and starting): the others run beside it.
+	t.Parallel()
 	node := amqptest.StartNode(t)
 	for _, tc := range []struct {
 		name, extra string
@@ -275,6 +278,7 @@ const busToken = "gAAAAABsecret-user-token-4f1c0ffee"
 // and malformed messages carrying it: no trace of the token in the
 // database files, the log or status.
 func TestBusContextSecretsNotKept(t *testing.T) {
+	t.Parallel()
 	b := newBusSetup(t)
 	s := startSidecar(t, "", "log: {level: debug}\n"+b.listener(""))
 	c := s.client()

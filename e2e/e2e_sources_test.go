@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of how sources share the baseline: ownership between a
 // static topology and the openstack collector, duplicate keys, and a poll
@@ -100,6 +100,7 @@ func (s *sidecar) getAll(t *testing.T) map[string]storedEntity {
 // data, the switch keeps its link to it. On main the host changed owner,
 // and lost its data, at every poll.
 func TestStaticReferenceToCloudHost(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cloud, err := openstacktest.New(openstacktest.Options{PageSize: 2})
 	if err != nil {
@@ -227,6 +228,7 @@ func setFileSizeLimit(t *testing.T, pid int, limit uint64) {
 // unchanged" (main); the baseline holds exactly that, and once there is room
 // the next poll completes the snapshot.
 func TestPartialApplyReported(t *testing.T) {
+	t.Parallel()
 	const n = 40000
 	dir := t.TempDir()
 	wd, _ := os.Getwd()
@@ -292,6 +294,7 @@ collectors:
 // logged only the 1st, 10th, 20th... consecutive failure), and so is
 // recovery.
 func TestDuplicatesAndErrorChangesLogged(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	wd, _ := os.Getwd()
 	mode := func(m string) {
@@ -347,6 +350,7 @@ collectors:
 // polls, and the conflict is counted in status and metrics and logged once.
 // When the owner stops listing it, the other's next poll takes it over.
 func TestTwoCollectorsOneKey(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

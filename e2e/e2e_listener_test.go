@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -16,6 +16,7 @@ import (
 // cannot reach, is failing in status and in synchronizer_unit_failing, and
 // its log line says what failed; no password shows anywhere.
 func TestListenerDownIsFailing(t *testing.T) {
+	t.Parallel()
 	const secret = "Wr0ng-s3cret"
 	cases := []struct {
 		name, url, logs string

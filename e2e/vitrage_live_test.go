@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The Vitrage datasources under the live services: the real synchronizer
 // binary polls the fake cloud and a static topology; Debian's vitrage-graph

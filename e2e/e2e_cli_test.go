@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The command line's conventions, through the real binary: help, exit
 // codes (0 ok, 1 runtime error, 2 usage), unknown types, table output, log
@@ -34,6 +34,7 @@ func run(t *testing.T, args ...string) (string, string, int) {
 // that serve would refuse or fail with at the first poll (or accept), and
 // check-config says so, naming the file and the line that is wrong.
 func TestCheckConfigCases(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		file string
 		code int
@@ -80,6 +81,7 @@ func TestCheckConfigCases(t *testing.T) {
 // usage on stdout and exit 0; bad flags, extra arguments and a missing
 // argument are usage errors (exit 2) that point at the help.
 func TestCLIUsage(t *testing.T) {
+	t.Parallel()
 	cmds := []string{"serve", "get-all", "watch", "changes", "status", "collect", "check-config", "backup", "restore", "version"}
 	for _, c := range cmds {
 		for _, args := range [][]string{{"help", c}, {c, "-h"}, {c, "--help"}} {
@@ -132,6 +134,7 @@ func TestCLIUsage(t *testing.T) {
 // known types (the contract's and those the synchronizer holds); -o table
 // prints get-all, changes and status as columns.
 func TestCLITypesAndTables(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	os.WriteFile(filepath.Join(dir, "plugin.sh"), []byte("#!/bin/sh\necho '{\"entities\": [{\"type\": \"switch\", \"id\": \"sw-1\", \"state\": \"up\"}]}'\n"), 0o755)
@@ -187,6 +190,7 @@ collectors:
 // TestLogLevelReload: log.level changes on reload; --log-level overrides
 // the config, also across reloads.
 func TestLogLevelReload(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		flag []string
@@ -247,6 +251,7 @@ func TestLogLevelReload(t *testing.T) {
 // the lock there). The last runs the binary as nobody when the test runs
 // as root (root may write anywhere).
 func TestServeFilesystemErrors(t *testing.T) {
+	t.Parallel()
 	dir, err := os.MkdirTemp("", "sync-fs")
 	if err != nil {
 		t.Fatal(err)

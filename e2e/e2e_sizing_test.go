@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Sizing figures for docs/operations.md, from the real binary: disk per
 // change in the log and memory per entity, each beside a yardstick measured

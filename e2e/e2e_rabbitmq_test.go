@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The RabbitMQ user, vhost and permissions docs/operations.md tells the
 // operator to create for the bus listener, tried on the real broker: they
@@ -50,6 +50,7 @@ func brokerUser(t *testing.T, configure, write, read string) (vhost, user, passw
 }
 
 func TestRabbitMQPermissions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name                   string
 		configure, write, read string

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The database's files and identity through the real binary: the lock file,
 // file modes, the database id, seqs after a lost -wal, and a corrupt file.
@@ -64,6 +64,7 @@ func serveFails(t *testing.T, dir, config string) string {
 // is never followed: the synchronizer refuses to start and the target
 // keeps its contents.
 func TestLockFileSymlinkIsRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
 	os.WriteFile(victim, []byte("keep me\n"), 0o600)
@@ -92,6 +93,7 @@ func TestLockFileSymlinkIsRefused(t *testing.T) {
 // TestDatabaseFileModes: under umask 022, the database, -wal, -shm, lock
 // and seq mark files are created 0600, like the socket.
 func TestDatabaseFileModes(t *testing.T) {
+	t.Parallel()
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
 	s := topologySidecar(t, "")
@@ -119,6 +121,7 @@ func rpcCode(err error) int64 {
 // is ahead of the log, gets the resync error, also after the database was
 // replaced and the new log has grown past that since.
 func TestDatabaseID(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := topologySidecar(t, dir)
 	c := s.client()
@@ -196,6 +199,7 @@ func TestDatabaseID(t *testing.T) {
 // watch does not go on from its old seq in the new log (which would skip
 // or repeat changes): it is told to resync and says so.
 func TestWatchResyncsAcrossAReplacedDatabase(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := topologySidecar(t, dir)
 	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
@@ -253,6 +257,7 @@ func (b *syncBuffer) String() string {
 // above every seq a client saw, a client that saw a lost seq is told to
 // resync, and one that saw only what survived goes on.
 func TestSeqsNeverGoBackAfterALostWAL(t *testing.T) {
+	t.Parallel()
 	const n = 3000
 	for attempt := 1; attempt <= 6; attempt++ {
 		if lostWALAttempt(t, n, attempt) {
@@ -435,6 +440,7 @@ func corruptPages(t *testing.T, db, table string) {
 // the way out, and reads that hit the damage end with a JSON-RPC error:
 // every line the client gets is whole JSON, and the connection goes on.
 func TestCorruptDatabase(t *testing.T) {
+	t.Parallel()
 	const n = 5000
 	dir := t.TempDir()
 	s := startSidecar(t, dir, genConfig(t, dir, n, "1h"))

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 
 // TestVersion: the binary names its build on the command line and in status.
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"--version"}, {"version"}} {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		if err != nil {

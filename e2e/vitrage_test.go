@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The Vitrage integration: python/tests run the Python datasources in
 // python/vitrage_synchronizer against the real Vitrage (Debian's
