@@ -176,7 +176,7 @@ func (c *Cloud) StartService(t testing.TB, name string) {
 // ---------------------------------------------------------------- REST
 
 // Token returns an admin token scoped to the admin project, renewed when it
-// has less than 20 s left (the cloud's tokens live a minute).
+// has less than 20 s left (the cloud's tokens live 150 s).
 func (c *Cloud) Token() (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -361,11 +361,13 @@ func (c *Cloud) list(ref, key string) ([]map[string]any, error) {
 	return all, nil
 }
 
-// Wait polls cond every 250 ms until it is true; it fails the test after
-// timeout, or at once when cond returns an error.
+// Wait polls cond until it is true, every 250 ms at first and less often
+// as it goes on (up to every 3 s: a busy cloud is not to be kept busier);
+// it fails the test after timeout, or at once when cond returns an error.
 func Wait(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	pause := 250 * time.Millisecond
 	for {
 		ok, err := cond()
 		if err != nil {
@@ -377,7 +379,8 @@ func Wait(t testing.TB, what string, timeout time.Duration, cond func() (bool, e
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(pause*3/2, 3*time.Second)
 	}
 }
 
@@ -628,23 +631,26 @@ func (c *Cloud) WaitStack(t testing.TB, name, id, status string) {
 	})
 }
 
-// DeleteStack deletes the stack and waits until Heat lists it no more.
+// DeleteStack deletes the stack and waits until Heat's stack list no
+// longer holds it. DELETE_COMPLETE is not the end: Heat sets it, then
+// soft-deletes the row, and in between the list still shows the stack
+// (GET of the stack itself shows it DELETE_COMPLETE for ever).
 func (c *Cloud) DeleteStack(t testing.TB, name, id string) {
 	t.Helper()
 	c.Must(t, http.MethodDelete, "orchestration:/stacks/"+name+"/"+id, nil, nil)
 	Wait(t, "stack "+name+" to be deleted", 180*time.Second, func() (bool, error) {
 		s, err := c.Stack(name, id)
 		if err != nil {
-			if strings.Contains(err.Error(), "404") {
-				return true, nil
-			}
 			return false, err
 		}
-		st, _ := s["stack_status"].(string)
-		if st == "DELETE_FAILED" {
+		switch st, _ := s["stack_status"].(string); st {
+		case "DELETE_FAILED":
 			return false, fmt.Errorf("stack %s: DELETE_FAILED: %v", name, s["stack_status_reason"])
+		case "DELETE_COMPLETE":
+			listed, err := c.list("orchestration:/stacks?global_tenant=true&id="+id, "stacks")
+			return err == nil && len(listed) == 0, err
 		}
-		return st == "DELETE_COMPLETE", nil
+		return false, nil
 	})
 }
 
