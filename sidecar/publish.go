@@ -1,0 +1,39 @@
+package sidecar
+
+import (
+	"context"
+
+	"github.com/openstack-synchronizer/synchronizer/engine"
+	"github.com/openstack-synchronizer/synchronizer/publishers"
+)
+
+// fanout tells several engine publishers about each commit, in order.
+type fanout []engine.Publisher
+
+func (f fanout) Publish(p []engine.Published) {
+	for _, x := range f {
+		x.Publish(p)
+	}
+}
+
+// startPublishers makes the configured publishers, hooks them to the engine
+// (wake-ups after commits, the prune floor) and runs them until the returned
+// stop is called. Publishers are not reloaded: a change of publishers:
+// takes a restart.
+func (sc *Sidecar) startPublishers() (stop func(), err error) {
+	cfg := sc.o.Config
+	set, err := publishers.NewSet(cfg.Publishers, cfg.Dir, sc.store, sc.log.With("component", "publisher"))
+	if err != nil {
+		return nil, err
+	}
+	sc.pubs = set
+	if set.Len() == 0 {
+		return func() {}, nil
+	}
+	sc.engine.SetPublisher(fanout{sc.rpc, set})
+	sc.engine.SetPruneFloor(set.Floor)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); set.Run(ctx) }()
+	return func() { cancel(); <-done }, nil
+}
