@@ -15,6 +15,7 @@ type Message struct {
 	Offset      int64  // the stream offset (not a seq)
 	Seq         int64  // for a resync marker: the last seq lost
 	DatabaseID  string // the sidecar database the seq belongs to
+	Type        string // the entity type of a change
 	Resync      bool   // a marker: LostFrom..LostThrough were never published
 	LostFrom    int64
 	LostThrough int64
@@ -46,6 +47,7 @@ func parseDelivery(d amqp.Delivery) (Message, error) {
 		return m, err
 	}
 	m.DatabaseID, _ = d.Headers["database_id"].(string)
+	m.Type, _ = d.Headers["type"].(string)
 	if r, _ := d.Headers["resync"].(bool); r {
 		m.Resync = true
 		m.LostFrom, _ = headerInt(d.Headers, "lost_from")
