@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,34 @@ publishers:
 	}
 	if !strings.Contains(stderr.String(), "watch: stream "+stream+": database ") {
 		t.Errorf("stderr does not name the database: %q", stderr.String())
+	}
+	// The Python reader (Debian's python3 and python3-kombu) gets the same.
+	for _, tc := range []struct {
+		since    int
+		first, n int64
+	}{{-1, 1, 12}, {5, 6, 7}, {11, 12, 1}} {
+		py := exec.Command("/usr/bin/python3", "-c", `
+import sys, json
+from vitrage_synchronizer.stream import StreamReader
+for m in StreamReader(sys.argv[1], sys.argv[2], since=int(sys.argv[3]), idle_timeout=3):
+    c = m.change
+    assert c["seq"] == m.seq and m.database_id
+    print(json.dumps(c))
+`, amqptest.Broker, stream, strconv.Itoa(tc.since))
+		py.Env = append(os.Environ(), "PYTHONPATH=python")
+		out, err := py.Output()
+		if err != nil {
+			t.Fatalf("python reader since %d: %v\n%s", tc.since, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if int64(len(lines)) != tc.n {
+			t.Fatalf("python reader since %d: %d lines, want %d:\n%s", tc.since, len(lines), tc.n, out)
+		}
+		for i, l := range lines {
+			var c change
+			if err := json.Unmarshal([]byte(l), &c); err != nil || c.Seq != tc.first+int64(i) {
+				t.Fatalf("python reader since %d, line %d: %q", tc.since, i, l)
+			}
+		}
 	}
 }
