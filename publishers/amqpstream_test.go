@@ -24,7 +24,7 @@ import (
 )
 
 type rig struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	st   *store.Store
 	eng  *engine.Engine
@@ -33,7 +33,7 @@ type rig struct {
 	wake *Set
 }
 
-func openRig(t *testing.T, dir string) *rig {
+func openRig(t testing.TB, dir string) *rig {
 	t.Helper()
 	schema, err := os.ReadFile("../schema.sql")
 	if err != nil {
