@@ -3,6 +3,9 @@ package sidecar
 import (
 	"context"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/publishers"
 )
@@ -36,4 +39,20 @@ func (sc *Sidecar) startPublishers() (stop func(), err error) {
 	done := make(chan struct{})
 	go func() { defer close(done); set.Run(ctx) }()
 	return func() { cancel(); <-done }, nil
+}
+
+// publishersDiffer says whether publishers: changed (any key of any entry):
+// publishers are not reloaded, so a change is reported as needing a restart.
+func publishersDiffer(a, b []config.Publisher) bool {
+	if len(a) != len(b) {
+		return true
+	}
+	for i := range a {
+		x, _ := yaml.Marshal(a[i].Node)
+		y, _ := yaml.Marshal(b[i].Node)
+		if string(x) != string(y) {
+			return true
+		}
+	}
+	return false
 }

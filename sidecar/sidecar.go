@@ -293,6 +293,7 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		{"sync", cfg.Sync != old.Sync},
 		{"subscriber_queue", cfg.SubscriberQueue != old.SubscriberQueue},
 		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},
+		{"publishers", publishersDiffer(cfg.Publishers, old.Publishers)},
 		{"write_timeout", cfg.WriteTimeout != old.WriteTimeout},
 		{"quick_check_interval", cfg.QuickCheckInterval != old.QuickCheckInterval},
 		{"max_connections", cfg.MaxConnections != old.MaxConnections},
