@@ -116,13 +116,14 @@ func newAMQPStream(s Settings) (Publisher, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("amqp-stream %s: %w", s.Name, err)
 	}
-	if s.Store == nil {
-		return nil, fmt.Errorf("amqp-stream %s: no store", s.Name)
-	}
 	p := &amqpStream{cfg: c, urls: urls, hosts: hosts, tls: tc, st: s.Store, log: s.Logger,
 		key: "publisher." + s.Name + ".cursor", wake: make(chan struct{}, 1), state: "stopped"}
 	if p.log == nil {
 		p.log = slog.Default()
+	}
+	if s.Store == nil {
+		// Validation only (check-config): it cannot run.
+		return p, nil
 	}
 	// The cursor is read now, before the first prune can run: until Run
 	// starts, the floor already keeps what is unpublished.

@@ -56,7 +56,9 @@ type Settings struct {
 	Node   *yaml.Node // the whole config entry, for config.DecodeStrict
 	Dir    string     // the config file's directory
 	Logger *slog.Logger
-	Store  *store.Store
+	// Store is the sidecar's store; nil when the config is only checked
+	// (the publisher is built to validate it and never runs).
+	Store *store.Store
 }
 
 // Factory makes a publisher from its config entry.

@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"gopkg.in/yaml.v3"
 
@@ -55,4 +57,16 @@ func publishersDiffer(a, b []config.Publisher) bool {
 		}
 	}
 	return false
+}
+
+// checkPublishers validates publishers: as serve would build them, without
+// a store (check-config).
+func checkPublishers(cfg *config.Config) error {
+	var errs []error
+	for i, p := range cfg.Publishers {
+		if _, err := publishers.New(p, publishers.Settings{Name: p.Name, Node: p.Node, Dir: cfg.Dir}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: line %d: publishers[%d] (%s): %w", cfg.Path, p.Node.Line, i, p.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
