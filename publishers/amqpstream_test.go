@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"gopkg.in/yaml.v3"
 
@@ -257,6 +258,25 @@ func TestStreamResumesAtTheCursorAfterARestart(t *testing.T) {
 	waitCursor(t, set, 1500)
 	if st := set.Status()["s"]; st.Published != 500 {
 		t.Errorf("second run published %d, want 500 (resume at the cursor)", st.Published)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(set)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"synchronizer_publisher_lag": 0, "synchronizer_publisher_published_total": 500,
+		"synchronizer_publisher_connected": 1, "synchronizer_publisher_resync_markers_total": 0}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		if w, ok := want[mf.GetName()]; !ok || v != w || m.GetLabel()[0].GetValue() != "s" {
+			t.Errorf("metric %s{%v} = %v, want %v", mf.GetName(), m.GetLabel(), v, w)
+		}
+		delete(want, mf.GetName())
+	}
+	if len(want) > 0 {
+		t.Errorf("metrics missing: %v", want)
 	}
 	seqs := raw(t, amqptest.Broker, stream)
 	if len(seqs) != 1500 {
