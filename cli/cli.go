@@ -49,9 +49,10 @@ func init() {
 			"Run the synchronizer in the foreground until SIGTERM or SIGINT. SIGHUP, or an edit of the\n" +
 				"config or of a file it names, reloads the configuration (log.level included).", serve},
 		{"get-all", "[--type T]... [-o json|table]", "print every entity (of the given types)", "", getAll},
-		{"watch", "[--type T]... [--since N]", "print changes as they happen, one JSON object per line",
+		{"watch", "[--type T]... [--since N] | --stream URL NAME [--since N]", "print changes as they happen, one JSON object per line",
 			"Survives a restart of the synchronizer: it reconnects and continues after the last seq it\n" +
-				"printed.", watch},
+				"printed. With --stream it reads the RabbitMQ stream NAME that an amqp-stream publisher\n" +
+				"feeds, from any host: from the first message, or after seq --since.", watch},
 		{"changes", "--since N [--type T]... [--limit L] [-o json|table]", "print the changes after seq N", "", changes},
 		{"status", "[-o json|table]", "print collectors, listeners, change log, version", "", status},
 		{"collect", "NAME [--force]", "poll a collector now", "", collect},

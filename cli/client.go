@@ -165,8 +165,12 @@ func watch(args []string, env Env) error {
 	fs.Var(&types, "type", "entity type (repeatable, or comma-separated)")
 	since := fs.Int64("since", -1, "start after this seq (default: from now)")
 	dbID := fs.String("database-id", "", "the database --since belongs to (watch prints it on stderr when it registers)")
+	streamURL := fs.String("stream", "", "read the RabbitMQ stream NAME at this amqp:// URL instead of the socket (stream.go)")
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
+	}
+	if *streamURL != "" {
+		return watchStreamCmd(fs, *streamURL, types, since, env)
 	}
 	if err := noArgs(fs); err != nil {
 		return err

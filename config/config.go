@@ -90,6 +90,7 @@ type Config struct {
 	Log              Log         `yaml:"log"`
 	Collectors       []Collector `yaml:"-"`
 	Listeners        []Listener  `yaml:"-"`
+	Publishers       []Publisher `yaml:"-"`
 
 	// Path is the file the config was read from ("" for the embedded one),
 	// Dir the directory relative paths are resolved against.
@@ -130,6 +131,14 @@ type Common struct {
 type Collector struct {
 	Common `yaml:",inline"`
 	Node   *yaml.Node `yaml:"-"`
+}
+
+// Publisher is one entry of publishers: (the change log sent elsewhere,
+// publishers/README.md).
+type Publisher struct {
+	Name string     `yaml:"name"`
+	Type string     `yaml:"type"`
+	Node *yaml.Node `yaml:"-"`
 }
 
 // Listener is one entry of listeners:.
@@ -190,6 +199,7 @@ func Parse(b []byte, path string) (*Config, error) {
 		Config     `yaml:",inline"`
 		Collectors []yaml.Node `yaml:"collectors"`
 		Listeners  []yaml.Node `yaml:"listeners"`
+		Publishers []yaml.Node `yaml:"publishers"`
 	}
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: %w: %s", path, ErrInvalid, yamlError(err))
@@ -216,6 +226,15 @@ func Parse(b []byte, path string) (*Config, error) {
 		}
 		l.Node = n
 		c.Listeners = append(c.Listeners, l)
+	}
+	for i := range raw.Publishers {
+		n := &raw.Publishers[i]
+		var p Publisher
+		if err := n.Decode(&p); err != nil {
+			return nil, fmt.Errorf("%s: %w: publishers[%d]: %s", path, ErrInvalid, i, yamlError(err))
+		}
+		p.Node = n
+		c.Publishers = append(c.Publishers, p)
 	}
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
@@ -414,6 +433,23 @@ func (c *Config) validate() error {
 			names[l.Name] = field
 		}
 		if l.Type == "" {
+			bad(line, field+".type", "required")
+		}
+	}
+	for i, p := range c.Publishers {
+		line := p.Node.Line
+		field := fmt.Sprintf("publishers[%d]", i)
+		switch {
+		case p.Name == "":
+			bad(line, field+".name", "required")
+		case !nameRE.MatchString(p.Name):
+			bad(line, field+".name", "%q: use letters, digits, '.', '_' and '-'", p.Name)
+		case names[p.Name] != "":
+			bad(line, field+".name", "%q is already used by %s", p.Name, names[p.Name])
+		default:
+			names[p.Name] = field
+		}
+		if p.Type == "" {
 			bad(line, field+".type", "required")
 		}
 	}

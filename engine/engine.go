@@ -90,6 +90,10 @@ type Engine struct {
 	sources  atomic.Pointer[map[string]bool]
 	refs     map[uint16]bool
 	shadowed map[uint16]map[string]shadow
+
+	// floor, when set, bounds pruning: changes after it are kept (a
+	// publisher has not sent them yet).
+	floor atomic.Pointer[func() int64]
 }
 
 // New loads the baseline index from st.
@@ -329,7 +333,21 @@ func (e *Engine) count(from, to *rec) {
 
 // Prune applies the change-log retention.
 func (e *Engine) Prune(ctx context.Context) (int64, error) {
-	return e.st.Prune(ctx, e.o.RetainCount, e.o.RetainAge, e.o.Now())
+	floor := int64(-1)
+	if f := e.floor.Load(); f != nil {
+		floor = (*f)()
+	}
+	return e.st.PruneAbove(ctx, e.o.RetainCount, e.o.RetainAge, e.o.Now(), floor)
+}
+
+// SetPruneFloor sets the function that says through which seq the log may
+// be pruned at most (< 0: no floor); nil removes it.
+func (e *Engine) SetPruneFloor(f func() int64) {
+	if f == nil {
+		e.floor.Store(nil)
+		return
+	}
+	e.floor.Store(&f)
 }
 
 // RunPruner prunes the change log every interval until ctx ends.

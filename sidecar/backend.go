@@ -114,6 +114,9 @@ func (b backend) Status(ctx context.Context) (any, error) {
 		"rpc": sc.rpc.Counters(),
 		"wal": sc.store.WALStats(),
 	}
+	if sc.pubs != nil && sc.pubs.Len() > 0 {
+		st["publishers"] = sc.pubs.Status()
+	}
 	for k, v := range sc.sup.status() {
 		st[k] = v
 	}

@@ -83,6 +83,9 @@ func newMetrics(sc *Sidecar) *metrics {
 	m.reloadTime.SetToCurrentTime()
 	m.reg.MustRegister(buildInfo, m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime, m.conflicts, m.duplicates,
 		stateCollector{sc}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if sc.pubs != nil && sc.pubs.Len() > 0 {
+		m.reg.MustRegister(sc.pubs)
+	}
 	return m
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
+	"github.com/openstack-synchronizer/synchronizer/publishers"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 	"github.com/openstack-synchronizer/synchronizer/sdnotify"
 	"github.com/openstack-synchronizer/synchronizer/store"
@@ -54,6 +55,7 @@ type Sidecar struct {
 	sup     *supervisor
 	metrics *metrics
 	systemd *systemd
+	pubs    *publishers.Set
 	socket  string
 	started time.Time
 	pid     int
@@ -125,6 +127,11 @@ func Run(ctx context.Context, o Options) error {
 		GetAllTimeout:    cfg.GetAllTimeout.D(),
 	})
 	sc.engine.SetPublisher(sc.rpc)
+	stopPublishers, err := sc.startPublishers()
+	if err != nil {
+		return err
+	}
+	defer stopPublishers()
 	if err := sc.rpc.Listen(sc.socket); err != nil {
 		return err
 	}
@@ -185,6 +192,7 @@ func Run(ctx context.Context, o Options) error {
 	// Stop order: sources first (an open transaction finishes), then
 	// subscribers are told and the socket goes, then the database closes.
 	sc.sup.stopAll()
+	stopPublishers() // saves the cursor
 	stopPrune()
 	stopMetrics()
 	<-metricsDone
@@ -316,6 +324,7 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		{"sync", cfg.Sync != old.Sync},
 		{"subscriber_queue", cfg.SubscriberQueue != old.SubscriberQueue},
 		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},
+		{"publishers", publishersDiffer(cfg.Publishers, old.Publishers)},
 		{"write_timeout", cfg.WriteTimeout != old.WriteTimeout},
 		{"quick_check_interval", cfg.QuickCheckInterval != old.QuickCheckInterval},
 		{"max_connections", cfg.MaxConnections != old.MaxConnections},

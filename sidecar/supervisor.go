@@ -485,5 +485,6 @@ func Check(cfg *config.Config) error {
 			cl.Close()
 		}
 	}
+	errs = append(errs, checkPublishers(cfg))
 	return errors.Join(errs...)
 }

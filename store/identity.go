@@ -337,6 +337,25 @@ func (s *Store) recordGap(ctx context.Context, g Gap, pruned int64) error {
 	return nil
 }
 
+// Meta returns the value of a meta key ("" when unset), for components that
+// keep a small state beside the data (a publisher's cursor).
+func (s *Store) Meta(ctx context.Context, key string) (string, error) {
+	v, err := s.metaValue(ctx, key)
+	return v, s.noteErr(err)
+}
+
+// SetMeta sets a meta key. The keys of the store's own (last_seq,
+// pruned_through, seq_gaps, database_id) are refused.
+func (s *Store) SetMeta(ctx context.Context, key, value string) error {
+	switch key {
+	case "last_seq", "pruned_through", "seq_gaps", "database_id":
+		return fmt.Errorf("store: meta %s belongs to the store", key)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.noteErr(s.setMetaValue(ctx, key, value))
+}
+
 // DatabaseID returns the database's identity: random, made when the
 // database was created. A seq means something only together with it.
 func (s *Store) DatabaseID() string { return s.id }

@@ -360,6 +360,7 @@ type LogRow struct {
 	Seq    int64
 	Action string
 	Type   string
+	Source string
 	Entity []byte // valid only during the callback
 }
 
@@ -377,7 +378,7 @@ func (s *Store) Changes(ctx context.Context, since int64, types []string, limit 
 	if err != nil {
 		return 0, err
 	}
-	q := `SELECT seq, action, type, entity FROM changes WHERE seq > ?`
+	q := `SELECT seq, action, type, source, entity FROM changes WHERE seq > ?`
 	args := []any{since}
 	if len(types) > 0 {
 		q += ` AND type IN (?` + strings.Repeat(",?", len(types)-1) + `)`
@@ -398,7 +399,7 @@ func (s *Store) Changes(ctx context.Context, since int64, types []string, limit 
 	var r LogRow
 	var b sql.RawBytes
 	for rows.Next() {
-		if err := rows.Scan(&r.Seq, &r.Action, &r.Type, &b); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Action, &r.Type, &r.Source, &b); err != nil {
 			return 0, fmt.Errorf("store: read changes: %w", err)
 		}
 		r.Entity = b
@@ -412,7 +413,13 @@ func (s *Store) Changes(ctx context.Context, since int64, types []string, limit 
 // Prune drops changes beyond the newest keep (keep <= 0: no count bound) and
 // changes older than maxAge (maxAge <= 0: no age bound), and records how far
 // the log now reaches back. It returns the number of changes removed.
-func (s *Store) Prune(ctx context.Context, keep int64, maxAge time.Duration, now time.Time) (_ int64, err error) {
+func (s *Store) Prune(ctx context.Context, keep int64, maxAge time.Duration, now time.Time) (int64, error) {
+	return s.PruneAbove(ctx, keep, maxAge, now, -1)
+}
+
+// PruneAbove is Prune that never drops changes after floor (floor < 0: no
+// floor): a publisher that has not yet sent them holds them back.
+func (s *Store) PruneAbove(ctx context.Context, keep int64, maxAge time.Duration, now time.Time, floor int64) (_ int64, err error) {
 	defer func() { err = s.noteErr(err) }()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -438,6 +445,9 @@ func (s *Store) Prune(ctx context.Context, keep int64, maxAge time.Duration, now
 		if seq > through {
 			through = seq
 		}
+	}
+	if floor >= 0 && through > floor {
+		through = floor
 	}
 	if through <= pruned {
 		return 0, nil

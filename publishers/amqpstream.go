@@ -1,0 +1,425 @@
+package publishers
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/engine"
+	"github.com/openstack-synchronizer/synchronizer/listeners"
+	"github.com/openstack-synchronizer/synchronizer/store"
+)
+
+func init() {
+	Register("amqp-stream", newAMQPStream)
+}
+
+// streamConfig is the config entry of an amqp-stream publisher
+// (publishers/README.md documents every key).
+type streamConfig struct {
+	Name           string             `yaml:"name"`
+	Type           string             `yaml:"type"`
+	URLs           []string           `yaml:"urls"`
+	VHost          string             `yaml:"vhost"`
+	TLS            *listeners.AMQPTLS `yaml:"tls"`
+	Stream         string             `yaml:"stream"`
+	MaxAge         config.Duration    `yaml:"max_age"`
+	MaxLengthBytes int64              `yaml:"max_length_bytes"`
+	// Window is the most messages awaiting the broker's confirm.
+	Window int `yaml:"window"`
+	// Page is the most changes read from the log in one read.
+	Page int `yaml:"page"`
+	// MaxLag is how many changes after the cursor the change log keeps
+	// beyond its own retention while the publisher lags; past it,
+	// retention prunes anyway and the stream gets a resync marker.
+	MaxLag     int64           `yaml:"max_lag"`
+	MinBackoff config.Duration `yaml:"min_backoff"`
+	MaxBackoff config.Duration `yaml:"max_backoff"`
+	Heartbeat  config.Duration `yaml:"heartbeat"`
+}
+
+type amqpStream struct {
+	cfg   streamConfig
+	urls  []string // credentials inside: never logged
+	hosts []string
+	tls   *tls.Config
+	st    *store.Store
+	log   *slog.Logger
+	key   string // meta key of the cursor
+
+	cursor    atomic.Int64 // confirmed through this seq
+	saved     atomic.Int64 // cursor as last written to meta
+	last      atomic.Int64 // highest committed seq known
+	published atomic.Int64
+	resyncs   atomic.Int64
+	connected atomic.Bool
+	wake      chan struct{}
+
+	mu      sync.Mutex
+	state   string
+	host    string
+	lastErr string
+}
+
+func newAMQPStream(s Settings) (Publisher, error) {
+	c := streamConfig{
+		Stream:         "synchronizer.changes",
+		MaxAge:         config.Duration(7 * 24 * time.Hour),
+		MaxLengthBytes: 20 << 30,
+		Window:         5000,
+		Page:           1000,
+		MaxLag:         1_000_000,
+		MinBackoff:     config.Duration(100 * time.Millisecond),
+		MaxBackoff:     config.Duration(30 * time.Second),
+		Heartbeat:      config.Duration(10 * time.Second),
+	}
+	if err := config.DecodeStrict(s.Node, &c); err != nil {
+		return nil, fmt.Errorf("amqp-stream %s: %w", s.Name, err)
+	}
+	c.Name = s.Name
+	var errs []error
+	if len(c.URLs) == 0 {
+		errs = append(errs, errors.New("urls: at least one broker URL is required"))
+	}
+	urls, hosts, tc, err := listeners.AMQPEndpoints(c.URLs, c.TLS, s.Dir)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("urls/tls: %w", err))
+	}
+	if c.Stream == "" || len(c.Stream) > 255 {
+		errs = append(errs, errors.New("stream: a queue name of 1 to 255 bytes"))
+	}
+	if c.MaxAge < 0 || c.MaxAge > 0 && c.MaxAge.D() < time.Second {
+		errs = append(errs, errors.New("max_age: 0 (no bound) or at least 1s"))
+	}
+	if c.MaxLengthBytes < 0 {
+		errs = append(errs, errors.New("max_length_bytes: must be >= 0 (0: no bound)"))
+	}
+	if c.Window < 1 || c.Page < 1 {
+		errs = append(errs, errors.New("window and page: must be > 0"))
+	}
+	if c.MaxLag < 0 {
+		errs = append(errs, errors.New("max_lag: must be >= 0 (0: retention never waits for the publisher)"))
+	}
+	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, errors.New("0 < min_backoff <= max_backoff required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("amqp-stream %s: %w", s.Name, err)
+	}
+	p := &amqpStream{cfg: c, urls: urls, hosts: hosts, tls: tc, st: s.Store, log: s.Logger,
+		key: "publisher." + s.Name + ".cursor", wake: make(chan struct{}, 1), state: "stopped"}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	if s.Store == nil {
+		// Validation only (check-config): it cannot run.
+		return p, nil
+	}
+	// The cursor is read now, before the first prune can run: until Run
+	// starts, the floor already keeps what is unpublished.
+	ctx := context.Background()
+	v, err := s.Store.Meta(ctx, p.key)
+	if err != nil {
+		return nil, fmt.Errorf("amqp-stream %s: %w", s.Name, err)
+	}
+	if v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("amqp-stream %s: meta %s = %q: %w", s.Name, p.key, v, err)
+		}
+		p.cursor.Store(n)
+		p.saved.Store(n)
+	}
+	last, _, err := s.Store.LogBounds(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("amqp-stream %s: %w", s.Name, err)
+	}
+	p.last.Store(last)
+	return p, nil
+}
+
+func (p *amqpStream) Wake(seq int64) {
+	for {
+		l := p.last.Load()
+		if seq <= l || p.last.CompareAndSwap(l, seq) {
+			break
+		}
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *amqpStream) Floor() int64 {
+	c, l := p.cursor.Load(), p.last.Load()
+	if p.cfg.MaxLag > 0 && l-c > p.cfg.MaxLag {
+		return l - p.cfg.MaxLag
+	}
+	if p.cfg.MaxLag == 0 {
+		return -1
+	}
+	return c
+}
+
+func (p *amqpStream) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, l := p.cursor.Load(), p.last.Load()
+	return Stats{State: p.state, Connected: p.connected.Load(), Host: p.host, Stream: p.cfg.Stream,
+		Cursor: c, LastSeq: l, Lag: max(l-c, 0), Published: p.published.Load(), Resyncs: p.resyncs.Load(), LastError: p.lastErr}
+}
+
+func (p *amqpStream) setState(state, host string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state, p.host = state, host
+	if err != nil {
+		p.lastErr = err.Error()
+	}
+}
+
+// save writes the cursor to meta when it moved. A crash loses at most what
+// was confirmed since the last save: those changes go out again (at least
+// once; consumers dedupe by seq).
+func (p *amqpStream) save(ctx context.Context) {
+	c := p.cursor.Load()
+	if c == p.saved.Load() {
+		return
+	}
+	if err := p.st.SetMeta(ctx, p.key, strconv.FormatInt(c, 10)); err != nil {
+		p.log.Warn("cannot save publisher cursor", "err", err)
+		return
+	}
+	p.saved.Store(c)
+}
+
+// Run publishes until ctx ends: a session per connection, reconnecting with
+// back-off and to the next URL when one fails.
+func (p *amqpStream) Run(ctx context.Context) error {
+	saveCtx, stopSave := context.WithCancel(context.Background())
+	saved := make(chan struct{})
+	go func() {
+		defer close(saved)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-saveCtx.Done():
+				p.save(context.Background())
+				return
+			case <-t.C:
+				p.save(saveCtx)
+			}
+		}
+	}()
+	defer func() { stopSave(); <-saved }()
+	backoff := p.cfg.MinBackoff.D()
+	for i := 0; ctx.Err() == nil; i = (i + 1) % len(p.urls) {
+		p.setState("connecting", p.hosts[i], nil)
+		t0 := time.Now()
+		err := p.session(ctx, i)
+		p.connected.Store(false)
+		if ctx.Err() != nil {
+			break
+		}
+		if time.Since(t0) > 10*time.Second {
+			backoff = p.cfg.MinBackoff.D()
+		}
+		p.setState("disconnected", p.hosts[i], err)
+		p.log.Warn("stream publisher disconnected; retrying", "host", p.hosts[i], "err", err, "in", backoff, "lag", p.last.Load()-p.cursor.Load())
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, p.cfg.MaxBackoff.D())
+	}
+	p.setState("stopped", "", nil)
+	return nil
+}
+
+type inflight struct {
+	seq int64
+	dc  *amqp.DeferredConfirmation
+}
+
+func (p *amqpStream) dial(i int) (*amqp.Connection, error) {
+	host, _ := os.Hostname()
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName("synchronizer publisher " + p.cfg.Name + " on " + host)
+	conn, err := amqp.DialConfig(p.urls[i], amqp.Config{
+		Vhost: p.cfg.VHost, TLSClientConfig: p.tls, Heartbeat: p.cfg.Heartbeat.D(), Properties: props,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", p.hosts[i], err)
+	}
+	return conn, nil
+}
+
+// Declare declares the stream with the configured retention.
+func (p *amqpStream) declare(ch *amqp.Channel) error {
+	args := amqp.Table{"x-queue-type": "stream"}
+	if p.cfg.MaxAge > 0 {
+		args["x-max-age"] = strconv.FormatInt(int64(p.cfg.MaxAge.D()/time.Second), 10) + "s"
+	}
+	if p.cfg.MaxLengthBytes > 0 {
+		args["x-max-length-bytes"] = p.cfg.MaxLengthBytes
+	}
+	if _, err := ch.QueueDeclare(p.cfg.Stream, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare stream %s: %w", p.cfg.Stream, err)
+	}
+	return nil
+}
+
+func (p *amqpStream) session(ctx context.Context, i int) error {
+	conn, err := p.dial(i)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	if err := p.declare(ch); err != nil {
+		return err
+	}
+	if err := ch.Confirm(false); err != nil {
+		return fmt.Errorf("confirm mode: %w", err)
+	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	p.connected.Store(true)
+	p.setState("connected", p.hosts[i], nil)
+	p.log.Info("stream publisher connected", "host", p.hosts[i], "stream", p.cfg.Stream, "cursor", p.cursor.Load())
+
+	// Confirms are awaited in publication order by one goroutine: the
+	// cursor moves only over a prefix of confirmed messages. A message
+	// not confirmed when the channel closes counts as lost: the next
+	// session sends again from the cursor.
+	queue := make(chan inflight, p.cfg.Window)
+	confErr := make(chan error, 1)
+	confDone := make(chan struct{})
+	go func() {
+		defer close(confDone)
+		for m := range queue {
+			<-m.dc.Done()
+			if !m.dc.Acked() {
+				select {
+				case confErr <- fmt.Errorf("broker did not confirm seq %d", m.seq):
+				default:
+				}
+				for range queue {
+				}
+				return
+			}
+			p.cursor.Store(m.seq)
+			p.published.Add(1)
+		}
+	}()
+	defer func() { close(queue); <-confDone }()
+	// The unconfirmed tail of the last session goes out again.
+	sent := p.cursor.Load()
+	id := p.st.DatabaseID()
+	var page []amqp.Publishing
+	var seqs []int64
+	for {
+		last, pruned, err := p.st.LogBounds(ctx)
+		if err != nil {
+			return err
+		}
+		if last > p.last.Load() {
+			p.Wake(last)
+		}
+		page, seqs = page[:0], seqs[:0]
+		if sent < pruned {
+			// The log no longer holds what the stream lacks: tell consumers.
+			page = append(page, resyncMarker(id, sent+1, pruned))
+			seqs = append(seqs, pruned)
+			p.resyncs.Add(1)
+			p.log.Warn("changes pruned before they were published; writing a resync marker", "from", sent+1, "through", pruned)
+		} else {
+			now := time.Now()
+			if _, err := p.st.Changes(ctx, sent, nil, p.cfg.Page, func(r store.LogRow) error {
+				page = append(page, changeMessage(id, r, now))
+				seqs = append(seqs, r.Seq)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if len(page) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case e := <-closed:
+				return fmt.Errorf("channel closed: %v", e)
+			case err := <-confErr:
+				return err
+			case <-p.wake:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for k := range page {
+			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", p.cfg.Stream, false, false, page[k])
+			if err != nil {
+				return fmt.Errorf("publish seq %d: %w", seqs[k], err)
+			}
+			select {
+			case queue <- inflight{seq: seqs[k], dc: dc}:
+			case <-ctx.Done():
+				return nil
+			case e := <-closed:
+				return fmt.Errorf("channel closed: %v", e)
+			case err := <-confErr:
+				return err
+			}
+			sent = seqs[k]
+		}
+	}
+}
+
+// changeMessage is one change as the stream carries it: the body is the
+// change object of the contract, byte for byte what the socket sends.
+func changeMessage(id string, r store.LogRow, now time.Time) amqp.Publishing {
+	return amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    strconv.FormatInt(r.Seq, 10),
+		Timestamp:    now,
+		Type:         "change",
+		Headers: amqp.Table{
+			"seq": r.Seq, "source": r.Source, "database_id": id,
+			"action": r.Action, "type": r.Type,
+		},
+		Body: engine.AppendChangeJSON(make([]byte, 0, len(r.Entity)+40), r.Seq, r.Action, r.Entity),
+	}
+}
+
+// resyncMarker tells consumers that the changes from..through were pruned
+// from the change log before they could be published: a consumer must
+// resynchronize (get_all) instead of relying on the stream alone.
+func resyncMarker(id string, from, through int64) amqp.Publishing {
+	return amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    fmt.Sprintf("resync:%d-%d", from, through),
+		Timestamp:    time.Now(),
+		Type:         "resync",
+		Headers: amqp.Table{
+			"resync": true, "seq": through, "database_id": id,
+			"lost_from": from, "lost_through": through,
+		},
+		Body: fmt.Appendf(nil, `{"resync":true,"database_id":%q,"lost_from":%d,"lost_through":%d}`, id, from, through),
+	}
+}
