@@ -202,30 +202,15 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 	}
 	round("SHUTOFF")
 	time.Sleep(7 * time.Second) // past get_all_timeout for both pairs
+	// Read all four at once: the two that waited for a get_all slot get it
+	// only when one of the first two has been read to its end.
+	errs := make(chan error, len(slow))
 	for i, c := range slow {
-		var cut, ended bool
-		for {
-			c.c.SetReadDeadline(time.Now().Add(20 * time.Second))
-			line, err := c.r.ReadBytes('\n')
-			if err != nil {
-				t.Fatalf("slow reader %d: %v", i, err)
-			}
-			var m map[string]any
-			if json.Unmarshal(line, &m) != nil {
-				cut = true // the answer's line, cut short
-				continue
-			}
-			if m["id"] != float64(100+i) {
-				t.Fatalf("slow reader %d: %v", i, m)
-			}
-			ended = m["result"] != nil || errCode(m) == rpc.CodeGetAllCut
-			if m["result"] != nil && cut {
-				t.Fatalf("slow reader %d: cut %v, then %v", i, cut, m)
-			}
-			break
-		}
-		if !ended {
-			t.Fatalf("slow reader %d: no end", i)
+		go func() { errs <- readSlowAnswer(c, 100+i) }()
+	}
+	for range slow {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 	if n := rpcCounter(t, s, "get_all_cut"); n < 1 {
@@ -550,5 +535,34 @@ func TestRPCRequestMemory(t *testing.T) {
 	// them all at once (about 270 MB).
 	if grow := held - idle; grow > 100<<10 {
 		t.Errorf("RSS grew by %d KB while lines were in flight", grow)
+	}
+}
+
+// readSlowAnswer reads a get_all answer to id to its end: the whole
+// result, or an answer cut by get_all_timeout (a line that is not JSON,
+// then the -32002 error), never a cut line followed by a result.
+func readSlowAnswer(c *rawConn, id int) error {
+	var cut bool
+	for {
+		c.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		line, err := c.r.ReadBytes('\n')
+		if err != nil {
+			return fmt.Errorf("slow reader %d: %v", id, err)
+		}
+		var m map[string]any
+		if json.Unmarshal(line, &m) != nil {
+			cut = true // the answer's line, cut short
+			continue
+		}
+		if m["id"] != float64(id) {
+			return fmt.Errorf("slow reader %d: %v", id, m)
+		}
+		if m["result"] != nil && cut {
+			return fmt.Errorf("slow reader %d: a cut line, then a result", id)
+		}
+		if m["result"] == nil && errCode(m) != rpc.CodeGetAllCut {
+			return fmt.Errorf("slow reader %d: no end: %v", id, m)
+		}
+		return nil
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -440,6 +441,21 @@ func TestRealCloudChangesByPoll(t *testing.T) {
 	t.Parallel() // with the bus variant: each looks at its own entities only
 	c := testcloud.Start(t)
 	mine := bystanders(t, c)
+	standing := maps.Clone(mine)
+	// A bystander's own data may move while a step runs (Nova's periodic
+	// tasks touch a server's row): an update of a bystander is not the
+	// step's, a create or delete of one would be.
+	steps := func(chs []busChange) []busChange {
+		var out []busChange
+		for _, ch := range chs {
+			if standing[ch.Key] && ch.Action == "update" {
+				t.Logf("a bystander moved by itself: %s %s %s", ch.Action, ch.Key, ch.State)
+				continue
+			}
+			out = append(out, ch)
+		}
+		return out
+	}
 	s := startCloudSidecar(t, c, "1h", "")
 	collectNow(t, s)
 	sub := subscribe(t, s.socket, cloudTypes...)
@@ -455,7 +471,7 @@ func TestRealCloudChangesByPoll(t *testing.T) {
 			return lastSeq(chs) >= seq
 		})
 		all, _ := sub.got()
-		chs := ownChanges(all[mark:], mine)
+		chs := steps(ownChanges(all[mark:], mine))
 		if len(chs) != len(want) {
 			t.Fatalf("%s: %d changes, want %d:%s", step, len(chs), len(want), describe(chs))
 		}
@@ -477,7 +493,7 @@ func TestRealCloudChangesByPoll(t *testing.T) {
 			return lastSeq(chs) >= seq
 		})
 		all, _ = sub.got()
-		if again := ownChanges(all[mark:], mine); len(again) > 0 {
+		if again := steps(ownChanges(all[mark:], mine)); len(again) > 0 {
 			t.Fatalf("%s: a second poll changed something:%s", step, describe(again))
 		}
 	})
