@@ -281,3 +281,40 @@ func TestMapErrors(t *testing.T) {
 		}
 	}
 }
+
+// An instance notification whose state says the server is gone is a
+// delete, whatever its event type: Nova's instance.update with state
+// deleted can arrive after instance.delete.end, and must not bring the
+// server back (seen on the real test cloud).
+func TestMapGoneInstanceIsDelete(t *testing.T) {
+	cases := []struct {
+		file, state string
+		legacy      bool
+		want        string
+	}{
+		{"nova-versioned/instance-update.json", "deleted", false, entity.Delete},
+		{"nova-versioned/instance-update.json", "soft-delete", false, entity.Delete},
+		{"nova-versioned/instance-update.json", "stopped", false, entity.Update},
+		{"nova-legacy/scenario3_legacy_instance-create-end.json", "deleted", true, entity.Delete},
+		{"nova-legacy/scenario3_legacy_instance-create-end.json", "active", true, entity.Update},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file+"/"+tc.state, func(t *testing.T) {
+			inner := loadInner(t, "testdata/"+tc.file)
+			p := inner["payload"].(map[string]any)
+			if tc.legacy {
+				p["state"] = tc.state
+			} else {
+				p["nova_object.data"].(map[string]any)["state"] = tc.state
+			}
+			format := NovaVersioned
+			if tc.legacy {
+				format = NovaUnversioned
+			}
+			ev := mapOne(t, newMapper(t, Options{NovaFormat: format}), onWire(t, inner, sampleTime))
+			if ev.Action != tc.want {
+				t.Fatalf("state %s: action %s, want %s", tc.state, ev.Action, tc.want)
+			}
+		})
+	}
+}

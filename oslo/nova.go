@@ -76,7 +76,18 @@ func (m *Mapper) novaInstance(n *Notification) ([]entity.Event, error) {
 		e.ParentKey = parentKey(TypeHost, str(d, "host"))
 		e.Data = d
 	})
+	goneIsDelete(&ev)
 	return []entity.Event{ev}, nil
+}
+
+// goneIsDelete makes an instance notification whose state says the server
+// is gone a delete, as a poll's DELETED / SOFT_DELETED row is: Nova sends
+// instance.update with state deleted around instance.delete.end, and one
+// that arrives after the delete must not bring the server back.
+func goneIsDelete(ev *entity.Event) {
+	if s := ev.Entity.State; s == "DELETED" || s == "SOFT_DELETED" {
+		ev.Action = entity.Delete
+	}
 }
 
 // novaLegacyInstance maps a legacy compute.instance.* notification (flat
@@ -106,6 +117,7 @@ func (m *Mapper) novaLegacyInstance(n *Notification) ([]entity.Event, error) {
 		e.ParentKey = parentKey(TypeHost, str(p, "host"))
 		e.Data = p
 	})
+	goneIsDelete(&ev)
 	return []entity.Event{ev}, nil
 }
 
