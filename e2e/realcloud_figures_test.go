@@ -72,9 +72,9 @@ func TestRealCloudFigures(t *testing.T) {
 		var stopSub, stopNova, startSub, startNova []time.Duration
 		for i := range rounds {
 			id := ids[i%n]
-			ds, dn := timeAction(t, c, sub, id, "os-stop", "SHUTOFF")
+			ds, dn := timeAction(t, c, s, sub, id, "os-stop", "SHUTOFF")
 			stopSub, stopNova = append(stopSub, ds), append(stopNova, dn)
-			ds, dn = timeAction(t, c, sub, id, "os-start", "ACTIVE")
+			ds, dn = timeAction(t, c, s, sub, id, "os-start", "ACTIVE")
 			startSub, startNova = append(startSub, ds), append(startNova, dn)
 		}
 		// Let the last change's poll end before the log is read.
@@ -202,7 +202,7 @@ func startFiguresSidecar(t *testing.T, c *testcloud.Cloud, user, password string
 // timeAction posts the action and returns the time from its answer to the
 // first change of the server with status want at the subscriber, and to
 // Nova's API first showing want (polled every 100 ms).
-func timeAction(t *testing.T, c *testcloud.Cloud, sub *busSub, id, action, want string) (toSub, toNova time.Duration) {
+func timeAction(t *testing.T, c *testcloud.Cloud, s *sidecar, sub *busSub, id, action, want string) (toSub, toNova time.Duration) {
 	t.Helper()
 	mark := sub.count()
 	c.ServerAction(t, id, action)
@@ -220,16 +220,21 @@ func timeAction(t *testing.T, c *testcloud.Cloud, sub *busSub, id, action, want 
 	}()
 	key := "nova.instance:" + id
 	var at time.Time
-	waitFor(t, key+" "+want+" at the subscriber", 2*time.Minute, func() bool {
+	for at.IsZero() {
+		if time.Since(t0) > 2*time.Minute {
+			// The collector's status says why (failed polls, back-off).
+			out, _ := s.cli("status")
+			t.Fatalf("%s %s not at the subscriber after 2 min; status:\n%s", key, want, out)
+		}
+		time.Sleep(20 * time.Millisecond)
 		chs, _ := sub.got()
 		for _, ch := range chs[mark:] {
 			if ch.Key == key && ch.State == want {
 				at = ch.at
-				return true
+				break
 			}
 		}
-		return false
-	})
+	}
 	toNova = <-nova
 	if toNova < 0 {
 		t.Fatalf("Nova did not show %s %s", id, want)
