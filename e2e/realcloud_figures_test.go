@@ -1,0 +1,328 @@
+package e2e
+
+// The real-cloud figures of the incremental polls (make bench, not make
+// test: it takes several minutes): nova-api's bytes per poll after the
+// first listing against a full listing, read from nova-api's own log, and
+// the time from a server stop (or start) to the change at a registered
+// subscriber, with no listener, against the time Nova's own API takes to
+// show the new status.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/openstack/testcloud"
+)
+
+// TestRealCloudFigures measures, in one run on the real test cloud with 24
+// servers of its own (Nova pages by 20) besides whatever other tests hold:
+//   - at interval 10s: nova-api bytes of each delta poll of the sidecar
+//     (one stop or start between polls) against the first, full listing;
+//   - at interval 10s and 2s: from a stop's 202 (then a start's) to the
+//     change at the subscriber, beside the time Nova's API took to show
+//     SHUTOFF (ACTIVE) as polled every 100 ms by the test itself.
+//
+// The sidecar signs in as a Keystone user of its own (tc-<pid>-figs, admin
+// on the admin project) so that its requests are told apart in nova-api's
+// log from those of the test and of other tests using the cloud.
+func TestRealCloudFigures(t *testing.T) {
+	if os.Getenv("SYNC_REALCLOUD_FIGURES") == "" {
+		t.Skip("set SYNC_REALCLOUD_FIGURES=1 (make bench) for the real-cloud figures: several minutes on the test cloud")
+	}
+	c := testcloud.Start(t)
+	user, password := figuresUser(t, c)
+	const n = 24
+	ids := c.CreateServers(t, testcloud.Name("figs"), n, "")
+	defer deleteFleet(t, c, ids)
+	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 10*time.Minute, func() (bool, error) {
+		active := 0
+		for _, sv := range c.List(t, "compute:/servers/detail?all_tenants=1", "servers") {
+			if slices.Contains(ids, sv["id"].(string)) {
+				switch sv["status"] {
+				case "ACTIVE":
+					active++
+				case "ERROR":
+					return false, fmt.Errorf("server %s: ERROR %v", sv["id"], sv["fault"])
+				}
+			}
+		}
+		return active == n, nil
+	})
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("load average at start: %s", strings.TrimSpace(string(load)))
+
+	logPath := filepath.Join(c.LogDir, "nova-api.log")
+	var rows []string
+	for _, interval := range []time.Duration{10 * time.Second, 2 * time.Second} {
+		off := fileSize(t, logPath)
+		s := startFiguresSidecar(t, c, user.name, password, interval)
+		sub := subscribe(t, s.socket, "nova.instance")
+		total := cloudStatus(t, s).Details.Types["nova.instance"].Count
+		const rounds = 10
+		var stopSub, stopNova, startSub, startNova []time.Duration
+		for i := range rounds {
+			id := ids[i%n]
+			ds, dn := timeAction(t, c, s, sub, id, "os-stop", "SHUTOFF")
+			stopSub, stopNova = append(stopSub, ds), append(stopNova, dn)
+			ds, dn = timeAction(t, c, s, sub, id, "os-start", "ACTIVE")
+			startSub, startNova = append(startSub, ds), append(startNova, dn)
+		}
+		// Let the last change's poll end before the log is read.
+		time.Sleep(interval + 2*time.Second)
+		// A poll that outlives its timeout (by default 9/10 of the
+		// interval) fails and the next waits its back-off: the count
+		// explains an outlier.
+		st := cloudStatus(t, s)
+		t.Logf("interval %s: %d polls, %d failed", interval, st.Polls, st.Failures)
+		s.stop()
+		rows = append(rows,
+			latencyRow(interval, "stop → SHUTOFF", stopSub, stopNova),
+			latencyRow(interval, "start → ACTIVE", startSub, startNova))
+		if interval != 10*time.Second {
+			continue
+		}
+		polls := novaPolls(t, logPath, off, user.id, 3*time.Second)
+		if len(polls) < 2*rounds {
+			t.Fatalf("%d polls of the sidecar in nova-api's log, want ≥ %d", len(polls), 2*rounds)
+		}
+		full := polls[0]
+		if full.serversDelta || full.serverPages < 2 {
+			t.Fatalf("the first poll is not a paged full listing: %+v", full)
+		}
+		var dServers, dAll []float64
+		for _, p := range polls[1:] {
+			if !p.serversDelta {
+				t.Fatalf("a poll after the first listed the servers in full: %+v", p)
+			}
+			dServers = append(dServers, float64(p.serverBytes))
+			dAll = append(dAll, float64(p.allBytes))
+		}
+		slices.Sort(dServers)
+		slices.Sort(dAll)
+		t.Logf("bytes figure: %d servers in the cloud, %d polls after the first", total, len(polls)-1)
+		t.Logf("| nova-api bytes per poll, interval %s | full listing (first poll) | delta poll p50 | delta poll max | p50 / full |", interval)
+		t.Logf("|---|---|---|---|---|")
+		t.Logf("| `servers/detail` | %d pages, %d B | 1 request, %.0f B | %.0f B | **%.1f%%** |",
+			full.serverPages, full.serverBytes, median(dServers), dServers[len(dServers)-1], 100*median(dServers)/float64(full.serverBytes))
+		t.Logf("| every nova-api request (+ services, hypervisors, zones) | %d requests, %d B | %d requests, %.0f B | %.0f B | %.1f%% |",
+			full.requests, full.allBytes, polls[1].requests, median(dAll), dAll[len(dAll)-1], 100*median(dAll)/float64(full.allBytes))
+	}
+	t.Logf("| interval | action | to the subscriber p50 | max | Nova's API shows it (yardstick) p50 | max | subscriber after Nova p50 | max |")
+	t.Logf("|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		t.Log(r)
+	}
+	load, _ = os.ReadFile("/proc/loadavg")
+	t.Logf("load average at end: %s", strings.TrimSpace(string(load)))
+}
+
+type figUser struct{ id, name string }
+
+// figuresUser creates a Keystone user with the admin role on the admin
+// project, deleted when the test ends.
+func figuresUser(t *testing.T, c *testcloud.Cloud) (figUser, string) {
+	t.Helper()
+	name := testcloud.Name("figs")
+	password := fmt.Sprintf("tc-%d-%d", os.Getpid(), time.Now().UnixNano())
+	var u struct {
+		User struct{ ID string } `json:"user"`
+	}
+	c.Must(t, http.MethodPost, c.AuthURL+"/users", map[string]any{"user": map[string]any{
+		"name": name, "password": password, "domain_id": "default"}}, &u)
+	t.Cleanup(func() { _ = c.Do(http.MethodDelete, c.AuthURL+"/users/"+u.User.ID, nil, nil) })
+	var roles struct {
+		Roles []struct{ ID string } `json:"roles"`
+	}
+	c.Must(t, http.MethodGet, c.AuthURL+"/roles?name=admin", nil, &roles)
+	if len(roles.Roles) != 1 {
+		t.Fatalf("%d roles named admin", len(roles.Roles))
+	}
+	c.Must(t, http.MethodPut, c.AuthURL+"/projects/"+c.ProjectID(t)+"/users/"+u.User.ID+"/roles/"+roles.Roles[0].ID, nil, nil)
+	return figUser{id: u.User.ID, name: name}, password
+}
+
+// startFiguresSidecar starts the binary with the default configuration of
+// the openstack collector but the interval, signed in as the given user.
+func startFiguresSidecar(t *testing.T, c *testcloud.Cloud, user, password string, interval time.Duration) *sidecar {
+	t.Helper()
+	dir := t.TempDir()
+	clouds := fmt.Sprintf(`clouds:
+  testcloud:
+    auth:
+      auth_url: %s
+      username: %s
+      password: %s
+      project_name: %s
+      user_domain_name: %s
+      project_domain_name: %s
+    region_name: %s
+    interface: public
+`, c.AuthURL, user, password, c.ProjectName, c.UserDomainName, c.ProjectDomainName, c.Region)
+	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(clouds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startSidecar(t, dir, fmt.Sprintf(`collectors:
+  - name: cloud
+    type: openstack
+    cloud: testcloud
+    clouds_file: clouds.yaml
+    interval: %s
+`, interval))
+	waitFor(t, "the first poll of the cloud", 90*time.Second, func() bool {
+		out, err := s.cli("status")
+		var st struct {
+			Collectors []struct {
+				Name  string `json:"name"`
+				Polls int64  `json:"polls"`
+			} `json:"collectors"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+			return false
+		}
+		for _, c := range st.Collectors {
+			if c.Name == "cloud" && c.Polls > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	return s
+}
+
+// timeAction posts the action and returns the time from its answer to the
+// first change of the server with status want at the subscriber, and to
+// Nova's API first showing want (polled every 100 ms).
+func timeAction(t *testing.T, c *testcloud.Cloud, s *sidecar, sub *busSub, id, action, want string) (toSub, toNova time.Duration) {
+	t.Helper()
+	mark := sub.count()
+	c.ServerAction(t, id, action)
+	t0 := time.Now()
+	nova := make(chan time.Duration, 1)
+	go func() {
+		for time.Since(t0) < 2*time.Minute {
+			if s, err := c.Server(id); err == nil && s["status"] == want {
+				nova <- time.Since(t0)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		nova <- -1
+	}()
+	key := "nova.instance:" + id
+	var at time.Time
+	for at.IsZero() {
+		if time.Since(t0) > 2*time.Minute {
+			// The collector's status says why (failed polls, back-off).
+			out, _ := s.cli("status")
+			t.Fatalf("%s %s not at the subscriber after 2 min; status:\n%s", key, want, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+		chs, _ := sub.got()
+		for _, ch := range chs[mark:] {
+			if ch.Key == key && ch.State == want {
+				at = ch.at
+				break
+			}
+		}
+	}
+	toNova = <-nova
+	if toNova < 0 {
+		t.Fatalf("Nova did not show %s %s", id, want)
+	}
+	// The next action must find the server settled (no task running).
+	c.WaitServer(t, id, want)
+	return at.Sub(t0), toNova
+}
+
+// novaPoll is what one poll of the sidecar cost nova-api.
+type novaPoll struct {
+	start        time.Time
+	requests     int
+	allBytes     int64
+	serverPages  int
+	serverBytes  int64
+	serversDelta bool // the servers were listed by changes-since
+}
+
+// novaLine is one request line of nova-api's log: time, user, path, len.
+var novaLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) \d+ INFO nova\.osapi_compute\.wsgi\.server \[\S+ req-\S+ (\w+) \S+ .*\] \S+ "GET (\S+) HTTP/1\.1" status: 200 len: (\d+)`)
+
+// novaPolls reads nova-api's log from off and groups the GETs of user into
+// polls: requests less than gap apart belong to the same poll.
+func novaPolls(t *testing.T, path string, off int64, user string, gap time.Duration) []novaPoll {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, 0); err != nil {
+		t.Fatal(err)
+	}
+	var polls []novaPoll
+	var last time.Time
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := novaLine.FindStringSubmatch(sc.Text())
+		if m == nil || m[2] != user {
+			continue
+		}
+		at, err := time.Parse("2006-01-02 15:04:05.000", m[1])
+		if err != nil {
+			t.Fatalf("nova-api log time %q: %v", m[1], err)
+		}
+		n, _ := strconv.ParseInt(m[4], 10, 64)
+		if len(polls) == 0 || at.Sub(last) > gap {
+			polls = append(polls, novaPoll{start: at})
+		}
+		last = at
+		p := &polls[len(polls)-1]
+		p.requests++
+		p.allBytes += n
+		if strings.HasPrefix(m[3], "/v2.1/servers/detail") {
+			p.serverPages++
+			p.serverBytes += n
+			if strings.Contains(m[3], "changes-since") {
+				p.serversDelta = true
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return polls
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	return xs[len(xs)/2]
+}
+
+func latencyRow(interval time.Duration, what string, toSub, toNova []time.Duration) string {
+	after := make([]time.Duration, len(toSub))
+	for i := range toSub {
+		after[i] = toSub[i] - toNova[i]
+	}
+	p := func(ds []time.Duration) (time.Duration, time.Duration) {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2].Round(10 * time.Millisecond), s[len(s)-1].Round(10 * time.Millisecond)
+	}
+	s50, smax := p(toSub)
+	n50, nmax := p(toNova)
+	a50, amax := p(after)
+	return fmt.Sprintf("| %s | %s (%d) | %s | %s | %s | %s | %s | %s |", interval, what, len(toSub), s50, smax, n50, nmax, a50, amax)
+}
