@@ -389,20 +389,25 @@ func (c *Config) validate() error {
 			bad(c.line("active_entity_types"), fmt.Sprintf("active_entity_types[%d]", i), "%q: must be non-empty and contain no ':'", t)
 		}
 	}
+	// Collectors, listeners and publishers share one namespace: a name is
+	// a change's source and a metric's label.
 	names := map[string]string{}
+	checkName := func(line int, field, name string) {
+		switch {
+		case name == "":
+			bad(line, field+".name", "required")
+		case !nameRE.MatchString(name):
+			bad(line, field+".name", "%q: use letters, digits, '.', '_' and '-'", name)
+		case names[name] != "":
+			bad(line, field+".name", "%q is already used by %s", name, names[name])
+		default:
+			names[name] = field
+		}
+	}
 	for i, col := range c.Collectors {
 		line := col.Node.Line
 		field := fmt.Sprintf("collectors[%d]", i)
-		switch {
-		case col.Name == "":
-			bad(line, field+".name", "required")
-		case !nameRE.MatchString(col.Name):
-			bad(line, field+".name", "%q: use letters, digits, '.', '_' and '-'", col.Name)
-		case names[col.Name] != "":
-			bad(line, field+".name", "%q is already used by %s", col.Name, names[col.Name])
-		default:
-			names[col.Name] = field
-		}
+		checkName(line, field, col.Name)
 		if col.Type == "" {
 			bad(line, field+".type", "required")
 		}
@@ -422,16 +427,7 @@ func (c *Config) validate() error {
 	for i, l := range c.Listeners {
 		line := l.Node.Line
 		field := fmt.Sprintf("listeners[%d]", i)
-		switch {
-		case l.Name == "":
-			bad(line, field+".name", "required")
-		case !nameRE.MatchString(l.Name):
-			bad(line, field+".name", "%q: use letters, digits, '.', '_' and '-'", l.Name)
-		case names[l.Name] != "":
-			bad(line, field+".name", "%q is already used by %s", l.Name, names[l.Name])
-		default:
-			names[l.Name] = field
-		}
+		checkName(line, field, l.Name)
 		if l.Type == "" {
 			bad(line, field+".type", "required")
 		}
@@ -439,16 +435,7 @@ func (c *Config) validate() error {
 	for i, p := range c.Publishers {
 		line := p.Node.Line
 		field := fmt.Sprintf("publishers[%d]", i)
-		switch {
-		case p.Name == "":
-			bad(line, field+".name", "required")
-		case !nameRE.MatchString(p.Name):
-			bad(line, field+".name", "%q: use letters, digits, '.', '_' and '-'", p.Name)
-		case names[p.Name] != "":
-			bad(line, field+".name", "%q is already used by %s", p.Name, names[p.Name])
-		default:
-			names[p.Name] = field
-		}
+		checkName(line, field, p.Name)
 		if p.Type == "" {
 			bad(line, field+".type", "required")
 		}
