@@ -137,6 +137,13 @@ func New(o Options, dir string, log *slog.Logger) (*Collector, error) {
 	return c, nil
 }
 
+// A listing whose pages went round (errPagesRepeat) is started over up to
+// listRestarts times in all, restartPause, then twice that, apart: the
+// collection usually settles within a second or two (servers booting).
+const listRestarts = 3
+
+var restartPause = time.Second
+
 // Collect lists every configured type, concurrently. The snapshot's Types
 // holds the types listed completely; an error is returned only when none
 // was (authentication failed, or every listing did). A type listed
@@ -172,6 +179,14 @@ func (c *Collector) Collect(ctx context.Context) (*entity.Snapshot, error) {
 			start := time.Now()
 			m := &meter{}
 			l, err := c.listType(withMeter(ctx, m), t)
+			for try := 1; try < listRestarts && errors.Is(err, errPagesRepeat) && ctx.Err() == nil; try++ {
+				c.log.Info("openstack listing started over: its pages went round while the collection changed", "type", t, "try", try+1, "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Duration(try) * restartPause):
+				}
+				l, err = c.listType(withMeter(ctx, m), t)
+			}
 			results[i] = result{l, c.sess.redact(err), time.Since(start), m}
 		}()
 	}

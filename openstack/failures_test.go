@@ -260,3 +260,59 @@ func TestHypervisorsForbidden(t *testing.T) {
 		t.Error("hypervisors merged though unavailable")
 	}
 }
+
+// A listing whose pages go round (the collection changed under it, as
+// Nova's does while servers boot) is started over, and counts as failed
+// only when it keeps going round: nothing is then deleted.
+func TestListingStartedOver(t *testing.T) {
+	defer func(p time.Duration) { restartPause = p }(restartPause)
+	restartPause = 10 * time.Millisecond
+	tests := []struct {
+		name  string
+		times int // pages that go round; 0: every listing
+		ok    bool
+	}{
+		{"once", 1, true},
+		{"twice", 2, true},
+		{"every time", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, openstacktest.Options{}, nil)
+			f.srv.AddServers(4)
+			want := len(ofType(f.collect(t), TypeInstance))
+			f.srv.Fail(openstacktest.Servers, openstacktest.Failure{Mode: openstacktest.Restart, Page: 3, Times: tt.times})
+			snap := f.collect(t)
+			st := typeStatus(f.c, TypeInstance)
+			if !tt.ok {
+				if slices.Contains(snap.Types, TypeInstance) || len(ofType(snap, TypeInstance)) != 0 {
+					t.Fatalf("a listing that keeps going round is in the snapshot: types %v", snap.Types)
+				}
+				if !st.Failing || !strings.Contains(st.LastError, "pagination does not end") {
+					t.Fatalf("status = %+v", st)
+				}
+				if n := strings.Count(f.log.String(), "listing started over"); n != listRestarts-1 {
+					t.Errorf("started over %d times, want %d", n, listRestarts-1)
+				}
+				return
+			}
+			if !slices.Contains(snap.Types, TypeInstance) || st.Failing {
+				t.Fatalf("types %v, status %+v", snap.Types, st)
+			}
+			got := ofType(snap, TypeInstance)
+			seen := map[string]bool{}
+			for _, e := range got {
+				if seen[e.ID] {
+					t.Errorf("server %s listed twice", e.ID)
+				}
+				seen[e.ID] = true
+			}
+			if len(got) != want {
+				t.Errorf("%d servers, want %d", len(got), want)
+			}
+			if n := strings.Count(f.log.String(), "listing started over"); n != tt.times {
+				t.Errorf("started over %d times, want %d", n, tt.times)
+			}
+		})
+	}
+}

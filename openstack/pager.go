@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -18,6 +19,12 @@ import (
 
 // maxPages stops a listing whose links go round in circles.
 const maxPages = 100000
+
+// errPagesRepeat is a listing whose links went round: a page's next link
+// was one already followed. Real services do it when the collection
+// changes under the listing (Nova, when the server a marker names moves
+// from its build requests into a cell); the listing is started over.
+var errPagesRepeat = errors.New("pagination does not end")
 
 // listSpec says how one collection is fetched and paged.
 type listSpec struct {
@@ -52,7 +59,7 @@ func (s *session) list(ctx context.Context, ls listSpec, visit func(obj map[stri
 	attempts := *s.opts.Retries + 1
 	for page := 1; ; page++ {
 		if page > maxPages || seen[next] {
-			return page - 1, fmt.Errorf("%s: list %s: pagination does not end (page %d repeats %s)", ls.service, ls.what, page, next)
+			return page - 1, fmt.Errorf("%s: list %s: %w (page %d repeats %s)", ls.service, ls.what, errPagesRepeat, page, next)
 		}
 		seen[next] = true
 		// Items are handed to visit only once the page is whole, so that a

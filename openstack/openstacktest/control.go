@@ -19,6 +19,10 @@ const (
 	Hang         Mode = "hang" // no answer until the client gives up
 	Unauthorized Mode = "401"  // 401, whatever the token
 	NotFound     Mode = "404"  // 404 Not Found
+	// Restart answers a page as if no marker had been given: the listing
+	// starts over and its links go round, as Nova's do when a booting
+	// server used as marker moves from the build requests into a cell.
+	Restart Mode = "restart"
 )
 
 // Failure makes requests to a target fail.
@@ -76,6 +80,11 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, targets []string
 		return false
 	}
 	switch hit.Mode {
+	case Restart:
+		q := r.URL.Query()
+		q.Del("marker")
+		r.URL.RawQuery = q.Encode()
+		return false
 	case Hang:
 		s.hang(r.Context())
 		return true
