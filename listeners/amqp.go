@@ -367,10 +367,10 @@ func (l *amqpListener) setDown(why string) {
 }
 
 // Status implements StatusReporter.
-func (l *amqpListener) Status() map[string]any {
-	m := l.st.snapshot(l.cfg.Queue)
-	m["queue_durable"] = l.cfg.QueueDurable
-	return m
+func (l *amqpListener) Status() Status {
+	st := l.st.snapshot(l.cfg.Queue)
+	st.QueueDurable = l.cfg.QueueDurable
+	return st
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

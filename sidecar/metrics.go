@@ -262,9 +262,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, u := range sc.sup.unitList() {
-		var st map[string]any
+		var state string
 		if u.runner != nil {
-			st = u.runner.Status()
+			state = u.runner.Status().State
 			// collectors.TrafficReporter (the prometheus package holds the name).
 			if tr, ok := u.runner.Collector().(interface{ Traffic() (int64, int64) }); ok {
 				reqs, bytes := tr.Traffic()
@@ -276,35 +276,21 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descInterval, prometheus.GaugeValue, every.Seconds(), u.name)
 			}
 		} else if u.lrun != nil {
-			st = u.lrun.status()
-			if d, ok := st["details"].(map[string]any); ok {
-				ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, number(d["received"]), u.name)
-				ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, number(d["bad_total"]), u.name)
-				if v, ok := d["other_consumers"]; ok {
-					ch <- prometheus.MustNewConstMetric(descOtherCons, prometheus.GaugeValue, number(v), u.name)
+			st := u.lrun.status()
+			state = st.State
+			if d := st.Details; d != nil {
+				ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, float64(d.Received), u.name)
+				ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, float64(d.BadTotal), u.name)
+				if d.OtherConsumers != nil {
+					ch <- prometheus.MustNewConstMetric(descOtherCons, prometheus.GaugeValue, float64(*d.OtherConsumers), u.name)
 				}
 			}
-			cu := map[string]any{}
-			u.lrun.addCatchUpStatus(cu)
-			ch <- prometheus.MustNewConstMetric(descCatchUps, prometheus.CounterValue, number(cu["catch_up_polls"]), u.name)
+			ch <- prometheus.MustNewConstMetric(descCatchUps, prometheus.CounterValue, float64(st.CatchUpPolls), u.name)
 		}
 		failing := 0.0
-		if st["state"] == "failing" {
+		if state == "failing" {
 			failing = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, failing, u.kind, u.name)
 	}
-}
-
-// number reads a figure from a status map (listeners report int64).
-func number(v any) float64 {
-	switch n := v.(type) {
-	case int:
-		return float64(n)
-	case int64:
-		return float64(n)
-	case float64:
-		return n
-	}
-	return 0
 }

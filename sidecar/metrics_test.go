@@ -46,10 +46,11 @@ func (b *testBus) Run(ctx context.Context, sink listeners.Sink) error {
 	}
 }
 
-func (b *testBus) Status() map[string]any {
+func (b *testBus) Status() listeners.Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return map[string]any{"received": b.received, "bad_total": int64(2), "other_consumers": 1}
+	one := 1
+	return listeners.Status{Received: b.received, BadTotal: 2, OtherConsumers: &one}
 }
 
 var _ listeners.StatusReporter = (*testBus)(nil)

@@ -298,44 +298,6 @@ func (s *supervisor) unitList() []*unit {
 	return out
 }
 
-func (s *supervisor) status() map[string]any {
-	counts := s.sc.engine.Counts()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cols := []map[string]any{}
-	lis := []map[string]any{}
-	for _, u := range s.units {
-		if u.runner != nil {
-			st := u.runner.Status()
-			st["entities"] = countsOf(counts, u.name)
-			cols = append(cols, st)
-		}
-		if u.lrun != nil {
-			st := u.lrun.status()
-			st["entities"] = countsOf(counts, u.name)
-			u.lrun.addCatchUpStatus(st)
-			if d, ok := st["details"].(map[string]any); ok {
-				// Message figures in the same place for every listener type.
-				st["messages"], st["bad_messages"] = d["received"], d["bad_total"]
-			}
-			lis = append(lis, st)
-		}
-	}
-	sort.Slice(lis, func(i, j int) bool { return lis[i]["name"].(string) < lis[j]["name"].(string) })
-	cfg := map[string]any{"loaded_at": s.loadedAt.UTC(), "reloads": s.reloads}
-	if s.cfg != nil {
-		cfg["path"], cfg["hash"] = s.cfg.Path, s.cfg.Hash
-		cfg["active_entity_types"] = s.cfg.ActiveEntityTypes
-	}
-	if s.lastErr != "" {
-		cfg["last_error"], cfg["last_error_at"] = s.lastErr, s.lastErrAt.UTC()
-	}
-	if len(s.restartMsg) > 0 {
-		cfg["needs_restart"] = s.restartMsg
-	}
-	return map[string]any{"config": cfg, "collectors": cols, "listeners": lis}
-}
-
 // listenerRunner keeps a listener running, restarting it with capped
 // back-off when it returns an error.
 type listenerRunner struct {
@@ -392,30 +354,6 @@ func (r *listenerRunner) run(ctx context.Context) {
 		}
 		backoff = min(backoff*2, time.Minute)
 	}
-}
-
-func (r *listenerRunner) status() map[string]any {
-	r.mu.Lock()
-	st := map[string]any{"name": r.name, "state": r.state, "starts": r.starts}
-	if !r.startedAt.IsZero() {
-		st["started_at"] = r.startedAt.UTC()
-	}
-	if r.lastErr != "" {
-		st["last_error"], st["last_error_at"] = r.lastErr, r.lastErrAt.UTC()
-	}
-	if h, ok := r.l.(listeners.HealthReporter); ok && r.state == "running" {
-		if why := h.Down(); why != "" {
-			st["state"], st["last_error"] = "failing", why
-		}
-	}
-	if !r.lastApply.IsZero() {
-		st["last_success"] = r.lastApply.UTC()
-	}
-	r.mu.Unlock()
-	if sr, ok := r.l.(listeners.StatusReporter); ok {
-		st["details"] = sr.Status()
-	}
-	return st
 }
 
 // sink feeds a listener's events to the engine under the listener's name
