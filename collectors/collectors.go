@@ -39,6 +39,15 @@ type StatusReporter interface {
 	Status() map[string]any
 }
 
+// FileReader is implemented by collectors that read files when they are
+// built (credentials, certificates, mappings): the sidecar watches them, and
+// an edit rebuilds the collector as a change of its settings would. (Data
+// files read at every poll are another matter: a static topology's Path is
+// polled again when it changes.)
+type FileReader interface {
+	Files() []string
+}
+
 // Checker is implemented by collectors that can tell, without contacting a
 // remote source, what their first poll would fail on: a file that is
 // missing or does not parse, a program that cannot be run. check-config

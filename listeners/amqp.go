@@ -77,6 +77,7 @@ type amqpListener struct {
 	tls    *tls.Config
 	mapper *oslo.Mapper
 	owner  string // the owner setting: the collector our events update
+	dir    string // the config's directory: relative paths are in it
 	log    *slog.Logger
 	st     amqpStats
 	limit  logLimiter
@@ -122,7 +123,7 @@ func newAMQP(s Settings) (Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("amqp %s: %w", s.Name, err)
 	}
-	l := &amqpListener{cfg: c, mapper: mapper, owner: c.Owner, log: s.Logger}
+	l := &amqpListener{cfg: c, mapper: mapper, owner: c.Owner, log: s.Logger, dir: s.Dir}
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -236,13 +237,32 @@ func normalizeURL(raw string, useTLS bool) (string, string, error) {
 	return u.String(), u.Host, nil
 }
 
-func loadTLS(t *amqpTLS, dir string) (*tls.Config, error) {
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
+// Files lists the TLS files the listener read when it was built: the
+// sidecar rebuilds it when one is edited (a renewed certificate).
+func (l *amqpListener) Files() []string {
+	t := l.cfg.TLS
+	if t == nil {
+		return nil
 	}
+	var out []string
+	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
+		if f != "" {
+			out = append(out, absIn(l.dir, f))
+		}
+	}
+	return out
+}
+
+// absIn resolves a relative path against the config's directory.
+func absIn(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+func loadTLS(t *amqpTLS, dir string) (*tls.Config, error) {
+	abs := func(p string) string { return absIn(dir, p) }
 	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(abs(t.CAFile))
@@ -387,4 +407,5 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 var (
 	_ Listener       = (*amqpListener)(nil)
 	_ StatusReporter = (*amqpListener)(nil)
+	_ FileReader     = (*amqpListener)(nil)
 )

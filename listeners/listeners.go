@@ -46,6 +46,13 @@ type StatusReporter interface {
 	Status() Status
 }
 
+// FileReader is implemented by listeners that read files when they are
+// built (certificates): the sidecar watches them, and an edit rebuilds the
+// listener as a change of its settings would.
+type FileReader interface {
+	Files() []string
+}
+
 // Status is a listener's figures in `status` (its details). The fields are
 // in the order of their JSON names, as the map status once was: the
 // encoding is the same byte for byte (testdata/status). Pointers are

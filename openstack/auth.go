@@ -68,11 +68,7 @@ func resolveCloud(o Options, dir string) (*cloud, error) {
 	}
 	var entry cloudEntry
 	if name != "" {
-		files := cloudsFiles()
-		if o.CloudsFile != "" {
-			files = []string{abs(dir, o.CloudsFile)}
-		}
-		e, path, err := loadCloud(name, files)
+		e, path, err := loadCloud(name, o.cloudsFiles(dir))
 		if err != nil {
 			return nil, err
 		}

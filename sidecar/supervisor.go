@@ -20,9 +20,13 @@ import (
 
 // unit is one running collector or listener.
 type unit struct {
-	name   string
-	kind   string // "collector" or "listener"
-	spec   string // canonical form of its config entry: unchanged spec, no restart
+	name string
+	kind string // "collector" or "listener"
+	spec string // canonical form of its config entry: unchanged spec, no restart
+	// files are the files the unit read when it was built (it reports
+	// them: collectors.FileReader, listeners.FileReader) and their hashes
+	// then: an edit rebuilds it, as a change of its settings would.
+	files  map[string]string
 	runner *collectors.Runner
 	lrun   *listenerRunner
 	cancel context.CancelFunc
@@ -94,8 +98,8 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 	var errs []error
 	for i := range cfg.Collectors {
 		cc := cfg.Collectors[i]
-		spec := specOf(cfg, "collector", cc.Node) + depsSpec(cfg, cc.Type, cc.Node)
-		if u, ok := running[cc.Name]; ok && u.spec == spec {
+		spec := specOf(cfg, "collector", cc.Node)
+		if u, ok := running[cc.Name]; ok && u.spec == spec && !filesChanged(u.files) {
 			out[cc.Name] = &built{u: u}
 			continue
 		}
@@ -107,12 +111,12 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: collectors[%d] (%s): %v", cfg.Path, cc.Node.Line, i, cc.Name, err)})
 			continue
 		}
-		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec}, coll: c, cfg: cc.Common}
+		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec, files: hashFiles(c)}, coll: c, cfg: cc.Common}
 	}
 	for i := range cfg.Listeners {
 		lc := cfg.Listeners[i]
-		spec := specOf(cfg, "listener", lc.Node) + depsSpec(cfg, lc.Type, lc.Node)
-		if u, ok := running[lc.Name]; ok && u.spec == spec {
+		spec := specOf(cfg, "listener", lc.Node)
+		if u, ok := running[lc.Name]; ok && u.spec == spec && !filesChanged(u.files) {
 			out[lc.Name] = &built{u: u}
 			continue
 		}
@@ -124,7 +128,7 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: listeners[%d] (%s): %v", cfg.Path, lc.Node.Line, i, lc.Name, err)})
 			continue
 		}
-		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec}, lis: l}
+		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec, files: hashFiles(l)}, lis: l}
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, b := range out {
