@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/entity"
@@ -190,11 +191,7 @@ func (r *Runner) nextDelay(failed bool) time.Duration {
 		r.mu.Lock()
 		n := r.consecutive
 		r.mu.Unlock()
-		d := iv
-		for i := 1; i < n && d < r.cfg.MaxBackoff.D(); i++ {
-			d *= 2
-		}
-		return min(d, max(r.cfg.MaxBackoff.D(), iv))
+		return backoff.Policy{Min: iv, Max: r.cfg.MaxBackoff.D()}.Delay(n)
 	}
 	if r.cfg.Jitter > 0 {
 		iv += time.Duration(rand.Float64() * r.cfg.Jitter * float64(iv))

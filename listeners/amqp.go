@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/oslo"
 )
@@ -300,7 +301,7 @@ var errFatal = errors.New("configuration does not match the broker")
 // the existing exchanges or queue, missing dead-letter exchange, no
 // permission): retrying would fail the same way.
 func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
-	backoff := l.cfg.MinBackoff.D()
+	retry := backoff.New(l.cfg.MinBackoff.D(), l.cfg.MaxBackoff.D())
 	// Before the first session consumes, nothing was listening: the
 	// collectors catch up once it does. After a lost connection: a
 	// non-durable queue may have gone with a broker restart (a queue found
@@ -343,15 +344,15 @@ func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 		// A broker that accepts and then drops us at once is not "back":
 		// only a session that lasted resets the back-off.
 		if consumed && time.Since(began) > 10*time.Second {
-			backoff = l.cfg.MinBackoff.D()
+			retry.Reset()
 		}
+		wait := retry.Next()
 		l.limit.log(l.log, "connection", slog.LevelWarn, "amqp "+what+", reconnecting",
-			"broker", l.hosts[i], "retry_in", backoff, "err", err)
-		if !sleepCtx(ctx, backoff) {
+			"broker", l.hosts[i], "retry_in", wait, "err", err)
+		if !backoff.Wait(ctx, wait) {
 			l.setState("stopped", "", nil)
 			return nil
 		}
-		backoff = min(backoff*2, l.cfg.MaxBackoff.D())
 	}
 }
 
@@ -391,17 +392,6 @@ func (l *amqpListener) Status() Status {
 	st := l.st.snapshot(l.cfg.Queue)
 	st.QueueDurable = l.cfg.QueueDurable
 	return st
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 var (

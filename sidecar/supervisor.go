@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
@@ -331,7 +332,7 @@ func (r *listenerRunner) run(ctx context.Context) {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
-	backoff := time.Second
+	retry := backoff.New(time.Second, time.Minute)
 	for {
 		r.mu.Lock()
 		r.state, r.startedAt = "running", time.Now()
@@ -350,13 +351,11 @@ func (r *listenerRunner) run(ctx context.Context) {
 		r.mu.Lock()
 		r.state, r.lastErr, r.lastErrAt = "failing", err.Error(), time.Now()
 		r.mu.Unlock()
-		r.log.Warn("listener stopped: restarting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := retry.Next()
+		r.log.Warn("listener stopped: restarting", "err", err, "in", wait)
+		if !backoff.Wait(ctx, wait) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Minute)
 	}
 }
 
