@@ -136,34 +136,40 @@ func (m *metrics) reloaded(err error) {
 	m.reloadTime.SetToCurrentTime()
 }
 
-// serve runs the endpoint on addr (validated as loopback by the config)
-// until ctx ends. The listener is opened before serve returns, so an
-// address in use fails the start.
-func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (<-chan struct{}, error) {
+// listen opens the endpoint's address (validated as loopback by the
+// config) before serve, so that an address in use fails the start.
+func (m *metrics) listen(addr string, log *slog.Logger) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	log.Info("metrics endpoint listening", "addr", ln.Addr().String())
+	return ln, nil
+}
+
+// serve runs the endpoint on ln until ctx ends.
+func (m *metrics) serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/readyz", m.sc.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
+	stopped := make(chan struct{})
+	defer close(stopped)
 	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics endpoint stopped", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+			return
 		}
-	}()
-	go func() {
-		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	log.Info("metrics endpoint listening", "addr", ln.Addr().String())
-	return done, nil
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics endpoint stopped", "err", err)
+	}
+	return nil
 }
 
 // stateCollector reads, at scrape time, the figures that are states rather

@@ -189,8 +189,7 @@ func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
 			b.u.runner.SetActiveTypes(cfg.ActiveEntityTypes)
 			go func(u *unit) { defer close(u.done); u.runner.Run(uctx) }(b.u)
 		case "listener":
-			b.u.lrun = newListenerRunner(name, b.lis, s.sc.engine, s.log.With("listener", name))
-			b.u.lrun.sink.sup = s
+			b.u.lrun = newListenerRunner(s, name, b.lis)
 			go func(u *unit) { defer close(u.done); u.lrun.run(uctx) }(b.u)
 		}
 		s.log.Info("started", b.u.kind, name)
@@ -268,6 +267,17 @@ func (s *supervisor) config() *config.Config {
 	return s.cur.Load()
 }
 
+// needsRestart records the settings a reload changed that only a restart
+// applies (none: the message goes).
+func (s *supervisor) needsRestart(settings []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restartMsg = nil
+	if len(settings) > 0 {
+		s.restartMsg = []string{fmt.Sprintf("changed settings need a restart to take effect: %v", settings)}
+	}
+}
+
 func (s *supervisor) reloadFailed(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -322,9 +332,9 @@ type listenerRunner struct {
 	cu        catchUpStatus
 }
 
-func newListenerRunner(name string, l listeners.Listener, eng *engine.Engine, log *slog.Logger) *listenerRunner {
-	r := &listenerRunner{name: name, l: l, log: log, state: "created"}
-	r.sink = sink{eng: eng, source: name, r: r}
+func newListenerRunner(s *supervisor, name string, l listeners.Listener) *listenerRunner {
+	r := &listenerRunner{name: name, l: l, log: s.log.With("listener", name), state: "created"}
+	r.sink = sink{eng: s.sc.engine, source: name, sup: s, r: r}
 	return r
 }
 
@@ -364,7 +374,7 @@ func (r *listenerRunner) run(ctx context.Context) {
 type sink struct {
 	eng    *engine.Engine
 	source string
-	sup    *supervisor // nil in tests: no filtering, no metrics
+	sup    *supervisor
 	r      *listenerRunner
 }
 
