@@ -12,7 +12,6 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
-	"github.com/openstack-synchronizer/synchronizer/oslo"
 )
 
 func yamlNode(t testing.TB, doc string) *yaml.Node {
@@ -131,7 +130,7 @@ func TestAMQPCatchUpReasons(t *testing.T) {
 			sink.gmu.Lock()
 			g := sink.gaps[0]
 			sink.gmu.Unlock()
-			if g.Owner != "cloud" || !slices.Contains(g.Types, oslo.TypeInstance) {
+			if g.Owner != "cloud" || !slices.Contains(g.Types, entity.TypeInstance) {
 				t.Fatalf("gap %+v", g)
 			}
 			if err := amqptest.CloseConnections(vhost, "test: broker drops connections"); err != nil {

@@ -25,7 +25,7 @@ import (
 )
 
 // Type is the entity type of every alarm, as in Vitrage.
-const Type = "nagios"
+const Type = entity.TypeNagios
 
 // HostService is the service part of the id of a host alarm:
 // "nagios:<host>:HOST". Nagios allows a service of that name, which would
