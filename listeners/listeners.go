@@ -7,17 +7,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/registry"
 )
 
 // Sink receives a listener's events. Apply returns only after the events are
@@ -162,41 +160,20 @@ func Instance(database string) string {
 // connecting anywhere (check-config calls factories).
 type Factory func(s Settings) (Listener, error)
 
-var (
-	mu        sync.RWMutex
-	factories = map[string]Factory{}
-)
+var factories = registry.New[Factory]("listener")
 
 // Register makes a listener type available under name. It panics when the
 // name is taken.
-func Register(name string, f Factory) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := factories[name]; dup {
-		panic("listeners: type registered twice: " + name)
-	}
-	factories[name] = f
-}
+func Register(name string, f Factory) { factories.Register(name, f) }
 
 // Types returns the registered listener types, sorted.
-func Types() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(factories))
-	for n := range factories {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Types() []string { return factories.Types() }
 
 // New builds a listener of a registered type.
 func New(typ string, s Settings) (Listener, error) {
-	mu.RLock()
-	f, ok := factories[typ]
-	mu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("unknown listener type %q (known: %v)", typ, Types())
+	f, err := factories.Get(typ)
+	if err != nil {
+		return nil, err
 	}
 	return f(s)
 }
