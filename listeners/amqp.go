@@ -3,12 +3,10 @@ package listeners
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/openstack-synchronizer/synchronizer/backoff"
+	"github.com/openstack-synchronizer/synchronizer/capool"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/oslo"
 )
@@ -266,14 +265,11 @@ func loadTLS(t *amqpTLS, dir string) (*tls.Config, error) {
 	abs := func(p string) string { return absIn(dir, p) }
 	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(abs(t.CAFile))
+		pool, err := capool.Load(abs(t.CAFile))
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s: no PEM certificate", t.CAFile)
-		}
+		tc.RootCAs = pool
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		return nil, errors.New("cert_file and key_file go together")

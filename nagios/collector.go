@@ -9,7 +9,6 @@ package nagios
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/capool"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 )
@@ -166,13 +166,9 @@ func newCGI(o Options, timeout time.Duration) (*CGI, error) {
 	}
 	client := &http.Client{Timeout: timeout}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pool, err := capool.Load(o.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s: no PEM certificate in it", o.CAFile)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
