@@ -2,14 +2,12 @@ package listeners
 
 import (
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-var updateGolden = flag.Bool("update", false, "rewrite testdata/status/*.json")
+	"github.com/openstack-synchronizer/synchronizer/golden"
+)
 
 // TestAMQPStatusJSON pins the bytes of an AMQP listener's status details
 // (docs/contract.md), fresh and with every optional figure set.
@@ -36,19 +34,7 @@ func TestAMQPStatusJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "status", tc.name+".json")
-			if *updateGolden {
-				if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got)+"\n" != string(want) {
-				t.Errorf("status JSON changed\ngot:  %s\nwant: %s", got, want)
-			}
+			golden.Check(t, filepath.Join("testdata", "status", tc.name+".json"), got)
 		})
 	}
 }

@@ -2,24 +2,21 @@ package sidecar
 
 import (
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/golden"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite testdata/status.golden.json")
 
 // TestStatusJSON pins the bytes of the status RPC's answer (docs/contract.md):
 // which keys, in which order, when, and of which JSON type, for a collector
 // that succeeds, one that fails, a listener with details and a catch-up,
 // and a failed reload. Values that change from run to run (times,
 // durations, paths, ids, counters) are masked; the rest is compared byte
-// for byte, so a refactor of how status is built cannot change it.
+// for byte, so a refactor of how status is built cannot change it unseen.
 func TestStatusJSON(t *testing.T) {
 	dir := t.TempDir()
 	body := "listeners:\n  - {name: bus, type: testbus}\n" + twoCollectors(dir, "1h") +
@@ -48,20 +45,7 @@ func TestStatusJSON(t *testing.T) {
 
 	var raw json.RawMessage
 	h.call("status", struct{}{}, &raw)
-	got := maskStatus(raw, dir)
-	golden := filepath.Join("testdata", "status.golden.json")
-	if *updateGolden {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("status JSON changed (go test -run TestStatusJSON -update rewrites the golden file, if the change is meant)\ngot:  %s\nwant: %s", got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", "status.golden.json"), maskStatus(raw, dir))
 }
 
 var statusMasks = []struct {
@@ -79,5 +63,5 @@ func maskStatus(raw []byte, dir string) []byte {
 	for _, m := range statusMasks {
 		out = m.re.ReplaceAll(out, []byte(m.with))
 	}
-	return append(out, '\n')
+	return out
 }

@@ -193,18 +193,7 @@ func TestDependencyFileRestartsItsUser(t *testing.T) {
 		return k.Polls == 1 && c.Polls == 1
 	})
 	saveRename(t, filepath.Join(dir, "clouds.yaml"), clouds("RegionTwo"))
-	var after status
-	waitFor(t, "cloud collector restarted", 10*time.Second, func() bool {
-		after = h.status()
-		c, _ := after.unit("cloud")
-		b, _ := before.unit("cloud")
-		return c.StartedAt.After(b.StartedAt)
-	})
-	k0, _ := before.unit("keep")
-	k1, _ := after.unit("keep")
-	if k1.Polls != k0.Polls || !k1.StartedAt.Equal(k0.StartedAt) || after.Config.Reloads != before.Config.Reloads+1 {
-		t.Errorf("static collector touched by a clouds.yaml edit: %+v -> %+v", k0, k1)
-	}
+	h.restartedAlone(before, "cloud", "keep")
 	if strings.Contains(h.log.String(), "secret") {
 		t.Errorf("a password reached the log")
 	}
@@ -305,16 +294,24 @@ func TestReportedFileRestartsItsUser(t *testing.T) {
 	h := startAt(t, dir, path)
 	before := h.settle()
 	saveRename(t, filepath.Join(dir, "rules.txt"), "two\n")
+	h.restartedAlone(before, "rules", "keep")
+}
+
+// restartedAlone waits for collector changed to restart after an edit of
+// a file it reads, and checks that the edit was one reload that left
+// collector kept alone (same start, no extra poll).
+func (h *harness) restartedAlone(before status, changed, kept string) {
+	h.t.Helper()
 	var after status
-	waitFor(t, "rules collector restarted", 10*time.Second, func() bool {
+	waitFor(h.t, changed+" restarted", 10*time.Second, func() bool {
 		after = h.status()
-		r, _ := after.unit("rules")
-		b, _ := before.unit("rules")
-		return r.StartedAt.After(b.StartedAt)
+		c, _ := after.unit(changed)
+		b, _ := before.unit(changed)
+		return c.StartedAt.After(b.StartedAt)
 	})
-	k0, _ := before.unit("keep")
-	k1, _ := after.unit("keep")
+	k0, _ := before.unit(kept)
+	k1, _ := after.unit(kept)
 	if k1.Polls != k0.Polls || !k1.StartedAt.Equal(k0.StartedAt) || after.Config.Reloads != before.Config.Reloads+1 {
-		t.Errorf("static collector touched by a rules file edit: %+v -> %+v", k0, k1)
+		h.t.Errorf("%s touched by an edit of a file %s reads: %+v -> %+v", kept, changed, k0, k1)
 	}
 }
