@@ -159,7 +159,8 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("reload failure not counted")
 	}
 	st := h.status()
-	if len(st.Listeners) != 1 || st.Listeners[0].Messages != 1 || st.Listeners[0].BadMessages != 2 || st.Listeners[0].Entities["nova.instance"] != 1 || st.Listeners[0].LastSuccess.IsZero() {
+	if l := st.Listeners; len(l) != 1 || l[0].Messages == nil || *l[0].Messages != 1 || l[0].BadMessages == nil || *l[0].BadMessages != 2 ||
+		l[0].Entities["nova.instance"] != 1 || l[0].LastSuccess.IsZero() {
 		t.Errorf("listener status %+v", st.Listeners)
 	}
 }
