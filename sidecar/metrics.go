@@ -125,13 +125,6 @@ func (m *metrics) reloaded(err error) {
 		return
 	}
 	m.reloads.WithLabelValues("success").Inc()
-	bi := buildinfo.Get()
-	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "synchronizer_build_info",
-		Help:        "Always 1; the labels say which build is running.",
-		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
-	})
-	buildInfo.Set(1)
 	m.reloadOK.Set(1)
 	m.reloadTime.SetToCurrentTime()
 }
