@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -185,7 +186,7 @@ func watch(args []string, env Env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	pos := watchPos{last: *since, id: *dbID}
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		err := watchOnce(ctx, path, types, &pos, env)
 		if ctx.Err() != nil {
@@ -200,12 +201,9 @@ func watch(args []string, env Env) error {
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "watch: %v; reconnecting\n", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx, retry.Next()) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
 }

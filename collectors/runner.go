@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/entity"
@@ -190,11 +191,7 @@ func (r *Runner) nextDelay(failed bool) time.Duration {
 		r.mu.Lock()
 		n := r.consecutive
 		r.mu.Unlock()
-		d := iv
-		for i := 1; i < n && d < r.cfg.MaxBackoff.D(); i++ {
-			d *= 2
-		}
-		return min(d, max(r.cfg.MaxBackoff.D(), iv))
+		return backoff.Policy{Min: iv, Max: r.cfg.MaxBackoff.D()}.Delay(n)
 	}
 	if r.cfg.Jitter > 0 {
 		iv += time.Duration(rand.Float64() * r.cfg.Jitter * float64(iv))
@@ -402,49 +399,77 @@ func (r *Runner) LastSuccess() (time.Time, time.Duration) {
 	return r.lastSuccess, r.cfg.Interval.D()
 }
 
-func (r *Runner) Status() map[string]any {
+func (r *Runner) Status() Status {
 	r.mu.Lock()
-	st := map[string]any{
-		"name":                 r.cfg.Name,
-		"type":                 r.cfg.Type,
-		"state":                r.state,
-		"interval":             r.cfg.Interval.D().String(),
-		"polls":                r.polls,
-		"failures":             r.failures,
-		"consecutive_failures": r.consecutive,
-		"last_duration":        r.lastDur.String(),
-		"last_duration_ms":     r.lastDur.Milliseconds(),
-		"max_duration_ms":      r.maxDur.Milliseconds(),
-		"last_entities":        r.lastCount,
-		"last_result":          r.lastResult,
-		// Keys this collector lists that another one keeps (README
-		// "Ownership"), counted when first seen; listings of a key
-		// beyond its first in one poll, dropped.
-		"ownership_conflicts_total": r.conflicts,
-		"duplicate_keys_total":      r.duplicates,
+	st := Status{
+		Name:                    r.cfg.Name,
+		Type:                    r.cfg.Type,
+		State:                   r.state,
+		Interval:                r.cfg.Interval.D().String(),
+		Polls:                   r.polls,
+		Failures:                r.failures,
+		ConsecutiveFailures:     r.consecutive,
+		LastDuration:            r.lastDur.String(),
+		LastDurationMS:          r.lastDur.Milliseconds(),
+		MaxDurationMS:           r.maxDur.Milliseconds(),
+		LastEntities:            r.lastCount,
+		LastResult:              r.lastResult,
+		OwnershipConflictsTotal: r.conflicts,
+		DuplicateKeysTotal:      r.duplicates,
+		StartedAt:               r.startedAt.UTC(),
+		LastRun:                 r.lastStart.UTC(),
+		LastSuccess:             r.lastSuccess.UTC(),
 	}
 	if r.polls > 0 {
-		st["avg_duration_ms"] = (r.totalDur / time.Duration(r.polls)).Milliseconds()
-	}
-	if !r.startedAt.IsZero() {
-		st["started_at"] = r.startedAt.UTC()
-	}
-	if !r.lastStart.IsZero() {
-		st["last_run"] = r.lastStart.UTC()
-	}
-	if !r.lastSuccess.IsZero() {
-		st["last_success"] = r.lastSuccess.UTC()
+		avg := (r.totalDur / time.Duration(r.polls)).Milliseconds()
+		st.AvgDurationMS = &avg
 	}
 	if r.lastError != "" {
-		st["last_error"] = r.lastError
-		st["last_error_at"] = r.lastErrorAt.UTC()
+		st.LastError, st.LastErrorAt = r.lastError, r.lastErrorAt.UTC()
 	}
 	if !r.nextPoll.IsZero() && r.state == "idle" || r.state == "failing" {
-		st["next_poll"] = r.nextPoll.UTC()
+		next := r.nextPoll.UTC()
+		st.NextPoll = &next
 	}
 	r.mu.Unlock()
 	if sr, ok := r.c.(StatusReporter); ok {
-		st["details"] = sr.Status()
+		st.Details = sr.Status()
 	}
 	return st
+}
+
+// Status is a runner's figures in `status`. The fields are in the order of
+// their JSON names, as the map status once was: the encoding is the same
+// byte for byte (sidecar/testdata/status.golden.json). Pointers are figures
+// that are absent, rather than zero, until known.
+type Status struct {
+	AvgDurationMS       *int64 `json:"avg_duration_ms,omitempty"`
+	ConsecutiveFailures int    `json:"consecutive_failures"`
+	// Details are the collector's own figures (StatusReporter).
+	Details map[string]any `json:"details,omitzero"`
+	// Keys this collector lists that another one keeps (README
+	// "Ownership"), counted when first seen; listings of a key beyond its
+	// first in one poll, dropped.
+	DuplicateKeysTotal int64 `json:"duplicate_keys_total"`
+	// Entities are the baseline's counts per type of this collector,
+	// filled in by whoever knows the baseline (the sidecar).
+	Entities                map[string]int `json:"entities,omitzero"`
+	Failures                int64          `json:"failures"`
+	Interval                string         `json:"interval"`
+	LastDuration            string         `json:"last_duration"`
+	LastDurationMS          int64          `json:"last_duration_ms"`
+	LastEntities            int            `json:"last_entities"`
+	LastError               string         `json:"last_error,omitempty"`
+	LastErrorAt             time.Time      `json:"last_error_at,omitzero"`
+	LastResult              engine.Result  `json:"last_result"`
+	LastRun                 time.Time      `json:"last_run,omitzero"`
+	LastSuccess             time.Time      `json:"last_success,omitzero"`
+	MaxDurationMS           int64          `json:"max_duration_ms"`
+	Name                    string         `json:"name"`
+	NextPoll                *time.Time     `json:"next_poll,omitempty"`
+	OwnershipConflictsTotal int64          `json:"ownership_conflicts_total"`
+	Polls                   int64          `json:"polls"`
+	StartedAt               time.Time      `json:"started_at,omitzero"`
+	State                   string         `json:"state"`
+	Type                    string         `json:"type"`
 }

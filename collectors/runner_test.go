@@ -92,7 +92,7 @@ func TestFailedPollsChangeNothing(t *testing.T) {
 				t.Fatal("a failed poll reached the engine")
 			}
 			st := r.Status()
-			if st["failures"].(int64) == 0 || st["last_error"] == nil {
+			if st.Failures == 0 || st.LastError == "" {
 				t.Fatalf("status does not show the failure: %v", st)
 			}
 		})
@@ -148,7 +148,7 @@ func TestRunnerPollsAndRecovers(t *testing.T) {
 		t.Fatalf("snapshot options %+v", o)
 	}
 	st := r.Status()
-	if st["consecutive_failures"].(int) != 0 || st["failures"].(int64) != 1 {
+	if st.ConsecutiveFailures != 0 || st.Failures != 1 {
 		t.Fatalf("status after recovery: %v", st)
 	}
 }
