@@ -36,10 +36,11 @@ type TypeFilter interface {
 	SetActiveTypes(types []string)
 }
 
-// Runner runs one configured collector: a poll every interval with jitter,
-// a time-out per poll, capped exponential back-off after failures. A failed
-// poll changes nothing in the baseline. The framework, not the collector,
-// times each poll and records its outcome.
+// Runner runs one configured collector: a poll every interval (start to
+// start, shifted once by the jitter), a time-out per poll, capped
+// exponential back-off after failures. A failed poll changes nothing in the
+// baseline. The framework, not the collector, times each poll and records
+// its outcome.
 type Runner struct {
 	cfg config.Common
 	c   Collector
@@ -48,6 +49,9 @@ type Runner struct {
 	vol map[string][]string
 
 	trigger chan collectRequest
+	// shift is the jitter, drawn once: how far this runner's schedule is
+	// moved from that of collectors started at the same moment.
+	shift time.Duration
 	// active is the set of active entity types (nil: every type); observe
 	// is told the outcome of each poll (metrics). Both may change while
 	// the runner runs, without restarting it.
@@ -137,7 +141,11 @@ func NewRunner(cfg config.Common, c Collector, eng Applier, log *slog.Logger) *R
 	for t, fs := range cfg.VolatileFields {
 		vol[t] = append(vol[t], fs...)
 	}
-	return &Runner{cfg: cfg, c: c, eng: eng, log: log, vol: vol, trigger: make(chan collectRequest), state: "created"}
+	r := &Runner{cfg: cfg, c: c, eng: eng, log: log, vol: vol, trigger: make(chan collectRequest), state: "created"}
+	if cfg.Jitter > 0 {
+		r.shift = time.Duration(rand.Float64() * cfg.Jitter * float64(cfg.Interval.D()))
+	}
+	return r
 }
 
 // Collector returns the wrapped collector.
@@ -156,6 +164,7 @@ func (r *Runner) Run(ctx context.Context) {
 		}
 	}()
 	delay := time.Duration(0)
+	shifted := false
 	for {
 		r.mu.Lock()
 		r.nextPoll = time.Now().Add(delay)
@@ -171,6 +180,7 @@ func (r *Runner) Run(ctx context.Context) {
 			t.Stop()
 			req = &q
 		}
+		start := time.Now()
 		res, err := r.poll(ctx, req != nil && req.force)
 		if req != nil {
 			req.done <- collectReply{res, err}
@@ -178,28 +188,55 @@ func (r *Runner) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		delay = r.nextDelay(err != nil)
+		delay = r.nextDelay(err, time.Since(start))
+		if err == nil && !shifted {
+			delay += r.shift
+			shifted = true
+		}
 	}
 }
 
-// nextDelay is the interval with jitter after a success, and the interval
-// doubled per consecutive failure, capped at max_backoff, after a failure.
-func (r *Runner) nextDelay(failed bool) time.Duration {
+// timeoutBackoff caps the back-off after polls that merely timed out, in
+// intervals: a slow source is spared a little, but a change never waits
+// minutes behind a poll that was only late.
+const timeoutBackoff = 4
+
+// timedOut says whether a poll failed by running out of time (its own
+// time-out, or requests that outlived theirs) rather than being refused.
+func timedOut(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &t) && t.Timeout()
+}
+
+// nextDelay is the wait after a poll that took took and ended with err.
+//
+// After a success the next poll starts one interval after this one
+// started, not after it ended: a change waits at most an interval plus one
+// poll, however long polls take. A poll longer than the interval is
+// followed by a rest of a tenth of the interval. The jitter is not added
+// here but once (shift), after the first success: a jitter drawn at every
+// poll would add itself to the time a change takes to arrive.
+//
+// After a failure the wait is the interval doubled per consecutive failure,
+// capped at max_backoff, or at timeoutBackoff intervals when the poll
+// merely timed out.
+func (r *Runner) nextDelay(err error, took time.Duration) time.Duration {
 	iv := r.cfg.Interval.D()
-	if failed {
+	if err != nil {
 		r.mu.Lock()
 		n := r.consecutive
 		r.mu.Unlock()
+		ceiling := max(r.cfg.MaxBackoff.D(), iv)
+		if timedOut(err) {
+			ceiling = min(ceiling, timeoutBackoff*iv)
+		}
 		d := iv
-		for i := 1; i < n && d < r.cfg.MaxBackoff.D(); i++ {
+		for i := 1; i < n && d < ceiling; i++ {
 			d *= 2
 		}
-		return min(d, max(r.cfg.MaxBackoff.D(), iv))
+		return min(d, ceiling)
 	}
-	if r.cfg.Jitter > 0 {
-		iv += time.Duration(rand.Float64() * r.cfg.Jitter * float64(iv))
-	}
-	return iv
+	return max(iv-took, iv/10)
 }
 
 // Collect runs a poll now, between scheduled polls (never concurrently with
@@ -235,7 +272,7 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 	defer cancel()
 	snap, err := r.collect(pctx)
 	if err == nil && pctx.Err() != nil {
-		err = fmt.Errorf("poll timed out after %s", r.cfg.Timeout.D())
+		err = fmt.Errorf("poll timed out after %s: %w", r.cfg.Timeout.D(), pctx.Err())
 	}
 	if err == nil {
 		snap = r.filter(snap)
