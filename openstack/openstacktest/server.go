@@ -92,7 +92,7 @@ type Server struct {
 	latency   map[string]time.Duration
 	lastMV    string
 	mvOf      map[string]string // the last Nova microversion served per target
-	keystone  map[string]any // the sample token body
+	keystone  map[string]any    // the sample token body
 	bytes     map[string]int64
 	// clock is the offset of the cloud's clock from the local one, in
 	// nanoseconds; atomic, as items are stamped with the lock held.
