@@ -250,21 +250,17 @@ func watchOnce(ctx context.Context, path string, types []string, pos *watchPos, 
 	for n := range c.Notifications() {
 		switch n.Method {
 		case "change":
-			var p rpc.ChangeParams
-			if err := json.Unmarshal(n.Params, &p); err != nil {
-				return fmt.Errorf("bad change notification: %w", err)
-			}
-			for _, ch := range p.Changes {
-				var s struct {
-					Seq int64 `json:"seq"`
+			for _, ch := range n.Change.Changes {
+				seq, err := rpc.ChangeSeq(ch)
+				if err != nil {
+					return fmt.Errorf("bad change notification: %w", err)
 				}
-				json.Unmarshal(ch, &s)
-				if s.Seq <= *last {
+				if seq <= *last {
 					continue
 				}
 				out.Write(ch)
 				out.Write([]byte{'\n'})
-				*last = s.Seq
+				*last = seq
 			}
 			if f, ok := out.(*os.File); ok {
 				f.Sync()
