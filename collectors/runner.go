@@ -37,10 +37,11 @@ type TypeFilter interface {
 	SetActiveTypes(types []string)
 }
 
-// Runner runs one configured collector: a poll every interval with jitter,
-// a time-out per poll, capped exponential back-off after failures. A failed
-// poll changes nothing in the baseline. The framework, not the collector,
-// times each poll and records its outcome.
+// Runner runs one configured collector: a poll every interval (start to
+// start, shifted once by the jitter), a time-out per poll, capped
+// exponential back-off after failures. A failed poll changes nothing in the
+// baseline. The framework, not the collector, times each poll and records
+// its outcome.
 type Runner struct {
 	cfg config.Common
 	c   Collector
@@ -49,6 +50,9 @@ type Runner struct {
 	vol map[string][]string
 
 	trigger chan collectRequest
+	// shift is the jitter, drawn once: how far this runner's schedule is
+	// moved from that of collectors started at the same moment.
+	shift time.Duration
 	// active is the set of active entity types (nil: every type); observe
 	// is told the outcome of each poll (metrics). Both may change while
 	// the runner runs, without restarting it.
@@ -138,7 +142,11 @@ func NewRunner(cfg config.Common, c Collector, eng Applier, log *slog.Logger) *R
 	for t, fs := range cfg.VolatileFields {
 		vol[t] = append(vol[t], fs...)
 	}
-	return &Runner{cfg: cfg, c: c, eng: eng, log: log, vol: vol, trigger: make(chan collectRequest), state: "created"}
+	r := &Runner{cfg: cfg, c: c, eng: eng, log: log, vol: vol, trigger: make(chan collectRequest), state: "created"}
+	if cfg.Jitter > 0 {
+		r.shift = time.Duration(rand.Float64() * cfg.Jitter * float64(cfg.Interval.D()))
+	}
+	return r
 }
 
 // Collector returns the wrapped collector.
@@ -157,6 +165,7 @@ func (r *Runner) Run(ctx context.Context) {
 		}
 	}()
 	delay := time.Duration(0)
+	shifted := false
 	for {
 		r.mu.Lock()
 		r.nextPoll = time.Now().Add(delay)
@@ -172,6 +181,7 @@ func (r *Runner) Run(ctx context.Context) {
 			t.Stop()
 			req = &q
 		}
+		start := time.Now()
 		res, err := r.poll(ctx, req != nil && req.force)
 		if req != nil {
 			req.done <- collectReply{res, err}
@@ -179,24 +189,51 @@ func (r *Runner) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		delay = r.nextDelay(err != nil)
+		delay = r.nextDelay(err, time.Since(start))
+		if err == nil && !shifted {
+			delay += r.shift
+			shifted = true
+		}
 	}
 }
 
-// nextDelay is the interval with jitter after a success, and the interval
-// doubled per consecutive failure, capped at max_backoff, after a failure.
-func (r *Runner) nextDelay(failed bool) time.Duration {
+// timeoutBackoff caps the back-off after polls that merely timed out, in
+// intervals: a slow source is spared a little, but a change never waits
+// minutes behind a poll that was only late.
+const timeoutBackoff = 4
+
+// timedOut says whether a poll failed by running out of time (its own
+// time-out, or requests that outlived theirs) rather than being refused.
+func timedOut(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &t) && t.Timeout()
+}
+
+// nextDelay is the wait after a poll that took took and ended with err.
+//
+// After a success the next poll starts one interval after this one
+// started, not after it ended: a change waits at most an interval plus one
+// poll, however long polls take. A poll longer than the interval is
+// followed by a rest of a tenth of the interval. The jitter is not added
+// here but once (shift), after the first success: a jitter drawn at every
+// poll would add itself to the time a change takes to arrive.
+//
+// After a failure the wait is the interval doubled per consecutive failure,
+// capped at max_backoff, or at timeoutBackoff intervals when the poll
+// merely timed out.
+func (r *Runner) nextDelay(err error, took time.Duration) time.Duration {
 	iv := r.cfg.Interval.D()
-	if failed {
+	if err != nil {
 		r.mu.Lock()
 		n := r.consecutive
 		r.mu.Unlock()
-		return backoff.Policy{Min: iv, Max: r.cfg.MaxBackoff.D()}.Delay(n)
+		ceiling := r.cfg.MaxBackoff.D()
+		if timedOut(err) {
+			ceiling = min(max(ceiling, iv), timeoutBackoff*iv)
+		}
+		return backoff.Policy{Min: iv, Max: ceiling}.Delay(n)
 	}
-	if r.cfg.Jitter > 0 {
-		iv += time.Duration(rand.Float64() * r.cfg.Jitter * float64(iv))
-	}
-	return iv
+	return max(iv-took, iv/10)
 }
 
 // Collect runs a poll now, between scheduled polls (never concurrently with
@@ -232,7 +269,7 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 	defer cancel()
 	snap, err := r.collect(pctx)
 	if err == nil && pctx.Err() != nil {
-		err = fmt.Errorf("poll timed out after %s", r.cfg.Timeout.D())
+		err = fmt.Errorf("poll timed out after %s: %w", r.cfg.Timeout.D(), pctx.Err())
 	}
 	if err == nil {
 		snap = r.filter(snap)
