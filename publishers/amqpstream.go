@@ -57,6 +57,9 @@ type streamConfig struct {
 	Heartbeat    config.Duration `yaml:"heartbeat"`
 }
 
+// unsetInterval marks snapshot_interval as not configured.
+const unsetInterval = config.Duration(-1)
+
 type amqpStream struct {
 	cfg   streamConfig
 	urls  []string // credentials inside: never logged
@@ -102,7 +105,7 @@ func newAMQPStream(s Settings) (Publisher, error) {
 		MaxBackoff:     config.Duration(30 * time.Second),
 		Heartbeat:      config.Duration(10 * time.Second),
 
-		SnapshotInterval: config.Duration(time.Hour),
+		SnapshotInterval: unsetInterval,
 		SnapshotPart:     256 << 10,
 	}
 	if err := config.DecodeStrict(s.Node, &c); err != nil {
@@ -131,6 +134,13 @@ func newAMQPStream(s Settings) (Publisher, error) {
 	}
 	if c.MaxLag < 0 {
 		errs = append(errs, errors.New("max_lag: must be >= 0 (0: retention never waits for the publisher)"))
+	}
+	if c.SnapshotInterval == unsetInterval {
+		// Default: hourly, and always within retention.
+		c.SnapshotInterval = config.Duration(time.Hour)
+		if c.MaxAge > 0 && c.MaxAge/2 < c.SnapshotInterval {
+			c.SnapshotInterval = c.MaxAge / 2
+		}
 	}
 	if c.SnapshotInterval < 0 || c.SnapshotInterval > 0 && c.MaxAge > 0 && c.SnapshotInterval > c.MaxAge/2 {
 		errs = append(errs, errors.New("snapshot_interval: 0 (never) or at most max_age/2, so that the stream always holds a complete snapshot"))
@@ -400,7 +410,11 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 		}
 		if p.cfg.SnapshotInterval > 0 && !p.snapDue {
 			p.snapMu.Lock()
-			p.snapDue = time.Since(p.snap.At) >= p.cfg.SnapshotInterval.D()
+			// An unchanged state needs no new snapshot until the last
+			// one comes near the end of the stream's age retention.
+			age := time.Since(p.snap.At)
+			p.snapDue = age >= p.cfg.SnapshotInterval.D() &&
+				(last > p.snap.Seq || p.cfg.MaxAge > 0 && age >= p.cfg.MaxAge.D()/2)
 			p.snapMu.Unlock()
 		}
 		if p.snapDue && sent >= pruned {
