@@ -169,17 +169,28 @@ collectors:
 		}
 		return true
 	}
-	waitLive(t, "both graphs' topology", 180*time.Second, func() bool {
+	var missing string
+	deadline := time.Now().Add(180 * time.Second)
+	for {
+		missing = ""
 		if !get() {
-			return false
+			missing = "vitrage-api does not answer"
 		}
-		for _, g := range graphs {
-			if g.node("nova.instance", liveServer) == nil || g.node("switch", "tor-1") == nil || g.node("heat.stack", liveStack) == nil {
-				return false
+		for i, g := range graphs {
+			for _, n := range [][2]string{{"nova.instance", liveServer}, {"switch", "tor-1"}, {"heat.stack", liveStack}} {
+				if missing == "" && g.node(n[0], n[1]) == nil {
+					missing = fmt.Sprintf("%s:%s not in the %s graph (%d vertices)", n[0], n[1], deps[i].name, len(g.Nodes))
+				}
 			}
 		}
-		return true
-	})
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 180 s: %s", missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	t.Logf("both graphs up: %.1f s since the test started", time.Since(start).Seconds())
 	// The graphs converge once every datasource's first snapshot is in.
 	sameOrFail := func(what string) {

@@ -108,11 +108,12 @@ class ReplicaTest(unittest.TestCase):
         self.assertEqual((ch['seq'], ch['more']), (13, False))
 
     def test_resync(self):
-        for s in range(11, 17):
+        for s in range(11, 20):
             self.r._apply(change(s, 'update', 'n:1'))
-        # buffer=4: 13..16 are held, so since 12 is the oldest answer.
-        self.assertEqual(len(self.r.changes(12)['changes']), 4)
-        for since, db in ((11, None), (17, None), (14, 'db-2')):
+        # buffer=4, trimmed past 8: 16..19 are held, so since 15 is the
+        # oldest answer.
+        self.assertEqual(len(self.r.changes(15)['changes']), 4)
+        for since, db in ((14, None), (20, None), (17, 'db-2')):
             with self.assertRaises(stream.ResyncNeeded):
                 self.r.changes(since, database_id=db)
 

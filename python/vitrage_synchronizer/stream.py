@@ -509,7 +509,9 @@ class Replica(object):
             self._seq = m.seq
             self._log.append(ch)
             self._seqs.append(m.seq)
-            if len(self._seqs) > self.buffer:
+            # Trimmed in steps, not one change at a time (a list's head
+            # costs its length to cut).
+            if len(self._seqs) > self.buffer + min(self.buffer, 10000):
                 cut = len(self._seqs) - self.buffer
                 self._floor = self._seqs[cut - 1]
                 del self._log[:cut]
