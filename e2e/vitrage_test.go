@@ -34,7 +34,7 @@ func TestVitrage(t *testing.T) {
 	}
 	// Separate processes: Vitrage's config is process-wide, and the
 	// integration test parses a vitrage.conf.
-	for _, module := range []string{"test_driver", "test_vitrage"} {
+	for _, module := range []string{"test_driver", "test_vitrage", "test_stream"} {
 		t.Run(module, func(t *testing.T) { runPythonTest(t, pydir, module, fakecloud) })
 	}
 }

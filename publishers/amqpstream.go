@@ -3,6 +3,7 @@ package publishers
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,11 +43,22 @@ type streamConfig struct {
 	// MaxLag is how many changes after the cursor the change log keeps
 	// beyond its own retention while the publisher lags; past it,
 	// retention prunes anyway and the stream gets a resync marker.
-	MaxLag     int64           `yaml:"max_lag"`
-	MinBackoff config.Duration `yaml:"min_backoff"`
-	MaxBackoff config.Duration `yaml:"max_backoff"`
-	Heartbeat  config.Duration `yaml:"heartbeat"`
+	MaxLag int64 `yaml:"max_lag"`
+	// SnapshotInterval is how often the whole state (every entity) is
+	// written into the stream, so that a consumer that starts after
+	// retention dropped the first changes still gets the complete view
+	// (0: never; then only a stream that holds the log from seq 1 is
+	// complete).
+	SnapshotInterval config.Duration `yaml:"snapshot_interval"`
+	// SnapshotPart bounds one snapshot message (bytes of entity JSON).
+	SnapshotPart int             `yaml:"snapshot_part_bytes"`
+	MinBackoff   config.Duration `yaml:"min_backoff"`
+	MaxBackoff   config.Duration `yaml:"max_backoff"`
+	Heartbeat    config.Duration `yaml:"heartbeat"`
 }
+
+// unsetInterval marks snapshot_interval as not configured.
+const unsetInterval = config.Duration(-1)
 
 type amqpStream struct {
 	cfg   streamConfig
@@ -65,6 +77,16 @@ type amqpStream struct {
 	connected atomic.Bool
 	wake      chan struct{}
 
+	// Snapshots: gen is the generation of the last snapshot begun (every
+	// message carries it, so readers binary-search the newest one);
+	// snap is the last complete one, as saved in meta.
+	gen       int64
+	snapKey   string
+	snapMu    sync.Mutex
+	snap      snapshotMark
+	snapDue   bool
+	snapshots atomic.Int64
+
 	mu      sync.Mutex
 	state   string
 	host    string
@@ -82,6 +104,9 @@ func newAMQPStream(s Settings) (Publisher, error) {
 		MinBackoff:     config.Duration(100 * time.Millisecond),
 		MaxBackoff:     config.Duration(30 * time.Second),
 		Heartbeat:      config.Duration(10 * time.Second),
+
+		SnapshotInterval: unsetInterval,
+		SnapshotPart:     256 << 10,
 	}
 	if err := config.DecodeStrict(s.Node, &c); err != nil {
 		return nil, fmt.Errorf("amqp-stream %s: %w", s.Name, err)
@@ -110,6 +135,19 @@ func newAMQPStream(s Settings) (Publisher, error) {
 	if c.MaxLag < 0 {
 		errs = append(errs, errors.New("max_lag: must be >= 0 (0: retention never waits for the publisher)"))
 	}
+	if c.SnapshotInterval == unsetInterval {
+		// Default: hourly, and always within retention.
+		c.SnapshotInterval = config.Duration(time.Hour)
+		if c.MaxAge > 0 && c.MaxAge/2 < c.SnapshotInterval {
+			c.SnapshotInterval = c.MaxAge / 2
+		}
+	}
+	if c.SnapshotInterval < 0 || c.SnapshotInterval > 0 && c.MaxAge > 0 && c.SnapshotInterval > c.MaxAge/2 {
+		errs = append(errs, errors.New("snapshot_interval: 0 (never) or at most max_age/2, so that the stream always holds a complete snapshot"))
+	}
+	if c.SnapshotPart < 1024 || c.SnapshotPart > 64<<20 {
+		errs = append(errs, errors.New("snapshot_part_bytes: 1024 to 67108864"))
+	}
 	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
 		errs = append(errs, errors.New("0 < min_backoff <= max_backoff required"))
 	}
@@ -117,7 +155,8 @@ func newAMQPStream(s Settings) (Publisher, error) {
 		return nil, fmt.Errorf("amqp-stream %s: %w", s.Name, err)
 	}
 	p := &amqpStream{cfg: c, urls: urls, hosts: hosts, tls: tc, st: s.Store, log: s.Logger,
-		key: "publisher." + s.Name + ".cursor", wake: make(chan struct{}, 1), state: "stopped"}
+		key: "publisher." + s.Name + ".cursor", snapKey: "publisher." + s.Name + ".snapshot",
+		wake: make(chan struct{}, 1), state: "stopped"}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -139,6 +178,15 @@ func newAMQPStream(s Settings) (Publisher, error) {
 		}
 		p.cursor.Store(n)
 		p.saved.Store(n)
+	}
+	if v, err := s.Store.Meta(ctx, p.snapKey); err != nil {
+		return nil, fmt.Errorf("amqp-stream %s: %w", s.Name, err)
+	} else if v != "" {
+		if err := json.Unmarshal([]byte(v), &p.snap); err != nil {
+			// A snapshot is then due: nothing is lost.
+			p.log.Warn("unreadable snapshot mark; writing a new snapshot", "key", p.snapKey, "err", err)
+		}
+		p.gen = p.snap.Generation
 	}
 	last, _, err := s.Store.LogBounds(ctx)
 	if err != nil {
@@ -176,8 +224,16 @@ func (p *amqpStream) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c, l := p.cursor.Load(), p.last.Load()
-	return Stats{State: p.state, Connected: p.connected.Load(), Host: p.host, Stream: p.cfg.Stream,
-		Cursor: c, LastSeq: l, Lag: max(l-c, 0), Published: p.published.Load(), Resyncs: p.resyncs.Load(), LastError: p.lastErr}
+	p.snapMu.Lock()
+	snap := p.snap
+	p.snapMu.Unlock()
+	st := Stats{State: p.state, Connected: p.connected.Load(), Host: p.host, Stream: p.cfg.Stream,
+		Cursor: c, LastSeq: l, Lag: max(l-c, 0), Published: p.published.Load(), Resyncs: p.resyncs.Load(), LastError: p.lastErr,
+		Snapshots: p.snapshots.Load()}
+	if snap.Generation > 0 && snap.Stream == p.cfg.Stream {
+		st.Snapshot = &snap
+	}
+	return st
 }
 
 func (p *amqpStream) setState(state, host string, err error) {
@@ -251,6 +307,12 @@ func (p *amqpStream) Run(ctx context.Context) error {
 type inflight struct {
 	seq int64
 	dc  *amqp.DeferredConfirmation
+	// done, when set, runs once the message is confirmed (a snapshot's
+	// end: the snapshot is complete in the stream). A snapshot message
+	// carries the seq already sent before it and is not counted as a
+	// published change.
+	done     func()
+	snapshot bool
 }
 
 func (p *amqpStream) dial(i int) (*amqp.Connection, error) {
@@ -323,10 +385,16 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 				return
 			}
 			p.cursor.Store(m.seq)
-			p.published.Add(1)
+			if m.done != nil {
+				m.done()
+			}
+			if !m.snapshot {
+				p.published.Add(1)
+			}
 		}
 	}()
 	defer func() { close(queue); <-confDone }()
+	p.snapDue = p.snapshotDue(ctx, conn)
 	// The unconfirmed tail of the last session goes out again.
 	sent := p.cursor.Load()
 	id := p.st.DatabaseID()
@@ -340,17 +408,34 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 		if last > p.last.Load() {
 			p.Wake(last)
 		}
+		if p.cfg.SnapshotInterval > 0 && !p.snapDue {
+			p.snapMu.Lock()
+			// An unchanged state needs no new snapshot until the last
+			// one comes near the end of the stream's age retention.
+			age := time.Since(p.snap.At)
+			p.snapDue = age >= p.cfg.SnapshotInterval.D() &&
+				(last > p.snap.Seq || p.cfg.MaxAge > 0 && age >= p.cfg.MaxAge.D()/2)
+			p.snapMu.Unlock()
+		}
+		if p.snapDue && sent >= pruned {
+			if err := p.writeSnapshot(ctx, ch, queue, closed, confErr, id, sent); err != nil {
+				return err
+			}
+			p.snapDue = false
+		}
 		page, seqs = page[:0], seqs[:0]
 		if sent < pruned {
 			// The log no longer holds what the stream lacks: tell consumers.
-			page = append(page, resyncMarker(id, sent+1, pruned))
+			page = append(page, resyncMarker(id, sent+1, pruned, p.gen))
 			seqs = append(seqs, pruned)
 			p.resyncs.Add(1)
+			// Consumers that start now need a complete view again.
+			p.snapDue = p.cfg.SnapshotInterval > 0
 			p.log.Warn("changes pruned before they were published; writing a resync marker", "from", sent+1, "through", pruned)
 		} else {
 			now := time.Now()
 			if _, err := p.st.Changes(ctx, sent, nil, p.cfg.Page, func(r store.LogRow) error {
-				page = append(page, changeMessage(id, r, now))
+				page = append(page, changeMessage(id, r, now, p.gen))
 				seqs = append(seqs, r.Seq)
 				return nil
 			}); err != nil {
@@ -391,7 +476,7 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 
 // changeMessage is one change as the stream carries it: the body is the
 // change object of the contract, byte for byte what the socket sends.
-func changeMessage(id string, r store.LogRow, now time.Time) amqp.Publishing {
+func changeMessage(id string, r store.LogRow, now time.Time, gen int64) amqp.Publishing {
 	return amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
@@ -400,7 +485,7 @@ func changeMessage(id string, r store.LogRow, now time.Time) amqp.Publishing {
 		Type:         "change",
 		Headers: amqp.Table{
 			"seq": r.Seq, "source": r.Source, "database_id": id,
-			"action": r.Action, "type": r.Type,
+			"action": r.Action, "type": r.Type, "generation": gen,
 		},
 		Body: engine.AppendChangeJSON(make([]byte, 0, len(r.Entity)+40), r.Seq, r.Action, r.Entity),
 	}
@@ -409,7 +494,7 @@ func changeMessage(id string, r store.LogRow, now time.Time) amqp.Publishing {
 // resyncMarker tells consumers that the changes from..through were pruned
 // from the change log before they could be published: a consumer must
 // resynchronize (get_all) instead of relying on the stream alone.
-func resyncMarker(id string, from, through int64) amqp.Publishing {
+func resyncMarker(id string, from, through, gen int64) amqp.Publishing {
 	return amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
@@ -418,7 +503,7 @@ func resyncMarker(id string, from, through int64) amqp.Publishing {
 		Type:         "resync",
 		Headers: amqp.Table{
 			"resync": true, "seq": through, "database_id": id,
-			"lost_from": from, "lost_through": through,
+			"lost_from": from, "lost_through": through, "generation": gen,
 		},
 		Body: fmt.Appendf(nil, `{"resync":true,"database_id":%q,"lost_from":%d,"lost_through":%d}`, id, from, through),
 	}

@@ -22,6 +22,10 @@ func TestStreamConfig(t *testing.T) {
 		{"negative bytes", "urls: [\"amqp://h/\"]\nmax_length_bytes: -1", "max_length_bytes"},
 		{"window", "urls: [\"amqp://h/\"]\nwindow: 0", "window and page"},
 		{"max_lag", "urls: [\"amqp://h/\"]\nmax_lag: -5", "max_lag"},
+		{"snapshot_interval default within max_age", "urls: [\"amqp://h/\"]\nmax_age: 1h", ""},
+		{"snapshot_interval beyond max_age", "urls: [\"amqp://h/\"]\nmax_age: 1h\nsnapshot_interval: 40m", "snapshot_interval"},
+		{"snapshot_interval never", "urls: [\"amqp://h/\"]\nsnapshot_interval: 0s", ""},
+		{"snapshot part", "urls: [\"amqp://h/\"]\nsnapshot_part_bytes: 10", "snapshot_part_bytes"},
 		{"unknown key", "urls: [\"amqp://h/\"]\nretention: 1h", "retention"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -48,6 +48,9 @@ type Stats struct {
 	Published int64  `json:"published"`
 	Resyncs   int64  `json:"resync_markers"`
 	LastError string `json:"last_error,omitempty"`
+	// Snapshot is the last complete snapshot in the stream (amqp-stream).
+	Snapshot  *snapshotMark `json:"snapshot,omitempty"`
+	Snapshots int64         `json:"snapshots_written"`
 }
 
 // Settings is what a factory gets.

@@ -20,6 +20,21 @@ type Message struct {
 	LostFrom    int64
 	LostThrough int64
 	Body        []byte // the change object (a marker's own JSON)
+	// Kind is the message's AMQP type: change, resync, or one of a
+	// snapshot's snapshot-begin, snapshot (a part: a JSON array of
+	// entities) and snapshot-end (publishers/snapshot.go).
+	Kind string
+	// Generation is the last snapshot begun before this message (-1: a
+	// message of a publisher that wrote no generation).
+	Generation int64
+	// Of a snapshot-end: the seq the snapshot is the state at, its parts
+	// and entities. Of a part: Part is its number.
+	SnapshotSeq, Part, Parts, Entities int64
+}
+
+// IsSnapshot says whether m belongs to a snapshot (begin, part or end).
+func (m Message) IsSnapshot() bool {
+	return m.Kind == "snapshot-begin" || m.Kind == "snapshot" || m.Kind == "snapshot-end"
 }
 
 // ReadOptions configure ReadStream.
@@ -32,13 +47,19 @@ type ReadOptions struct {
 	Since int64
 	// Prefetch is the consumer's credit (default 1000).
 	Prefetch int
+	// Snapshots: deliver the snapshot messages too (they never count in
+	// the deduplication by seq). Without it they are skipped.
+	Snapshots bool
 }
 
 // ErrStreamEnd is what a probe gets on an offset past the last message.
 var errNoMessage = errors.New("no message at or after the offset")
 
 func parseDelivery(d amqp.Delivery) (Message, error) {
-	m := Message{Body: d.Body}
+	m := Message{Body: d.Body, Kind: d.Type, Generation: -1}
+	if m.Kind == "" {
+		m.Kind = "change"
+	}
 	var err error
 	if m.Offset, err = headerInt(d.Headers, "x-stream-offset"); err != nil {
 		return m, err
@@ -52,6 +73,15 @@ func parseDelivery(d amqp.Delivery) (Message, error) {
 		m.Resync = true
 		m.LostFrom, _ = headerInt(d.Headers, "lost_from")
 		m.LostThrough, _ = headerInt(d.Headers, "lost_through")
+	}
+	if g, err := headerInt(d.Headers, "generation"); err == nil {
+		m.Generation = g
+	}
+	m.SnapshotSeq, _ = headerInt(d.Headers, "snapshot_seq")
+	m.Part, _ = headerInt(d.Headers, "part")
+	m.Parts, _ = headerInt(d.Headers, "parts")
+	if m.IsSnapshot() {
+		m.Entities, _ = headerInt(d.Headers, "entities")
 	}
 	return m, nil
 }
@@ -201,6 +231,16 @@ func ReadStream(ctx context.Context, o ReadOptions, fn func(Message) error) erro
 			m, err := parseDelivery(d)
 			if err != nil {
 				return fmt.Errorf("stream %s: offset %v: %w", o.Stream, d.Headers["x-stream-offset"], err)
+			}
+			if m.IsSnapshot() {
+				// A copy of the state between two changes: no seq of
+				// its own, so it never moves the deduplication.
+				if o.Snapshots {
+					if err := fn(m); err != nil {
+						return err
+					}
+				}
+				continue
 			}
 			if id != "" && m.DatabaseID != id {
 				last = -1

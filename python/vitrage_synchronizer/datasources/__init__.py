@@ -31,6 +31,19 @@ SYNCHRONIZER_OPTS = [
     cfg.IntOpt('changes_limit', default=20000, min=1,
                help='Most changes asked for in one "changes" call; more '
                     'calls follow until the log is read.'),
+    cfg.StrOpt('stream_url', secret=True,
+               help='Read the changes from the synchronizer\'s RabbitMQ '
+                    'stream (its amqp-stream publisher) at this broker URL '
+                    '(amqp://user:password@host:5672/vhost) instead of its '
+                    'socket, so that vitrage-graph may run on another host. '
+                    'The state comes from the newest snapshot in the stream '
+                    'and the changes after it. Unset: the socket.'),
+    cfg.StrOpt('stream', default='synchronizer.changes',
+               help='The stream\'s name (the publisher\'s "stream:").'),
+    cfg.IntOpt('stream_buffer', default=200000, min=1,
+               help='Changes read from the stream that are kept for '
+                    'get_changes; a datasource further behind takes a full '
+                    'snapshot.'),
 ]
 
 cfg.CONF.register_opts(SYNCHRONIZER_OPTS, group='synchronizer')

@@ -171,6 +171,8 @@ class SynchronizerDriver(DriverBase):
         return self._datasource_name or self.DATASOURCE
 
     def _client(self):
+        if CONF.synchronizer.stream_url:
+            return _stream_client()
         return sclient.Client(CONF.synchronizer.socket,
                               CONF.synchronizer.timeout)
 
@@ -310,6 +312,51 @@ class SynchronizerDriver(DriverBase):
             # Not fatal: a restart then starts with a full snapshot.
             LOG.warning('synchronizer %s: cannot save seq to %s: %s',
                         self.name, path, e)
+
+
+_replica = None
+_replica_lock = threading.Lock()
+
+
+def _stream_client():
+    """The process's one reader of the stream, shared by every datasource
+    (drivers are singletons run by vitrage-graph's scheduler threads)."""
+    global _replica
+    with _replica_lock:
+        if _replica is None:
+            from vitrage_synchronizer import stream
+            _replica = stream.Replica(
+                CONF.synchronizer.stream_url, CONF.synchronizer.stream,
+                buffer=CONF.synchronizer.stream_buffer).start()
+            LOG.info('synchronizer: reading stream %s',
+                     CONF.synchronizer.stream)
+        return _StreamClient(_replica, CONF.synchronizer.timeout)
+
+
+class _StreamClient(object):
+    """The socket client's get_all and changes, answered from the stream's
+    replica, with the socket's errors."""
+
+    def __init__(self, replica, timeout):
+        self.replica = replica
+        self.timeout = timeout
+
+    def _call(self, fn, *args):
+        from vitrage_synchronizer import stream
+        try:
+            return fn(*args)
+        except stream.ResyncNeeded as e:
+            raise sclient.RPCError(sclient.RESYNC_NEEDED, e.message)
+        except stream.StreamError as e:
+            raise sclient.SidecarError('synchronizer: %s' % e)
+
+    def get_all(self, types=None):
+        return self._call(self.replica.get_all, types, self.timeout)
+
+    def changes(self, since, types=None, limit=0, database_id=None):
+        # No wait: get_changes runs every changes_interval anyway.
+        return self._call(self.replica.changes, since, types, limit,
+                          database_id, 0)
 
 
 def _stub(entity):
