@@ -50,7 +50,12 @@ func startRegionConsumer(t *testing.T, state string, regions map[string]string) 
 		t.Fatal(err)
 	}
 	args := []string{"python/tests/regions_consumer.py", state}
-	for _, r := range []string{"one", "two"} {
+	var names []string
+	for r := range regions {
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	for _, r := range names {
 		args = append(args, r+"="+amqptest.Broker+","+regions[r])
 	}
 	c := &regionConsumer{cmd: exec.Command("/usr/bin/python3", args...), events: make(chan regionEvent, 1000), stderr: &logBuffer{}}
@@ -107,8 +112,8 @@ func (c *regionConsumer) next(t *testing.T, what string, seen *[]regionEvent) re
 	}
 }
 
-// waitChanges collects events until region has delivered its change with
-// seq through.
+// waitChanges collects events until each region has delivered its change
+// with seq through (or a snapshot at or after it).
 func (c *regionConsumer) waitChanges(t *testing.T, seen *[]regionEvent, through map[string]int64) {
 	t.Helper()
 	timeout := time.After(60 * time.Second)
@@ -116,7 +121,8 @@ func (c *regionConsumer) waitChanges(t *testing.T, seen *[]regionEvent, through 
 		for r, s := range through {
 			ok := false
 			for _, e := range *seen {
-				if e.Event == "change" && e.Region == r && e.Seq >= s {
+				// A snapshot at or after s holds that change too.
+				if (e.Event == "change" || e.Event == "snapshot") && e.Region == r && e.Seq >= s {
 					ok = true
 				}
 			}
@@ -139,72 +145,89 @@ func (c *regionConsumer) waitChanges(t *testing.T, seen *[]regionEvent, through 
 	}
 }
 
-func TestStreamRegionsMergedAndResumed(t *testing.T) {
-	t.Parallel()
-	type region struct {
-		name, stream, topo string
-		sc                 *sidecar
-	}
-	var regions []*region
-	streams := map[string]string{}
-	for _, name := range []string{"one", "two"} {
-		dir := t.TempDir()
-		r := &region{name: name, stream: amqptest.Name("e2e-region-" + name), topo: filepath.Join(dir, "topology.yaml")}
-		amqptest.DeleteQueueAfter(t, r.stream)
-		copyFile(t, "examples/topology.yaml", r.topo)
-		r.sc = startSidecar(t, dir, `
+// streamRegion is one region: a sidecar with a static topology and a
+// publisher to a stream of its own.
+type streamRegion struct {
+	name, stream, topo string
+	sc                 *sidecar
+}
+
+func startStreamRegion(t *testing.T, name string) *streamRegion {
+	t.Helper()
+	dir := t.TempDir()
+	r := &streamRegion{name: name, stream: amqptest.Name("e2e-region-" + name), topo: filepath.Join(dir, "topology.yaml")}
+	amqptest.DeleteQueueAfter(t, r.stream)
+	copyFile(t, "examples/topology.yaml", r.topo)
+	r.sc = startSidecar(t, dir, `
 collectors:
   - {name: topology, type: static, path: topology.yaml, interval: 100ms}
 publishers:
   - {name: central, type: amqp-stream, urls: ["`+amqptest.Broker+`"], stream: `+r.stream+`, max_age: 1h}
 `)
-		regions = append(regions, r)
-		streams[name] = r.stream
+	return r
+}
+
+// lastSeq waits until the publisher has published the change log and
+// returns its last seq.
+func (r *streamRegion) lastSeq(t *testing.T) int64 {
+	t.Helper()
+	var st struct {
+		ChangeLog struct {
+			LastSeq int64 `json:"last_seq"`
+		} `json:"change_log"`
+		Publishers map[string]struct {
+			Cursor int64 `json:"cursor"`
+		} `json:"publishers"`
 	}
-	// sidecarStates is every region's entities as its own get_all has them.
-	sidecarStates := func() map[string]string {
-		out := map[string]string{}
-		for _, r := range regions {
-			for k, e := range r.sc.getAll(t) {
-				out[r.name+"|"+k] = e.State
-			}
+	var last int64
+	waitFor(t, "region "+r.name+" published", 30*time.Second, func() bool {
+		out, _ := r.sc.cli("status")
+		if json.Unmarshal([]byte(out), &st) != nil || st.ChangeLog.LastSeq == 0 {
+			return false
 		}
-		return out
-	}
-	lastSeq := func(r *region) int64 {
-		var st struct {
-			ChangeLog struct {
-				LastSeq int64 `json:"last_seq"`
-			} `json:"change_log"`
-			Publishers map[string]struct {
-				Cursor int64 `json:"cursor"`
-			} `json:"publishers"`
-		}
-		var last int64
-		waitFor(t, "region "+r.name+" published", 30*time.Second, func() bool {
-			out, _ := r.sc.cli("status")
-			if json.Unmarshal([]byte(out), &st) != nil || st.ChangeLog.LastSeq == 0 {
-				return false
-			}
-			last = st.ChangeLog.LastSeq
-			return st.Publishers["central"].Cursor == last
-		})
-		return last
-	}
-	edit := func(r *region, old, new string) int64 {
-		t.Helper()
-		before := lastSeq(r)
-		liveRewrite(t, r.topo, old, new)
-		var last int64
-		waitFor(t, "the edit in region "+r.name, 30*time.Second, func() bool {
-			last = lastSeq(r)
-			return last > before
-		})
-		return last
-	}
+		last = st.ChangeLog.LastSeq
+		return st.Publishers["central"].Cursor == last
+	})
+	return last
+}
+
+// edit changes the topology file and returns the seq of the change once
+// published.
+func (r *streamRegion) edit(t *testing.T, old, new string) int64 {
+	t.Helper()
+	before := r.lastSeq(t)
+	liveRewrite(t, r.topo, old, new)
+	var last int64
+	waitFor(t, "the edit in region "+r.name, 30*time.Second, func() bool {
+		last = r.lastSeq(t)
+		return last > before
+	})
+	return last
+}
+
+// states is each region's entities as its own get_all has them, by
+// "region|key".
+func regionStates(t *testing.T, regions ...*streamRegion) map[string]string {
+	out := map[string]string{}
 	for _, r := range regions {
-		lastSeq(r)
+		for k, e := range r.sc.getAll(t) {
+			out[r.name+"|"+k] = e.State
+		}
 	}
+	return out
+}
+
+func TestStreamRegionsMergedAndResumed(t *testing.T) {
+	t.Parallel()
+	regions := []*streamRegion{startStreamRegion(t, "one"), startStreamRegion(t, "two")}
+	streams := map[string]string{}
+	for _, r := range regions {
+		streams[r.name] = r.stream
+		r.lastSeq(t)
+	}
+	sidecarStates := func() map[string]string { return regionStates(t, regions...) }
+	lastSeq := func(r *streamRegion) int64 { return r.lastSeq(t) }
+	edit := func(r *streamRegion, old, new string) int64 { return r.edit(t, old, new) }
 	state := filepath.Join(t.TempDir(), "consumer.json")
 
 	// Run 1: each region from its stream's snapshot; the keys of the two
@@ -327,5 +350,81 @@ publishers:
 		}
 		sort.Strings(diff)
 		t.Errorf("saved state differs from the sidecars':\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// TestStreamRegionLostSeqTakesSnapshot: a region whose stream no longer
+// holds the changes after the consumer's saved seq (here the stream was
+// deleted and the sidecar's publisher made it again, with a snapshot) is
+// taken from its newest snapshot; the other region resumes at its seq.
+func TestStreamRegionLostSeqTakesSnapshot(t *testing.T) {
+	t.Parallel()
+	one, two := startStreamRegion(t, "one"), startStreamRegion(t, "two")
+	streams := map[string]string{"one": one.stream, "two": two.stream}
+	one.lastSeq(t)
+	two.lastSeq(t)
+	state := filepath.Join(t.TempDir(), "consumer.json")
+	c := startRegionConsumer(t, state, streams)
+	var seen []regionEvent
+	c.next(t, "ready", &seen)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.next(t, "saved", &seen)
+	c.cmd.Wait()
+
+	// While the consumer is stopped: a change in each region; region
+	// two's stream is then lost and made again by its restarted sidecar
+	// (a snapshot first, then the changes after it).
+	through := map[string]int64{"one": one.edit(t, "state: SHUTOFF", "state: ERROR")}
+	two.edit(t, "state: SHUTOFF", "state: ERROR")
+	if err := two.sc.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := amqptest.Admin(t).QueueDelete(two.stream, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	two.sc.start()
+	through["two"] = two.edit(t, "state: DOWN", "state: ACTIVE")
+
+	c = startRegionConsumer(t, state, streams)
+	seen = nil
+	c.next(t, "ready", &seen)
+	c.waitChanges(t, &seen, through)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	final := c.next(t, "saved", &seen)
+	c.cmd.Wait()
+	if final.Resets["one"] != 0 || final.Resets["two"] != 1 {
+		t.Errorf("resets %v, want region two only", final.Resets)
+	}
+	var snaps []string
+	for _, e := range seen {
+		if e.Event == "snapshot" {
+			snaps = append(snaps, e.Region)
+		}
+	}
+	if fmt.Sprint(snaps) != "[two]" {
+		t.Errorf("snapshots taken in run 2: %v, want [two]", snaps)
+	}
+	b, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Regions map[string]struct {
+			Entities map[string]struct {
+				State string `json:"state"`
+			} `json:"entities"`
+		} `json:"regions"`
+	}
+	if err := json.Unmarshal(b, &file); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for r, st := range file.Regions {
+		for k, e := range st.Entities {
+			got[r+"|"+k] = e.State
+		}
+	}
+	if want := regionStates(t, one, two); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("saved state:\n got %v\nwant %v", got, want)
 	}
 }

@@ -173,7 +173,10 @@ class _Stream(object):
         if first is None:
             return 'first', False
         if first.seq > since:
-            return 'first', first.seq > since + 1 and not first.is_snapshot
+            # A change: the changes since+1..seq-1 are not in the stream.
+            # A snapshot message's seq is the last change published before
+            # it: that change is not in the stream either.
+            return 'first', first.seq > since + (0 if first.is_snapshot else 1)
         last = self.probe('last')
         if last is None:
             return 'first', False
