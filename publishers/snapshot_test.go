@@ -137,3 +137,33 @@ func TestStreamSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamReaderGap: a stream that no longer holds the changes after a
+// reader's since (here deleted and made again by the publisher, which
+// begins it with a snapshot) gives the reader a gap first, never a silent
+// skip.
+func TestStreamReaderGap(t *testing.T) {
+	r := openRig(t, t.TempDir())
+	stream := newStream(t)
+	conf := streamConf(stream, amqptest.Broker, "")
+	set := r.publisher(conf)
+	stop := run(set)
+	r.changes(100)
+	waitCursor(t, set, 100)
+	stop()
+	if _, err := amqptest.Admin(t).QueueDelete(stream, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	r.changes(10)
+	set = r.publisher(conf)
+	stop = run(set)
+	defer stop()
+	waitCursor(t, set, 110)
+	msgs := collect(t, amqptest.Broker, stream, 50, 110)
+	if g := msgs[0]; g.Kind != "gap" || !g.Resync || g.LostFrom != 51 || g.LostThrough != 100 {
+		t.Fatalf("first message read after 50: %+v", g)
+	}
+	checkSeqs(t, msgs[1:], 101, 110)
+	// A reader inside what the stream holds gets no gap.
+	checkSeqs(t, collect(t, amqptest.Broker, stream, 105, 110), 106, 110)
+}
