@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -185,7 +186,7 @@ func watch(args []string, env Env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	pos := watchPos{last: *since, id: *dbID}
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		err := watchOnce(ctx, path, types, &pos, env)
 		if ctx.Err() != nil {
@@ -200,12 +201,9 @@ func watch(args []string, env Env) error {
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "watch: %v; reconnecting\n", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx, retry.Next()) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
 }
@@ -250,21 +248,17 @@ func watchOnce(ctx context.Context, path string, types []string, pos *watchPos, 
 	for n := range c.Notifications() {
 		switch n.Method {
 		case "change":
-			var p rpc.ChangeParams
-			if err := json.Unmarshal(n.Params, &p); err != nil {
-				return fmt.Errorf("bad change notification: %w", err)
-			}
-			for _, ch := range p.Changes {
-				var s struct {
-					Seq int64 `json:"seq"`
+			for _, ch := range n.Change.Changes {
+				seq, err := rpc.ChangeSeq(ch)
+				if err != nil {
+					return fmt.Errorf("bad change notification: %w", err)
 				}
-				json.Unmarshal(ch, &s)
-				if s.Seq <= *last {
+				if seq <= *last {
 					continue
 				}
 				out.Write(ch)
 				out.Write([]byte{'\n'})
-				*last = s.Seq
+				*last = seq
 			}
 			if f, ok := out.(*os.File); ok {
 				f.Sync()

@@ -11,16 +11,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
-
-// contractTypes are the entity types docs/contract.md names. A deployment
-// has more (a static topology or a plugin may use any type), so the types
-// the synchronizer reports are known too (knownTypes).
-var contractTypes = []string{
-	"cinder.volume", "heat.stack", "nagios", "neutron.network", "neutron.port",
-	"nova.host", "nova.instance", "nova.zone", "static",
-}
 
 func outputFlag(fs *flag.FlagSet) *string {
 	return fs.String("o", "json", "output format: json or table")
@@ -102,7 +95,7 @@ func knownTypes(ctx context.Context, cl *rpc.Client) (map[string]bool, error) {
 		return nil, fmt.Errorf("status (to check --type): %w", err)
 	}
 	known := map[string]bool{}
-	for _, t := range contractTypes {
+	for _, t := range entity.ContractTypes {
 		known[t] = true
 	}
 	for _, types := range st.Counts {

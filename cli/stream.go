@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/publishers"
 )
 
@@ -39,7 +40,7 @@ func watchStreamCmd(fs *flag.FlagSet, url string, types typeList, since *int64, 
 // seqs start over) are told on stderr; printing goes on.
 func watchStream(ctx context.Context, url, name string, since int64, types []string, env Env) error {
 	last, id := since, ""
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 5*time.Second)
 	out := env.Stdout
 	for ctx.Err() == nil {
 		t0 := time.Now()
@@ -76,14 +77,11 @@ func watchStream(ctx context.Context, url, name string, since int64, types []str
 		}
 		fmt.Fprintf(env.Stderr, "watch: stream %s: %v; reconnecting\n", name, err)
 		if time.Since(t0) > 10*time.Second {
-			backoff = 100 * time.Millisecond
+			retry.Reset() // a session that lasted: the stream is back
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx, retry.Next()) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
 }

@@ -6,14 +6,12 @@ package collectors
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/registry"
 )
 
 // Collector lists the current state of one source.
@@ -37,6 +35,15 @@ type Closer interface {
 // deletes). The result must be JSON-encodable and must not contain secrets.
 type StatusReporter interface {
 	Status() map[string]any
+}
+
+// FileReader is implemented by collectors that read files when they are
+// built (credentials, certificates, mappings): the sidecar watches them, and
+// an edit rebuilds the collector as a change of its settings would. (Data
+// files read at every poll are another matter: a static topology's Path is
+// polled again when it changes.)
+type FileReader interface {
+	Files() []string
 }
 
 // Checker is implemented by collectors that can tell, without contacting a
@@ -87,47 +94,23 @@ type Settings struct {
 // calls factories).
 type Factory func(s Settings) (Collector, error)
 
-var (
-	mu        sync.RWMutex
-	factories = map[string]Factory{}
-)
+var factories = registry.New[Factory]("collector")
 
 // Register makes a collector type available under name. It panics when the
 // name is taken, as that is a programming error.
-func Register(name string, f Factory) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := factories[name]; dup {
-		panic("collectors: type registered twice: " + name)
-	}
-	factories[name] = f
-}
+func Register(name string, f Factory) { factories.Register(name, f) }
 
 // Lookup returns the factory of a collector type.
-func Lookup(name string) (Factory, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	f, ok := factories[name]
-	return f, ok
-}
+func Lookup(name string) (Factory, bool) { return factories.Lookup(name) }
 
 // Types returns the registered collector types, sorted.
-func Types() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(factories))
-	for n := range factories {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Types() []string { return factories.Types() }
 
 // New builds a collector of a registered type.
 func New(typ string, s Settings) (Collector, error) {
-	f, ok := Lookup(typ)
-	if !ok {
-		return nil, fmt.Errorf("unknown collector type %q (known: %v)", typ, Types())
+	f, err := factories.Get(typ)
+	if err != nil {
+		return nil, err
 	}
 	return f(s)
 }

@@ -36,4 +36,5 @@ var (
 	_ Collector      = (*nagios.Collector)(nil)
 	_ StatusReporter = (*nagios.Collector)(nil)
 	_ Checker        = (*nagios.Collector)(nil)
+	_ FileReader     = (*nagios.Collector)(nil)
 )

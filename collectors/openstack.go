@@ -28,8 +28,17 @@ func newOpenStack(s Settings) (Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("openstack collector %q: %w", s.Name, err)
 	}
-	return c, nil
+	return openstackCollector{c, st.Options.Files(s.Dir)}, nil
 }
+
+// openstackCollector is an openstack collector with the files its options
+// made it read.
+type openstackCollector struct {
+	*openstack.Collector
+	files []string
+}
+
+func (c openstackCollector) Files() []string { return c.files }
 
 // Compile-time checks that the openstack collector offers status and close.
 var (
@@ -37,4 +46,5 @@ var (
 	_ Closer          = (*openstack.Collector)(nil)
 	_ TypeFilter      = (*openstack.Collector)(nil)
 	_ TrafficReporter = (*openstack.Collector)(nil)
+	_ FileReader      = openstackCollector{}
 )

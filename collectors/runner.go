@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/entity"
@@ -36,10 +37,11 @@ type TypeFilter interface {
 	SetActiveTypes(types []string)
 }
 
-// Runner runs one configured collector: a poll every interval with jitter,
-// a time-out per poll, capped exponential back-off after failures. A failed
-// poll changes nothing in the baseline. The framework, not the collector,
-// times each poll and records its outcome.
+// Runner runs one configured collector: a poll every interval (start to
+// start, shifted once by the jitter), a time-out per poll, capped
+// exponential back-off after failures. A failed poll changes nothing in the
+// baseline. The framework, not the collector, times each poll and records
+// its outcome.
 type Runner struct {
 	cfg config.Common
 	c   Collector
@@ -48,6 +50,9 @@ type Runner struct {
 	vol map[string][]string
 
 	trigger chan collectRequest
+	// shift is the jitter, drawn once: how far this runner's schedule is
+	// moved from that of collectors started at the same moment.
+	shift time.Duration
 	// active is the set of active entity types (nil: every type); observe
 	// is told the outcome of each poll (metrics). Both may change while
 	// the runner runs, without restarting it.
@@ -137,7 +142,11 @@ func NewRunner(cfg config.Common, c Collector, eng Applier, log *slog.Logger) *R
 	for t, fs := range cfg.VolatileFields {
 		vol[t] = append(vol[t], fs...)
 	}
-	return &Runner{cfg: cfg, c: c, eng: eng, log: log, vol: vol, trigger: make(chan collectRequest), state: "created"}
+	r := &Runner{cfg: cfg, c: c, eng: eng, log: log, vol: vol, trigger: make(chan collectRequest), state: "created"}
+	if cfg.Jitter > 0 {
+		r.shift = time.Duration(rand.Float64() * cfg.Jitter * float64(cfg.Interval.D()))
+	}
+	return r
 }
 
 // Collector returns the wrapped collector.
@@ -156,6 +165,7 @@ func (r *Runner) Run(ctx context.Context) {
 		}
 	}()
 	delay := time.Duration(0)
+	shifted := false
 	for {
 		r.mu.Lock()
 		r.nextPoll = time.Now().Add(delay)
@@ -171,6 +181,7 @@ func (r *Runner) Run(ctx context.Context) {
 			t.Stop()
 			req = &q
 		}
+		start := time.Now()
 		res, err := r.poll(ctx, req != nil && req.force)
 		if req != nil {
 			req.done <- collectReply{res, err}
@@ -178,28 +189,51 @@ func (r *Runner) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		delay = r.nextDelay(err != nil)
+		delay = r.nextDelay(err, time.Since(start))
+		if err == nil && !shifted {
+			delay += r.shift
+			shifted = true
+		}
 	}
 }
 
-// nextDelay is the interval with jitter after a success, and the interval
-// doubled per consecutive failure, capped at max_backoff, after a failure.
-func (r *Runner) nextDelay(failed bool) time.Duration {
+// timeoutBackoff caps the back-off after polls that merely timed out, in
+// intervals: a slow source is spared a little, but a change never waits
+// minutes behind a poll that was only late.
+const timeoutBackoff = 4
+
+// timedOut says whether a poll failed by running out of time (its own
+// time-out, or requests that outlived theirs) rather than being refused.
+func timedOut(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &t) && t.Timeout()
+}
+
+// nextDelay is the wait after a poll that took took and ended with err.
+//
+// After a success the next poll starts one interval after this one
+// started, not after it ended: a change waits at most an interval plus one
+// poll, however long polls take. A poll longer than the interval is
+// followed by a rest of a tenth of the interval. The jitter is not added
+// here but once (shift), after the first success: a jitter drawn at every
+// poll would add itself to the time a change takes to arrive.
+//
+// After a failure the wait is the interval doubled per consecutive failure,
+// capped at max_backoff, or at timeoutBackoff intervals when the poll
+// merely timed out.
+func (r *Runner) nextDelay(err error, took time.Duration) time.Duration {
 	iv := r.cfg.Interval.D()
-	if failed {
+	if err != nil {
 		r.mu.Lock()
 		n := r.consecutive
 		r.mu.Unlock()
-		d := iv
-		for i := 1; i < n && d < r.cfg.MaxBackoff.D(); i++ {
-			d *= 2
+		ceiling := r.cfg.MaxBackoff.D()
+		if timedOut(err) {
+			ceiling = min(max(ceiling, iv), timeoutBackoff*iv)
 		}
-		return min(d, max(r.cfg.MaxBackoff.D(), iv))
+		return backoff.Policy{Min: iv, Max: ceiling}.Delay(n)
 	}
-	if r.cfg.Jitter > 0 {
-		iv += time.Duration(rand.Float64() * r.cfg.Jitter * float64(iv))
-	}
-	return iv
+	return max(iv-took, iv/10)
 }
 
 // Collect runs a poll now, between scheduled polls (never concurrently with
@@ -235,7 +269,7 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 	defer cancel()
 	snap, err := r.collect(pctx)
 	if err == nil && pctx.Err() != nil {
-		err = fmt.Errorf("poll timed out after %s", r.cfg.Timeout.D())
+		err = fmt.Errorf("poll timed out after %s: %w", r.cfg.Timeout.D(), pctx.Err())
 	}
 	if err == nil {
 		snap = r.filter(snap)
@@ -402,49 +436,77 @@ func (r *Runner) LastSuccess() (time.Time, time.Duration) {
 	return r.lastSuccess, r.cfg.Interval.D()
 }
 
-func (r *Runner) Status() map[string]any {
+func (r *Runner) Status() Status {
 	r.mu.Lock()
-	st := map[string]any{
-		"name":                 r.cfg.Name,
-		"type":                 r.cfg.Type,
-		"state":                r.state,
-		"interval":             r.cfg.Interval.D().String(),
-		"polls":                r.polls,
-		"failures":             r.failures,
-		"consecutive_failures": r.consecutive,
-		"last_duration":        r.lastDur.String(),
-		"last_duration_ms":     r.lastDur.Milliseconds(),
-		"max_duration_ms":      r.maxDur.Milliseconds(),
-		"last_entities":        r.lastCount,
-		"last_result":          r.lastResult,
-		// Keys this collector lists that another one keeps (README
-		// "Ownership"), counted when first seen; listings of a key
-		// beyond its first in one poll, dropped.
-		"ownership_conflicts_total": r.conflicts,
-		"duplicate_keys_total":      r.duplicates,
+	st := Status{
+		Name:                    r.cfg.Name,
+		Type:                    r.cfg.Type,
+		State:                   r.state,
+		Interval:                r.cfg.Interval.D().String(),
+		Polls:                   r.polls,
+		Failures:                r.failures,
+		ConsecutiveFailures:     r.consecutive,
+		LastDuration:            r.lastDur.String(),
+		LastDurationMS:          r.lastDur.Milliseconds(),
+		MaxDurationMS:           r.maxDur.Milliseconds(),
+		LastEntities:            r.lastCount,
+		LastResult:              r.lastResult,
+		OwnershipConflictsTotal: r.conflicts,
+		DuplicateKeysTotal:      r.duplicates,
+		StartedAt:               r.startedAt.UTC(),
+		LastRun:                 r.lastStart.UTC(),
+		LastSuccess:             r.lastSuccess.UTC(),
 	}
 	if r.polls > 0 {
-		st["avg_duration_ms"] = (r.totalDur / time.Duration(r.polls)).Milliseconds()
-	}
-	if !r.startedAt.IsZero() {
-		st["started_at"] = r.startedAt.UTC()
-	}
-	if !r.lastStart.IsZero() {
-		st["last_run"] = r.lastStart.UTC()
-	}
-	if !r.lastSuccess.IsZero() {
-		st["last_success"] = r.lastSuccess.UTC()
+		avg := (r.totalDur / time.Duration(r.polls)).Milliseconds()
+		st.AvgDurationMS = &avg
 	}
 	if r.lastError != "" {
-		st["last_error"] = r.lastError
-		st["last_error_at"] = r.lastErrorAt.UTC()
+		st.LastError, st.LastErrorAt = r.lastError, r.lastErrorAt.UTC()
 	}
 	if !r.nextPoll.IsZero() && r.state == "idle" || r.state == "failing" {
-		st["next_poll"] = r.nextPoll.UTC()
+		next := r.nextPoll.UTC()
+		st.NextPoll = &next
 	}
 	r.mu.Unlock()
 	if sr, ok := r.c.(StatusReporter); ok {
-		st["details"] = sr.Status()
+		st.Details = sr.Status()
 	}
 	return st
+}
+
+// Status is a runner's figures in `status`. The fields are in the order of
+// their JSON names, as the map status once was: the encoding is the same
+// byte for byte (sidecar/testdata/status.golden.json). Pointers are figures
+// that are absent, rather than zero, until known.
+type Status struct {
+	AvgDurationMS       *int64 `json:"avg_duration_ms,omitempty"`
+	ConsecutiveFailures int    `json:"consecutive_failures"`
+	// Details are the collector's own figures (StatusReporter).
+	Details map[string]any `json:"details,omitzero"`
+	// Keys this collector lists that another one keeps (README
+	// "Ownership"), counted when first seen; listings of a key beyond its
+	// first in one poll, dropped.
+	DuplicateKeysTotal int64 `json:"duplicate_keys_total"`
+	// Entities are the baseline's counts per type of this collector,
+	// filled in by whoever knows the baseline (the sidecar).
+	Entities                map[string]int `json:"entities,omitzero"`
+	Failures                int64          `json:"failures"`
+	Interval                string         `json:"interval"`
+	LastDuration            string         `json:"last_duration"`
+	LastDurationMS          int64          `json:"last_duration_ms"`
+	LastEntities            int            `json:"last_entities"`
+	LastError               string         `json:"last_error,omitempty"`
+	LastErrorAt             time.Time      `json:"last_error_at,omitzero"`
+	LastResult              engine.Result  `json:"last_result"`
+	LastRun                 time.Time      `json:"last_run,omitzero"`
+	LastSuccess             time.Time      `json:"last_success,omitzero"`
+	MaxDurationMS           int64          `json:"max_duration_ms"`
+	Name                    string         `json:"name"`
+	NextPoll                *time.Time     `json:"next_poll,omitempty"`
+	OwnershipConflictsTotal int64          `json:"ownership_conflicts_total"`
+	Polls                   int64          `json:"polls"`
+	StartedAt               time.Time      `json:"started_at,omitzero"`
+	State                   string         `json:"state"`
+	Type                    string         `json:"type"`
 }

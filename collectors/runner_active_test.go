@@ -66,7 +66,7 @@ func TestActiveTypesFilter(t *testing.T) {
 			if len(observed) != app.count() {
 				t.Errorf("observer saw %d polls, engine %d", len(observed), app.count())
 			}
-			if st := r.Status(); st["max_duration_ms"] == nil || st["avg_duration_ms"] == nil {
+			if st := r.Status(); st.AvgDurationMS == nil {
 				t.Errorf("status lacks durations: %v", st)
 			}
 		})

@@ -3,8 +3,10 @@ package collectors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -92,30 +94,103 @@ func TestFailedPollsChangeNothing(t *testing.T) {
 				t.Fatal("a failed poll reached the engine")
 			}
 			st := r.Status()
-			if st["failures"].(int64) == 0 || st["last_error"] == nil {
+			if st.Failures == 0 || st.LastError == "" {
 				t.Fatalf("status does not show the failure: %v", st)
 			}
 		})
 	}
 }
 
-func TestBackoffDoublesAndCaps(t *testing.T) {
-	r := NewRunner(common(time.Second, time.Second, 5*time.Second), &fakeCollector{}, &fakeApplier{}, quiet)
-	var got []time.Duration
-	for n := 1; n <= 5; n++ {
-		r.consecutive = n
-		got = append(got, r.nextDelay(true))
+func TestNextDelay(t *testing.T) {
+	refused := errors.New("HTTP 500")
+	timeout := fmt.Errorf("nova: list servers: %w", context.DeadlineExceeded)
+	cases := []struct {
+		name       string
+		interval   time.Duration
+		maxBackoff time.Duration
+		err        error
+		took       time.Duration
+		want       []time.Duration // for 1, 2, ... consecutive failures (one value for a success)
+	}{
+		// The next poll starts an interval after this one started: a
+		// change waits at most an interval plus a poll.
+		{"success: interval from the start", 10 * time.Second, time.Minute, nil, 1500 * time.Millisecond, []time.Duration{8500 * time.Millisecond}},
+		{"success: a poll longer than the interval rests a tenth", 2 * time.Second, time.Minute, nil, 3 * time.Second, []time.Duration{200 * time.Millisecond}},
+		{"failure: doubles and caps at max_backoff", time.Second, 5 * time.Second, refused, 0,
+			[]time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}},
+		{"failure: max_backoff under the interval", 10 * time.Second, time.Second, refused, 0, []time.Duration{10 * time.Second, 10 * time.Second}},
+		// A poll that merely timed out never waits minutes (2 s: 2, 4,
+		// 8, 8, ... instead of up to 5 min).
+		{"time-out: caps at 4 intervals", 2 * time.Second, 5 * time.Minute, timeout, 0,
+			[]time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second, 8 * time.Second, 8 * time.Second, 8 * time.Second}},
+		{"time-out: max_backoff lower still caps", 2 * time.Second, 3 * time.Second, timeout, 0, []time.Duration{2 * time.Second, 3 * time.Second, 3 * time.Second}},
+		{"time-out of a request (Timeout() true)", time.Second, time.Hour, errors.Join(refused, fmt.Errorf("page 2: %w", netTimeout{})), 0,
+			[]time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}},
 	}
-	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("back-off %v, want %v", got, want)
-		}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRunner(common(tc.interval, time.Second, tc.maxBackoff), &fakeCollector{}, &fakeApplier{}, quiet)
+			var got []time.Duration
+			for n := range tc.want {
+				r.consecutive = n + 1
+				got = append(got, r.nextDelay(tc.err, tc.took))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("delays %v, want %v", got, tc.want)
+			}
+		})
 	}
-	r.cfg.Jitter = 0.1
-	for i := 0; i < 100; i++ {
-		if d := r.nextDelay(false); d < time.Second || d > 1100*time.Millisecond {
-			t.Fatalf("delay with 10%% jitter: %v", d)
+}
+
+type netTimeout struct{}
+
+func (netTimeout) Error() string   { return "request timed out after 1s" }
+func (netTimeout) Timeout() bool   { return true }
+func (netTimeout) Temporary() bool { return true }
+
+// The jitter shifts the schedule once, by at most its share of the
+// interval; every later poll starts an interval after the one before.
+func TestJitterShiftsOnce(t *testing.T) {
+	app := &fakeApplier{}
+	var mu sync.Mutex
+	var starts []time.Time
+	col := &fakeCollector{fn: func(context.Context, int) (*entity.Snapshot, error) {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+		time.Sleep(60 * time.Millisecond) // a poll's own duration
+		return &entity.Snapshot{AllTypes: true}, nil
+	}}
+	cfg := common(200*time.Millisecond, time.Second, time.Second)
+	cfg.Jitter = 0.5
+	r := NewRunner(cfg, col, app, quiet)
+	if r.shift < 0 || r.shift >= 100*time.Millisecond {
+		t.Fatalf("shift %v, want within [0, 100ms)", r.shift)
+	}
+	r.shift = 100 * time.Millisecond // the largest a draw can be
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	for app.count() < 6 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	gaps := make([]time.Duration, len(starts)-1)
+	for i := range gaps {
+		gaps[i] = starts[i+1].Sub(starts[i])
+	}
+	// Start to start: the interval plus the shift once, then the interval,
+	// never the interval plus the poll's 60 ms or a new draw.
+	if gaps[0] < 300*time.Millisecond || gaps[0] >= 350*time.Millisecond {
+		t.Errorf("first gap %v, want 300ms (interval + shift)", gaps[0])
+	}
+	for _, g := range gaps[1:] {
+		if g < 200*time.Millisecond || g >= 250*time.Millisecond {
+			t.Errorf("gaps %v, want 200ms after the first", gaps)
+			break
 		}
 	}
 }
@@ -148,7 +223,7 @@ func TestRunnerPollsAndRecovers(t *testing.T) {
 		t.Fatalf("snapshot options %+v", o)
 	}
 	st := r.Status()
-	if st["consecutive_failures"].(int) != 0 || st["failures"].(int64) != 1 {
+	if st.ConsecutiveFailures != 0 || st.Failures != 1 {
 		t.Fatalf("status after recovery: %v", st)
 	}
 }

@@ -110,8 +110,9 @@ type Common struct {
 	Name     string   `yaml:"name"`
 	Type     string   `yaml:"type"`
 	Interval Duration `yaml:"interval"`
-	// Jitter delays each poll by a random share of up to Jitter of the
-	// interval (0.1 = 10%), so that many collectors do not poll in step.
+	// Jitter shifts the collector's polls, once, by a random share of up
+	// to Jitter of the interval (0.1 = 10%), so that many collectors do
+	// not poll in step; polls then start an interval apart.
 	Jitter  float64  `yaml:"jitter"`
 	Timeout Duration `yaml:"timeout"`
 	// MaxBackoff caps the exponential back-off after failed polls.
@@ -150,9 +151,12 @@ type Listener struct {
 
 // Defaults applied to fields left empty.
 const (
-	DefaultInterval        = 30 * time.Second
-	DefaultJitter          = 0.1
-	DefaultMaxBackoff      = 5 * time.Minute
+	DefaultInterval   = 30 * time.Second
+	DefaultJitter     = 0.1
+	DefaultMaxBackoff = 5 * time.Minute
+	// MinDefaultTimeout is the least default timeout of a poll (the
+	// default is 9/10 of the interval).
+	MinDefaultTimeout      = 10 * time.Second
 	DefaultSubscriberQueue = 100000
 	DefaultNotifyBatch     = 1000
 	DefaultWriteTimeout    = 30 * time.Second
@@ -307,8 +311,11 @@ func (c *Config) applyDefaults() {
 			cc.Interval = Duration(DefaultInterval)
 		}
 		if cc.Timeout == 0 {
-			// A poll may take most of its interval, never more.
-			cc.Timeout = Duration(cc.Interval.D() * 9 / 10)
+			// A poll may take most of its interval, and never less than
+			// a real API needs under load (a token, then pages of 1-2 s
+			// each): a shorter one fails polls that were merely slow,
+			// and the next poll starts late anyway.
+			cc.Timeout = Duration(max(cc.Interval.D()*9/10, MinDefaultTimeout))
 		}
 		if cc.MaxBackoff == 0 {
 			cc.MaxBackoff = Duration(DefaultMaxBackoff)

@@ -66,14 +66,19 @@ func wantOf(t *testing.T, b []byte) string {
 func TestDefaultsAndRelativePaths(t *testing.T) {
 	c, err := Parse([]byte(`
 collectors:
-  - {name: topo, type: static, path: t.yaml, interval: 10s}
+  - {name: topo, type: static, path: t.yaml, interval: 20s}
+  - {name: fast, type: static, path: t.yaml, interval: 2s}
 metrics: {listen: "[::1]:9464"}
 `), "/etc/sync/config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cc := c.Collectors[0].Common
-	if cc.Timeout.D() != 9*time.Second || *cc.MaxDeleteRatio != DefaultMaxDeleteRatio || cc.MaxBackoff.D() != DefaultMaxBackoff {
+	// 9/10 of the interval, never under MinDefaultTimeout.
+	if fast := c.Collectors[1].Common; fast.Timeout.D() != MinDefaultTimeout {
+		t.Errorf("timeout at interval 2s: %s, want %s", fast.Timeout.D(), MinDefaultTimeout)
+	}
+	if cc.Timeout.D() != 18*time.Second || *cc.MaxDeleteRatio != DefaultMaxDeleteRatio || cc.MaxBackoff.D() != DefaultMaxBackoff {
 		t.Errorf("collector defaults %+v", cc)
 	}
 	if c.Abs(c.Database) != "/etc/sync/var/synchronizer.db" || c.Abs("/x") != "/x" {

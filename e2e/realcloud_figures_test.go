@@ -83,7 +83,14 @@ func TestRealCloudFigures(t *testing.T) {
 		// interval) fails and the next waits its back-off: the count
 		// explains an outlier.
 		st := cloudStatus(t, s)
-		t.Logf("interval %s: %d polls, %d failed", interval, st.Polls, st.Failures)
+		t.Logf("interval %s: %d polls, %d failed (last error %q), poll duration avg %d ms, max %d ms; %d tokens",
+			interval, st.Polls, st.Failures, st.LastError, st.AvgDurationMs, st.MaxDurationMs, st.Details.Tokens)
+		// From 2.88 on, os-hypervisors/detail makes nova-api ask every
+		// nova-compute for its uptime: hosts are listed at 2.87.
+		t.Logf("nova microversion %s, hypervisors listed at %s", st.Details.NovaMicroversion, st.Details.HypervisorsVersion)
+		if st.Details.HypervisorsVersion != "2.87" {
+			t.Errorf("hypervisors listed at %q, want 2.87 (Nova at %s)", st.Details.HypervisorsVersion, st.Details.NovaMicroversion)
+		}
 		s.stop()
 		rows = append(rows,
 			latencyRow(interval, "stop → SHUTOFF", stopSub, stopNova),

@@ -821,11 +821,16 @@ func deleteFleet(t *testing.T, c *testcloud.Cloud, ids []string) {
 
 // cloudSt is what the tests read of the collector's status.
 type cloudSt struct {
-	Polls    int64 `json:"polls"`
-	Failures int64 `json:"failures"`
-	Details  struct {
-		Tokens int `json:"tokens_obtained"`
-		Types  map[string]struct {
+	Polls         int64  `json:"polls"`
+	Failures      int64  `json:"failures"`
+	AvgDurationMs int64  `json:"avg_duration_ms"`
+	MaxDurationMs int64  `json:"max_duration_ms"`
+	LastError     string `json:"last_error"`
+	Details       struct {
+		Tokens             int    `json:"tokens_obtained"`
+		NovaMicroversion   string `json:"nova_microversion"`
+		HypervisorsVersion string `json:"nova_hypervisors_microversion"`
+		Types              map[string]struct {
 			LastSuccess time.Time `json:"last_success"`
 			LastError   string    `json:"last_error"`
 			Count       int       `json:"count"`

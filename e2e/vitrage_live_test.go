@@ -321,7 +321,13 @@ timeout = 5
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// python3-vitrage ships no api-paste.ini: the noauth app alone.
+	writeLivePaste(t, dir)
+}
+
+// writeLivePaste writes dir/api-paste.ini: python3-vitrage ships none, and
+// the noauth app alone is enough.
+func writeLivePaste(t *testing.T, dir string) {
+	t.Helper()
 	paste := `[composite:vitrage+noauth]
 use = egg:Paste#urlmap
 /v1 = vitragev1

@@ -229,6 +229,11 @@ func (e *Engine) ApplySnapshot(ctx context.Context, snap *entity.Snapshot, o Sna
 		}
 		switch {
 		case !ok:
+			if tb, dead := e.tombs.get(key, now.UnixNano()); dead && started <= tb.committed {
+				// Listed before its delete was committed (tombstone.go).
+				res.Ignored++
+				continue
+			}
 			changes = append(changes, pending{action: entity.Create, p: p})
 		case r.observed > started:
 			res.Ignored++
@@ -377,6 +382,9 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 	type state struct {
 		r       rec
 		present bool
+		// deleted: by an event of this batch, at gone.
+		deleted bool
+		gone    int64
 	}
 	overlay := map[string]state{}
 	// written is the last create or update of each key in this batch, for
@@ -395,6 +403,20 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 			res.Ignored++
 			continue
 		}
+		if !cur.present && evs[i].Action != entity.Delete {
+			// A key deleted in this batch, or with a tombstone: an event
+			// not after the delete does not bring it back (tombstone.go).
+			gone, dead := cur.gone, cur.deleted
+			if !ok {
+				var tb tomb
+				tb, dead = e.tombs.get(key, now.UnixNano())
+				gone = tb.event
+			}
+			if dead && ts <= gone {
+				res.Ignored++
+				continue
+			}
+		}
 		if evs[i].KeepLinks && evs[i].Action != entity.Delete && cur.present {
 			if err := e.keepLinks(ctx, p, written[key], source, now); err != nil {
 				return res, fmt.Errorf("engine: events of %s: %w", source, err)
@@ -411,7 +433,7 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 			changes = append(changes, pending{action: entity.Delete, key: key, typ: p.ent.Type, source: p.ent.Source,
 				obs: p.ent.Timestamp, prev: written[key]})
 			delete(written, key)
-			overlay[key] = state{}
+			overlay[key] = state{deleted: true, gone: ts}
 			continue
 		case !cur.present:
 			changes = append(changes, pending{action: entity.Create, p: p})
@@ -581,6 +603,7 @@ func (e *Engine) commitBatch(ctx context.Context, batch []pending, touches []sto
 		return err
 	}
 	e.lastSeq = seq
+	committed := e.o.Now().UnixNano()
 	for i := range batch {
 		c := &batch[i]
 		old, had := e.idx[c.key]
@@ -596,7 +619,10 @@ func (e *Engine) commitBatch(ctx context.Context, batch []pending, touches []sto
 			delete(e.idx, c.key)
 			e.count(from, nil)
 			res.Deleted++
+			// encode set obs: the delete event's time, or the apply's.
+			e.tombs.add(c.key, c.obs.UnixNano(), committed)
 		default:
+			e.tombs.revive(c.p.ent.Key)
 			r := rec{hash: c.p.hash, core: c.p.core, observed: c.p.ent.Timestamp.UnixNano(),
 				source: e.intern(c.p.ent.Source), typ: e.intern(c.p.ent.Type)}
 			e.idx[c.p.ent.Key] = r

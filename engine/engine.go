@@ -91,6 +91,9 @@ type Engine struct {
 	refs     map[uint16]bool
 	shadowed map[uint16]map[string]shadow
 
+	// tombs are the recent deletes (tombstone.go); guarded by mu.
+	tombs tombstones
+
 	// floor, when set, bounds pruning: changes after it are kept (a
 	// publisher has not sent them yet).
 	floor atomic.Pointer[func() int64]
@@ -116,6 +119,7 @@ func New(ctx context.Context, st *store.Store, o Options) (*Engine, error) {
 
 		refs:     make(map[uint16]bool),
 		shadowed: make(map[uint16]map[string]shadow),
+		tombs:    tombstones{ttl: tombstoneTTL, max: tombstoneMax},
 	}
 	last, _, err := st.LogBounds(ctx)
 	if err != nil {

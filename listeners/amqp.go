@@ -3,18 +3,18 @@ package listeners
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
+	"github.com/openstack-synchronizer/synchronizer/capool"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/oslo"
 )
@@ -77,6 +77,7 @@ type amqpListener struct {
 	tls    *tls.Config
 	mapper *oslo.Mapper
 	owner  string // the owner setting: the collector our events update
+	dir    string // the config's directory: relative paths are in it
 	log    *slog.Logger
 	st     amqpStats
 	limit  logLimiter
@@ -122,7 +123,7 @@ func newAMQP(s Settings) (Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("amqp %s: %w", s.Name, err)
 	}
-	l := &amqpListener{cfg: c, mapper: mapper, owner: c.Owner, log: s.Logger}
+	l := &amqpListener{cfg: c, mapper: mapper, owner: c.Owner, log: s.Logger, dir: s.Dir}
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -236,23 +237,39 @@ func normalizeURL(raw string, useTLS bool) (string, string, error) {
 	return u.String(), u.Host, nil
 }
 
-func loadTLS(t *amqpTLS, dir string) (*tls.Config, error) {
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
+// Files lists the TLS files the listener read when it was built: the
+// sidecar rebuilds it when one is edited (a renewed certificate).
+func (l *amqpListener) Files() []string {
+	t := l.cfg.TLS
+	if t == nil {
+		return nil
 	}
+	var out []string
+	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
+		if f != "" {
+			out = append(out, absIn(l.dir, f))
+		}
+	}
+	return out
+}
+
+// absIn resolves a relative path against the config's directory.
+func absIn(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+func loadTLS(t *amqpTLS, dir string) (*tls.Config, error) {
+	abs := func(p string) string { return absIn(dir, p) }
 	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(abs(t.CAFile))
+		pool, err := capool.Load(abs(t.CAFile))
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s: no PEM certificate", t.CAFile)
-		}
+		tc.RootCAs = pool
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		return nil, errors.New("cert_file and key_file go together")
@@ -280,7 +297,7 @@ var errFatal = errors.New("configuration does not match the broker")
 // the existing exchanges or queue, missing dead-letter exchange, no
 // permission): retrying would fail the same way.
 func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
-	backoff := l.cfg.MinBackoff.D()
+	retry := backoff.New(l.cfg.MinBackoff.D(), l.cfg.MaxBackoff.D())
 	// Before the first session consumes, nothing was listening: the
 	// collectors catch up once it does. After a lost connection: a
 	// non-durable queue may have gone with a broker restart (a queue found
@@ -323,15 +340,15 @@ func (l *amqpListener) Run(ctx context.Context, sink Sink) error {
 		// A broker that accepts and then drops us at once is not "back":
 		// only a session that lasted resets the back-off.
 		if consumed && time.Since(began) > 10*time.Second {
-			backoff = l.cfg.MinBackoff.D()
+			retry.Reset()
 		}
+		wait := retry.Next()
 		l.limit.log(l.log, "connection", slog.LevelWarn, "amqp "+what+", reconnecting",
-			"broker", l.hosts[i], "retry_in", backoff, "err", err)
-		if !sleepCtx(ctx, backoff) {
+			"broker", l.hosts[i], "retry_in", wait, "err", err)
+		if !backoff.Wait(ctx, wait) {
 			l.setState("stopped", "", nil)
 			return nil
 		}
-		backoff = min(backoff*2, l.cfg.MaxBackoff.D())
 	}
 }
 
@@ -367,24 +384,14 @@ func (l *amqpListener) setDown(why string) {
 }
 
 // Status implements StatusReporter.
-func (l *amqpListener) Status() map[string]any {
-	m := l.st.snapshot(l.cfg.Queue)
-	m["queue_durable"] = l.cfg.QueueDurable
-	return m
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+func (l *amqpListener) Status() Status {
+	st := l.st.snapshot(l.cfg.Queue)
+	st.QueueDurable = l.cfg.QueueDurable
+	return st
 }
 
 var (
 	_ Listener       = (*amqpListener)(nil)
 	_ StatusReporter = (*amqpListener)(nil)
+	_ FileReader     = (*amqpListener)(nil)
 )

@@ -75,13 +75,13 @@ func TestAMQPSinkErrorRedelivers(t *testing.T) {
 	stop := run(t, l, sink)
 	amqptest.NewPublisher(t).PublishWait(ex, "notifications.info", instanceBody(t, "11111111-0000-4000-8000-000000000001", "active", time.Now()))
 	waitFor(t, 10*time.Second, "the redelivered message to be applied", func() bool { return len(sink.got()) == 1 })
-	waitFor(t, 5*time.Second, "the ack", func() bool { return l.Status()["acked"].(int64) == 1 })
+	waitFor(t, 5*time.Second, "the ack", func() bool { return l.Status().Acked == 1 })
 	st := l.Status()
-	if st["apply_errors"].(int64) != 1 || st["received"].(int64) != 2 || st["redelivered"].(int64) != 1 {
+	if st.ApplyErrors != 1 || st.Received != 2 || st.Redelivered != 1 {
 		t.Fatalf("status: %v", st)
 	}
-	if !strings.Contains(st["last_error"].(string), "database is locked") {
-		t.Fatalf("last_error %q", st["last_error"])
+	if !strings.Contains(st.LastError, "database is locked") {
+		t.Fatalf("last_error %q", st.LastError)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -104,10 +104,10 @@ func TestAMQPPipelineFailureRequeuesBoth(t *testing.T) {
 		}
 		// The first apply waits for the second message to be decoded.
 		deadline := time.Now().Add(minWait)
-		for l.Status()["received"].(int64) < 2 && time.Now().Before(deadline) {
+		for l.Status().Received < 2 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		overlapped <- l.Status()["received"].(int64) >= 2
+		overlapped <- l.Status().Received >= 2
 		return errors.New("disk I/O error")
 	}}
 	stop := run(t, l, sink)
@@ -118,7 +118,7 @@ func TestAMQPPipelineFailureRequeuesBoth(t *testing.T) {
 		t.Fatal("the second message was not received while the first was applied")
 	}
 	waitFor(t, 10*time.Second, "both applied", func() bool { return len(sink.got()) == 2 })
-	waitFor(t, 5*time.Second, "the acks", func() bool { return l.Status()["acked"].(int64) == 2 })
+	waitFor(t, 5*time.Second, "the acks", func() bool { return l.Status().Acked == 2 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestAMQPPipelineFailureRequeuesBoth(t *testing.T) {
 		t.Fatalf("applied %s then %s, want %s then %s", got[0].Entity.ID, got[1].Entity.ID, a, b)
 	}
 	st := l.Status()
-	if st["apply_errors"].(int64) != 1 || st["received"].(int64) != 4 || st["redelivered"].(int64) != 2 {
+	if st.ApplyErrors != 1 || st.Received != 4 || st.Redelivered != 2 {
 		t.Fatalf("status: %v", st)
 	}
 	if n := queueDepth(t, q); n != 0 {
@@ -154,14 +154,14 @@ func TestAMQPBadMessages(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "all messages", func() bool {
 		st := l.Status()
-		return st["acked"].(int64) == 2 && st["bad_total"].(int64) == 4
+		return st.Acked == 2 && st.BadTotal == 4
 	})
 	got := sink.got()
 	if len(got) != 2 || got[0].Entity.State != "ACTIVE" || got[1].Entity.State != "SHUTOFF" {
 		t.Fatalf("got %+v", got)
 	}
 	want := map[string]int64{"not_json": 1, "no_event_type": 1, "unknown_event_type": 1, "bad_payload": 1}
-	if bad := l.Status()["bad"].(map[string]int64); fmt.Sprint(bad) != fmt.Sprint(want) {
+	if bad := l.Status().Bad; fmt.Sprint(bad) != fmt.Sprint(want) {
 		t.Fatalf("bad = %v, want %v", bad, want)
 	}
 	if err := stop(); err != nil {
@@ -198,7 +198,7 @@ func TestAMQPDeadLetter(t *testing.T) {
 	if err != nil || !ok || string(d.Body) != "garbage" {
 		t.Fatalf("dead letter: %v %v %q", ok, err, d.Body)
 	}
-	if st := l.Status(); st["dead_lettered"].(int64) != 1 {
+	if st := l.Status(); st.DeadLettered != 1 {
 		t.Fatalf("status %v", st)
 	}
 }
@@ -234,7 +234,7 @@ func TestAMQPDurableMismatch(t *testing.T) {
 				!strings.Contains(err.Error(), hint) || !strings.Contains(err.Error(), what) {
 				t.Fatalf("err = %v", err)
 			}
-			if st := l.Status(); st["state"] != "failed" || !strings.Contains(st["last_error"].(string), "durable") {
+			if st := l.Status(); st.State != "failed" || !strings.Contains(st.LastError, "durable") {
 				t.Fatalf("status %v", st)
 			}
 		})
@@ -250,7 +250,7 @@ func TestAMQPFailover(t *testing.T) {
 	amqptest.DeleteQueueAfter(t, l.cfg.Queue)
 	run(t, l, &recSink{})
 	st := l.Status()
-	if st["broker"] != "127.0.0.1:5672" || !strings.Contains(st["last_error"].(string), "127.0.0.1:1") {
+	if st.Broker != "127.0.0.1:5672" || !strings.Contains(st.LastError, "127.0.0.1:1") {
 		t.Fatalf("status %v", st)
 	}
 	if b, _ := json.Marshal(st); strings.Contains(string(b), "s3cret") || strings.Contains(string(b), "guest") {
@@ -350,7 +350,7 @@ func TestAMQPReconnectBurst(t *testing.T) {
 	if keys != total || changes != total {
 		t.Fatalf("keys %d changes %d, want %d each", keys, changes, total)
 	}
-	if st["reconnects"].(int64) < 1 || st["redelivered"].(int64) < 1 {
+	if st.Reconnects < 1 || st.Redelivered < 1 {
 		t.Fatalf("no reconnect or no redelivery: %v", st)
 	}
 	if n := queueDepthAt(t, url, q); n != 0 {

@@ -16,6 +16,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/oslo"
 )
@@ -226,7 +227,7 @@ func declareErr(what, key string, durable bool, err error) error {
 // not the decoding, is the longer part), so at most two batches are
 // unacknowledged; they are applied and acknowledged in order.
 func (l *amqpListener) consume(ctx context.Context, sink Sink, ch *amqp.Channel, deliveries <-chan amqp.Delivery, closed <-chan *amqp.Error) error {
-	applyBackoff := l.cfg.MinBackoff.D()
+	applyRetry := backoff.New(l.cfg.MinBackoff.D(), l.cfg.MaxBackoff.D())
 	var fl *flight
 	defer func() {
 		if fl != nil {
@@ -242,7 +243,7 @@ func (l *amqpListener) consume(ctx context.Context, sink Sink, ch *amqp.Channel,
 			return false, err
 		}
 		if !failed {
-			applyBackoff = l.cfg.MinBackoff.D()
+			applyRetry.Reset()
 			return true, nil
 		}
 		if next != nil && next.good > 0 {
@@ -250,10 +251,9 @@ func (l *amqpListener) consume(ctx context.Context, sink Sink, ch *amqp.Channel,
 				return false, fmt.Errorf("amqp: nack: %w", err)
 			}
 		}
-		if !sleepCtx(ctx, applyBackoff) {
+		if !backoff.Wait(ctx, applyRetry.Next()) {
 			return false, nil
 		}
-		applyBackoff = min(applyBackoff*2, l.cfg.MaxBackoff.D())
 		return false, nil
 	}
 	batch := make([]amqp.Delivery, 0, l.cfg.BatchSize)

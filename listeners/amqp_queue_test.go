@@ -12,7 +12,6 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
-	"github.com/openstack-synchronizer/synchronizer/oslo"
 )
 
 func yamlNode(t testing.TB, doc string) *yaml.Node {
@@ -58,21 +57,21 @@ func TestAMQPSharedQueueWarns(t *testing.T) {
 	conf := fmt.Sprintf("urls: [%q]\nexchanges: [%s]\ntopics: [notifications]\nqueue: %s\nconsumer_check: 100ms\n", amqptest.Broker, ex, queue)
 	a, b := newTestListener(t, "a", conf), newTestListener(t, "b", conf)
 	run(t, a, &recSink{})
-	waitFor(t, 5*time.Second, "the first check", func() bool { _, ok := a.Status()["queue_consumers"]; return ok })
-	if st := a.Status(); st["other_consumers"] != 0 || st["warning"] != nil {
+	waitFor(t, 5*time.Second, "the first check", func() bool { return a.Status().QueueConsumers != nil })
+	if st := a.Status(); !intIs(st.OtherConsumers, 0) || st.Warning != "" {
 		t.Fatalf("alone on the queue: %v", st)
 	}
 	stopB := run(t, b, &recSink{})
 	for _, l := range []*amqpListener{a, b} {
-		waitFor(t, 5*time.Second, "the other consumer to show", func() bool { return l.Status()["other_consumers"] == 1 })
-		if w, _ := l.Status()["warning"].(string); !strings.Contains(w, "1 other consumer") || !strings.Contains(w, queue) {
+		waitFor(t, 5*time.Second, "the other consumer to show", func() bool { return intIs(l.Status().OtherConsumers, 1) })
+		if w := l.Status().Warning; !strings.Contains(w, "1 other consumer") || !strings.Contains(w, queue) {
 			t.Fatalf("warning %q", w)
 		}
 	}
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the warning to clear", func() bool { return a.Status()["other_consumers"] == 0 && a.Status()["warning"] == nil })
+	waitFor(t, 5*time.Second, "the warning to clear", func() bool { st := a.Status(); return intIs(st.OtherConsumers, 0) && st.Warning == "" })
 }
 
 func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
@@ -99,7 +98,7 @@ func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
 	}
 	for i, s := range sinks {
 		waitFor(t, 10*time.Second, "all four notifications", func() bool { return s.count() == 4 })
-		if st := ls[i].Status(); st["other_consumers"] != 0 {
+		if st := ls[i].Status(); !intIs(st.OtherConsumers, 0) {
 			t.Fatalf("listener %d: %v", i, st)
 		}
 	}
@@ -131,7 +130,7 @@ func TestAMQPCatchUpReasons(t *testing.T) {
 			sink.gmu.Lock()
 			g := sink.gaps[0]
 			sink.gmu.Unlock()
-			if g.Owner != "cloud" || !slices.Contains(g.Types, oslo.TypeInstance) {
+			if g.Owner != "cloud" || !slices.Contains(g.Types, entity.TypeInstance) {
 				t.Fatalf("gap %+v", g)
 			}
 			if err := amqptest.CloseConnections(vhost, "test: broker drops connections"); err != nil {
@@ -139,7 +138,7 @@ func TestAMQPCatchUpReasons(t *testing.T) {
 			}
 			waitFor(t, 20*time.Second, "the reconnect", func() bool {
 				st := l.Status()
-				return st["reconnects"].(int64) >= 1 && st["state"] == "connected"
+				return st.Reconnects >= 1 && st.State == "connected"
 			})
 			want := append([]string{"queue_created"}, tc.afterCutOff...)
 			if got := sink.reasons(); !slices.Equal(got, want) {
@@ -166,7 +165,7 @@ func TestAMQPCatchUpReasons(t *testing.T) {
 				return len(r) == 2 && r[1] == "queue_created"
 			})
 			want = append(want, "first_connect", "queue_created")
-			if st := l.Status(); st["gaps"].(int64) != int64(len(want)) || st["last_gap"] != "queue_created" {
+			if st := l.Status(); st.Gaps != int64(len(want)) || st.LastGap != "queue_created" {
 				t.Fatalf("status %v", st)
 			}
 			stop()
@@ -193,7 +192,7 @@ func TestAMQPQueueFullCatchesUp(t *testing.T) {
 		pub.PublishWait(ex, "notifications.info", instanceBody(t, fmt.Sprintf("55555555-0000-4000-8000-%012d", i), "active", time.Now()))
 	}
 	waitFor(t, 10*time.Second, "a queue_full catch-up", func() bool { return slices.Contains(sink.reasons(), "queue_full") })
-	if st := l.Status(); st["queue_messages"] != 5 {
+	if st := l.Status(); !intIs(st.QueueMessages, 5) {
 		t.Fatalf("status %v", st)
 	}
 }
@@ -226,7 +225,7 @@ func TestAMQPBrokerRestart(t *testing.T) {
 			for i := range n {
 				pub.PublishWait(ex, "notifications.info", instanceBody(t, fmt.Sprintf("66666666-0000-4000-8000-%012d", i), "active", time.Now()))
 			}
-			waitFor(t, 10*time.Second, "the first batch", func() bool { return l.Status()["received"].(int64) >= 1 })
+			waitFor(t, 10*time.Second, "the first batch", func() bool { return l.Status().Received >= 1 })
 			if err := node.StopApp(); err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +235,7 @@ func TestAMQPBrokerRestart(t *testing.T) {
 			}
 			waitFor(t, 30*time.Second, "the reconnect", func() bool {
 				st := l.Status()
-				return st["reconnects"].(int64) >= 1 && st["state"] == "connected"
+				return st.Reconnects >= 1 && st.State == "connected"
 			})
 			if durable {
 				waitFor(t, 20*time.Second, "every notification", func() bool { return sink.count() == n })
@@ -260,3 +259,6 @@ func TestAMQPBrokerRestart(t *testing.T) {
 		})
 	}
 }
+
+// intIs says whether a figure of status is known and equal to want.
+func intIs(p *int, want int) bool { return p != nil && *p == want }

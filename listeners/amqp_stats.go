@@ -42,7 +42,7 @@ func (s *amqpStats) add(p *int64, n int64) {
 	s.mu.Unlock()
 }
 
-func (s *amqpStats) snapshot(queue string) map[string]any {
+func (s *amqpStats) snapshot(queue string) Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	bad := make(map[string]int64, len(s.bad))
@@ -51,32 +51,26 @@ func (s *amqpStats) snapshot(queue string) map[string]any {
 		bad[k] = v
 		total += v
 	}
-	m := map[string]any{
-		"state": s.state, "broker": s.broker, "queue": queue, "state_since": s.since,
-		"received": s.received, "events": s.events, "acked": s.acked, "ignored": s.ignored,
-		"redelivered": s.redelivered, "dead_lettered": s.deadLettered, "batches": s.batches,
-		"apply_errors": s.applyErrors, "reconnects": s.reconnects,
-		"bad": bad, "bad_total": total, "last_error": s.lastErr,
+	st := Status{
+		State: s.state, Broker: s.broker, Queue: queue, StateSince: s.since,
+		Received: s.received, Events: s.events, Acked: s.acked, Ignored: s.ignored,
+		Redelivered: s.redelivered, DeadLettered: s.deadLettered, Batches: s.batches,
+		ApplyErrors: s.applyErrors, Reconnects: s.reconnects,
+		Bad: bad, BadTotal: total, LastError: s.lastErr,
+		Down: s.down, LastMessageAt: s.lastMessage, Gaps: s.gaps,
 	}
-	if s.down != "" {
-		m["down"] = s.down
-	}
-	if !s.lastMessage.IsZero() {
-		m["last_message_at"] = s.lastMessage
-	}
-	m["gaps"] = s.gaps
 	if s.lastGap != "" {
-		m["last_gap"], m["last_gap_at"] = s.lastGap, s.lastGapAt
+		st.LastGap, st.LastGapAt = s.lastGap, s.lastGapAt
 	}
 	if !s.checkedAt.IsZero() {
-		m["queue_consumers"], m["other_consumers"], m["queue_messages"], m["queue_checked_at"] =
-			s.consumers, s.otherConsumers, s.queueDepth, s.checkedAt
+		consumers, others, depth := s.consumers, s.otherConsumers, s.queueDepth
+		st.QueueConsumers, st.OtherConsumers, st.QueueMessages, st.QueueCheckedAt = &consumers, &others, &depth, s.checkedAt
 		if s.otherConsumers > 0 {
-			m["warning"] = fmt.Sprintf("queue %s has %d other consumer(s): they take notifications away from this sidecar; "+
+			st.Warning = fmt.Sprintf("queue %s has %d other consumer(s): they take notifications away from this sidecar; "+
 				"give every sidecar a queue of its own (leave queue unset)", queue, s.otherConsumers)
 		}
 	}
-	return m
+	return st
 }
 
 func (l *amqpListener) setState(state, broker string, err error) {

@@ -125,7 +125,7 @@ func run(t testing.TB, l *amqpListener, sink Sink) (stop func() error) {
 			t.Errorf("stop: %v", err)
 		}
 	})
-	waitFor(t, 10*time.Second, "listener to connect", func() bool { return l.Status()["state"] == "connected" })
+	waitFor(t, 10*time.Second, "listener to connect", func() bool { return l.Status().State == "connected" })
 	return stop
 }
 
@@ -235,7 +235,7 @@ func TestAMQPFixtures(t *testing.T) {
 			want = append(want, m.want)
 		}
 	}
-	waitFor(t, 10*time.Second, "all events", func() bool { return l.Status()["acked"].(int64) == int64(len(msgs)-1) })
+	waitFor(t, 10*time.Second, "all events", func() bool { return l.Status().Acked == int64(len(msgs)-1) })
 	var got []string
 	for _, ev := range sink.got() {
 		e := ev.Entity
@@ -248,7 +248,7 @@ func TestAMQPFixtures(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	st := l.Status()
-	if st["bad_total"].(int64) != 0 || st["ignored"].(int64) != 0 {
+	if st.BadTotal != 0 || st.Ignored != 0 {
 		t.Fatalf("status: %v", st)
 	}
 }
@@ -296,7 +296,7 @@ func testOsloNotifier(t *testing.T, compression string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("python3 oslo.messaging notifier (install python3-oslo.messaging: scripts/deps.d/rabbitmq.sh): %v\n%s", err, out)
 	}
-	waitFor(t, 10*time.Second, "the notifier's messages", func() bool { return l.Status()["received"].(int64) == 3 })
+	waitFor(t, 10*time.Second, "the notifier's messages", func() bool { return l.Status().Received == 3 })
 	got := sink.got()
 	if len(got) != 2 {
 		t.Fatalf("got %d events, want 2: %+v", len(got), got)
@@ -313,7 +313,7 @@ func testOsloNotifier(t *testing.T, compression string) {
 			t.Fatalf("timestamp %v source %q", ts, ev.Entity.Source)
 		}
 	}
-	if bad := l.Status()["bad"].(map[string]int64); bad["unknown_event_type"] != 1 {
+	if bad := l.Status().Bad; bad["unknown_event_type"] != 1 {
 		t.Fatalf("bad: %v", bad)
 	}
 }

@@ -7,16 +7,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
-	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/registry"
 )
 
 // Sink receives a listener's events. Apply returns only after the events are
@@ -40,10 +39,52 @@ type Listener interface {
 }
 
 // StatusReporter is implemented by listeners with figures for `status`
-// (messages, bad messages, connection state). The result must be
-// JSON-encodable and must not contain secrets.
+// (messages, bad messages, connection state). It must not contain secrets.
 type StatusReporter interface {
-	Status() map[string]any
+	Status() Status
+}
+
+// FileReader is implemented by listeners that read files when they are
+// built (certificates): the sidecar watches them, and an edit rebuilds the
+// listener as a change of its settings would.
+type FileReader interface {
+	Files() []string
+}
+
+// Status is a listener's figures in `status` (its details). The fields are
+// in the order of their JSON names, as the map status once was: the
+// encoding is the same byte for byte (testdata/status). Pointers are
+// figures that are absent, rather than zero, until known.
+type Status struct {
+	Acked          int64            `json:"acked"`
+	ApplyErrors    int64            `json:"apply_errors"`
+	Bad            map[string]int64 `json:"bad"`
+	BadTotal       int64            `json:"bad_total"`
+	Batches        int64            `json:"batches"`
+	Broker         string           `json:"broker"`
+	DeadLettered   int64            `json:"dead_lettered"`
+	Down           string           `json:"down,omitempty"`
+	Events         int64            `json:"events"`
+	Gaps           int64            `json:"gaps"`
+	Ignored        int64            `json:"ignored"`
+	LastError      string           `json:"last_error"`
+	LastGap        string           `json:"last_gap,omitempty"`
+	LastGapAt      time.Time        `json:"last_gap_at,omitzero"`
+	LastMessageAt  time.Time        `json:"last_message_at,omitzero"`
+	OtherConsumers *int             `json:"other_consumers,omitempty"`
+	Queue          string           `json:"queue"`
+	QueueCheckedAt time.Time        `json:"queue_checked_at,omitzero"`
+	QueueConsumers *int             `json:"queue_consumers,omitempty"`
+	QueueDurable   bool             `json:"queue_durable"`
+	QueueMessages  *int             `json:"queue_messages,omitempty"`
+	Received       int64            `json:"received"`
+	Reconnects     int64            `json:"reconnects"`
+	Redelivered    int64            `json:"redelivered"`
+	// State is the connection state ("connected", ...); "" for a listener
+	// without one.
+	State      string    `json:"state"`
+	StateSince time.Time `json:"state_since"`
+	Warning    string    `json:"warning,omitempty"`
 }
 
 // HealthReporter is implemented by listeners that can be running yet
@@ -119,41 +160,20 @@ func Instance(database string) string {
 // connecting anywhere (check-config calls factories).
 type Factory func(s Settings) (Listener, error)
 
-var (
-	mu        sync.RWMutex
-	factories = map[string]Factory{}
-)
+var factories = registry.New[Factory]("listener")
 
 // Register makes a listener type available under name. It panics when the
 // name is taken.
-func Register(name string, f Factory) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := factories[name]; dup {
-		panic("listeners: type registered twice: " + name)
-	}
-	factories[name] = f
-}
+func Register(name string, f Factory) { factories.Register(name, f) }
 
 // Types returns the registered listener types, sorted.
-func Types() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(factories))
-	for n := range factories {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Types() []string { return factories.Types() }
 
 // New builds a listener of a registered type.
 func New(typ string, s Settings) (Listener, error) {
-	mu.RLock()
-	f, ok := factories[typ]
-	mu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("unknown listener type %q (known: %v)", typ, Types())
+	f, err := factories.Get(typ)
+	if err != nil {
+		return nil, err
 	}
 	return f(s)
 }

@@ -9,7 +9,6 @@ package nagios
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,12 +19,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/capool"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 )
 
 // Type is the entity type of every alarm, as in Vitrage.
-const Type = "nagios"
+const Type = entity.TypeNagios
 
 // HostService is the service part of the id of a host alarm:
 // "nagios:<host>:HOST". Nagios allows a service of that name, which would
@@ -66,6 +66,7 @@ type Collector struct {
 	maxAge     time.Duration
 	log        *slog.Logger
 	now        func() time.Time
+	files      []string // read when built: ca_file, host_mapping_file
 
 	mu   sync.Mutex
 	last map[string]any // figures of the last successful poll, for Status
@@ -95,6 +96,9 @@ func New(o Options, timeout time.Duration, dir string, logger *slog.Logger) (*Co
 		c.statusFile = abs(o.StatusFile)
 	case o.URL != "":
 		o.CAFile = abs(o.CAFile)
+		if o.CAFile != "" {
+			c.files = append(c.files, o.CAFile)
+		}
 		cgi, err := newCGI(o, timeout)
 		if err != nil {
 			return nil, err
@@ -108,6 +112,7 @@ func New(o Options, timeout time.Duration, dir string, logger *slog.Logger) (*Co
 	}
 	rules := append([]Mapping(nil), o.HostMapping...)
 	if o.HostMappingFile != "" {
+		c.files = append(c.files, abs(o.HostMappingFile))
 		more, err := LoadMappingFile(abs(o.HostMappingFile))
 		if err != nil {
 			return nil, err
@@ -121,6 +126,10 @@ func New(o Options, timeout time.Duration, dir string, logger *slog.Logger) (*Co
 	c.mapper = m
 	return c, nil
 }
+
+// Files lists the files the collector read when it was built (ca_file,
+// host_mapping_file): the sidecar rebuilds it when one is edited.
+func (c *Collector) Files() []string { return c.files }
 
 func newCGI(o Options, timeout time.Duration) (*CGI, error) {
 	u, err := url.Parse(o.URL)
@@ -157,13 +166,9 @@ func newCGI(o Options, timeout time.Duration) (*CGI, error) {
 	}
 	client := &http.Client{Timeout: timeout}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pool, err := capool.Load(o.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s: no PEM certificate in it", o.CAFile)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}

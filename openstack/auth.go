@@ -2,7 +2,6 @@ package openstack
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"gopkg.in/yaml.v3"
+
+	"github.com/openstack-synchronizer/synchronizer/capool"
 )
 
 // cloudEntry is one entry of clouds.yaml's clouds: map. Unknown keys are
@@ -68,11 +69,7 @@ func resolveCloud(o Options, dir string) (*cloud, error) {
 	}
 	var entry cloudEntry
 	if name != "" {
-		files := cloudsFiles()
-		if o.CloudsFile != "" {
-			files = []string{abs(dir, o.CloudsFile)}
-		}
-		e, path, err := loadCloud(name, files)
+		e, path, err := loadCloud(name, o.cloudsFiles(dir))
 		if err != nil {
 			return nil, err
 		}
@@ -106,13 +103,9 @@ func resolveCloud(o Options, dir string) (*cloud, error) {
 	}
 	tc := &tls.Config{InsecureSkipVerify: c.insecure} //nolint:gosec // the operator's choice, as in clouds.yaml
 	if c.cacert != "" {
-		pem, err := os.ReadFile(c.cacert)
+		pool, err := capool.Load(c.cacert)
 		if err != nil {
 			return nil, fmt.Errorf("openstack: cacert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("openstack: cacert %s: no PEM certificate in it", c.cacert)
 		}
 		tc.RootCAs = pool
 	}

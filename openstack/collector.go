@@ -269,14 +269,16 @@ func (c *Collector) Status() map[string]any {
 	c.mu.Unlock()
 	reqs, bytes := c.Traffic()
 	return map[string]any{
-		"types":                types,
-		"nova_microversion":    c.nova.microversion(),
-		"cinder_microversion":  c.cinder.microversion(),
-		"tokens_obtained":      c.sess.tokenCount(),
-		"requests_total":       reqs,
-		"response_bytes_total": bytes,
-		"incremental":          *c.opts.Incremental,
-		"full_every":           c.opts.FullEvery.D().String(),
+		"types":             types,
+		"nova_microversion": c.nova.microversion(),
+		// Hypervisors are listed at most at 2.87 (hypervisorMaxMinor).
+		"nova_hypervisors_microversion": c.nova.capped(hypervisorMaxMinor),
+		"cinder_microversion":           c.cinder.microversion(),
+		"tokens_obtained":               c.sess.tokenCount(),
+		"requests_total":                reqs,
+		"response_bytes_total":          bytes,
+		"incremental":                   *c.opts.Incremental,
+		"full_every":                    c.opts.FullEvery.D().String(),
 	}
 }
 

@@ -197,19 +197,24 @@ func TestAuthFailure(t *testing.T) {
 }
 
 // Nova refusing the wanted microversion: negotiated from the version
-// document, or, without one, from the 406's "maximum is".
+// document, or, without one, from the 406's "maximum is". Hypervisors are
+// listed at most at 2.87 (from 2.88 nova-api asks every nova-compute for its
+// uptime at each request), the rest at the negotiated microversion; a
+// host's data is what the negotiated one would show, uptime aside.
 func TestMicroversion(t *testing.T) {
 	tests := []struct {
 		name    string
 		max     string
 		noDoc   bool
-		message string
 		want    string
+		wantHyp string
 	}{
-		{"newest cloud", "2.100", false, "", "2.100"},
-		{"older cloud, version document", "2.60", false, "", "2.60"},
-		{"older cloud, 406 fall-back", "2.60", true, "", "2.60"},
-		{"ancient cloud, 406 fall-back", "2.40", true, "", "2.40"},
+		{"newest cloud", "2.100", false, "2.100", "2.87"},
+		{"cloud at 2.88", "2.88", false, "2.88", "2.87"},
+		{"cloud at 2.88, 406 fall-back", "2.88", true, "2.88", "2.87"},
+		{"older cloud, version document", "2.60", false, "2.60", "2.60"},
+		{"older cloud, 406 fall-back", "2.60", true, "2.60", "2.60"},
+		{"ancient cloud, 406 fall-back", "2.40", true, "2.40", "2.40"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,15 +224,55 @@ func TestMicroversion(t *testing.T) {
 			if tt.noDoc {
 				f.srv.Fail("versions", openstacktest.Failure{Mode: openstacktest.NotFound})
 			}
+			// What Nova shows at ≤ 2.87 only, and uptime.
+			hyps := f.srv.IDs(openstacktest.Hypervisors)
+			for _, id := range hyps {
+				f.srv.UpdateQuiet(openstacktest.Hypervisors, id, func(o map[string]any) {
+					o["vcpus"], o["running_vms"], o["uptime"] = 8, 3, "up 1 day"
+				})
+			}
+			// The second poll is served at the microversion the first
+			// settled on.
+			f.collect(t)
 			snap := f.collect(t)
 			if len(snap.Types) != 3 {
 				t.Fatalf("types = %v; log:\n%s", snap.Types, f.log.String())
 			}
-			if got := f.srv.LastMicroversion(); got != tt.want {
-				t.Errorf("served at %s, want %s", got, tt.want)
+			for target, want := range map[string]string{
+				openstacktest.Servers: tt.want, openstacktest.Services: tt.want, openstacktest.Zones: tt.want,
+				openstacktest.Hypervisors: tt.wantHyp,
+			} {
+				if got := f.srv.MicroversionOf(target); got != want {
+					t.Errorf("%s served at %s, want %s", target, got, want)
+				}
 			}
-			if got := f.c.Status()["nova_microversion"]; got != tt.want {
+			st := f.c.Status()
+			if got := st["nova_microversion"]; got != tt.want {
 				t.Errorf("status microversion %v, want %s", got, tt.want)
+			}
+			if got := st["nova_hypervisors_microversion"]; got != tt.wantHyp {
+				t.Errorf("status hypervisors microversion %v, want %s", got, tt.wantHyp)
+			}
+			capped := tt.want != tt.wantHyp
+			n := 0
+			for _, e := range snap.Entities {
+				if e.Type != TypeHost {
+					continue
+				}
+				hs, _ := e.Data["hypervisors"].([]any)
+				for _, h := range hs {
+					n++
+					o := h.(map[string]any)
+					if _, ok := o["uptime"]; ok {
+						t.Errorf("host %s: uptime kept", e.ID)
+					}
+					if _, ok := o["vcpus"]; ok == capped {
+						t.Errorf("host %s: vcpus present %v at %s listed at %s: %v", e.ID, ok, tt.want, tt.wantHyp, o)
+					}
+				}
+			}
+			if n == 0 || len(hyps) == 0 {
+				t.Fatalf("no hypervisors in the hosts (%d in the cloud)", len(hyps))
 			}
 		})
 	}

@@ -494,7 +494,7 @@ func (c *Collector) refused(typ string, err error, l *listing) bool {
 // one runs into it; a failure of either fails nova.host.
 func (c *Collector) listHosts(ctx context.Context, ep string, limit []string) ([]entity.Entity, int, error) {
 	hvs := map[string][]any{}
-	hn, err := c.sess.list(ctx, c.nova.spec(ep, "os-hypervisors/detail", "hypervisors", true, limit...), func(o map[string]any, _ [16]byte) error {
+	hn, err := c.sess.list(ctx, c.nova.specMax(ep, "os-hypervisors/detail", "hypervisors", true, hypervisorMaxMinor, limit...), func(o map[string]any, _ [16]byte) error {
 		host := str(o, "hypervisor_hostname")
 		if svc, ok := o["service"].(map[string]any); ok && str(svc, "host") != "" {
 			host = str(svc, "host")
@@ -511,6 +511,17 @@ func (c *Collector) listHosts(ctx context.Context, ep string, limit []string) ([
 	}
 	if err != nil {
 		return nil, hn, err
+	}
+	if minorOf(c.nova.microversion()) > hypervisorMaxMinor {
+		// Listed at 2.87 in place of the microversion in use: the host
+		// shows what that one would, uptime aside.
+		for _, l := range hvs {
+			for _, o := range l {
+				for _, f := range hypervisorOnlyFields {
+					delete(o.(map[string]any), f)
+				}
+			}
+		}
 	}
 	var out []entity.Entity
 	seen := map[string]bool{}

@@ -78,8 +78,31 @@ func (n *nova) microversion() string {
 	return n.mv
 }
 
-func (n *nova) header() map[string]string {
+// hypervisorMaxMinor is the highest microversion hypervisors are listed at.
+// From 2.88 on, every os-hypervisors/detail makes nova-api ask each
+// nova-compute for its uptime over RPC, at every poll, for a field that is
+// dropped as volatile (DefaultVolatile) anyway.
+const hypervisorMaxMinor = 87
+
+// hypervisorOnlyFields are the hypervisor fields 2.88 removed: listed at
+// 2.87 in place of a higher negotiated microversion, they are dropped, so
+// that a host looks as it would at the negotiated one.
+var hypervisorOnlyFields = []string{"vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
+	"free_ram_mb", "free_disk_gb", "current_workload", "running_vms", "disk_available_least", "cpu_info"}
+
+// capped is the microversion in use, lowered to 2.maxMinor (maxMinor 0:
+// not lowered).
+func (n *nova) capped(maxMinor int) string {
 	mv := n.microversion()
+	if maxMinor > 0 && minorOf(mv) > maxMinor {
+		return "2." + strconv.Itoa(maxMinor)
+	}
+	return mv
+}
+
+func (n *nova) header() map[string]string { return mvHeader(n.microversion()) }
+
+func mvHeader(mv string) map[string]string {
 	if mv == "" {
 		return nil
 	}
@@ -92,6 +115,12 @@ func (n *nova) header() map[string]string {
 // fallback lowers the microversion after a 406 to a request made with the
 // headers used, and reports whether the request is worth repeating.
 func (n *nova) fallback(err error, used map[string]string) bool {
+	return n.fallbackFrom(err, used, 0)
+}
+
+// fallbackFrom is fallback for a listing made at most at 2.maxMinor (0: at
+// the microversion in use).
+func (n *nova) fallbackFrom(err error, used map[string]string, maxMinor int) bool {
 	var he *HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusNotAcceptable {
 		return false
@@ -99,6 +128,9 @@ func (n *nova) fallback(err error, used map[string]string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	cur := n.mv
+	if maxMinor > 0 && minorOf(cur) > maxMinor {
+		cur = "2." + strconv.Itoa(maxMinor)
+	}
 	if u := used["X-OpenStack-Nova-API-Version"]; u != "" && u != cur {
 		return true // a concurrent listing has lowered it already
 	}
@@ -129,6 +161,14 @@ func (n *nova) spec(endpoint, path, key string, paged bool, query ...string) lis
 		links: paged, paged: paged,
 		header: n.header, retryPage: n.fallback,
 	}
+}
+
+// specMax is spec at most at 2.maxMinor.
+func (n *nova) specMax(endpoint, path, key string, paged bool, maxMinor int, query ...string) listSpec {
+	ls := n.spec(endpoint, path, key, paged, query...)
+	ls.header = func() map[string]string { return mvHeader(n.capped(maxMinor)) }
+	ls.retryPage = func(err error, used map[string]string) bool { return n.fallbackFrom(err, used, maxMinor) }
+	return ls
 }
 
 // minorOf returns N of a "2.N" microversion, -1 when malformed.

@@ -10,17 +10,6 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/config"
 )
 
-// Entity types this package lists.
-const (
-	TypeInstance = "nova.instance"
-	TypeHost     = "nova.host"
-	TypeZone     = "nova.zone"
-	TypeNetwork  = "neutron.network"
-	TypePort     = "neutron.port"
-	TypeVolume   = "cinder.volume"
-	TypeStack    = "heat.stack"
-)
-
 // AllTypes is every entity type, in the order they are listed and reported.
 var AllTypes = []string{TypeInstance, TypeHost, TypeZone, TypeNetwork, TypePort, TypeVolume, TypeStack}
 

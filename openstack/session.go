@@ -7,7 +7,6 @@ import (
 	"html"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -21,6 +20,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	gcos "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 )
 
 // ErrNoEndpoint is returned when the catalog has no endpoint for a service.
@@ -202,17 +203,13 @@ func (s *session) getWith(ctx context.Context, url string, hdr map[string]string
 	if pc == nil {
 		return errors.New("not authenticated")
 	}
-	wait := s.opts.RetryBackoff.D()
+	retry := backoff.Policy{Min: s.opts.RetryBackoff.D(), Max: 30 * time.Second, Jitter: 0.25}
 	var err error
 	for try := 0; try < attempts; try++ {
 		if try > 0 {
 			s.log.Debug("openstack request retry", "url", url, "attempt", try+1, "err", s.redact(err))
-			d := wait + time.Duration(rand.Int64N(int64(wait)/4+1))
-			wait = min(wait*2, 30*time.Second)
-			select {
-			case <-ctx.Done():
+			if !backoff.Wait(ctx, retry.Delay(try)) {
 				return s.redact(fmt.Errorf("%w (after: %v)", ctx.Err(), err))
-			case <-time.After(d):
 			}
 		}
 		err = s.once(ctx, pc, url, hdr, decode, respHdr)

@@ -110,7 +110,7 @@ func (m *Mapper) Map(n *Notification) ([]entity.Event, error) {
 // poll these types are the ones that can make up for notifications a
 // listener missed.
 func (m *Mapper) Types() []string {
-	return []string{TypeVolume, TypeStack, TypeNetwork, TypePort, TypeHost, TypeInstance}
+	return []string{entity.TypeVolume, entity.TypeStack, entity.TypeNetwork, entity.TypePort, entity.TypeHost, entity.TypeInstance}
 }
 
 // payloadObject decodes the payload as a JSON object.

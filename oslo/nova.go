@@ -7,17 +7,6 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/entity"
 )
 
-// Entity types of the normalized model this package produces.
-const (
-	TypeInstance = "nova.instance"
-	TypeHost     = "nova.host"
-	TypeZone     = "nova.zone"
-	TypeNetwork  = "neutron.network"
-	TypePort     = "neutron.port"
-	TypeVolume   = "cinder.volume"
-	TypeStack    = "heat.stack"
-)
-
 // unwrapNova replaces every {"nova_object.name": ..., "nova_object.data": {...}}
 // wrapper (versioned payloads and all objects nested in them) by its data.
 func unwrapNova(v any) any {
@@ -69,11 +58,11 @@ func (m *Mapper) novaInstance(n *Notification) ([]entity.Event, error) {
 		return nil, err
 	}
 	m.sawVersioned.Store(true)
-	ev := m.event(n, TypeInstance, id, func(e *entity.Entity) {
+	ev := m.event(n, entity.TypeInstance, id, func(e *entity.Entity) {
 		e.Name = str(d, "display_name")
 		e.State = NovaStatus(str(d, "state"), str(d, "task_state"))
 		e.Project = str(d, "tenant_id")
-		e.ParentKey = parentKey(TypeHost, str(d, "host"))
+		e.ParentKey = parentKey(entity.TypeHost, str(d, "host"))
 		e.Data = d
 	})
 	goneIsDelete(&ev)
@@ -110,11 +99,11 @@ func (m *Mapper) novaLegacyInstance(n *Notification) ([]entity.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := m.event(n, TypeInstance, id, func(e *entity.Entity) {
+	ev := m.event(n, entity.TypeInstance, id, func(e *entity.Entity) {
 		e.Name = str(p, "display_name")
 		e.State = NovaStatus(str(p, "state"), str(p, "state_description"))
 		e.Project = str(p, "tenant_id")
-		e.ParentKey = parentKey(TypeHost, str(p, "host"))
+		e.ParentKey = parentKey(entity.TypeHost, str(p, "host"))
 		e.Data = p
 	})
 	goneIsDelete(&ev)
@@ -143,10 +132,10 @@ func (m *Mapper) novaService(n *Notification) ([]entity.Event, error) {
 	if zone == "" {
 		zone = m.opts.DefaultZone
 	}
-	ev := m.event(n, TypeHost, host, func(e *entity.Entity) {
+	ev := m.event(n, entity.TypeHost, host, func(e *entity.Entity) {
 		e.Name = host
 		e.State = m.serviceState(n.Timestamp, d)
-		e.ParentKey = entity.MakeKey(TypeZone, zone)
+		e.ParentKey = entity.MakeKey(entity.TypeZone, zone)
 		e.Data = d
 	})
 	if n.EventType == "service.delete" {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/openstack-synchronizer/synchronizer/entity"
 )
 
 // tokenValue stands for a Keystone token in the tests: it must not survive
@@ -82,7 +84,7 @@ func TestTypesCoverMappedEvents(t *testing.T) {
 			}
 		}
 	}
-	for _, typ := range []string{TypeNetwork, TypePort, TypeStack} {
+	for _, typ := range []string{entity.TypeNetwork, entity.TypePort, entity.TypeStack} {
 		if !slices.Contains(types, typ) {
 			t.Errorf("Types misses %s", typ)
 		}

@@ -19,9 +19,9 @@ func (m *Mapper) neutron(n *Notification, resource string) ([]entity.Event, erro
 	if err != nil {
 		return nil, err
 	}
-	typ := TypeNetwork
+	typ := entity.TypeNetwork
 	if resource == "port" {
-		typ = TypePort
+		typ = entity.TypePort
 	}
 	obj, _ := p[resource].(map[string]any)
 	if strings.HasSuffix(n.EventType, ".delete.end") {
@@ -61,9 +61,9 @@ func fillNeutron(e *entity.Entity, obj map[string]any, resource string) {
 	if resource != "port" {
 		return
 	}
-	e.ParentKey = parentKey(TypeNetwork, str(obj, "network_id"))
+	e.ParentKey = parentKey(entity.TypeNetwork, str(obj, "network_id"))
 	if dev := str(obj, "device_id"); dev != "" && strings.HasPrefix(str(obj, "device_owner"), "compute:") {
-		e.Links = []entity.Link{{Key: entity.MakeKey(TypeInstance, dev), Relation: "attached"}}
+		e.Links = []entity.Link{{Key: entity.MakeKey(entity.TypeInstance, dev), Relation: "attached"}}
 	}
 }
 
@@ -79,7 +79,7 @@ func (m *Mapper) cinderVolume(n *Notification) ([]entity.Event, error) {
 		return nil, err
 	}
 	links, data := volumeLinks(p)
-	ev := m.event(n, TypeVolume, id, func(e *entity.Entity) {
+	ev := m.event(n, entity.TypeVolume, id, func(e *entity.Entity) {
 		e.Name = str(p, "display_name")
 		e.State = str(p, "status")
 		e.Project = str(p, "tenant_id")
@@ -133,7 +133,7 @@ func volumeLinks(p map[string]any) ([]entity.Link, map[string]any) {
 			continue
 		}
 		seen[srv] = true
-		links = append(links, entity.Link{Key: entity.MakeKey(TypeInstance, srv), Relation: "attached"})
+		links = append(links, entity.Link{Key: entity.MakeKey(entity.TypeInstance, srv), Relation: "attached"})
 	}
 	return links, data
 }
@@ -150,7 +150,7 @@ func (m *Mapper) heatStack(n *Notification) ([]entity.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := m.event(n, TypeStack, id, func(e *entity.Entity) {
+	ev := m.event(n, entity.TypeStack, id, func(e *entity.Entity) {
 		e.Name = str(p, "stack_name")
 		e.State = str(p, "state")
 		e.Project = str(p, "tenant_id")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 )
 
@@ -285,6 +286,35 @@ func splitChange(line []byte) (*ChangeParams, bool) {
 		return nil, false
 	}
 	return cp, true
+}
+
+// ChangeSeq returns a change's seq. The server writes it first
+// ({"seq":N,...}), so it is read without decoding the change; anything
+// else is decoded in full.
+func ChangeSeq(change json.RawMessage) (int64, error) {
+	const prefix = `{"seq":`
+	if bytes.HasPrefix(change, []byte(prefix)) {
+		rest := change[len(prefix):]
+		n := 0
+		for n < len(rest) && n < 19 && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n > 0 && n < len(rest) && (rest[n] == ',' || rest[n] == '}') {
+			if seq, err := strconv.ParseInt(string(rest[:n]), 10, 64); err == nil {
+				return seq, nil
+			}
+		}
+	}
+	var c struct {
+		Seq *int64 `json:"seq"`
+	}
+	if err := json.Unmarshal(change, &c); err != nil {
+		return 0, fmt.Errorf("change: %w", err)
+	}
+	if c.Seq == nil {
+		return 0, errors.New("change without a seq")
+	}
+	return *c.Seq, nil
 }
 
 // objectLen returns the length of the JSON object at the start of b, or 0.

@@ -12,25 +12,39 @@ import (
 	"github.com/sourcegraph/jsonrpc2"
 )
 
-// handle answers one request; id is the request's id as it was sent.
-// Responses are written by the session itself: get_all and changes stream
-// their results, which can hold a million entities, straight from the
-// database to the socket.
-func (ss *session) handle(ctx context.Context, id []byte, req *jsonrpc2.Request) {
-	var err error
-	switch req.Method {
-	case "get_all":
-		err = ss.getAll(ctx, id, req)
-	case "changes":
-		err = ss.changes(ctx, id, req)
-	default:
-		var res any
-		res, err = ss.call(ctx, id, req)
-		if err == nil {
-			err = ss.reply(id, res)
-		} else if errors.Is(err, errReplied) {
-			err = nil
+// method answers one request and writes its response itself, through the
+// session's stream: get_all and changes stream their results, which can
+// hold a million entities, straight from the database to the socket; the
+// others write one value (replying). An *rpcError returned is answered as a
+// JSON-RPC error; any other error closes the connection.
+type method func(ss *session, ctx context.Context, id []byte, req *jsonrpc2.Request) error
+
+// methods are the contract's RPC methods (docs/contract.md).
+var methods = map[string]method{
+	"get_all":    (*session).getAll,
+	"changes":    (*session).changes,
+	"register":   (*session).register,
+	"unregister": replying((*session).unregister),
+	"status":     replying((*session).status),
+	"collect":    replying((*session).collect),
+}
+
+// replying makes a method of one whose result is a single JSON value.
+func replying(f func(ss *session, ctx context.Context, req *jsonrpc2.Request) (any, error)) method {
+	return func(ss *session, ctx context.Context, id []byte, req *jsonrpc2.Request) error {
+		res, err := f(ss, ctx, req)
+		if err != nil {
+			return err
 		}
+		return ss.reply(id, res)
+	}
+}
+
+// handle answers one request; id is the request's id as it was sent.
+func (ss *session) handle(ctx context.Context, id []byte, req *jsonrpc2.Request) {
+	err := errorf(codeMethodNotFound, "method not found: %q", req.Method)
+	if m, ok := methods[req.Method]; ok {
+		err = m(ss, ctx, id, req)
 	}
 	var re *rpcError
 	if errors.As(err, &re) {
@@ -44,9 +58,6 @@ func (ss *session) handle(ctx context.Context, id []byte, req *jsonrpc2.Request)
 		ss.close()
 	}
 }
-
-// errReplied tells Handle that the method wrote its own response.
-var errReplied = errors.New("replied")
 
 // rpcError is an error answered to the client as a JSON-RPC error.
 type rpcError struct {
@@ -315,119 +326,122 @@ func writeJSONString(w *bufio.Writer, v string) {
 // changesPage is the most changes read in one page of a changes answer.
 const changesPage = 4096
 
-func (ss *session) call(ctx context.Context, id []byte, req *jsonrpc2.Request) (any, error) {
+// register subscribes the connection to changes of some types, from now or
+// from a since; the response goes out before the first notification.
+func (ss *session) register(ctx context.Context, id []byte, req *jsonrpc2.Request) error {
 	s := ss.s
-	switch req.Method {
-	case "register":
-		var p struct {
-			Types      []string `json:"types"`
-			Since      *int64   `json:"since"`
-			DatabaseID string   `json:"database_id"`
+	var p struct {
+		Types      []string `json:"types"`
+		Since      *int64   `json:"since"`
+		DatabaseID string   `json:"database_id"`
+	}
+	if err := params(req, &p); err != nil {
+		return err
+	}
+	types, err := distinctTypes(req.Method, p.Types)
+	if err != nil {
+		return err
+	}
+	if ss.subCount() >= s.o.MaxSubscriptions {
+		return errorf(CodeLimit, "register: this connection has %d subscriptions, the most allowed (max_subscriptions): unregister one or open another connection", s.o.MaxSubscriptions)
+	}
+	since := int64(-1)
+	if p.Since != nil {
+		if err := ss.checkDatabase("register", p.DatabaseID); err != nil {
+			return err
 		}
-		if err := params(req, &p); err != nil {
-			return nil, err
+		if *p.Since < 0 {
+			return errorf(codeInvalidParams, "register: since must be >= 0")
 		}
-		types, err := distinctTypes(req.Method, p.Types)
-		if err != nil {
-			return nil, err
-		}
-		if ss.subCount() >= s.o.MaxSubscriptions {
-			return nil, errorf(CodeLimit, "register: this connection has %d subscriptions, the most allowed (max_subscriptions): unregister one or open another connection", s.o.MaxSubscriptions)
-		}
-		since := int64(-1)
-		if p.Since != nil {
-			if err := ss.checkDatabase("register", p.DatabaseID); err != nil {
-				return nil, err
+		since = *p.Since
+		if _, err := s.b.Changes(ctx, since, nil, 1, func(int64, []byte) error { return nil }); err != nil {
+			if errors.Is(err, ErrResyncNeeded) {
+				s.resyncs.refused.Add(1)
+				return errorf(CodeResyncNeeded, "%v", err)
 			}
-			if *p.Since < 0 {
-				return nil, errorf(codeInvalidParams, "register: since must be >= 0")
-			}
-			since = *p.Since
-			if _, err := s.b.Changes(ctx, since, nil, 1, func(int64, []byte) error { return nil }); err != nil {
-				if errors.Is(err, ErrResyncNeeded) {
-					s.resyncs.refused.Add(1)
-					return nil, errorf(CodeResyncNeeded, "%v", err)
-				}
-				return nil, errorf(codeInternal, "%v", err)
-			}
+			return errorf(codeInternal, "%v", err)
 		}
-		// The subscription keeps the types it asked for; which of them are
-		// active is decided at each delivery, so a reload that changes
-		// active_entity_types applies to existing subscribers too.
-		sub := newSubscriber(s.newID(), ss, types)
-		var join int64
-		s.b.Join(func(last int64) {
-			join = last
-			s.mu.Lock()
-			s.subs[sub.id] = sub
-			s.mu.Unlock()
-		})
-		ss.mu.Lock()
-		if ss.subs == nil { // connection already gone
-			ss.mu.Unlock()
-			s.mu.Lock()
-			delete(s.subs, sub.id)
-			s.mu.Unlock()
-			return nil, errorf(codeInternal, "connection closed")
-		}
-		ss.subs[sub.id] = sub
+	}
+	// The subscription keeps the types it asked for; which of them are
+	// active is decided at each delivery, so a reload that changes
+	// active_entity_types applies to existing subscribers too.
+	sub := newSubscriber(s.newID(), ss, types)
+	var join int64
+	s.b.Join(func(last int64) {
+		join = last
+		s.mu.Lock()
+		s.subs[sub.id] = sub
+		s.mu.Unlock()
+	})
+	ss.mu.Lock()
+	if ss.subs == nil { // connection already gone
 		ss.mu.Unlock()
-		// The response goes out before the first notification: the
-		// subscriber's goroutine starts once it is written.
-		if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join, "database_id": s.b.DatabaseID()}); err != nil {
-			return nil, err
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			sub.run(ctx, since, join)
-		}()
-		return nil, errReplied
-	case "unregister":
-		var p struct {
-			Subscription string `json:"subscription"`
-		}
-		if err := params(req, &p); err != nil {
-			return nil, err
-		}
-		ss.mu.Lock()
-		sub, ok := ss.subs[p.Subscription]
-		delete(ss.subs, p.Subscription)
-		ss.mu.Unlock()
-		if !ok {
-			return nil, errorf(CodeNotFound, "unregister: no subscription %q on this connection", p.Subscription)
-		}
 		s.mu.Lock()
 		delete(s.subs, sub.id)
 		s.mu.Unlock()
-		sub.stop()
-		return struct{}{}, nil
-	case "status":
-		st, err := s.b.Status(ctx)
-		if err != nil {
-			return nil, errorf(codeInternal, "status: %v", err)
-		}
-		return st, nil
-	case "collect":
-		var p struct {
-			Name  string `json:"name"`
-			Force bool   `json:"force"`
-		}
-		if err := params(req, &p); err != nil {
-			return nil, err
-		}
-		if p.Name == "" {
-			return nil, errorf(codeInvalidParams, "collect: name is required")
-		}
-		res, err := s.b.Collect(ctx, p.Name, p.Force)
-		if errors.Is(err, ErrNotFound) {
-			return nil, errorf(CodeNotFound, "collect: %v", err)
-		}
-		if err != nil {
-			return nil, errorf(codeInternal, "collect %s: %v", p.Name, err)
-		}
-		return res, nil
-	default:
-		return nil, errorf(codeMethodNotFound, "method not found: %q", req.Method)
+		return errorf(codeInternal, "connection closed")
 	}
+	ss.subs[sub.id] = sub
+	ss.mu.Unlock()
+	// The subscriber's goroutine starts once the response is written.
+	if err := ss.reply(id, map[string]any{"subscription": sub.id, "seq": join, "database_id": s.b.DatabaseID()}); err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		sub.run(ctx, since, join)
+	}()
+	return nil
+}
+
+func (ss *session) unregister(_ context.Context, req *jsonrpc2.Request) (any, error) {
+	s := ss.s
+	var p struct {
+		Subscription string `json:"subscription"`
+	}
+	if err := params(req, &p); err != nil {
+		return nil, err
+	}
+	ss.mu.Lock()
+	sub, ok := ss.subs[p.Subscription]
+	delete(ss.subs, p.Subscription)
+	ss.mu.Unlock()
+	if !ok {
+		return nil, errorf(CodeNotFound, "unregister: no subscription %q on this connection", p.Subscription)
+	}
+	s.mu.Lock()
+	delete(s.subs, sub.id)
+	s.mu.Unlock()
+	sub.stop()
+	return struct{}{}, nil
+}
+
+func (ss *session) status(ctx context.Context, _ *jsonrpc2.Request) (any, error) {
+	st, err := ss.s.b.Status(ctx)
+	if err != nil {
+		return nil, errorf(codeInternal, "status: %v", err)
+	}
+	return st, nil
+}
+
+func (ss *session) collect(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+	var p struct {
+		Name  string `json:"name"`
+		Force bool   `json:"force"`
+	}
+	if err := params(req, &p); err != nil {
+		return nil, err
+	}
+	if p.Name == "" {
+		return nil, errorf(codeInvalidParams, "collect: name is required")
+	}
+	res, err := ss.s.b.Collect(ctx, p.Name, p.Force)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errorf(CodeNotFound, "collect: %v", err)
+	}
+	if err != nil {
+		return nil, errorf(codeInternal, "collect %s: %v", p.Name, err)
+	}
+	return res, nil
 }

@@ -278,3 +278,25 @@ func cpChanges(cp *ChangeParams) []json.RawMessage {
 	}
 	return cp.Changes
 }
+
+func TestChangeSeq(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{`{"seq":42,"action":"create"}`, 42, false},
+		{`{"seq":7}`, 7, false},
+		{`{"action":"delete","seq":9}`, 9, false}, // written otherwise: decoded
+		{`{"seq": 11 ,"type":"x"}`, 11, false},
+		{`{"seq":99999999999999999999,"x":1}`, 0, true}, // overflows int64
+		{`{"action":"delete"}`, 0, true},
+		{`not json`, 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ChangeSeq(json.RawMessage(tt.in))
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("ChangeSeq(%s) = %d, %v; want %d, error %t", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}

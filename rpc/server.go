@@ -19,6 +19,7 @@ import (
 
 	"github.com/sourcegraph/jsonrpc2"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 )
 
@@ -274,7 +275,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.ln.Close()
 	}()
 	defer close(stopped)
-	var delay time.Duration
+	retry := backoff.New(5*time.Millisecond, time.Second)
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -286,20 +287,13 @@ func (s *Server) Serve(ctx context.Context) error {
 				s.shutdown()
 				return fmt.Errorf("rpc: accept: %w", err)
 			}
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else {
-				delay = min(2*delay, time.Second)
-			}
+			delay := retry.Next()
 			s.acceptErr.Add(1)
 			s.log.Warn("accept failed: retrying", "err", err, "retry_in", delay)
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
-			}
+			backoff.Wait(ctx, delay) // an ended ctx is seen at the next accept
 			continue
 		}
-		delay = 0
+		retry.Reset()
 		s.serveConn(c)
 	}
 }

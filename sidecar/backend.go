@@ -3,8 +3,6 @@ package sidecar
 import (
 	"context"
 	"fmt"
-	"github.com/openstack-synchronizer/synchronizer/buildinfo"
-	"sort"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/engine"
@@ -88,39 +86,4 @@ func (b backend) Collect(ctx context.Context, name string, force bool) (any, err
 		"unchanged": res.Unchanged, "ignored": res.Ignored, "held": res.Held, "seq": res.Seq,
 		"duration_ms": time.Since(start).Milliseconds(),
 	}, nil
-}
-
-func (b backend) Status(ctx context.Context) (any, error) {
-	sc := b.sc
-	last, pruned, err := sc.store.LogBounds(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st := map[string]any{
-		"version":      buildinfo.Get(),
-		"pid":          sc.pid,
-		"started_at":   sc.started.UTC(),
-		"socket":       sc.socket,
-		"database":     sc.store.Path(),
-		"database_id":  sc.store.DatabaseID(),
-		"store":        sc.storeStatus(),
-		"entities":     sc.engine.Len(),
-		"counts":       sc.engine.Counts(),
-		"held_deletes": sc.engine.Held(),
-		"change_log": map[string]any{
-			"first_seq": pruned + 1,
-			"last_seq":  last,
-		},
-		"rpc": sc.rpc.Counters(),
-		"wal": sc.store.WALStats(),
-	}
-	if sc.pubs != nil && sc.pubs.Len() > 0 {
-		st["publishers"] = sc.pubs.Status()
-	}
-	for k, v := range sc.sup.status() {
-		st[k] = v
-	}
-	cols := st["collectors"].([]map[string]any)
-	sort.Slice(cols, func(i, j int) bool { return cols[i]["name"].(string) < cols[j]["name"].(string) })
-	return st, nil
 }

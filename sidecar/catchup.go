@@ -147,20 +147,3 @@ func (r *listenerRunner) context() context.Context {
 	}
 	return r.ctx
 }
-
-// addCatchUpStatus adds the catch-up figures to a listener's status.
-func (r *listenerRunner) addCatchUpStatus(st map[string]any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st["catch_ups"], st["catch_up_polls"], st["catch_up_failures"] = r.cu.asked, r.cu.polls, r.cu.failures
-	if r.cu.asked > 0 {
-		last := map[string]any{"at": r.cu.at, "reason": r.cu.reason, "collectors": r.cu.collectors}
-		if !r.cu.doneAt.IsZero() {
-			last["last_poll_done_at"] = r.cu.doneAt
-		}
-		if r.cu.lastErr != "" {
-			last["last_error"] = r.cu.lastErr
-		}
-		st["last_catch_up"] = last
-	}
-}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
@@ -188,41 +189,24 @@ type status struct {
 		NeedsRestart []string  `json:"needs_restart"`
 		Active       []string  `json:"active_entity_types"`
 	} `json:"config"`
-	Collectors []unitStatus `json:"collectors"`
-	Listeners  []struct {
-		Name        string         `json:"name"`
-		State       string         `json:"state"`
-		Messages    int64          `json:"messages"`
-		BadMessages int64          `json:"bad_messages"`
-		LastSuccess time.Time      `json:"last_success"`
-		Entities    map[string]int `json:"entities"`
-	} `json:"listeners"`
-	Entities  int `json:"entities"`
-	ChangeLog struct {
+	// The sidecar's own types: the JSON they decode from is pinned by
+	// TestStatusJSON.
+	Collectors []collectors.Status `json:"collectors"`
+	Listeners  []listenerStatus    `json:"listeners"`
+	Entities   int                 `json:"entities"`
+	ChangeLog  struct {
 		FirstSeq int64 `json:"first_seq"`
 		LastSeq  int64 `json:"last_seq"`
 	} `json:"change_log"`
 }
 
-type unitStatus struct {
-	Name        string         `json:"name"`
-	State       string         `json:"state"`
-	Interval    string         `json:"interval"`
-	Polls       int64          `json:"polls"`
-	StartedAt   time.Time      `json:"started_at"`
-	LastSuccess time.Time      `json:"last_success"`
-	LastError   string         `json:"last_error"`
-	DurationMS  *int64         `json:"last_duration_ms"`
-	Entities    map[string]int `json:"entities"`
-}
-
-func (st status) unit(name string) (unitStatus, bool) {
+func (st status) unit(name string) (collectors.Status, bool) {
 	for _, u := range st.Collectors {
 		if u.Name == name {
 			return u, true
 		}
 	}
-	return unitStatus{}, false
+	return collectors.Status{}, false
 }
 
 func (st status) String() string {

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/collectors"
 )
 
 // healthz answers 200 while the process serves HTTP: a liveness probe.
@@ -59,36 +61,33 @@ func (sc *Sidecar) notReady(ctx context.Context, now time.Time) []string {
 
 // collectorNotReady reads a runner's status: its last poll must have
 // succeeded, within twice the interval.
-func collectorNotReady(name string, st map[string]any, now time.Time) string {
-	iv, _ := time.ParseDuration(fmt.Sprint(st["interval"]))
-	last, _ := st["last_success"].(time.Time)
-	switch n, _ := st["consecutive_failures"].(int); {
+func collectorNotReady(name string, st collectors.Status, now time.Time) string {
+	iv, _ := time.ParseDuration(st.Interval)
+	switch n := st.ConsecutiveFailures; {
 	case n > 0:
-		return fmt.Sprintf("collector %s: last poll failed (%d in a row): %s", name, n, short(fmt.Sprint(st["last_error"])))
-	case last.IsZero():
+		return fmt.Sprintf("collector %s: last poll failed (%d in a row): %s", name, n, short(st.LastError))
+	case st.LastSuccess.IsZero():
 		return fmt.Sprintf("collector %s: no successful poll yet", name)
-	case iv > 0 && now.Sub(last) > 2*iv:
-		return fmt.Sprintf("collector %s: last successful poll %s ago, interval %s", name, now.Sub(last).Round(time.Second), iv)
+	case iv > 0 && now.Sub(st.LastSuccess) > 2*iv:
+		return fmt.Sprintf("collector %s: last successful poll %s ago, interval %s", name, now.Sub(st.LastSuccess).Round(time.Second), iv)
 	}
 	return ""
 }
 
 // listenerNotReady reads a listener's status: it must be running and, when
 // it reports a connection state, connected.
-func listenerNotReady(name string, st map[string]any) string {
-	if s := st["state"]; s != "running" {
-		return fmt.Sprintf("listener %s: %v%s", name, s, lastErr(st))
+func listenerNotReady(name string, st listenerStatus) string {
+	if st.State != "running" {
+		return fmt.Sprintf("listener %s: %v%s", name, st.State, lastErr(st.LastError))
 	}
-	if d, ok := st["details"].(map[string]any); ok {
-		if s, ok := d["state"].(string); ok && s != "connected" {
-			return fmt.Sprintf("listener %s: %s%s", name, s, lastErr(d))
-		}
+	if d := st.Details; d != nil && d.State != "" && d.State != "connected" {
+		return fmt.Sprintf("listener %s: %s%s", name, d.State, lastErr(d.LastError))
 	}
 	return ""
 }
 
-func lastErr(st map[string]any) string {
-	if e, _ := st["last_error"].(string); e != "" {
+func lastErr(e string) string {
+	if e != "" {
 		return ": " + short(e)
 	}
 	return ""

@@ -125,45 +125,44 @@ func (m *metrics) reloaded(err error) {
 		return
 	}
 	m.reloads.WithLabelValues("success").Inc()
-	bi := buildinfo.Get()
-	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "synchronizer_build_info",
-		Help:        "Always 1; the labels say which build is running.",
-		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
-	})
-	buildInfo.Set(1)
 	m.reloadOK.Set(1)
 	m.reloadTime.SetToCurrentTime()
 }
 
-// serve runs the endpoint on addr (validated as loopback by the config)
-// until ctx ends. The listener is opened before serve returns, so an
-// address in use fails the start.
-func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (<-chan struct{}, error) {
+// listen opens the endpoint's address (validated as loopback by the
+// config) before serve, so that an address in use fails the start.
+func (m *metrics) listen(addr string, log *slog.Logger) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	log.Info("metrics endpoint listening", "addr", ln.Addr().String())
+	return ln, nil
+}
+
+// serve runs the endpoint on ln until ctx ends.
+func (m *metrics) serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/readyz", m.sc.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
+	stopped := make(chan struct{})
+	defer close(stopped)
 	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics endpoint stopped", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+			return
 		}
-	}()
-	go func() {
-		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	log.Info("metrics endpoint listening", "addr", ln.Addr().String())
-	return done, nil
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics endpoint stopped", "err", err)
+	}
+	return nil
 }
 
 // stateCollector reads, at scrape time, the figures that are states rather
@@ -262,9 +261,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, u := range sc.sup.unitList() {
-		var st map[string]any
+		var state string
 		if u.runner != nil {
-			st = u.runner.Status()
+			state = u.runner.Status().State
 			// collectors.TrafficReporter (the prometheus package holds the name).
 			if tr, ok := u.runner.Collector().(interface{ Traffic() (int64, int64) }); ok {
 				reqs, bytes := tr.Traffic()
@@ -276,35 +275,21 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descInterval, prometheus.GaugeValue, every.Seconds(), u.name)
 			}
 		} else if u.lrun != nil {
-			st = u.lrun.status()
-			if d, ok := st["details"].(map[string]any); ok {
-				ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, number(d["received"]), u.name)
-				ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, number(d["bad_total"]), u.name)
-				if v, ok := d["other_consumers"]; ok {
-					ch <- prometheus.MustNewConstMetric(descOtherCons, prometheus.GaugeValue, number(v), u.name)
+			st := u.lrun.status()
+			state = st.State
+			if d := st.Details; d != nil {
+				ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, float64(d.Received), u.name)
+				ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, float64(d.BadTotal), u.name)
+				if d.OtherConsumers != nil {
+					ch <- prometheus.MustNewConstMetric(descOtherCons, prometheus.GaugeValue, float64(*d.OtherConsumers), u.name)
 				}
 			}
-			cu := map[string]any{}
-			u.lrun.addCatchUpStatus(cu)
-			ch <- prometheus.MustNewConstMetric(descCatchUps, prometheus.CounterValue, number(cu["catch_up_polls"]), u.name)
+			ch <- prometheus.MustNewConstMetric(descCatchUps, prometheus.CounterValue, float64(st.CatchUpPolls), u.name)
 		}
 		failing := 0.0
-		if st["state"] == "failing" {
+		if state == "failing" {
 			failing = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, failing, u.kind, u.name)
 	}
-}
-
-// number reads a figure from a status map (listeners report int64).
-func number(v any) float64 {
-	switch n := v.(type) {
-	case int:
-		return float64(n)
-	case int64:
-		return float64(n)
-	case float64:
-		return n
-	}
-	return 0
 }

@@ -46,10 +46,11 @@ func (b *testBus) Run(ctx context.Context, sink listeners.Sink) error {
 	}
 }
 
-func (b *testBus) Status() map[string]any {
+func (b *testBus) Status() listeners.Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return map[string]any{"received": b.received, "bad_total": int64(2), "other_consumers": 1}
+	one := 1
+	return listeners.Status{Received: b.received, BadTotal: 2, OtherConsumers: &one}
 }
 
 var _ listeners.StatusReporter = (*testBus)(nil)
@@ -158,7 +159,8 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("reload failure not counted")
 	}
 	st := h.status()
-	if len(st.Listeners) != 1 || st.Listeners[0].Messages != 1 || st.Listeners[0].BadMessages != 2 || st.Listeners[0].Entities["nova.instance"] != 1 || st.Listeners[0].LastSuccess.IsZero() {
+	if l := st.Listeners; len(l) != 1 || l[0].Messages == nil || *l[0].Messages != 1 || l[0].BadMessages == nil || *l[0].BadMessages != 2 ||
+		l[0].Entities["nova.instance"] != 1 || l[0].LastSuccess.IsZero() {
 		t.Errorf("listener status %+v", st.Listeners)
 	}
 }

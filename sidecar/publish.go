@@ -22,25 +22,23 @@ func (f fanout) Publish(p []engine.Published) {
 }
 
 // startPublishers makes the configured publishers, hooks them to the engine
-// (wake-ups after commits, the prune floor) and runs them until the returned
-// stop is called. Publishers are not reloaded: a change of publishers:
-// takes a restart.
-func (sc *Sidecar) startPublishers() (stop func(), err error) {
+// (wake-ups after commits, the prune floor) and runs them until lc stops
+// them (their cursor saved). Publishers are not reloaded: a change of
+// publishers: takes a restart.
+func (sc *Sidecar) startPublishers(lc *lifecycle) error {
 	cfg := sc.o.Config
 	set, err := publishers.NewSet(cfg.Publishers, cfg.Dir, sc.store, sc.log.With("component", "publisher"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sc.pubs = set
 	if set.Len() == 0 {
-		return func() {}, nil
+		return nil
 	}
 	sc.engine.SetPublisher(fanout{sc.rpc, set})
 	sc.engine.SetPruneFloor(set.Floor)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); set.Run(ctx) }()
-	return func() { cancel(); <-done }, nil
+	lc.run(func(ctx context.Context) error { set.Run(ctx); return nil })
+	return nil
 }
 
 // publishersDiffer says whether publishers: changed (any key of any entry):

@@ -68,9 +68,28 @@ func Run(ctx context.Context, o Options) error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	cfg := o.Config
 	sc := &Sidecar{o: o, log: o.Logger, started: time.Now(), pid: os.Getpid()}
 	sc.systemd = newSystemd(sc)
+	lc := newLifecycle(ctx)
+	runCtx, err := sc.start(ctx, lc)
+	if err != nil {
+		return errors.Join(err, lc.stop())
+	}
+	watchErr := sc.watch(ctx, runCtx)
+	err = errors.Join(watchErr, lc.stop())
+	sc.log.Info("synchronizer stopped")
+	return err
+}
+
+// start starts the components in order, each registering its stop with lc,
+// and returns the context of the collectors and listeners (reloads start
+// new ones on it). The stops run in reverse: the systemd notifier, the
+// pruner, the metrics endpoint, the sources (an open transaction
+// finishes), the socket (subscribers are told), the publishers (their
+// cursor saved), the database checks and, last, the database.
+func (sc *Sidecar) start(ctx context.Context, lc *lifecycle) (context.Context, error) {
+	o := sc.o
+	cfg := o.Config
 	dbPath := cfg.Abs(cfg.Database)
 	if o.Database != "" {
 		dbPath = o.Database
@@ -82,20 +101,11 @@ func Run(ctx context.Context, o Options) error {
 	var err error
 	mode, _ := cfg.FileMode()
 	if sc.store, err = store.Open(dbPath, o.Schema, store.Options{Synchronous: cfg.Sync, MaxMode: mode.Perm()}); err != nil {
-		return err
+		return nil, err
 	}
-	defer sc.store.Close()
+	lc.onStop(func() error { sc.store.Close(); return nil })
 	sc.logRecovery()
-	checkCtx, stopCheck := context.WithCancel(context.Background())
-	checkDone := make(chan struct{})
-	go func() {
-		defer close(checkDone)
-		sc.runQuickChecks(checkCtx, cfg.QuickCheckInterval.D())
-	}()
-	defer func() {
-		stopCheck()
-		<-checkDone
-	}()
+	lc.run(func(ctx context.Context) error { sc.runQuickChecks(ctx, cfg.QuickCheckInterval.D()); return nil })
 	sc.engine, err = engine.New(ctx, sc.store, engine.Options{
 		RetainCount: cfg.ChangesRetention.Count,
 		RetainAge:   cfg.ChangesRetention.Age.D(),
@@ -103,11 +113,11 @@ func Run(ctx context.Context, o Options) error {
 		DeferLoad:   true,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var sockGID *int
 	if gid, err := cfg.SocketGID(); err != nil {
-		return fmt.Errorf("socket_group: %w", err)
+		return nil, fmt.Errorf("socket_group: %w", err)
 	} else if gid >= 0 {
 		sockGID = &gid
 	}
@@ -127,13 +137,11 @@ func Run(ctx context.Context, o Options) error {
 		GetAllTimeout:    cfg.GetAllTimeout.D(),
 	})
 	sc.engine.SetPublisher(sc.rpc)
-	stopPublishers, err := sc.startPublishers()
-	if err != nil {
-		return err
+	if err := sc.startPublishers(lc); err != nil {
+		return nil, err
 	}
-	defer stopPublishers()
 	if err := sc.rpc.Listen(sc.socket); err != nil {
-		return err
+		return nil, err
 	}
 	absDB, aerr := filepath.Abs(dbPath)
 	if aerr != nil {
@@ -143,69 +151,36 @@ func Run(ctx context.Context, o Options) error {
 	sc.metrics = newMetrics(sc)
 	// Readers (get_all, changes, status) are served while the baseline
 	// index loads; registrations and collectors wait for it.
-	serveCtx, stopServe := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- sc.rpc.Serve(serveCtx) }()
+	lc.run(sc.rpc.Serve)
 	t0 := time.Now()
 	sc.systemd.send(sdnotify.Status("loading the baseline"))
 	if err := sc.engine.Load(ctx); err != nil {
-		stopServe()
-		<-served
-		return err
+		return nil, err
 	}
 	sc.log.Info("baseline loaded", "entities", sc.engine.Len(), "last_seq", sc.engine.LastSeq(), "duration", time.Since(t0))
 	// The load's garbage goes back to the system now, not whenever the
 	// scavenger gets to it.
 	debug.FreeOSMemory()
-	runCtx, stopUnits := context.WithCancel(context.Background())
-	defer stopUnits()
+	runCtx := lc.scope(sc.sup.stopAll)
 	if err := sc.sup.apply(runCtx, cfg); err != nil {
-		sc.sup.stopAll()
-		stopServe()
-		<-served
-		return err
+		return nil, err
 	}
-	metricsCtx, stopMetrics := context.WithCancel(context.Background())
-	metricsDone := (<-chan struct{})(closedChan())
+	// After the units: /readyz must not answer before there are any.
 	if addr := cfg.Metrics.Listen; addr != "" {
-		if metricsDone, err = sc.metrics.serve(metricsCtx, addr, sc.log.With("component", "metrics")); err != nil {
-			stopMetrics()
-			sc.sup.stopAll()
-			stopServe()
-			<-served
-			return err
+		log := sc.log.With("component", "metrics")
+		ln, err := sc.metrics.listen(addr, log)
+		if err != nil {
+			return nil, err
 		}
+		lc.run(func(ctx context.Context) error { return sc.metrics.serve(ctx, ln, log) })
 	}
-	pruneCtx, stopPrune := context.WithCancel(context.Background())
-	go sc.engine.RunPruner(pruneCtx, time.Minute)
-	sdCtx, stopSystemd := context.WithCancel(context.Background())
-	sdDone := make(chan struct{})
-	go func() { defer close(sdDone); sc.systemd.run(sdCtx) }()
+	lc.run(func(ctx context.Context) error { sc.engine.RunPruner(ctx, time.Minute); return nil })
+	lc.run(func(ctx context.Context) error { sc.systemd.run(ctx); return nil })
+	lc.onStop(func() error { sc.systemd.stopping(); return nil }) // the first stop
 
 	sc.log.Info("synchronizer ready", "socket", sc.socket, "database", dbPath, "config", cfg.Path,
 		"collectors", len(cfg.Collectors), "listeners", len(cfg.Listeners))
-
-	watchErr := sc.watch(ctx, runCtx)
-	sc.systemd.stopping()
-	stopSystemd()
-	<-sdDone
-	// Stop order: sources first (an open transaction finishes), then
-	// subscribers are told and the socket goes, then the database closes.
-	sc.sup.stopAll()
-	stopPublishers() // saves the cursor
-	stopPrune()
-	stopMetrics()
-	<-metricsDone
-	stopServe()
-	serr := <-served
-	sc.log.Info("synchronizer stopped")
-	return errors.Join(watchErr, serr)
-}
-
-func closedChan() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
+	return runCtx, nil
 }
 
 func (sc *Sidecar) runner(name string) interface {
@@ -352,12 +327,9 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 			lv.Set(want)
 		}
 	}
-	sc.sup.mu.Lock()
-	sc.sup.restartMsg = nil
+	sc.sup.needsRestart(restart)
 	if len(restart) > 0 {
-		sc.sup.restartMsg = []string{fmt.Sprintf("changed settings need a restart to take effect: %v", restart)}
 		sc.log.Warn("config changes that need a restart were not applied", "settings", restart)
 	}
-	sc.sup.mu.Unlock()
 	return nil
 }

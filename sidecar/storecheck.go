@@ -46,19 +46,3 @@ func (sc *Sidecar) runQuickChecks(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
-
-// storeStatus is the store's part of status.
-func (sc *Sidecar) storeStatus() map[string]any {
-	h := sc.store.Health()
-	st := map[string]any{"state": h.State, "checks": h.Checks, "last_check_ms": h.LastCheckMS}
-	if !h.LastCheck.IsZero() {
-		st["last_check"] = h.LastCheck
-	}
-	if h.Message != "" {
-		st["message"] = h.Message
-	}
-	if g := sc.store.Gaps(); len(g) > 0 {
-		st["seq_gaps"] = g
-	}
-	return st
-}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
@@ -20,9 +21,13 @@ import (
 
 // unit is one running collector or listener.
 type unit struct {
-	name   string
-	kind   string // "collector" or "listener"
-	spec   string // canonical form of its config entry: unchanged spec, no restart
+	name string
+	kind string // "collector" or "listener"
+	spec string // canonical form of its config entry: unchanged spec, no restart
+	// files are the files the unit read when it was built (it reports
+	// them: collectors.FileReader, listeners.FileReader) and their hashes
+	// then: an edit rebuilds it, as a change of its settings would.
+	files  map[string]string
 	runner *collectors.Runner
 	lrun   *listenerRunner
 	cancel context.CancelFunc
@@ -94,8 +99,8 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 	var errs []error
 	for i := range cfg.Collectors {
 		cc := cfg.Collectors[i]
-		spec := specOf(cfg, "collector", cc.Node) + depsSpec(cfg, cc.Type, cc.Node)
-		if u, ok := running[cc.Name]; ok && u.spec == spec {
+		spec := specOf(cfg, "collector", cc.Node)
+		if u, ok := running[cc.Name]; ok && u.spec == spec && !filesChanged(u.files) {
 			out[cc.Name] = &built{u: u}
 			continue
 		}
@@ -107,12 +112,12 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: collectors[%d] (%s): %v", cfg.Path, cc.Node.Line, i, cc.Name, err)})
 			continue
 		}
-		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec}, coll: c, cfg: cc.Common}
+		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec, files: hashFiles(c)}, coll: c, cfg: cc.Common}
 	}
 	for i := range cfg.Listeners {
 		lc := cfg.Listeners[i]
-		spec := specOf(cfg, "listener", lc.Node) + depsSpec(cfg, lc.Type, lc.Node)
-		if u, ok := running[lc.Name]; ok && u.spec == spec {
+		spec := specOf(cfg, "listener", lc.Node)
+		if u, ok := running[lc.Name]; ok && u.spec == spec && !filesChanged(u.files) {
 			out[lc.Name] = &built{u: u}
 			continue
 		}
@@ -124,7 +129,7 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: listeners[%d] (%s): %v", cfg.Path, lc.Node.Line, i, lc.Name, err)})
 			continue
 		}
-		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec}, lis: l}
+		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec, files: hashFiles(l)}, lis: l}
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, b := range out {
@@ -184,8 +189,7 @@ func (s *supervisor) apply(ctx context.Context, cfg *config.Config) error {
 			b.u.runner.SetActiveTypes(cfg.ActiveEntityTypes)
 			go func(u *unit) { defer close(u.done); u.runner.Run(uctx) }(b.u)
 		case "listener":
-			b.u.lrun = newListenerRunner(name, b.lis, s.sc.engine, s.log.With("listener", name))
-			b.u.lrun.sink.sup = s
+			b.u.lrun = newListenerRunner(s, name, b.lis)
 			go func(u *unit) { defer close(u.done); u.lrun.run(uctx) }(b.u)
 		}
 		s.log.Info("started", b.u.kind, name)
@@ -263,6 +267,17 @@ func (s *supervisor) config() *config.Config {
 	return s.cur.Load()
 }
 
+// needsRestart records the settings a reload changed that only a restart
+// applies (none: the message goes).
+func (s *supervisor) needsRestart(settings []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restartMsg = nil
+	if len(settings) > 0 {
+		s.restartMsg = []string{fmt.Sprintf("changed settings need a restart to take effect: %v", settings)}
+	}
+}
+
 func (s *supervisor) reloadFailed(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -298,44 +313,6 @@ func (s *supervisor) unitList() []*unit {
 	return out
 }
 
-func (s *supervisor) status() map[string]any {
-	counts := s.sc.engine.Counts()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cols := []map[string]any{}
-	lis := []map[string]any{}
-	for _, u := range s.units {
-		if u.runner != nil {
-			st := u.runner.Status()
-			st["entities"] = countsOf(counts, u.name)
-			cols = append(cols, st)
-		}
-		if u.lrun != nil {
-			st := u.lrun.status()
-			st["entities"] = countsOf(counts, u.name)
-			u.lrun.addCatchUpStatus(st)
-			if d, ok := st["details"].(map[string]any); ok {
-				// Message figures in the same place for every listener type.
-				st["messages"], st["bad_messages"] = d["received"], d["bad_total"]
-			}
-			lis = append(lis, st)
-		}
-	}
-	sort.Slice(lis, func(i, j int) bool { return lis[i]["name"].(string) < lis[j]["name"].(string) })
-	cfg := map[string]any{"loaded_at": s.loadedAt.UTC(), "reloads": s.reloads}
-	if s.cfg != nil {
-		cfg["path"], cfg["hash"] = s.cfg.Path, s.cfg.Hash
-		cfg["active_entity_types"] = s.cfg.ActiveEntityTypes
-	}
-	if s.lastErr != "" {
-		cfg["last_error"], cfg["last_error_at"] = s.lastErr, s.lastErrAt.UTC()
-	}
-	if len(s.restartMsg) > 0 {
-		cfg["needs_restart"] = s.restartMsg
-	}
-	return map[string]any{"config": cfg, "collectors": cols, "listeners": lis}
-}
-
 // listenerRunner keeps a listener running, restarting it with capped
 // back-off when it returns an error.
 type listenerRunner struct {
@@ -355,9 +332,9 @@ type listenerRunner struct {
 	cu        catchUpStatus
 }
 
-func newListenerRunner(name string, l listeners.Listener, eng *engine.Engine, log *slog.Logger) *listenerRunner {
-	r := &listenerRunner{name: name, l: l, log: log, state: "created"}
-	r.sink = sink{eng: eng, source: name, r: r}
+func newListenerRunner(s *supervisor, name string, l listeners.Listener) *listenerRunner {
+	r := &listenerRunner{name: name, l: l, log: s.log.With("listener", name), state: "created"}
+	r.sink = sink{eng: s.sc.engine, source: name, sup: s, r: r}
 	return r
 }
 
@@ -365,7 +342,7 @@ func (r *listenerRunner) run(ctx context.Context) {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
-	backoff := time.Second
+	retry := backoff.New(time.Second, time.Minute)
 	for {
 		r.mu.Lock()
 		r.state, r.startedAt = "running", time.Now()
@@ -384,38 +361,12 @@ func (r *listenerRunner) run(ctx context.Context) {
 		r.mu.Lock()
 		r.state, r.lastErr, r.lastErrAt = "failing", err.Error(), time.Now()
 		r.mu.Unlock()
-		r.log.Warn("listener stopped: restarting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := retry.Next()
+		r.log.Warn("listener stopped: restarting", "err", err, "in", wait)
+		if !backoff.Wait(ctx, wait) {
 			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Minute)
-	}
-}
-
-func (r *listenerRunner) status() map[string]any {
-	r.mu.Lock()
-	st := map[string]any{"name": r.name, "state": r.state, "starts": r.starts}
-	if !r.startedAt.IsZero() {
-		st["started_at"] = r.startedAt.UTC()
-	}
-	if r.lastErr != "" {
-		st["last_error"], st["last_error_at"] = r.lastErr, r.lastErrAt.UTC()
-	}
-	if h, ok := r.l.(listeners.HealthReporter); ok && r.state == "running" {
-		if why := h.Down(); why != "" {
-			st["state"], st["last_error"] = "failing", why
 		}
 	}
-	if !r.lastApply.IsZero() {
-		st["last_success"] = r.lastApply.UTC()
-	}
-	r.mu.Unlock()
-	if sr, ok := r.l.(listeners.StatusReporter); ok {
-		st["details"] = sr.Status()
-	}
-	return st
 }
 
 // sink feeds a listener's events to the engine under the listener's name
@@ -423,7 +374,7 @@ func (r *listenerRunner) status() map[string]any {
 type sink struct {
 	eng    *engine.Engine
 	source string
-	sup    *supervisor // nil in tests: no filtering, no metrics
+	sup    *supervisor
 	r      *listenerRunner
 }
 

@@ -153,7 +153,7 @@ func (s *systemd) status() string {
 		switch {
 		case u.runner != nil:
 			cols++
-			if u.runner.Status()["state"] == "failing" {
+			if u.runner.Status().State == "failing" {
 				failing++
 			}
 		case u.lrun != nil:
@@ -186,7 +186,7 @@ func (sc *Sidecar) firstPolls() (done, total int) {
 			continue
 		}
 		total++
-		if n, _ := u.runner.Status()["polls"].(int64); n > 0 {
+		if u.runner.Status().Polls > 0 {
 			done++
 		}
 	}

@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"gopkg.in/yaml.v3"
-
-	"github.com/openstack-synchronizer/synchronizer/config"
 )
 
 // DefaultDebounce is how long the watcher waits after the last file event
@@ -22,59 +19,33 @@ import (
 // several steps, and the config must be read once, whole.
 const DefaultDebounce = 250 * time.Millisecond
 
-// depKeys are the settings of collectors and listeners that name files read
-// when the unit is built (credentials, certificates, mappings). A change to
-// one rebuilds and restarts the units that use it, like a change to their
-// settings.
-var depKeys = []string{"clouds_file", "cacert", "ca_file", "cert_file", "key_file", "host_mapping_file"}
-
-// depFiles lists the files a unit's settings point at.
-func depFiles(cfg *config.Config, typ string, n *yaml.Node) []string {
-	var out []string
-	vals := map[string]string{}
-	if n != nil && n.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if v := n.Content[i+1]; v.Kind == yaml.ScalarNode {
-				vals[n.Content[i].Value] = v.Value
-			}
-		}
+// hashFiles hashes the files a collector or listener reports reading
+// (collectors.FileReader, listeners.FileReader), by absolute path: the
+// OpenStack client's clouds.yaml search path starts in the working
+// directory.
+func hashFiles(unit any) map[string]string {
+	r, ok := unit.(interface{ Files() []string })
+	if !ok {
+		return nil
 	}
-	for _, k := range depKeys {
-		if v := vals[k]; v != "" {
-			out = append(out, cfg.Abs(v))
+	out := map[string]string{}
+	for _, f := range r.Files() {
+		if a, err := filepath.Abs(f); err == nil {
+			f = a
 		}
-	}
-	if typ == "openstack" && vals["clouds_file"] == "" {
-		out = append(out, cloudsSearch()...)
+		out[f] = fileHash(f)
 	}
 	return out
 }
 
-// cloudsSearch is where the openstack collector looks for clouds.yaml when
-// no clouds_file is set (the OpenStack client's order).
-func cloudsSearch() []string {
-	if f := os.Getenv("OS_CLIENT_CONFIG_FILE"); f != "" {
-		return []string{f}
+// filesChanged says whether any of the files differs from its hash.
+func filesChanged(files map[string]string) bool {
+	for f, h := range files {
+		if fileHash(f) != h {
+			return true
+		}
 	}
-	wd, _ := os.Getwd()
-	out := []string{filepath.Join(wd, "clouds.yaml")}
-	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" {
-		out = append(out, filepath.Join(x, "openstack", "clouds.yaml"))
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		out = append(out, filepath.Join(h, ".config", "openstack", "clouds.yaml"))
-	}
-	return append(out, "/etc/openstack/clouds.yaml")
-}
-
-// depsSpec is the part of a unit's spec that stands for the content of its
-// files, so that an edited clouds.yaml restarts the collector using it.
-func depsSpec(cfg *config.Config, typ string, n *yaml.Node) string {
-	var b strings.Builder
-	for _, f := range depFiles(cfg, typ, n) {
-		b.WriteString("|" + f + "=" + fileHash(f))
-	}
-	return b.String()
+	return false
 }
 
 // fileHash is the SHA-256 of a file's content, "" when it cannot be read.
@@ -135,23 +106,15 @@ func (w *watcher) close() {
 // refresh recomputes the files of interest from the running config and
 // adjusts the directory watches.
 func (w *watcher) refresh() {
-	cfg := w.sc.sup.config()
 	w.config, w.data = map[string]bool{}, map[string][]string{}
 	if p := w.sc.o.ConfigPath; p != "" {
 		abs, _ := filepath.Abs(p)
 		w.config[abs] = true
 	}
-	for _, c := range cfg.Collectors {
-		for _, f := range depFiles(cfg, c.Type, c.Node) {
-			w.config[f] = true
-		}
-	}
-	for _, l := range cfg.Listeners {
-		for _, f := range depFiles(cfg, l.Type, l.Node) {
-			w.config[f] = true
-		}
-	}
 	for _, u := range w.sc.sup.unitList() {
+		for f := range u.files {
+			w.config[f] = true
+		}
 		if u.runner == nil {
 			continue
 		}

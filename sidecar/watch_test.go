@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,10 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/openstack-synchronizer/synchronizer/collectors"
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/entity"
 )
 
 func twoCollectors(dir, changing string) string {
@@ -188,18 +193,7 @@ func TestDependencyFileRestartsItsUser(t *testing.T) {
 		return k.Polls == 1 && c.Polls == 1
 	})
 	saveRename(t, filepath.Join(dir, "clouds.yaml"), clouds("RegionTwo"))
-	var after status
-	waitFor(t, "cloud collector restarted", 10*time.Second, func() bool {
-		after = h.status()
-		c, _ := after.unit("cloud")
-		b, _ := before.unit("cloud")
-		return c.StartedAt.After(b.StartedAt)
-	})
-	k0, _ := before.unit("keep")
-	k1, _ := after.unit("keep")
-	if k1.Polls != k0.Polls || !k1.StartedAt.Equal(k0.StartedAt) || after.Config.Reloads != before.Config.Reloads+1 {
-		t.Errorf("static collector touched by a clouds.yaml edit: %+v -> %+v", k0, k1)
-	}
+	h.restartedAlone(before, "cloud", "keep")
 	if strings.Contains(h.log.String(), "secret") {
 		t.Errorf("a password reached the log")
 	}
@@ -256,4 +250,68 @@ func TestWatcherSetupFailureIsRetried(t *testing.T) {
 		c, _ := h.status().unit("change")
 		return c.Polls == 2
 	})
+}
+
+// rulesCollector is a collector type with a file-valued setting no other
+// code knows of: it is watched because the collector reports reading it.
+type rulesCollector struct{ file string }
+
+func (c rulesCollector) Collect(context.Context) (*entity.Snapshot, error) {
+	return &entity.Snapshot{}, nil
+}
+
+func (c rulesCollector) Files() []string { return []string{c.file} }
+
+func init() {
+	collectors.Register("rulesfile", func(s collectors.Settings) (collectors.Collector, error) {
+		var st struct {
+			config.Common `yaml:",inline"`
+			RulesFile     string `yaml:"rules_file"`
+		}
+		if err := config.DecodeStrict(s.Node, &st); err != nil {
+			return nil, err
+		}
+		f := filepath.Join(s.Dir, st.RulesFile)
+		if _, err := os.ReadFile(f); err != nil {
+			return nil, err
+		}
+		return rulesCollector{file: f}, nil
+	})
+}
+
+// TestReportedFileRestartsItsUser: a collector rebuilt when a file it
+// reports reading (collectors.FileReader) is edited, with no list of
+// file-valued settings anywhere in the sidecar; the others are untouched.
+func TestReportedFileRestartsItsUser(t *testing.T) {
+	dir := t.TempDir()
+	topology(t, filepath.Join(dir, "a.yaml"), 2, "available")
+	writeFile(t, filepath.Join(dir, "rules.txt"), "one\n")
+	path := filepath.Join(dir, "config.yaml")
+	writeFile(t, path, header(dir)+`collectors:
+  - {name: keep, type: static, path: a.yaml, interval: 1h}
+  - {name: rules, type: rulesfile, rules_file: rules.txt, interval: 1h}
+`)
+	h := startAt(t, dir, path)
+	before := h.settle()
+	saveRename(t, filepath.Join(dir, "rules.txt"), "two\n")
+	h.restartedAlone(before, "rules", "keep")
+}
+
+// restartedAlone waits for collector changed to restart after an edit of
+// a file it reads, and checks that the edit was one reload that left
+// collector kept alone (same start, no extra poll).
+func (h *harness) restartedAlone(before status, changed, kept string) {
+	h.t.Helper()
+	var after status
+	waitFor(h.t, changed+" restarted", 10*time.Second, func() bool {
+		after = h.status()
+		c, _ := after.unit(changed)
+		b, _ := before.unit(changed)
+		return c.StartedAt.After(b.StartedAt)
+	})
+	k0, _ := before.unit(kept)
+	k1, _ := after.unit(kept)
+	if k1.Polls != k0.Polls || !k1.StartedAt.Equal(k0.StartedAt) || after.Config.Reloads != before.Config.Reloads+1 {
+		h.t.Errorf("%s touched by an edit of a file %s reads: %+v -> %+v", kept, changed, k0, k1)
+	}
 }

@@ -91,7 +91,8 @@ type Server struct {
 	peak      map[string]int
 	latency   map[string]time.Duration
 	lastMV    string
-	keystone  map[string]any // the sample token body
+	mvOf      map[string]string // the last Nova microversion served per target
+	keystone  map[string]any    // the sample token body
 	bytes     map[string]int64
 	// clock is the offset of the cloud's clock from the local one, in
 	// nanoseconds; atomic, as items are stamped with the lock held.
@@ -256,6 +257,14 @@ func (s *Server) LastMicroversion() string {
 	return s.lastMV
 }
 
+// MicroversionOf is the Nova microversion of the last request to target
+// (as for Requests) that was served, "" before any.
+func (s *Server) MicroversionOf(target string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mvOf[target]
+}
+
 // SetMaxMicroversion changes the highest Nova microversion served.
 func (s *Server) SetMaxMicroversion(v string) {
 	s.mu.Lock()
@@ -344,7 +353,7 @@ func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests[target]++
 	s.mu.Unlock()
-	if service == "compute" && !s.checkMicroversion(w, r) {
+	if service == "compute" && !s.checkMicroversion(w, r, target) {
 		return
 	}
 	if service == "volumev3" && !s.checkVolumeMicroversion(w, r) {
@@ -436,7 +445,7 @@ func (s *Server) validToken(tok string) bool {
 
 // checkMicroversion answers 406 as nova does when the requested
 // microversion is above the maximum, and records the one served.
-func (s *Server) checkMicroversion(w http.ResponseWriter, r *http.Request) bool {
+func (s *Server) checkMicroversion(w http.ResponseWriter, r *http.Request, target string) bool {
 	v := "2.1"
 	if h := r.Header.Get("OpenStack-API-Version"); strings.HasPrefix(h, "compute ") {
 		v = strings.TrimSpace(strings.TrimPrefix(h, "compute "))
@@ -456,6 +465,10 @@ func (s *Server) checkMicroversion(w http.ResponseWriter, r *http.Request) bool 
 	}
 	s.mu.Lock()
 	s.lastMV = v
+	if s.mvOf == nil {
+		s.mvOf = map[string]string{}
+	}
+	s.mvOf[target] = v
 	s.mu.Unlock()
 	w.Header().Set("OpenStack-API-Version", "compute "+v)
 	w.Header().Set("X-OpenStack-Nova-API-Version", v)

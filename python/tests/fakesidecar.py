@@ -5,6 +5,7 @@ import os
 import socketserver
 import tempfile
 import threading
+import time
 
 
 class FakeSidecar(object):
@@ -18,6 +19,7 @@ class FakeSidecar(object):
         self.pruned = 0      # changes up to this seq are gone
         self.database_id = 'db-1'
         self.calls = []
+        self.register = True  # False: an old sidecar without subscriptions
         fake = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -32,9 +34,35 @@ class FakeSidecar(object):
                         res = {'error': {'code': e.code, 'message': str(e)}}
                     res.update(jsonrpc='2.0', id=req['id'])
                     self.wfile.write(json.dumps(res).encode() + b'\n')
+                    if req['method'] == 'register' and 'result' in res:
+                        self.notify(req.get('params') or {})
+                        return
 
-        self.server = socketserver.ThreadingUnixStreamServer(self.path,
-                                                             Handler)
+            def notify(self, p):
+                """The subscription's changes, replayed then live (polled
+                from the log), until the client hangs up."""
+                types, sent = p.get('types') or None, p.get('since', 0)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    out = [c for c in fake.log[sent:]
+                           if not types or c['type'] in types]
+                    sent = len(fake.log)
+                    if out:
+                        msg = {'jsonrpc': '2.0', 'method': 'change',
+                               'params': {'subscription': 'sub-1',
+                                          'changes': out}}
+                        try:
+                            self.wfile.write(json.dumps(msg).encode() + b'\n')
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                    time.sleep(0.02)
+
+        class Server(socketserver.ThreadingUnixStreamServer):
+            daemon_threads = True      # a register connection may linger
+            block_on_close = False
+
+        self.server = Server(self.path, Handler)
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        daemon=True)
         self.thread.start()
@@ -82,6 +110,16 @@ class FakeSidecar(object):
             more = len(out) == limit and out[-1]['seq'] < self.seq
             return {'changes': out, 'seq': out[-1]['seq'] if more
                     else self.seq, 'more': more,
+                    'database_id': self.database_id}
+        if method == 'register':
+            if not self.register:
+                raise RPCFault(-32601, 'no method ' + method)
+            since = p.get('since', self.seq)
+            if p.get('database_id', self.database_id) != self.database_id:
+                raise RPCFault(-32001, 'database_id is not this database')
+            if since < self.pruned or since > self.seq:
+                raise RPCFault(-32001, 'since is outside the retained log')
+            return {'subscription': 'sub-1', 'seq': self.seq,
                     'database_id': self.database_id}
         raise RPCFault(-32601, 'no method ' + method)
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import unittest
 
@@ -29,13 +30,15 @@ class DriverTest(unittest.TestCase):
         self.state = tempfile.mkdtemp(prefix='driver-state-')
         for k, v in {'socket': self.sc.path, 'state_dir': self.state,
                      'timeout': 2, 'changes_limit': 2,
-                     'periodic_snapshot': 'changes'}.items():
+                     'periodic_snapshot': 'changes',
+                     'changes_wait': 0.2}.items():
             CONF.set_override(k, v, 'synchronizer')
         self.sc.put('nova.instance', 'a')
         self.sc.put('nova.instance', 'b', parent_key='nova.host:h1')
 
     def tearDown(self):
         CONF.clear_override('periodic_snapshot', 'synchronizer')
+        CONF.clear_override('changes_wait', 'synchronizer')
         self.sc.close()
         shutil.rmtree(self.sc.dir, ignore_errors=True)
         shutil.rmtree(self.state, ignore_errors=True)
@@ -52,6 +55,51 @@ class DriverTest(unittest.TestCase):
         with open(os.path.join(self.state, 'nova.instance.json')) as f:
             self.assertEqual(json.load(f),
                              {'seq': 2, 'database_id': 'db-1'})
+
+    def test_get_changes_answers_when_a_change_comes(self):
+        # Vitrage calls get_changes every changes_interval (1 s); each call
+        # waits for a change and answers as soon as one is there.
+        CONF.set_override('changes_wait', 10, 'synchronizer')
+        d = InstanceDriver()
+        d.get_all('init_snapshot')
+        timer = threading.Timer(0.3, lambda: self.sc.put(
+            'nova.instance', 'a', state='SHUTOFF'))
+        timer.start()
+        t0 = time.monotonic()
+        rows = d.get_changes('update')
+        took = time.monotonic() - t0
+        timer.join()
+        self.assertEqual([(r['id'], r['status']) for r in rows],
+                         [('a', 'SHUTOFF')])
+        self.assertLess(took, 3, 'get_changes waited past the change')
+        self.assertGreaterEqual(took, 0.25)
+        # A change already in the log: no wait at all.
+        self.sc.put('nova.instance', 'b', state='PAUSED')
+        t0 = time.monotonic()
+        rows = d.get_changes('update')
+        self.assertEqual([r['id'] for r in rows], ['b'])
+        self.assertLess(time.monotonic() - t0, 2)
+
+    def test_get_changes_waits_at_most_changes_wait(self):
+        CONF.set_override('changes_wait', 0.5, 'synchronizer')
+        d = InstanceDriver()
+        d.get_all('init_snapshot')
+        # Changes of other types do not end the wait.
+        self.sc.put('nova.host', 'h1')
+        t0 = time.monotonic()
+        self.assertEqual(d.get_changes('update'), [])
+        self.assertGreaterEqual(time.monotonic() - t0, 0.45)
+        self.assertLess(time.monotonic() - t0, 2)
+
+    def test_get_changes_without_subscriptions_does_not_wait(self):
+        # A sidecar that answers register with an error: read at once.
+        CONF.set_override('changes_wait', 10, 'synchronizer')
+        self.sc.register = False
+        d = InstanceDriver()
+        d.get_all('init_snapshot')
+        t0 = time.monotonic()
+        self.assertEqual(d.get_changes('update'), [])
+        self.assertLess(time.monotonic() - t0, 2)
 
     def test_changes_paged_and_collapsed(self):
         d = InstanceDriver()

@@ -7,6 +7,7 @@ and no state survives a broken connection.
 import itertools
 import json
 import socket
+import time
 
 #: The error code the sidecar answers ``changes`` with when ``since`` is
 #: outside its retained change log, belongs to another database
@@ -70,6 +71,55 @@ class Client(object):
             sock.close()
         raise SidecarError('synchronizer: %s %s: connection closed before '
                            'the answer' % (method, self.path))
+
+    def wait_change(self, since, types=None, database_id=None, wait=5.0):
+        """Wait up to ``wait`` seconds for a change of ``types`` after
+        ``since``; return True as soon as one is there (or the sidecar asks
+        for a resync or stops), False when none came.
+
+        A ``register`` subscription from ``since``: the sidecar replays what
+        is already in its log after ``since`` at once, then sends live
+        changes. The connection is closed on return; the caller then reads
+        the changes with ``changes`` as usual."""
+        req_id = next(self._ids)
+        params = {'since': since, 'types': list(types or [])}
+        if database_id:
+            params['database_id'] = database_id
+        req = {'jsonrpc': '2.0', 'id': req_id, 'method': 'register',
+               'params': params}
+        deadline = time.monotonic() + wait
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            sock.sendall(json.dumps(req).encode() + b'\n')
+            with sock.makefile('rb') as lines:
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    sock.settimeout(left)
+                    line = lines.readline()
+                    if not line:
+                        raise SidecarError('synchronizer: register %s: '
+                                           'connection closed' % self.path)
+                    msg = json.loads(line)
+                    if msg.get('id') == req_id:
+                        if msg.get('error') is not None:
+                            err = msg['error']
+                            raise RPCError(err.get('code'),
+                                           err.get('message'),
+                                           err.get('data'))
+                        continue  # subscribed: wait for a notification
+                    if msg.get('method') in ('change', 'resync', 'shutdown'):
+                        return True
+        except socket.timeout:
+            return False
+        except (OSError, ValueError) as e:
+            raise SidecarError('synchronizer: register %s: %s'
+                               % (self.path, e)) from e
+        finally:
+            sock.close()
 
     def get_all(self, types=None):
         """Return ``{"seq": N, "entities": [...], "database_id": ID}`` for

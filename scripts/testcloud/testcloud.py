@@ -174,6 +174,12 @@ expiration = {exp}
 [fernet_tokens]
 key_repository = {fk}
 
+# Receipts (MFA) have a key repository of their own, /etc/keystone/fernet-keys
+# by default: keystone-manage bootstrap refuses to run where that is absent
+# (a machine without Debian's keystone package).
+[fernet_receipts]
+key_repository = {fk}
+
 [credential]
 key_repository = {ck}
 

@@ -28,6 +28,14 @@ SYNCHRONIZER_OPTS = [
                     'still follows a start from scratch, a lost seq or a '
                     'seq the sidecar no longer has). "full": every entity, '
                     'each time, as Vitrage\'s own drivers do.'),
+    cfg.FloatOpt('changes_wait', default=5.0, min=0,
+                 help='Seconds get_changes waits for a change at the sidecar '
+                      '(a "register" subscription) before answering that '
+                      'nothing changed; a change that arrives meanwhile is '
+                      'answered at once. With changes_interval 1 (the '
+                      'default) a change reaches Vitrage within a moment '
+                      'instead of a changes_interval later. 0: no wait, '
+                      'every get_changes reads the change log and returns.'),
     cfg.IntOpt('changes_limit', default=20000, min=1,
                help='Most changes asked for in one "changes" call; more '
                     'calls follow until the log is read.'),

@@ -127,6 +127,7 @@ class SynchronizerDriver(DriverBase):
             return rows
 
     def get_changes(self, datasource_action):
+        self._wait_change()
         with self._lock:
             try:
                 if self._need_full or self._load_seq() is None:
@@ -153,6 +154,25 @@ class SynchronizerDriver(DriverBase):
                             'graph, trying again next interval',
                             self.name, e)
                 return []
+
+    def _wait_change(self):
+        """Wait up to [synchronizer] changes_wait for a change after the
+        last seq applied, so that get_changes answers as soon as the
+        sidecar has one rather than a changes_interval later. Without a
+        seq yet, or when the wait fails (the sidecar down, a resync
+        needed), get_changes goes on at once and deals with it as before.
+        """
+        wait = CONF.synchronizer.changes_wait
+        with self._lock:
+            if wait <= 0 or self._need_full or self._load_seq() is None:
+                return
+            since, db_id = self._seq, self._db_id
+        try:
+            self._client().wait_change(since, self.sidecar_types(), db_id,
+                                       wait)
+        except sclient.SidecarError as e:
+            LOG.debug('synchronizer %s: waiting for a change: %s',
+                      self.name, e)
 
     def _full_from_changes(self):
         """A full snapshot from get_changes. It can delete only what this

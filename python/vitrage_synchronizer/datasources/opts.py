@@ -8,7 +8,7 @@ from vitrage.common.constants import UpdateMethod
 _OURS = (DSOpts.DRIVER, DSOpts.UPDATE_METHOD, DSOpts.CHANGES_INTERVAL)
 
 
-def datasource_opts(name, driver, changes_interval=10, extra=()):
+def datasource_opts(name, driver, changes_interval=1, extra=()):
     """Vitrage's OPTS for ``name`` with our driver, pull and an interval.
 
     Every other option of Vitrage's datasource (its transformer, nagios'
@@ -26,7 +26,10 @@ def datasource_opts(name, driver, changes_interval=10, extra=()):
                         'reads what changed from the synchronizer.'),
         cfg.IntOpt(DSOpts.CHANGES_INTERVAL, default=changes_interval,
                    min=1,
-                   help='Seconds between two reads of the synchronizer\'s '
-                        'change log.'),
+                   help='Seconds between the starts of two get_changes. '
+                        'Each waits up to [synchronizer] changes_wait for '
+                        'a change, so at 1 a change is applied within a '
+                        'moment while an idle datasource calls the '
+                        'sidecar once per changes_wait.'),
     ]
     return opts + list(extra)
