@@ -83,7 +83,7 @@ type amqpStream struct {
 	gen       int64
 	snapKey   string
 	snapMu    sync.Mutex
-	snap      snapshotMark
+	snap      SnapshotMark
 	snapDue   bool
 	snapshots atomic.Int64
 
