@@ -427,4 +427,19 @@ func TestStreamRegionLostSeqTakesSnapshot(t *testing.T) {
 	if want := regionStates(t, one, two); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("saved state:\n got %v\nwant %v", got, want)
 	}
+	// The plain reader after the lost seq says so first (as watch --stream
+	// does), then gives the changes the stream holds.
+	py := exec.Command("/usr/bin/python3", "-c", `
+import sys
+from vitrage_synchronizer.stream import StreamReader
+for m in StreamReader(sys.argv[1], sys.argv[2], since=11, idle_timeout=3):
+    print(m.kind, m.seq, getattr(m, 'lost_from', 0), getattr(m, 'lost_through', 0))
+`, amqptest.Broker, two.stream)
+	pydir, _ := filepath.Abs("python")
+	py.Env = append(os.Environ(), "PYTHONPATH="+pydir)
+	out, err := py.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(lines) < 2 || lines[0] != "gap 12 12 12" || lines[len(lines)-1] != fmt.Sprintf("change %d 0 0", through["two"]) {
+		t.Errorf("StreamReader after the lost seq 12: %v\n%s", err, out)
+	}
 }

@@ -29,7 +29,7 @@ Needs Debian's python3-kombu (and its py-amqp transport) only.
 
     from vitrage_synchronizer.stream import StreamReader
     for m in StreamReader('amqp://guest:guest@broker:5672/', 'synchronizer.changes', since=42):
-        if m.resync:
+        if m.resync:  # a marker, or a Gap (m.kind == 'gap') first
             ...  # changes m.lost_from..m.lost_through are gone: get_all
         else:
             handle(m.change)
@@ -115,6 +115,23 @@ class Message(object):
         return json.loads(self.body.decode('utf-8'))
 
 
+class Gap(object):
+    """What a reader gets first when the stream no longer holds the changes
+    after its ``since``: like a resync marker, resynchronize."""
+
+    kind = 'gap'
+    resync = True
+    is_snapshot = False
+    offset = None
+    body = b''
+
+    def __init__(self, lost_from, lost_through, database_id):
+        self.lost_from = lost_from
+        self.lost_through = lost_through
+        self.seq = lost_through
+        self.database_id = database_id
+
+
 class _Stream(object):
     """One connection to one stream: probes and a consumer."""
 
@@ -161,27 +178,31 @@ class _Stream(object):
             ch.close()
 
     def since_offset(self, since):
-        """(offset, gap): where the changes after ``since`` start, and
-        whether the stream's first message is already past since + 1 (the
-        changes in between may have been dropped by retention)."""
+        """(offset, gap): where the changes after ``since`` start, and,
+        when the stream no longer holds the changes after since (retention
+        dropped them, or the stream was made again), a Gap for them."""
         # Seqs grow along the stream but for the resent tails after a
         # publisher reconnects, which only repeat seqs: a probe whose seq
         # is <= since still has every later seq after it.
         if since < 0:
-            return 'first', False
+            return 'first', None
         first = self.probe('first')
         if first is None:
-            return 'first', False
+            return 'first', None
         if first.seq > since:
             # A change: the changes since+1..seq-1 are not in the stream.
             # A snapshot message's seq is the last change published before
-            # it: that change is not in the stream either.
-            return 'first', first.seq > since + (0 if first.is_snapshot else 1)
+            # it: that change is not in the stream either. A resync marker
+            # says so itself.
+            through = first.seq if first.is_snapshot else first.seq - 1
+            if through > since and not first.resync:
+                return 'first', Gap(since + 1, through, first.database_id)
+            return 'first', None
         last = self.probe('last')
         if last is None:
-            return 'first', False
+            return 'first', None
         if last.seq <= since:
-            return last.offset, False
+            return last.offset, None
         lo, hi = first.offset, last.offset
         while hi - lo > 1:
             mid = lo + (hi - lo) // 2
@@ -190,7 +211,7 @@ class _Stream(object):
                 lo = m.offset
             else:
                 hi = mid
-        return lo, False
+        return lo, None
 
     def snapshot_offset(self):
         """The offset of the newest snapshot's first message (its begin,
@@ -254,9 +275,9 @@ class StreamReader(object):
         #: follow forever)
         self.idle_timeout = idle_timeout
         self.snapshots = snapshots
-        #: set once reading started: the stream's first message is past
-        #: since + 1, so changes after since may have been dropped.
-        self.gap = False
+        #: set once reading started: the Gap yielded first, when the
+        #: stream no longer holds the changes after since.
+        self.gap = None
         self._s = None
 
     def close(self):
@@ -276,6 +297,8 @@ class StreamReader(object):
             offset, self.gap = self._s.since_offset(self.since)
             self._s.start(offset, self.prefetch)
             last, dbid = self.since, None
+            if self.gap is not None:
+                yield self.gap
             while True:
                 m = self._s.next(self.idle_timeout)
                 if m is None:
@@ -670,8 +693,10 @@ def main(argv=None):
     since = int(argv[2]) if len(argv) == 3 else -1
     for m in StreamReader(argv[0], argv[1], since=since):
         if m.resync:
-            sys.stderr.write('stream: changes %d..%d of database %s were pruned before they '
-                             'were published; resynchronize\n' % (m.lost_from, m.lost_through, m.database_id))
+            why = ('are no longer in the stream' if m.kind == 'gap' else
+                   'were pruned before they were published')
+            sys.stderr.write('stream: changes %d..%d of database %s %s; resynchronize\n'
+                             % (m.lost_from, m.lost_through, m.database_id, why))
             continue
         sys.stdout.write(m.body.decode('utf-8') + '\n')
         sys.stdout.flush()
