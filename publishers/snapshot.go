@@ -145,6 +145,7 @@ func (p *amqpStream) writeSnapshot(ctx context.Context, ch *amqp.Channel, queue 
 		return fmt.Errorf("snapshot %d: %w", gen, err)
 	}
 	mark := SnapshotMark{Generation: gen, Seq: seq, Entities: n, Parts: parts, Stream: p.cfg.Stream, At: t0}
+	p.written = mark
 	body, _ := json.Marshal(struct {
 		End        int64  `json:"snapshot_end"`
 		Seq        int64  `json:"seq"`

@@ -92,6 +92,11 @@ func TestStreamSnapshots(t *testing.T) {
 	// Later changes carry generation 1.
 	r.changes(10)
 	waitCursor(t, set, 3010)
+	// One snapshot: the periodic check does not take one awaiting its
+	// confirm for none.
+	if st := set.Status()["s"]; st.Snapshots != 1 {
+		t.Errorf("first session wrote %d snapshots, want 1", st.Snapshots)
+	}
 	stop()
 	msgs = readAll(t, stream, func(ms []Message) bool { return ms[len(ms)-1].Seq == 3010 && !ms[len(ms)-1].IsSnapshot() })
 	if m := msgs[len(msgs)-1]; m.Generation != 1 || m.Kind != "change" {
@@ -116,6 +121,9 @@ func TestStreamSnapshots(t *testing.T) {
 	stop = run(set)
 	defer stop()
 	waitCursor(t, set, 3215)
+	if st := set.Status()["s"]; st.Snapshots != 1 {
+		t.Errorf("the session after the marker wrote %d snapshots, want 1", st.Snapshots)
+	}
 	msgs = readAll(t, stream, func(ms []Message) bool { return ms[len(ms)-1].Seq == 3215 && !ms[len(ms)-1].IsSnapshot() })
 	var marker int
 	for i, m := range msgs {

@@ -502,6 +502,7 @@ class Replica(object):
         with self._lock:
             self._ready = False
             self.resets += 1
+            self._lock.notify_all()
 
     def _install(self, entities, seq, db, end):
         with self._lock:
@@ -587,6 +588,29 @@ class Replica(object):
                 out.append(ch)
             return {'changes': out, 'seq': seq, 'more': more,
                     'database_id': self._db}
+
+    def wait_change(self, since, types=None, database_id=None, wait=5.0):
+        """Wait up to ``wait`` seconds for a change of ``types`` after
+        ``since``, as the socket client's wait_change: True as soon as one
+        is there, or when ``changes`` would not answer with changes (no
+        state, another database, a seq it does not hold), False when none
+        came."""
+        types = set(types or ())
+        scanned = [since]  # the changes up to this seq are not of types
+
+        def there():
+            if (not self._ready or (database_id and database_id != self._db)
+                    or since < self._floor or since > self._seq):
+                return True
+            for i in range(bisect.bisect_right(self._seqs, scanned[0]),
+                           len(self._seqs)):
+                if not types or self._log[i].get('type') in types:
+                    return True
+                scanned[0] = self._seqs[i]
+            return False
+
+        with self._lock:
+            return self._lock.wait_for(there, wait)
 
     def state(self):
         """(database_id, seq, entities): a consistent copy."""
