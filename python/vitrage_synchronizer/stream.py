@@ -214,17 +214,26 @@ class _Stream(object):
         return lo, None
 
     def snapshot_offset(self):
-        """The offset of the newest snapshot's first message (its begin,
-        unless retention cut it), or None when the stream holds none."""
+        """(offset, whole): where to start reading for a complete state.
+        Normally the newest snapshot's begin (whole False). A stream whose
+        last chunk begins before any snapshot gives that chunk's start (a
+        begin may be inside it: the reader waits for the next begin), or,
+        when the stream holds the change log from seq 1, its first message
+        (whole True: the changes alone make the state). None: the stream
+        is empty."""
+        # "last" is the first message of the last chunk, whose generation
+        # may be older than a begin later in that chunk.
         last = self.probe('last')
-        if last is None or last.generation < 1:
-            return None
-        gen = last.generation
         first = self.probe('first')
-        if first is None:
-            return None
+        if last is None or first is None:
+            return None, False
+        if last.generation < 1:
+            if not first.is_snapshot and not first.resync and first.seq == 1:
+                return 'first', True
+            return last.offset, False
+        gen = last.generation
         if first.generation >= gen:
-            return first.offset
+            return first.offset, False
         # The first offset whose message has a generation >= gen: that
         # snapshot's begin (generations never decrease along the stream).
         # lo's message is older, hi's is of gen or newer.
@@ -236,7 +245,7 @@ class _Stream(object):
                 hi = mid
             else:
                 lo = mid
-        return hi
+        return hi, False
 
     def start(self, offset, prefetch=1000):
         self.prefetch = prefetch
@@ -443,17 +452,14 @@ class Replica(object):
                     self._unready()
                     offset = None
             if offset is None:
-                offset = s.snapshot_offset()
+                offset, whole = s.snapshot_offset()
                 if offset is None:
+                    raise StreamError('the stream is empty (its publisher '
+                                      'has not started)')
+                if whole:
+                    # No snapshot, but every change from seq 1.
                     first = s.probe('first')
-                    if first is None or first.is_snapshot or first.seq != 1:
-                        raise StreamError(
-                            'the stream holds no snapshot (is the '
-                            "publisher's snapshot_interval 0?) and not the "
-                            'change log from seq 1')
-                    # A stream without snapshots that holds every change.
                     self._install({}, 0, first.database_id, None)
-                    offset = 'first'
             s.start(offset, self.prefetch)
             collect = None
             while not self._stop.is_set():
