@@ -80,15 +80,15 @@ type amqpStream struct {
 	// Snapshots: gen is the generation of the last snapshot begun (every
 	// message carries it, so readers binary-search the newest one);
 	// snap is the last complete one, as saved in meta.
-	gen       int64
-	snapKey   string
-	snapMu    sync.Mutex
-	snap      SnapshotMark
-	snapDue   bool
+	gen     int64
+	snapKey string
+	snapMu  sync.Mutex
+	snap    SnapshotMark
+	snapDue bool
 	// written is the last snapshot this session wrote, confirmed or not
 	// (snap moves only on the broker's confirm): the periodic check goes
 	// by it, so that a snapshot awaiting its confirm is not written twice.
-	written SnapshotMark
+	written   SnapshotMark
 	snapshots atomic.Int64
 
 	mu      sync.Mutex
