@@ -62,6 +62,7 @@ bench: build
 	$(GO) run ./cmd/loadtest
 	bash scripts/deps.d/rabbitmq.sh
 	$(GO) test -run '^$$' -bench BenchmarkBus -benchtime 20000x ./e2e
+	$(GO) test -run '^$$' -bench BenchmarkStreamReplicaStart -benchtime 1x ./e2e
 	SYNC_BENCH_N=50000 $(GO) test -run '^$$' -bench Stream -benchtime 1x -timeout 10m ./publishers
 	SYNC_SIZING=1 $(GO) test -run TestSizingFigures -v -timeout 40m ./e2e
 	# The real test cloud's figures (openstack/README.md): delta poll bytes, stop-to-subscriber time.

@@ -54,6 +54,10 @@ func watchStream(ctx context.Context, url, name string, since int64, types []str
 				id = m.DatabaseID
 			}
 			last = m.Seq
+			if m.Kind == "gap" {
+				fmt.Fprintf(env.Stderr, "watch: stream %s: changes %d..%d of database %s are no longer in the stream; resynchronize (get-all on that sidecar)\n", name, m.LostFrom, m.LostThrough, m.DatabaseID)
+				return nil
+			}
 			if m.Resync {
 				fmt.Fprintf(env.Stderr, "watch: stream %s: changes %d..%d of database %s were pruned before they were published; resynchronize (get-all on that sidecar)\n", name, m.LostFrom, m.LostThrough, m.DatabaseID)
 				return nil

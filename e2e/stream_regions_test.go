@@ -9,6 +9,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -19,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
@@ -50,7 +53,12 @@ func startRegionConsumer(t *testing.T, state string, regions map[string]string) 
 		t.Fatal(err)
 	}
 	args := []string{"python/tests/regions_consumer.py", state}
-	for _, r := range []string{"one", "two"} {
+	var names []string
+	for r := range regions {
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	for _, r := range names {
 		args = append(args, r+"="+amqptest.Broker+","+regions[r])
 	}
 	c := &regionConsumer{cmd: exec.Command("/usr/bin/python3", args...), events: make(chan regionEvent, 1000), stderr: &logBuffer{}}
@@ -107,8 +115,8 @@ func (c *regionConsumer) next(t *testing.T, what string, seen *[]regionEvent) re
 	}
 }
 
-// waitChanges collects events until region has delivered its change with
-// seq through.
+// waitChanges collects events until each region has delivered its change
+// with seq through (or a snapshot at or after it).
 func (c *regionConsumer) waitChanges(t *testing.T, seen *[]regionEvent, through map[string]int64) {
 	t.Helper()
 	timeout := time.After(60 * time.Second)
@@ -116,7 +124,8 @@ func (c *regionConsumer) waitChanges(t *testing.T, seen *[]regionEvent, through 
 		for r, s := range through {
 			ok := false
 			for _, e := range *seen {
-				if e.Event == "change" && e.Region == r && e.Seq >= s {
+				// A snapshot at or after s holds that change too.
+				if (e.Event == "change" || e.Event == "snapshot") && e.Region == r && e.Seq >= s {
 					ok = true
 				}
 			}
@@ -139,72 +148,89 @@ func (c *regionConsumer) waitChanges(t *testing.T, seen *[]regionEvent, through 
 	}
 }
 
-func TestStreamRegionsMergedAndResumed(t *testing.T) {
-	t.Parallel()
-	type region struct {
-		name, stream, topo string
-		sc                 *sidecar
-	}
-	var regions []*region
-	streams := map[string]string{}
-	for _, name := range []string{"one", "two"} {
-		dir := t.TempDir()
-		r := &region{name: name, stream: amqptest.Name("e2e-region-" + name), topo: filepath.Join(dir, "topology.yaml")}
-		amqptest.DeleteQueueAfter(t, r.stream)
-		copyFile(t, "examples/topology.yaml", r.topo)
-		r.sc = startSidecar(t, dir, `
+// streamRegion is one region: a sidecar with a static topology and a
+// publisher to a stream of its own.
+type streamRegion struct {
+	name, stream, topo string
+	sc                 *sidecar
+}
+
+func startStreamRegion(t *testing.T, name string) *streamRegion {
+	t.Helper()
+	dir := t.TempDir()
+	r := &streamRegion{name: name, stream: amqptest.Name("e2e-region-" + name), topo: filepath.Join(dir, "topology.yaml")}
+	amqptest.DeleteQueueAfter(t, r.stream)
+	copyFile(t, "examples/topology.yaml", r.topo)
+	r.sc = startSidecar(t, dir, `
 collectors:
   - {name: topology, type: static, path: topology.yaml, interval: 100ms}
 publishers:
   - {name: central, type: amqp-stream, urls: ["`+amqptest.Broker+`"], stream: `+r.stream+`, max_age: 1h}
 `)
-		regions = append(regions, r)
-		streams[name] = r.stream
+	return r
+}
+
+// lastSeq waits until the publisher has published the change log and
+// returns its last seq.
+func (r *streamRegion) lastSeq(t *testing.T) int64 {
+	t.Helper()
+	var st struct {
+		ChangeLog struct {
+			LastSeq int64 `json:"last_seq"`
+		} `json:"change_log"`
+		Publishers map[string]struct {
+			Cursor int64 `json:"cursor"`
+		} `json:"publishers"`
 	}
-	// sidecarStates is every region's entities as its own get_all has them.
-	sidecarStates := func() map[string]string {
-		out := map[string]string{}
-		for _, r := range regions {
-			for k, e := range r.sc.getAll(t) {
-				out[r.name+"|"+k] = e.State
-			}
+	var last int64
+	waitFor(t, "region "+r.name+" published", 30*time.Second, func() bool {
+		out, _ := r.sc.cli("status")
+		if json.Unmarshal([]byte(out), &st) != nil || st.ChangeLog.LastSeq == 0 {
+			return false
 		}
-		return out
-	}
-	lastSeq := func(r *region) int64 {
-		var st struct {
-			ChangeLog struct {
-				LastSeq int64 `json:"last_seq"`
-			} `json:"change_log"`
-			Publishers map[string]struct {
-				Cursor int64 `json:"cursor"`
-			} `json:"publishers"`
-		}
-		var last int64
-		waitFor(t, "region "+r.name+" published", 30*time.Second, func() bool {
-			out, _ := r.sc.cli("status")
-			if json.Unmarshal([]byte(out), &st) != nil || st.ChangeLog.LastSeq == 0 {
-				return false
-			}
-			last = st.ChangeLog.LastSeq
-			return st.Publishers["central"].Cursor == last
-		})
-		return last
-	}
-	edit := func(r *region, old, new string) int64 {
-		t.Helper()
-		before := lastSeq(r)
-		liveRewrite(t, r.topo, old, new)
-		var last int64
-		waitFor(t, "the edit in region "+r.name, 30*time.Second, func() bool {
-			last = lastSeq(r)
-			return last > before
-		})
-		return last
-	}
+		last = st.ChangeLog.LastSeq
+		return st.Publishers["central"].Cursor == last
+	})
+	return last
+}
+
+// edit changes the topology file and returns the seq of the change once
+// published.
+func (r *streamRegion) edit(t *testing.T, old, new string) int64 {
+	t.Helper()
+	before := r.lastSeq(t)
+	liveRewrite(t, r.topo, old, new)
+	var last int64
+	waitFor(t, "the edit in region "+r.name, 30*time.Second, func() bool {
+		last = r.lastSeq(t)
+		return last > before
+	})
+	return last
+}
+
+// states is each region's entities as its own get_all has them, by
+// "region|key".
+func regionStates(t *testing.T, regions ...*streamRegion) map[string]string {
+	out := map[string]string{}
 	for _, r := range regions {
-		lastSeq(r)
+		for k, e := range r.sc.getAll(t) {
+			out[r.name+"|"+k] = e.State
+		}
 	}
+	return out
+}
+
+func TestStreamRegionsMergedAndResumed(t *testing.T) {
+	t.Parallel()
+	regions := []*streamRegion{startStreamRegion(t, "one"), startStreamRegion(t, "two")}
+	streams := map[string]string{}
+	for _, r := range regions {
+		streams[r.name] = r.stream
+		r.lastSeq(t)
+	}
+	sidecarStates := func() map[string]string { return regionStates(t, regions...) }
+	lastSeq := func(r *streamRegion) int64 { return r.lastSeq(t) }
+	edit := func(r *streamRegion, old, new string) int64 { return r.edit(t, old, new) }
 	state := filepath.Join(t.TempDir(), "consumer.json")
 
 	// Run 1: each region from its stream's snapshot; the keys of the two
@@ -328,4 +354,231 @@ publishers:
 		sort.Strings(diff)
 		t.Errorf("saved state differs from the sidecars':\n%s", strings.Join(diff, "\n"))
 	}
+}
+
+// TestStreamRegionLostSeqTakesSnapshot: a region whose stream no longer
+// holds the changes after the consumer's saved seq (here the stream was
+// deleted and the sidecar's publisher made it again, with a snapshot) is
+// taken from its newest snapshot; the other region resumes at its seq.
+func TestStreamRegionLostSeqTakesSnapshot(t *testing.T) {
+	t.Parallel()
+	one, two := startStreamRegion(t, "one"), startStreamRegion(t, "two")
+	streams := map[string]string{"one": one.stream, "two": two.stream}
+	one.lastSeq(t)
+	two.lastSeq(t)
+	state := filepath.Join(t.TempDir(), "consumer.json")
+	c := startRegionConsumer(t, state, streams)
+	var seen []regionEvent
+	c.next(t, "ready", &seen)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.next(t, "saved", &seen)
+	c.cmd.Wait()
+
+	// While the consumer is stopped: a change in each region; region
+	// two's stream is then lost and made again by its restarted sidecar
+	// (a snapshot first, then the changes after it).
+	through := map[string]int64{"one": one.edit(t, "state: SHUTOFF", "state: ERROR")}
+	two.edit(t, "state: SHUTOFF", "state: ERROR")
+	if err := two.sc.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := amqptest.Admin(t).QueueDelete(two.stream, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	two.sc.start()
+	through["two"] = two.edit(t, "state: DOWN", "state: ACTIVE")
+
+	c = startRegionConsumer(t, state, streams)
+	seen = nil
+	c.next(t, "ready", &seen)
+	c.waitChanges(t, &seen, through)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	final := c.next(t, "saved", &seen)
+	c.cmd.Wait()
+	if final.Resets["one"] != 0 || final.Resets["two"] != 1 {
+		t.Errorf("resets %v, want region two only", final.Resets)
+	}
+	var snaps []string
+	for _, e := range seen {
+		if e.Event == "snapshot" {
+			snaps = append(snaps, e.Region)
+		}
+	}
+	if fmt.Sprint(snaps) != "[two]" {
+		t.Errorf("snapshots taken in run 2: %v, want [two]", snaps)
+	}
+	b, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Regions map[string]struct {
+			Entities map[string]struct {
+				State string `json:"state"`
+			} `json:"entities"`
+		} `json:"regions"`
+	}
+	if err := json.Unmarshal(b, &file); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for r, st := range file.Regions {
+		for k, e := range st.Entities {
+			got[r+"|"+k] = e.State
+		}
+	}
+	if want := regionStates(t, one, two); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("saved state:\n got %v\nwant %v", got, want)
+	}
+	// The plain reader after the lost seq says so first (as watch --stream
+	// does), then gives the changes the stream holds.
+	py := exec.Command("/usr/bin/python3", "-c", `
+import sys
+from vitrage_synchronizer.stream import StreamReader
+for m in StreamReader(sys.argv[1], sys.argv[2], since=11, idle_timeout=3):
+    print(m.kind, m.seq, getattr(m, 'lost_from', 0), getattr(m, 'lost_through', 0))
+`, amqptest.Broker, two.stream)
+	pydir, _ := filepath.Abs("python")
+	py.Env = append(os.Environ(), "PYTHONPATH="+pydir)
+	out, err := py.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(lines) < 2 || lines[0] != "gap 12 12 12" || lines[len(lines)-1] != fmt.Sprintf("change %d 0 0", through["two"]) {
+		t.Errorf("StreamReader after the lost seq 12: %v\n%s", err, out)
+	}
+}
+
+// TestStreamReplicaFromPrunedLog: a sidecar whose change log was pruned
+// before its publisher started writes a resync marker (generation 0), then
+// a snapshot, then the rest, typically all in one stream chunk; the
+// Python Replica must find that snapshot and hold the whole state.
+func TestStreamReplicaFromPrunedLog(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
+	collectors := "changes_retention: {count: 5}\ncollectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 100ms}\n"
+	sc := startSidecar(t, dir, collectors)
+	waitFor(t, "entities", 30*time.Second, func() bool {
+		out, _ := sc.cli("status")
+		return strings.Contains(out, `"entities": 11`)
+	})
+	restart := func(config string) {
+		if err := sc.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(sc.config, []byte("socket: s.sock\ndatabase: s.db\nsync: normal\n"+config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sc.start()
+	}
+	restart(collectors) // the pruner runs at start
+	waitFor(t, "the pruner", 30*time.Second, func() bool {
+		out, _ := sc.cli("status")
+		return strings.Contains(out, `"first_seq": 7`)
+	})
+	stream := amqptest.Name("e2e-pruned")
+	amqptest.DeleteQueueAfter(t, stream)
+	restart(collectors + "publishers:\n  - {name: central, type: amqp-stream, urls: [\"" + amqptest.Broker + "\"], stream: " + stream + ", max_age: 1h}\n")
+	r := &streamRegion{name: "one", stream: stream, topo: filepath.Join(dir, "topology.yaml"), sc: sc}
+	r.lastSeq(t)
+	pydir, _ := filepath.Abs("python")
+	py := exec.Command("/usr/bin/python3", "-c", `
+import json, sys
+from vitrage_synchronizer.stream import Replica
+r = Replica(sys.argv[1], sys.argv[2]).start()
+assert r.wait_ready(30), r.last_error
+a = r.get_all()
+print(json.dumps({'seq': a['seq'], 'keys': sorted(e['key'] for e in a['entities'])}))
+`, amqptest.Broker, stream)
+	py.Env = append(os.Environ(), "PYTHONPATH="+pydir)
+	out, err := py.CombinedOutput()
+	if err != nil {
+		t.Fatalf("replica: %v\n%s", err, out)
+	}
+	var got struct {
+		Seq  int64    `json:"seq"`
+		Keys []string `json:"keys"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("replica printed %s", out)
+	}
+	var want []string
+	for k := range sc.getAll(t) {
+		want = append(want, k)
+	}
+	sort.Strings(want)
+	if got.Seq != 11 || fmt.Sprint(got.Keys) != fmt.Sprint(want) {
+		t.Errorf("replica state at seq %d: %v, want seq 11: %v", got.Seq, got.Keys, want)
+	}
+}
+
+// TestStreamReplicaSnapshotInLastChunk: the messages of a stream published
+// in one burst make one chunk, whose first message (what a consumer at
+// "last" gets) is older than the snapshot inside it. The Replica must
+// still find the snapshot.
+func TestStreamReplicaSnapshotInLastChunk(t *testing.T) {
+	t.Parallel()
+	stream := amqptest.Name("e2e-chunk")
+	amqptest.DeleteQueueAfter(t, stream)
+	ch := amqptest.Admin(t)
+	if _, err := ch.QueueDeclare(stream, true, false, false, false, amqp.Table{"x-queue-type": "stream"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	const db = "0123456789abcdef0123456789abcdef"
+	ent := func(id, state string) string {
+		return fmt.Sprintf(`{"key":"nova.host:%s","type":"nova.host","id":"%s","name":"%s","state":"%s"}`, id, id, id, state)
+	}
+	change := func(seq int64, id, state string) amqp.Publishing {
+		e := ent(id, state)
+		return amqp.Publishing{Type: "change", Body: []byte(fmt.Sprintf(`{"seq":%d,"action":"update",%s`, seq, e[1:])),
+			Headers: amqp.Table{"seq": seq, "database_id": db, "type": "nova.host", "generation": int64(1)}}
+	}
+	msgs := []amqp.Publishing{
+		{Type: "resync", Body: []byte(`{}`), Headers: amqp.Table{"resync": true, "seq": int64(10), "database_id": db,
+			"lost_from": int64(1), "lost_through": int64(10), "generation": int64(0)}},
+		{Type: "snapshot-begin", Body: []byte(`{}`), Headers: amqp.Table{"seq": int64(10), "database_id": db, "generation": int64(1)}},
+		{Type: "snapshot", Body: []byte("[" + ent("h1", "up") + "," + ent("h2", "up") + "]"),
+			Headers: amqp.Table{"seq": int64(10), "database_id": db, "generation": int64(1), "part": int64(1), "entities": int64(2)}},
+		{Type: "snapshot-end", Body: []byte(`{}`), Headers: amqp.Table{"seq": int64(10), "database_id": db, "generation": int64(1),
+			"snapshot_seq": int64(12), "parts": int64(1), "entities": int64(2)}},
+		change(11, "h2", "old"), // in the snapshot already
+		change(13, "h1", "down"),
+	}
+	var last *amqp.DeferredConfirmation
+	for _, m := range msgs {
+		var err error
+		if last, err = ch.PublishWithDeferredConfirmWithContext(context.Background(), "", stream, false, false, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
+		t.Fatalf("not confirmed: %v", err)
+	}
+	pydir, _ := filepath.Abs("python")
+	py := exec.Command("/usr/bin/python3", "-c", `
+import sys, time
+from vitrage_synchronizer.stream import Replica, _Stream
+s = _Stream(sys.argv[1], sys.argv[2])
+print('last-chunk-starts-with', s.probe('last').kind)
+s.close()
+r = Replica(sys.argv[1], sys.argv[2]).start()
+assert r.wait_ready(20), r.last_error
+deadline = time.monotonic() + 20
+while r.get_all()['seq'] < 13 and time.monotonic() < deadline:
+    time.sleep(0.05)
+a = r.get_all()
+print(a['seq'], ' '.join(sorted('%s=%s' % (e['id'], e['state']) for e in a['entities'])))
+`, amqptest.Broker, stream)
+	py.Env = append(os.Environ(), "PYTHONPATH="+pydir)
+	out, err := py.CombinedOutput()
+	if err != nil {
+		t.Fatalf("replica: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if lines[len(lines)-1] != "13 h1=down h2=up" {
+		t.Errorf("replica: %s", out)
+	}
+	t.Logf("%s", out)
 }

@@ -221,16 +221,35 @@ collectors:
 	if !cloud.SetServerStatus(liveServer, "SHUTOFF") {
 		t.Fatalf("fake cloud: no server %s", liveServer)
 	}
-	waitLive(t, "the stopped server in both graphs", 60*time.Second, func() bool {
-		if !get() {
-			return false
-		}
-		for _, g := range graphs {
-			if s := g.node("nova.instance", liveServer); s == nil || s.str("state") != "SHUTOFF" {
-				return false
+	waitGraphs := func(what string, cond func(g liveGraph) string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var why []string
+			if !get() {
+				why = append(why, "vitrage-api does not answer")
+			} else {
+				for i, g := range graphs {
+					if w := cond(g); w != "" {
+						why = append(why, deps[i].name+": "+w)
+					}
+				}
 			}
+			if len(why) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				out, _ := sc.cli("get-all", "--type", "nova.instance")
+				t.Fatalf("after 60 s waiting for %s: %s\nthe sidecar's instances: %s", what, strings.Join(why, "; "), out)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		return true
+	}
+	waitGraphs("the stopped server in both graphs", func(g liveGraph) string {
+		if s := g.node("nova.instance", liveServer); s == nil || s.str("state") != "SHUTOFF" {
+			return fmt.Sprintf("server %v", s)
+		}
+		return ""
 	})
 	t.Logf("stop in both graphs after %.1f s", time.Since(changed).Seconds())
 	sameOrFail("after the stop")
@@ -238,16 +257,11 @@ collectors:
 	if !cloud.Remove("servers", liveServer) {
 		t.Fatalf("fake cloud: could not remove %s", liveServer)
 	}
-	waitLive(t, "the deleted server to leave both graphs", 60*time.Second, func() bool {
-		if !get() {
-			return false
+	waitGraphs("the deleted server to leave both graphs", func(g liveGraph) string {
+		if s := g.node("nova.instance", liveServer); s != nil || g.node("nova.instance", liveVM) == nil {
+			return fmt.Sprintf("server %v, other instance present %v", s, g.node("nova.instance", liveVM) != nil)
 		}
-		for _, g := range graphs {
-			if g.node("nova.instance", liveServer) != nil || g.node("nova.instance", liveVM) == nil {
-				return false
-			}
-		}
-		return true
+		return ""
 	})
 	t.Logf("delete in both graphs after %.1f s", time.Since(changed).Seconds())
 	sameOrFail("after the delete")

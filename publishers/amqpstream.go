@@ -80,11 +80,15 @@ type amqpStream struct {
 	// Snapshots: gen is the generation of the last snapshot begun (every
 	// message carries it, so readers binary-search the newest one);
 	// snap is the last complete one, as saved in meta.
-	gen       int64
-	snapKey   string
-	snapMu    sync.Mutex
-	snap      snapshotMark
-	snapDue   bool
+	gen     int64
+	snapKey string
+	snapMu  sync.Mutex
+	snap    SnapshotMark
+	snapDue bool
+	// written is the last snapshot this session wrote, confirmed or not
+	// (snap moves only on the broker's confirm): the periodic check goes
+	// by it, so that a snapshot awaiting its confirm is not written twice.
+	written   SnapshotMark
 	snapshots atomic.Int64
 
 	mu      sync.Mutex
@@ -395,6 +399,9 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 	}()
 	defer func() { close(queue); <-confDone }()
 	p.snapDue = p.snapshotDue(ctx, conn)
+	p.snapMu.Lock()
+	p.written = p.snap
+	p.snapMu.Unlock()
 	// The unconfirmed tail of the last session goes out again.
 	sent := p.cursor.Load()
 	id := p.st.DatabaseID()
@@ -409,13 +416,11 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 			p.Wake(last)
 		}
 		if p.cfg.SnapshotInterval > 0 && !p.snapDue {
-			p.snapMu.Lock()
 			// An unchanged state needs no new snapshot until the last
 			// one comes near the end of the stream's age retention.
-			age := time.Since(p.snap.At)
+			age := time.Since(p.written.At)
 			p.snapDue = age >= p.cfg.SnapshotInterval.D() &&
-				(last > p.snap.Seq || p.cfg.MaxAge > 0 && age >= p.cfg.MaxAge.D()/2)
-			p.snapMu.Unlock()
+				(last > p.written.Seq || p.cfg.MaxAge > 0 && age >= p.cfg.MaxAge.D()/2)
 		}
 		if p.snapDue && sent >= pruned {
 			if err := p.writeSnapshot(ctx, ch, queue, closed, confErr, id, sent); err != nil {

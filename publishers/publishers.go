@@ -49,7 +49,7 @@ type Stats struct {
 	Resyncs   int64  `json:"resync_markers"`
 	LastError string `json:"last_error,omitempty"`
 	// Snapshot is the last complete snapshot in the stream (amqp-stream).
-	Snapshot  *snapshotMark `json:"snapshot,omitempty"`
+	Snapshot  *SnapshotMark `json:"snapshot,omitempty"`
 	Snapshots int64         `json:"snapshots_written"`
 }
 

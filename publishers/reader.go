@@ -22,7 +22,9 @@ type Message struct {
 	Body        []byte // the change object (a marker's own JSON)
 	// Kind is the message's AMQP type: change, resync, or one of a
 	// snapshot's snapshot-begin, snapshot (a part: a JSON array of
-	// entities) and snapshot-end (publishers/snapshot.go).
+	// entities) and snapshot-end (publishers/snapshot.go). ReadStream
+	// also delivers a "gap" (with Resync set): the stream no longer holds
+	// the changes LostFrom..LostThrough after Since.
 	Kind string
 	// Generation is the last snapshot begun before this message (-1: a
 	// message of a publisher that wrote no generation).
@@ -149,34 +151,47 @@ func probe(ctx context.Context, conn *amqp.Connection, stream string, offset any
 // grow along the stream except for the resent tails after a publisher's
 // reconnect, which only repeat seqs: a probe's seq <= since still means
 // every later seq is further on.
-func startOffset(ctx context.Context, conn *amqp.Connection, stream string, since int64) (any, error) {
+//
+// gap, when not nil, is a marker for the changes after since that the
+// stream no longer holds: its first message is a change past since+1, or a
+// snapshot message whose seq (the last change published before it) is past
+// since (retention dropped them, or the stream was made again).
+func startOffset(ctx context.Context, conn *amqp.Connection, stream string, since int64) (_ any, gap *Message, _ error) {
 	if since < 0 {
-		return "first", nil
+		return "first", nil, nil
 	}
 	first, err := probe(ctx, conn, stream, "first")
 	if errors.Is(err, errNoMessage) {
-		return "first", nil
+		return "first", nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if first.Seq > since {
-		return "first", nil
+		through := first.Seq - 1
+		if first.IsSnapshot() {
+			through = first.Seq
+		}
+		if through > since && !first.Resync {
+			gap = &Message{Kind: "gap", Resync: true, Seq: through, DatabaseID: first.DatabaseID,
+				LostFrom: since + 1, LostThrough: through, Generation: first.Generation, Offset: first.Offset}
+		}
+		return "first", gap, nil
 	}
 	lo := first.Offset
 	last, err := probe(ctx, conn, stream, "last")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if last.Seq <= since {
-		return last.Offset, nil
+		return last.Offset, nil, nil
 	}
 	hi := last.Offset // seq > since
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2
 		m, err := probe(ctx, conn, stream, mid)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if m.Seq <= since && m.Offset < hi {
 			lo = m.Offset
@@ -184,7 +199,7 @@ func startOffset(ctx context.Context, conn *amqp.Connection, stream string, sinc
 			hi = mid
 		}
 	}
-	return lo, nil
+	return lo, nil, nil
 }
 
 // ReadStream reads a change stream from the message that holds o.Since on,
@@ -202,9 +217,14 @@ func ReadStream(ctx context.Context, o ReadOptions, fn func(Message) error) erro
 		return fmt.Errorf("stream: connect: %w", err)
 	}
 	defer conn.Close()
-	start, err := startOffset(ctx, conn, o.Stream, o.Since)
+	start, gap, err := startOffset(ctx, conn, o.Stream, o.Since)
 	if err != nil {
 		return fmt.Errorf("stream %s: find seq %d: %w", o.Stream, o.Since, err)
+	}
+	if gap != nil {
+		if err := fn(*gap); err != nil {
+			return err
+		}
 	}
 	ch, ds, err := consume(conn, o.Stream, start, o.Prefetch)
 	if err != nil {

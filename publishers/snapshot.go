@@ -30,9 +30,9 @@ import (
 // A snapshot cut short (a lost connection) is followed by a new begin; a
 // reader that sees a begin drops what it collected.
 
-// snapshotMark is the last snapshot whose end the broker confirmed, as
+// SnapshotMark is the last snapshot whose end the broker confirmed, as
 // kept in meta (publisher.<name>.snapshot) and shown in status.
-type snapshotMark struct {
+type SnapshotMark struct {
 	Generation int64     `json:"generation"`
 	Seq        int64     `json:"seq"`
 	Entities   int64     `json:"entities"`
@@ -144,7 +144,8 @@ func (p *amqpStream) writeSnapshot(ctx context.Context, ch *amqp.Channel, queue 
 	if err != nil {
 		return fmt.Errorf("snapshot %d: %w", gen, err)
 	}
-	mark := snapshotMark{Generation: gen, Seq: seq, Entities: n, Parts: parts, Stream: p.cfg.Stream, At: t0}
+	mark := SnapshotMark{Generation: gen, Seq: seq, Entities: n, Parts: parts, Stream: p.cfg.Stream, At: t0}
+	p.written = mark
 	body, _ := json.Marshal(struct {
 		End        int64  `json:"snapshot_end"`
 		Seq        int64  `json:"seq"`

@@ -92,6 +92,11 @@ func TestStreamSnapshots(t *testing.T) {
 	// Later changes carry generation 1.
 	r.changes(10)
 	waitCursor(t, set, 3010)
+	// One snapshot: the periodic check does not take one awaiting its
+	// confirm for none.
+	if st := set.Status()["s"]; st.Snapshots != 1 {
+		t.Errorf("first session wrote %d snapshots, want 1", st.Snapshots)
+	}
 	stop()
 	msgs = readAll(t, stream, func(ms []Message) bool { return ms[len(ms)-1].Seq == 3010 && !ms[len(ms)-1].IsSnapshot() })
 	if m := msgs[len(msgs)-1]; m.Generation != 1 || m.Kind != "change" {
@@ -116,6 +121,9 @@ func TestStreamSnapshots(t *testing.T) {
 	stop = run(set)
 	defer stop()
 	waitCursor(t, set, 3215)
+	if st := set.Status()["s"]; st.Snapshots != 1 {
+		t.Errorf("the session after the marker wrote %d snapshots, want 1", st.Snapshots)
+	}
 	msgs = readAll(t, stream, func(ms []Message) bool { return ms[len(ms)-1].Seq == 3215 && !ms[len(ms)-1].IsSnapshot() })
 	var marker int
 	for i, m := range msgs {
@@ -136,4 +144,34 @@ func TestStreamSnapshots(t *testing.T) {
 			t.Fatalf("snapshot message without Snapshots: %+v", m)
 		}
 	}
+}
+
+// TestStreamReaderGap: a stream that no longer holds the changes after a
+// reader's since (here deleted and made again by the publisher, which
+// begins it with a snapshot) gives the reader a gap first, never a silent
+// skip.
+func TestStreamReaderGap(t *testing.T) {
+	r := openRig(t, t.TempDir())
+	stream := newStream(t)
+	conf := streamConf(stream, amqptest.Broker, "")
+	set := r.publisher(conf)
+	stop := run(set)
+	r.changes(100)
+	waitCursor(t, set, 100)
+	stop()
+	if _, err := amqptest.Admin(t).QueueDelete(stream, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	r.changes(10)
+	set = r.publisher(conf)
+	stop = run(set)
+	defer stop()
+	waitCursor(t, set, 110)
+	msgs := collect(t, amqptest.Broker, stream, 50, 110)
+	if g := msgs[0]; g.Kind != "gap" || !g.Resync || g.LostFrom != 51 || g.LostThrough != 100 {
+		t.Fatalf("first message read after 50: %+v", g)
+	}
+	checkSeqs(t, msgs[1:], 101, 110)
+	// A reader inside what the stream holds gets no gap.
+	checkSeqs(t, collect(t, amqptest.Broker, stream, 105, 110), 106, 110)
 }

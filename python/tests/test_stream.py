@@ -107,6 +107,20 @@ class ReplicaTest(unittest.TestCase):
         self.assertEqual([c['seq'] for c in ch['changes']], [12])
         self.assertEqual((ch['seq'], ch['more']), (13, False))
 
+    def test_wait_change(self):
+        import threading
+        self.assertFalse(self.r.wait_change(10, ['n'], 'db-1', 0.05))
+        self.r._apply(change(11, 'update', 'h:1'))
+        self.assertFalse(self.r.wait_change(10, ['n'], 'db-1', 0.05))
+        self.assertTrue(self.r.wait_change(10, ['h'], 'db-1', 0.05))
+        t = threading.Timer(0.1, self.r._apply, [change(12, 'update', 'n:1')])
+        t.start()
+        self.assertTrue(self.r.wait_change(10, ['n'], 'db-1', 5))
+        t.join()
+        # What changes() cannot answer with changes wakes at once.
+        self.assertTrue(self.r.wait_change(10, ['n'], 'db-2', 5))
+        self.assertTrue(self.r.wait_change(3, ['n'], 'db-1', 5))
+
     def test_resync(self):
         for s in range(11, 20):
             self.r._apply(change(s, 'update', 'n:1'))
@@ -139,6 +153,7 @@ class AdapterTest(unittest.TestCase):
             c.changes(3, ['n'], 0, 'db-1')
         self.assertEqual(e.exception.code, sclient.RESYNC_NEEDED)
         self.assertEqual(c.changes(10, ['n'], 0, 'db-1')['changes'], [])
+        self.assertFalse(c.wait_change(10, ['n'], 'db-1', 0.05))
 
 
 if __name__ == '__main__':

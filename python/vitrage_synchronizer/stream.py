@@ -29,7 +29,7 @@ Needs Debian's python3-kombu (and its py-amqp transport) only.
 
     from vitrage_synchronizer.stream import StreamReader
     for m in StreamReader('amqp://guest:guest@broker:5672/', 'synchronizer.changes', since=42):
-        if m.resync:
+        if m.resync:  # a marker, or a Gap (m.kind == 'gap') first
             ...  # changes m.lost_from..m.lost_through are gone: get_all
         else:
             handle(m.change)
@@ -115,6 +115,23 @@ class Message(object):
         return json.loads(self.body.decode('utf-8'))
 
 
+class Gap(object):
+    """What a reader gets first when the stream no longer holds the changes
+    after its ``since``: like a resync marker, resynchronize."""
+
+    kind = 'gap'
+    resync = True
+    is_snapshot = False
+    offset = None
+    body = b''
+
+    def __init__(self, lost_from, lost_through, database_id):
+        self.lost_from = lost_from
+        self.lost_through = lost_through
+        self.seq = lost_through
+        self.database_id = database_id
+
+
 class _Stream(object):
     """One connection to one stream: probes and a consumer."""
 
@@ -161,24 +178,31 @@ class _Stream(object):
             ch.close()
 
     def since_offset(self, since):
-        """(offset, gap): where the changes after ``since`` start, and
-        whether the stream's first message is already past since + 1 (the
-        changes in between may have been dropped by retention)."""
+        """(offset, gap): where the changes after ``since`` start, and,
+        when the stream no longer holds the changes after since (retention
+        dropped them, or the stream was made again), a Gap for them."""
         # Seqs grow along the stream but for the resent tails after a
         # publisher reconnects, which only repeat seqs: a probe whose seq
         # is <= since still has every later seq after it.
         if since < 0:
-            return 'first', False
+            return 'first', None
         first = self.probe('first')
         if first is None:
-            return 'first', False
+            return 'first', None
         if first.seq > since:
-            return 'first', first.seq > since + 1 and not first.is_snapshot
+            # A change: the changes since+1..seq-1 are not in the stream.
+            # A snapshot message's seq is the last change published before
+            # it: that change is not in the stream either. A resync marker
+            # says so itself.
+            through = first.seq if first.is_snapshot else first.seq - 1
+            if through > since and not first.resync:
+                return 'first', Gap(since + 1, through, first.database_id)
+            return 'first', None
         last = self.probe('last')
         if last is None:
-            return 'first', False
+            return 'first', None
         if last.seq <= since:
-            return last.offset, False
+            return last.offset, None
         lo, hi = first.offset, last.offset
         while hi - lo > 1:
             mid = lo + (hi - lo) // 2
@@ -187,20 +211,29 @@ class _Stream(object):
                 lo = m.offset
             else:
                 hi = mid
-        return lo, False
+        return lo, None
 
     def snapshot_offset(self):
-        """The offset of the newest snapshot's first message (its begin,
-        unless retention cut it), or None when the stream holds none."""
+        """(offset, whole): where to start reading for a complete state.
+        Normally the newest snapshot's begin (whole False). A stream whose
+        last chunk begins before any snapshot gives that chunk's start (a
+        begin may be inside it: the reader waits for the next begin), or,
+        when the stream holds the change log from seq 1, its first message
+        (whole True: the changes alone make the state). None: the stream
+        is empty."""
+        # "last" is the first message of the last chunk, whose generation
+        # may be older than a begin later in that chunk.
         last = self.probe('last')
-        if last is None or last.generation < 1:
-            return None
-        gen = last.generation
         first = self.probe('first')
-        if first is None:
-            return None
+        if last is None or first is None:
+            return None, False
+        if last.generation < 1:
+            if not first.is_snapshot and not first.resync and first.seq == 1:
+                return 'first', True
+            return last.offset, False
+        gen = last.generation
         if first.generation >= gen:
-            return first.offset
+            return first.offset, False
         # The first offset whose message has a generation >= gen: that
         # snapshot's begin (generations never decrease along the stream).
         # lo's message is older, hi's is of gen or newer.
@@ -212,7 +245,7 @@ class _Stream(object):
                 hi = mid
             else:
                 lo = mid
-        return hi
+        return hi, False
 
     def start(self, offset, prefetch=1000):
         self.prefetch = prefetch
@@ -251,9 +284,9 @@ class StreamReader(object):
         #: follow forever)
         self.idle_timeout = idle_timeout
         self.snapshots = snapshots
-        #: set once reading started: the stream's first message is past
-        #: since + 1, so changes after since may have been dropped.
-        self.gap = False
+        #: set once reading started: the Gap yielded first, when the
+        #: stream no longer holds the changes after since.
+        self.gap = None
         self._s = None
 
     def close(self):
@@ -273,6 +306,8 @@ class StreamReader(object):
             offset, self.gap = self._s.since_offset(self.since)
             self._s.start(offset, self.prefetch)
             last, dbid = self.since, None
+            if self.gap is not None:
+                yield self.gap
             while True:
                 m = self._s.next(self.idle_timeout)
                 if m is None:
@@ -417,17 +452,14 @@ class Replica(object):
                     self._unready()
                     offset = None
             if offset is None:
-                offset = s.snapshot_offset()
+                offset, whole = s.snapshot_offset()
                 if offset is None:
+                    raise StreamError('the stream is empty (its publisher '
+                                      'has not started)')
+                if whole:
+                    # No snapshot, but every change from seq 1.
                     first = s.probe('first')
-                    if first is None or first.is_snapshot or first.seq != 1:
-                        raise StreamError(
-                            'the stream holds no snapshot (is the '
-                            "publisher's snapshot_interval 0?) and not the "
-                            'change log from seq 1')
-                    # A stream without snapshots that holds every change.
                     self._install({}, 0, first.database_id, None)
-                    offset = 'first'
             s.start(offset, self.prefetch)
             collect = None
             while not self._stop.is_set():
@@ -476,6 +508,7 @@ class Replica(object):
         with self._lock:
             self._ready = False
             self.resets += 1
+            self._lock.notify_all()
 
     def _install(self, entities, seq, db, end):
         with self._lock:
@@ -561,6 +594,29 @@ class Replica(object):
                 out.append(ch)
             return {'changes': out, 'seq': seq, 'more': more,
                     'database_id': self._db}
+
+    def wait_change(self, since, types=None, database_id=None, wait=5.0):
+        """Wait up to ``wait`` seconds for a change of ``types`` after
+        ``since``, as the socket client's wait_change: True as soon as one
+        is there, or when ``changes`` would not answer with changes (no
+        state, another database, a seq it does not hold), False when none
+        came."""
+        types = set(types or ())
+        scanned = [since]  # the changes up to this seq are not of types
+
+        def there():
+            if (not self._ready or (database_id and database_id != self._db)
+                    or since < self._floor or since > self._seq):
+                return True
+            for i in range(bisect.bisect_right(self._seqs, scanned[0]),
+                           len(self._seqs)):
+                if not types or self._log[i].get('type') in types:
+                    return True
+                scanned[0] = self._seqs[i]
+            return False
+
+        with self._lock:
+            return self._lock.wait_for(there, wait)
 
     def state(self):
         """(database_id, seq, entities): a consistent copy."""
@@ -667,8 +723,10 @@ def main(argv=None):
     since = int(argv[2]) if len(argv) == 3 else -1
     for m in StreamReader(argv[0], argv[1], since=since):
         if m.resync:
-            sys.stderr.write('stream: changes %d..%d of database %s were pruned before they '
-                             'were published; resynchronize\n' % (m.lost_from, m.lost_through, m.database_id))
+            why = ('are no longer in the stream' if m.kind == 'gap' else
+                   'were pruned before they were published')
+            sys.stderr.write('stream: changes %d..%d of database %s %s; resynchronize\n'
+                             % (m.lost_from, m.lost_through, m.database_id, why))
             continue
         sys.stdout.write(m.body.decode('utf-8') + '\n')
         sys.stdout.flush()

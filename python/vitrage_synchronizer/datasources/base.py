@@ -378,6 +378,10 @@ class _StreamClient(object):
         return self._call(self.replica.changes, since, types, limit,
                           database_id, 0)
 
+    def wait_change(self, since, types=None, database_id=None, wait=5.0):
+        return self._call(self.replica.wait_change, since, types,
+                          database_id, wait)
+
 
 def _stub(entity):
     """What a later delete row needs: the entity without its data."""
