@@ -210,7 +210,7 @@ func TestLogLevelReload(t *testing.T) {
 			}
 			os.WriteFile(path, cfg("warn"), 0o644)
 			s := &sidecar{t: t, dir: dir, config: path, socket: filepath.Join(dir, "s.sock")}
-			var log syncBuffer
+			var log logBuffer
 			cmd := exec.Command(binary, append([]string{"serve", "--config", path}, tc.flag...)...)
 			cmd.Stdout, cmd.Stderr = &log, &log
 			if err := cmd.Start(); err != nil {

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -204,7 +203,7 @@ func TestWatchResyncsAcrossAReplacedDatabase(t *testing.T) {
 	s := topologySidecar(t, dir)
 	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
 	stdout, _ := w.StdoutPipe()
-	var stderr syncBuffer
+	var stderr logBuffer
 	w.Stderr = &stderr
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
@@ -232,24 +231,6 @@ func TestWatchResyncsAcrossAReplacedDatabase(t *testing.T) {
 	waitFor(t, "the new database's id", 15*time.Second, func() bool {
 		return strings.Count(stderr.String(), "watch: database ") == 2
 	})
-}
-
-// syncBuffer is a bytes.Buffer a process writes to while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestSeqsNeverGoBackAfterALostWAL: kill -9 under load, delete the -wal

@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -10,12 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/logbuf"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -26,28 +25,10 @@ type harness struct {
 	dir    string // where topology files and (usually) the config live
 	path   string // the config file
 	socket string
-	log    *syncBuffer
+	log    *logbuf.Buffer
 	reload chan struct{}
 	stop   context.CancelFunc
 	done   chan error
-}
-
-// syncBuffer is a log sink the test reads while the sidecar writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // header puts the socket and the database in dir, by absolute path, so that
@@ -91,7 +72,7 @@ func startAt(t *testing.T, dir, path string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dir: dir, path: cfg.Path, socket: cfg.Abs(cfg.Socket), log: &syncBuffer{},
+	h := &harness{t: t, dir: dir, path: cfg.Path, socket: cfg.Abs(cfg.Socket), log: &logbuf.Buffer{},
 		reload: make(chan struct{}, 1), done: make(chan error, 1)}
 	ctx, stop := context.WithCancel(context.Background())
 	h.stop = stop
