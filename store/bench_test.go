@@ -61,14 +61,15 @@ func benchBig(b *testing.B, op func(s *Store) error) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	fi, _ := os.Stat(p)
-	b.ReportMetric(float64(fi.Size())/(1<<20), "db-MB")
 	b.ResetTimer()
 	for range b.N {
 		if err := op(s); err != nil {
 			b.Fatal(err)
 		}
 	}
+	// After the loop: ResetTimer deletes metrics reported before it.
+	fi, _ := os.Stat(p)
+	b.ReportMetric(float64(fi.Size())/(1<<20), "db-MB")
 }
 
 // BenchmarkQuickCheck1M: PRAGMA quick_check over a database of a million
