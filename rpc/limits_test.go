@@ -217,14 +217,7 @@ func TestSubscriberMemoryBound(t *testing.T) {
 		stuck = append(stuck, c)
 		b.commit(500, payload)
 	}
-	good, err := Dial(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer good.Close()
-	if err := good.Call(context.Background(), "register", nil, nil); err != nil {
-		t.Fatal(err)
-	}
+	good := dialRegistered(t, path)
 	// The reader keeps up: each commit waits until it has what came before.
 	var got atomic.Int64
 	go func() {
@@ -301,16 +294,7 @@ func TestLinesInFlightBounded(t *testing.T) {
 // TestShutdownNotifies: every connection gets "shutdown" when the server
 // stops, a subscriber as well as a plain client.
 func TestShutdownNotifies(t *testing.T) {
-	b := &memBackend{}
-	srv := New(b, Options{})
-	b.srv = srv
-	path := filepath.Join(t.TempDir(), "s.sock")
-	if err := srv.Listen(path); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
+	_, path, cancel, done := serveMem(t, Options{})
 	sub, plain := dialLines(t, path), dialLines(t, path)
 	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
 	sub.msg(t)
