@@ -8,7 +8,6 @@ package e2e
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -119,18 +118,8 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	copyFile(t, "examples/topology.yaml", topo)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	addr := freeAddr(t)
+	deadAddr := freeAddr(t)
 	s := startSidecar(t, dir, "metrics: {listen: \""+addr+"\"}\n"+
 		"collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 1h}\n"+
 		"listeners:\n  - {name: bus, type: amqp, urls: [\"amqp://guest:guest@"+deadAddr+"/\"], queue: synchronizer-alerts-test-"+filepath.Base(dir)+"}\n")

@@ -217,10 +217,7 @@ func TestLogLevelReload(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-			waitFor(t, "11 entities", 10*time.Second, func() bool {
-				out, _ := s.cli("status")
-				return strings.Contains(out, `"entities": 11`)
-			})
+			s.waitEntities(11)
 			if strings.Contains(log.String(), "level=INFO") {
 				t.Fatalf("info lines at level warn:\n%s", log.String())
 			}

@@ -66,6 +66,18 @@ type sidecar struct {
 // test reads it.
 type logBuffer = logbuf.Buffer
 
+// freeAddr returns a loopback address nothing listens on (for the metrics
+// endpoint the sidecar will listen on, or a dead one).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // startSidecar writes config (with socket and database in a temp dir
 // prepended) and starts `synchronizer serve` on it, waiting for the socket.
 func startSidecar(t *testing.T, dir, config string) *sidecar {
@@ -339,15 +351,7 @@ func TestSecondSidecarAndStaleSocket(t *testing.T) {
 func TestPythonClient(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
-	s := startSidecar(t, dir, `
-collectors:
-  - {name: topology, type: static, path: topology.yaml, interval: 100ms}
-`)
-	waitFor(t, "entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := topologySidecar(t, dir)
 	py := exec.Command("/usr/bin/python3", "examples/client.py", s.socket)
 	stdout, _ := py.StdoutPipe()
 	py.Stderr = os.Stderr
@@ -379,12 +383,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
-	copyFile(t, "examples/topology.yaml", topo)
-	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 100ms}\n")
-	waitFor(t, "entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := topologySidecar(t, dir)
 	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
 	stdout, _ := w.StdoutPipe()
 	w.Stderr = os.Stderr
