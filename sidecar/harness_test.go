@@ -181,6 +181,19 @@ type status struct {
 	} `json:"change_log"`
 }
 
+// untouched fails t unless each named unit is in after, neither restarted
+// nor polled since before; by says what happened in between.
+func untouched(t *testing.T, by string, before, after status, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		b, _ := before.unit(name)
+		a, ok := after.unit(name)
+		if !ok || a.Polls != b.Polls || !a.StartedAt.Equal(b.StartedAt) {
+			t.Errorf("%s restarted or polled by %s: %+v -> %+v", name, by, b, a)
+		}
+	}
+}
+
 func (st status) unit(name string) (collectors.Status, bool) {
 	for _, u := range st.Collectors {
 		if u.Name == name {

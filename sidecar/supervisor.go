@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
@@ -97,11 +99,23 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 	s.mu.Unlock()
 	out := map[string]*built{}
 	var errs []error
+	// unchanged keeps a running unit whose entry and files are as they
+	// were; otherwise it returns the spec of the unit to build.
+	unchanged := func(kind, name string, node *yaml.Node) (string, bool) {
+		spec := specOf(cfg, kind, node)
+		if u, ok := running[name]; ok && u.spec == spec && !filesChanged(u.files) {
+			out[name] = &built{u: u}
+			return spec, true
+		}
+		return spec, false
+	}
+	failed := func(section string, i int, name string, node *yaml.Node, err error) {
+		errs = append(errs, buildError{fmt.Sprintf("%s: line %d: %s[%d] (%s): %v", cfg.Path, node.Line, section, i, name, err)})
+	}
 	for i := range cfg.Collectors {
 		cc := cfg.Collectors[i]
-		spec := specOf(cfg, "collector", cc.Node)
-		if u, ok := running[cc.Name]; ok && u.spec == spec && !filesChanged(u.files) {
-			out[cc.Name] = &built{u: u}
+		spec, ok := unchanged("collector", cc.Name, cc.Node)
+		if ok {
 			continue
 		}
 		c, err := collectors.New(cc.Type, collectors.Settings{
@@ -109,16 +123,15 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 			Logger: s.log.With("collector", cc.Name),
 		})
 		if err != nil {
-			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: collectors[%d] (%s): %v", cfg.Path, cc.Node.Line, i, cc.Name, err)})
+			failed("collectors", i, cc.Name, cc.Node, err)
 			continue
 		}
 		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec, files: hashFiles(c)}, coll: c, cfg: cc.Common}
 	}
 	for i := range cfg.Listeners {
 		lc := cfg.Listeners[i]
-		spec := specOf(cfg, "listener", lc.Node)
-		if u, ok := running[lc.Name]; ok && u.spec == spec && !filesChanged(u.files) {
-			out[lc.Name] = &built{u: u}
+		spec, ok := unchanged("listener", lc.Name, lc.Node)
+		if ok {
 			continue
 		}
 		l, err := listeners.New(lc.Type, listeners.Settings{
@@ -126,7 +139,7 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 			Logger: s.log.With("listener", lc.Name), Database: s.db,
 		})
 		if err != nil {
-			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: listeners[%d] (%s): %v", cfg.Path, lc.Node.Line, i, lc.Name, err)})
+			failed("listeners", i, lc.Name, lc.Node, err)
 			continue
 		}
 		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec, files: hashFiles(l)}, lis: l}
