@@ -53,10 +53,7 @@ func exprNames(exprs []string) map[string]bool {
 
 func alertExprs(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("examples/prometheus/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, "examples/prometheus/alerts.yml")
 	var f struct {
 		Groups []struct {
 			Rules []struct {
@@ -79,10 +76,7 @@ func alertExprs(t *testing.T) []string {
 // dashboardExprs walks the dashboard JSON for every "expr" and query.
 func dashboardExprs(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("examples/grafana/synchronizer.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, "examples/grafana/synchronizer.json")
 	var doc any
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("dashboard is not JSON: %v", err)

@@ -237,10 +237,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func rssKB(t *testing.T, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "VmRSS:") {
 			n, _ := strconv.Atoi(strings.Fields(l)[1])

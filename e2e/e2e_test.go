@@ -186,12 +186,19 @@ type change struct {
 	Source string `json:"source"`
 }
 
-func copyFile(t *testing.T, from, to string) {
+// readFile returns the file's bytes, failing t if it cannot be read.
+func readFile(t *testing.T, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(from)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b := readFile(t, from)
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

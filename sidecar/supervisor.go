@@ -99,50 +99,44 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 	s.mu.Unlock()
 	out := map[string]*built{}
 	var errs []error
-	// unchanged keeps a running unit whose entry and files are as they
-	// were; otherwise it returns the spec of the unit to build.
-	unchanged := func(kind, name string, node *yaml.Node) (string, bool) {
+	// add keeps the running unit of an entry whose spec and files are as
+	// they were, and builds the others.
+	add := func(kind, section string, i int, name string, node *yaml.Node, build func(spec string) (*built, error)) {
 		spec := specOf(cfg, kind, node)
 		if u, ok := running[name]; ok && u.spec == spec && !filesChanged(u.files) {
 			out[name] = &built{u: u}
-			return spec, true
+			return
 		}
-		return spec, false
-	}
-	failed := func(section string, i int, name string, node *yaml.Node, err error) {
-		errs = append(errs, buildError{fmt.Sprintf("%s: line %d: %s[%d] (%s): %v", cfg.Path, node.Line, section, i, name, err)})
-	}
-	for i := range cfg.Collectors {
-		cc := cfg.Collectors[i]
-		spec, ok := unchanged("collector", cc.Name, cc.Node)
-		if ok {
-			continue
-		}
-		c, err := collectors.New(cc.Type, collectors.Settings{
-			Name: cc.Name, Node: cc.Node, Dir: cfg.Dir,
-			Logger: s.log.With("collector", cc.Name),
-		})
+		b, err := build(spec)
 		if err != nil {
-			failed("collectors", i, cc.Name, cc.Node, err)
-			continue
+			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: %s[%d] (%s): %v", cfg.Path, node.Line, section, i, name, err)})
+			return
 		}
-		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec, files: hashFiles(c)}, coll: c, cfg: cc.Common}
+		out[name] = b
 	}
-	for i := range cfg.Listeners {
-		lc := cfg.Listeners[i]
-		spec, ok := unchanged("listener", lc.Name, lc.Node)
-		if ok {
-			continue
-		}
-		l, err := listeners.New(lc.Type, listeners.Settings{
-			Name: lc.Name, Node: lc.Node, Dir: cfg.Dir,
-			Logger: s.log.With("listener", lc.Name), Database: s.db,
+	for i, cc := range cfg.Collectors {
+		add("collector", "collectors", i, cc.Name, cc.Node, func(spec string) (*built, error) {
+			c, err := collectors.New(cc.Type, collectors.Settings{
+				Name: cc.Name, Node: cc.Node, Dir: cfg.Dir,
+				Logger: s.log.With("collector", cc.Name),
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &built{u: &unit{name: cc.Name, kind: "collector", spec: spec, files: hashFiles(c)}, coll: c, cfg: cc.Common}, nil
 		})
-		if err != nil {
-			failed("listeners", i, lc.Name, lc.Node, err)
-			continue
-		}
-		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec, files: hashFiles(l)}, lis: l}
+	}
+	for i, lc := range cfg.Listeners {
+		add("listener", "listeners", i, lc.Name, lc.Node, func(spec string) (*built, error) {
+			l, err := listeners.New(lc.Type, listeners.Settings{
+				Name: lc.Name, Node: lc.Node, Dir: cfg.Dir,
+				Logger: s.log.With("listener", lc.Name), Database: s.db,
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &built{u: &unit{name: lc.Name, kind: "listener", spec: spec, files: hashFiles(l)}, lis: l}, nil
+		})
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, b := range out {
