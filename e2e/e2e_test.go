@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/logbuf"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
@@ -160,22 +161,10 @@ func (s *sidecar) cli(args ...string) (string, error) {
 	return string(out), err
 }
 
-// minWait is the least time waitFor gives a condition. Every wait here is
-// for something that must happen eventually, none is a claim about how
-// fast: on a loaded machine (CI, or load average 20 on 2 cores) a first
-// poll that takes 50 ms when quiet can take many seconds.
-const minWait = 30 * time.Second
-
+// waitFor waits, at least eventually.Min, for what must happen eventually.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	timeout = max(timeout, minWait)
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, what, timeout, cond)
 }
 
 type change struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/logbuf"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
@@ -208,22 +209,10 @@ func (st status) String() string {
 	return string(b)
 }
 
-// minWait is the least time waitFor gives a condition: every wait here is
-// for something that must happen eventually, none is a claim about how
-// fast, and on a loaded machine (CI, load average 20 on 2 cores) a poll
-// or a reload that takes milliseconds when quiet can take seconds.
-const minWait = 30 * time.Second
-
+// waitFor waits, at least eventually.Min, for what must happen eventually.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	timeout = max(timeout, minWait)
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, what, timeout, cond)
 }
 
 // settle waits until every collector has polled at least once and the
