@@ -152,7 +152,6 @@ type Listener struct {
 // Defaults applied to fields left empty.
 const (
 	DefaultInterval   = 30 * time.Second
-	DefaultJitter     = 0.1
 	DefaultMaxBackoff = 5 * time.Minute
 	// MinDefaultTimeout is the least default timeout of a poll (the
 	// default is 9/10 of the interval).

@@ -80,8 +80,8 @@ func TestRealCloudFigures(t *testing.T) {
 		// Let the last change's poll end before the log is read.
 		time.Sleep(interval + 2*time.Second)
 		// A poll that outlives its timeout (by default 9/10 of the
-		// interval) fails and the next waits its back-off: the count
-		// explains an outlier.
+		// interval, at least 10 s) fails and the next waits its
+		// back-off: the count explains an outlier.
 		st := cloudStatus(t, s)
 		t.Logf("interval %s: %d polls, %d failed (last error %q), poll duration avg %d ms, max %d ms; %d tokens",
 			interval, st.Polls, st.Failures, st.LastError, st.AvgDurationMs, st.MaxDurationMs, st.Details.Tokens)

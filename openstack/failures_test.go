@@ -168,13 +168,27 @@ func TestReauth(t *testing.T) {
 	}
 }
 
-// A token about to expire is renewed before the poll starts.
+// A token about to expire is renewed before the poll starts: 2 minutes
+// before its expiry, or in its last quarter when it lives less than 8.
 func TestRenewBeforeExpiry(t *testing.T) {
-	f := newFixture(t, openstacktest.Options{TokenTTL: time.Minute}, func(o *Options) { o.Types = []string{TypeZone} })
-	f.collect(t)
-	f.collect(t)
-	if n := f.srv.AuthCount(); n != 2 {
-		t.Errorf("tokens = %d, want 2 (renewed: it expires within %s)", n, renewBefore)
+	tests := []struct {
+		ttl, wait time.Duration
+		tokens    int
+	}{
+		{time.Hour, 0, 1},
+		{time.Minute, 0, 1}, // not renewed at every poll
+		{2 * time.Second, 1600 * time.Millisecond, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ttl.String(), func(t *testing.T) {
+			f := newFixture(t, openstacktest.Options{TokenTTL: tt.ttl}, func(o *Options) { o.Types = []string{TypeZone} })
+			f.collect(t)
+			time.Sleep(tt.wait)
+			f.collect(t)
+			if n := f.srv.AuthCount(); n != tt.tokens {
+				t.Errorf("tokens = %d, want %d", n, tt.tokens)
+			}
+		})
 	}
 }
 

@@ -28,8 +28,18 @@ import (
 var ErrNoEndpoint = errors.New("no endpoint in the catalog")
 
 // renewBefore is how long before its expiry a token is renewed, so that a
-// poll does not start with a token that dies half-way.
+// poll does not start with a token that dies half-way; a token that lives
+// less than four times that is renewed in its last quarter instead (a
+// short-lived token renewed 2 minutes early would mean a login every poll).
 const renewBefore = 2 * time.Minute
+
+// renewWindow is how long before exp a token obtained at issued is renewed.
+func renewWindow(issued, exp time.Time) time.Duration {
+	if issued.IsZero() {
+		return renewBefore
+	}
+	return min(renewBefore, exp.Sub(issued)/4)
+}
 
 // session is an authenticated connection to one cloud. gophercloud's
 // ProviderClient holds the token and re-authenticates once on a 401; the
@@ -44,6 +54,8 @@ type session struct {
 	pc    *gophercloud.ProviderClient
 	seen  []string // the latest tokens, for redact
 	auths int      // tokens obtained
+	// issued is when the current token was obtained.
+	issued time.Time
 
 	// Requests and response body bytes since the collector was built,
 	// for the metrics.
@@ -89,7 +101,7 @@ func (s *session) ensure(ctx context.Context) error {
 	defer s.mu.Unlock()
 	if s.pc != nil {
 		exp, ok := s.expiry()
-		if !ok || time.Until(exp) > renewBefore || s.pc.ReauthFunc == nil {
+		if !ok || time.Until(exp) > renewWindow(s.issued, exp) || s.pc.ReauthFunc == nil {
 			// A token given in the settings cannot be renewed: use it
 			// until Keystone refuses it.
 			return nil
@@ -133,6 +145,7 @@ func (s *session) noteToken() {
 		return
 	}
 	s.auths++
+	s.issued = time.Now()
 	s.seen = append(s.seen, t)
 	if len(s.seen) > 16 {
 		s.seen = append([]string(nil), s.seen[len(s.seen)-16:]...)
