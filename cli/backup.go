@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/store"
 )
 
@@ -18,14 +19,20 @@ func (d *dbFlags) register(fs *flag.FlagSet) {
 }
 
 func (d *dbFlags) path(env Env) (string, error) {
-	if d.database != "" {
-		return d.database, nil
+	return flagOrConfig(d.database, d.config, env, func(cfg *config.Config) string { return cfg.Database })
+}
+
+// dbAndFile parses backup's or restore's flags and its one FILE argument
+// (named what in errors), and finds the database.
+func dbAndFile(name, what string, args []string, env Env) (db, file string, err error) {
+	fs := newFlagSet(name)
+	var d dbFlags
+	d.register(fs)
+	if file, err = oneFile(fs, args, env, what); err != nil {
+		return "", "", err
 	}
-	cfg, _, err := loadConfig(d.config, env, d.config != "")
-	if err != nil {
-		return "", err
-	}
-	return cfg.Abs(cfg.Database), nil
+	db, err = d.path(env)
+	return db, file, err
 }
 
 // oneFile parses the flags and the one FILE argument.
@@ -48,14 +55,7 @@ func oneFile(fs *flag.FlagSet, args []string, env Env, what string) (string, err
 // and no socket client (Vitrage's user is one) can make the service write
 // files (docs/operations.md, "Backup").
 func backup(args []string, env Env) error {
-	fs := newFlagSet("backup")
-	var d dbFlags
-	d.register(fs)
-	file, err := oneFile(fs, args, env, "FILE")
-	if err != nil {
-		return err
-	}
-	db, err := d.path(env)
+	db, file, err := dbAndFile("backup", "FILE", args, env)
 	if err != nil {
 		return err
 	}
@@ -69,14 +69,7 @@ func backup(args []string, env Env) error {
 }
 
 func restore(args []string, env Env) error {
-	fs := newFlagSet("restore")
-	var d dbFlags
-	d.register(fs)
-	file, err := oneFile(fs, args, env, "BACKUP")
-	if err != nil {
-		return err
-	}
-	db, err := d.path(env)
+	db, file, err := dbAndFile("restore", "BACKUP", args, env)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/backoff"
+	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -28,14 +29,21 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 }
 
 func (c *clientFlags) socketPath(env Env) (string, error) {
-	if c.socket != "" {
-		return c.socket, nil
+	return flagOrConfig(c.socket, c.config, env, func(cfg *config.Config) string { return cfg.Socket })
+}
+
+// flagOrConfig is a path flag's value when it is set, else the path pick
+// takes from the config file (configFile, or the default one), resolved
+// against the config's directory.
+func flagOrConfig(flag, configFile string, env Env, pick func(*config.Config) string) (string, error) {
+	if flag != "" {
+		return flag, nil
 	}
-	cfg, _, err := loadConfig(c.config, env, c.config != "")
+	cfg, _, err := loadConfig(configFile, env, configFile != "")
 	if err != nil {
 		return "", err
 	}
-	return cfg.Abs(cfg.Socket), nil
+	return cfg.Abs(pick(cfg)), nil
 }
 
 func (c *clientFlags) dial(ctx context.Context, env Env) (*rpc.Client, error) {

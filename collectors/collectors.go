@@ -6,10 +6,12 @@ package collectors
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/registry"
 )
@@ -100,6 +102,23 @@ var factories = registry.New[Factory]("collector")
 // name is taken, as that is a programming error.
 func Register(name string, f Factory) { factories.Register(name, f) }
 
+// registerDecoded registers a type whose entries decode strictly into a T
+// (config.Common inline, and the type's own keys) that build makes the
+// collector from; errors name the type and the collector.
+func registerDecoded[T any](typ string, build func(s Settings, st *T) (Collector, error)) {
+	Register(typ, func(s Settings) (Collector, error) {
+		var st T
+		if err := config.DecodeStrict(s.Node, &st); err != nil {
+			return nil, fmt.Errorf("%s collector %q: %w", typ, s.Name, err)
+		}
+		c, err := build(s, &st)
+		if err != nil {
+			return nil, fmt.Errorf("%s collector %q: %w", typ, s.Name, err)
+		}
+		return c, nil
+	})
+}
+
 // Lookup returns the factory of a collector type.
 func Lookup(name string) (Factory, bool) { return factories.Lookup(name) }
 
@@ -107,10 +126,4 @@ func Lookup(name string) (Factory, bool) { return factories.Lookup(name) }
 func Types() []string { return factories.Types() }
 
 // New builds a collector of a registered type.
-func New(typ string, s Settings) (Collector, error) {
-	f, err := factories.Get(typ)
-	if err != nil {
-		return nil, err
-	}
-	return f(s)
-}
+func New(typ string, s Settings) (Collector, error) { return registry.Build(factories, typ, s) }

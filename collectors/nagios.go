@@ -1,8 +1,6 @@
 package collectors
 
 import (
-	"fmt"
-
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/nagios"
 )
@@ -16,19 +14,9 @@ type nagiosSettings struct {
 }
 
 func init() {
-	Register("nagios", newNagios)
-}
-
-func newNagios(s Settings) (Collector, error) {
-	var st nagiosSettings
-	if err := config.DecodeStrict(s.Node, &st); err != nil {
-		return nil, fmt.Errorf("nagios collector %q: %w", s.Name, err)
-	}
-	c, err := nagios.New(st.Options, st.Timeout.D(), s.Dir, s.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("nagios collector %q: %w", s.Name, err)
-	}
-	return c, nil
+	registerDecoded("nagios", func(s Settings, st *nagiosSettings) (Collector, error) {
+		return nagios.New(st.Options, st.Timeout.D(), s.Dir, s.Logger)
+	})
 }
 
 // Compile-time checks that the nagios collector fits the framework.

@@ -1,8 +1,6 @@
 package collectors
 
 import (
-	"fmt"
-
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/openstack"
 )
@@ -16,19 +14,13 @@ type openstackSettings struct {
 }
 
 func init() {
-	Register("openstack", newOpenStack)
-}
-
-func newOpenStack(s Settings) (Collector, error) {
-	var st openstackSettings
-	if err := config.DecodeStrict(s.Node, &st); err != nil {
-		return nil, fmt.Errorf("openstack collector %q: %w", s.Name, err)
-	}
-	c, err := openstack.New(st.Options, s.Dir, s.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("openstack collector %q: %w", s.Name, err)
-	}
-	return openstackCollector{c, st.Options.Files(s.Dir)}, nil
+	registerDecoded("openstack", func(s Settings, st *openstackSettings) (Collector, error) {
+		c, err := openstack.New(st.Options, s.Dir, s.Logger)
+		if err != nil {
+			return nil, err
+		}
+		return openstackCollector{c, st.Options.Files(s.Dir)}, nil
+	})
 }
 
 // openstackCollector is an openstack collector with the files its options

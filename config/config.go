@@ -212,32 +212,15 @@ func Parse(b []byte, path string) (*Config, error) {
 	if len(doc.Content) > 0 {
 		c.root = doc.Content[0]
 	}
-	for i := range raw.Collectors {
-		n := &raw.Collectors[i]
-		var col Collector
-		if err := n.Decode(&col.Common); err != nil {
-			return nil, fmt.Errorf("%s: %w: collectors[%d]: %s", path, ErrInvalid, i, yamlError(err))
-		}
-		col.Node = n
-		c.Collectors = append(c.Collectors, col)
+	var err error
+	if c.Collectors, err = decodeSection(path, "collectors", raw.Collectors, func(e *Collector, n *yaml.Node) { e.Node = n }); err != nil {
+		return nil, err
 	}
-	for i := range raw.Listeners {
-		n := &raw.Listeners[i]
-		var l Listener
-		if err := n.Decode(&l); err != nil {
-			return nil, fmt.Errorf("%s: %w: listeners[%d]: %s", path, ErrInvalid, i, yamlError(err))
-		}
-		l.Node = n
-		c.Listeners = append(c.Listeners, l)
+	if c.Listeners, err = decodeSection(path, "listeners", raw.Listeners, func(e *Listener, n *yaml.Node) { e.Node = n }); err != nil {
+		return nil, err
 	}
-	for i := range raw.Publishers {
-		n := &raw.Publishers[i]
-		var p Publisher
-		if err := n.Decode(&p); err != nil {
-			return nil, fmt.Errorf("%s: %w: publishers[%d]: %s", path, ErrInvalid, i, yamlError(err))
-		}
-		p.Node = n
-		c.Publishers = append(c.Publishers, p)
+	if c.Publishers, err = decodeSection(path, "publishers", raw.Publishers, func(e *Publisher, n *yaml.Node) { e.Node = n }); err != nil {
+		return nil, err
 	}
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
@@ -246,69 +229,59 @@ func Parse(b []byte, path string) (*Config, error) {
 	return c, nil
 }
 
-func (c *Config) applyDefaults() {
-	if c.Socket == "" {
-		c.Socket = "var/synchronizer.sock"
+// decodeSection decodes the common keys of each entry of a section
+// (collectors, listeners, publishers) and keeps the entry's node: its type
+// decodes the rest, strictly, when it is built.
+func decodeSection[T any](path, section string, nodes []yaml.Node, keep func(*T, *yaml.Node)) ([]T, error) {
+	var out []T
+	for i := range nodes {
+		var e T
+		if err := nodes[i].Decode(&e); err != nil {
+			return nil, fmt.Errorf("%s: %w: %s[%d]: %s", path, ErrInvalid, section, i, yamlError(err))
+		}
+		keep(&e, &nodes[i])
+		out = append(out, e)
 	}
+	return out, nil
+}
+
+// setDefault sets *v to def when it is left empty (the zero value).
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func (c *Config) applyDefaults() {
+	setDefault(&c.Socket, "var/synchronizer.sock")
 	if c.SocketMode == "" {
 		c.SocketMode = "0600"
 		if c.SocketGroup != "" {
 			c.SocketMode = "0660"
 		}
 	}
-	if c.Database == "" {
-		c.Database = "var/synchronizer.db"
-	}
-	if c.Sync == "" {
-		c.Sync = "full"
-	}
+	setDefault(&c.Database, "var/synchronizer.db")
+	setDefault(&c.Sync, "full")
 	if c.ChangesRetention.Count == 0 && c.ChangesRetention.Age == 0 {
 		c.ChangesRetention = Retention{Count: 1000000, Age: Duration(168 * time.Hour)}
 	}
-	if c.SubscriberQueue == 0 {
-		c.SubscriberQueue = DefaultSubscriberQueue
-	}
-	if c.NotifyBatch == 0 {
-		c.NotifyBatch = DefaultNotifyBatch
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = Duration(DefaultWriteTimeout)
-	}
-	if c.QuickCheckInterval == 0 {
-		c.QuickCheckInterval = Duration(DefaultQuickCheck)
-	}
-	if c.MaxConnections == 0 {
-		c.MaxConnections = DefaultMaxConnections
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = Duration(DefaultIdleTimeout)
-	}
-	if c.MaxSubscriptions == 0 {
-		c.MaxSubscriptions = DefaultMaxSubscriptions
-	}
-	if c.SubscriberMemory == 0 {
-		c.SubscriberMemory = DefaultSubscriberMemory
-	}
-	if c.RequestMemory == 0 {
-		c.RequestMemory = DefaultRequestMemory
-	}
-	if c.GetAllTimeout == 0 {
-		c.GetAllTimeout = Duration(DefaultGetAllTimeout)
-	}
-	if c.RemovedCollector == "" {
-		c.RemovedCollector = "keep"
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "text"
-	}
+	setDefault(&c.SubscriberQueue, DefaultSubscriberQueue)
+	setDefault(&c.NotifyBatch, DefaultNotifyBatch)
+	setDefault(&c.WriteTimeout, Duration(DefaultWriteTimeout))
+	setDefault(&c.QuickCheckInterval, Duration(DefaultQuickCheck))
+	setDefault(&c.MaxConnections, DefaultMaxConnections)
+	setDefault(&c.IdleTimeout, Duration(DefaultIdleTimeout))
+	setDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	setDefault(&c.SubscriberMemory, DefaultSubscriberMemory)
+	setDefault(&c.RequestMemory, DefaultRequestMemory)
+	setDefault(&c.GetAllTimeout, Duration(DefaultGetAllTimeout))
+	setDefault(&c.RemovedCollector, "keep")
+	setDefault(&c.Log.Level, "info")
+	setDefault(&c.Log.Format, "text")
 	for i := range c.Collectors {
 		cc := &c.Collectors[i].Common
-		if cc.Interval == 0 {
-			cc.Interval = Duration(DefaultInterval)
-		}
+		setDefault(&cc.Interval, Duration(DefaultInterval))
 		if cc.Timeout == 0 {
 			// A poll may take most of its interval, and never less than
 			// a real API needs under load (a token, then pages of 1-2 s
@@ -316,9 +289,7 @@ func (c *Config) applyDefaults() {
 			// and the next poll starts late anyway.
 			cc.Timeout = Duration(max(cc.Interval.D()*9/10, MinDefaultTimeout))
 		}
-		if cc.MaxBackoff == 0 {
-			cc.MaxBackoff = Duration(DefaultMaxBackoff)
-		}
+		setDefault(&cc.MaxBackoff, Duration(DefaultMaxBackoff))
 		if cc.MaxDeleteRatio == nil {
 			r := DefaultMaxDeleteRatio
 			cc.MaxDeleteRatio = &r
@@ -410,13 +381,18 @@ func (c *Config) validate() error {
 			names[name] = field
 		}
 	}
-	for i, col := range c.Collectors {
-		line := col.Node.Line
-		field := fmt.Sprintf("collectors[%d]", i)
-		checkName(line, field, col.Name)
-		if col.Type == "" {
+	// checkUnit checks what every collector, listener and publisher has, and
+	// returns where the entry is for its own checks.
+	checkUnit := func(section string, i int, n *yaml.Node, name, typ string) (line int, field string) {
+		line, field = n.Line, fmt.Sprintf("%s[%d]", section, i)
+		checkName(line, field, name)
+		if typ == "" {
 			bad(line, field+".type", "required")
 		}
+		return line, field
+	}
+	for i, col := range c.Collectors {
+		line, field := checkUnit("collectors", i, col.Node, col.Name, col.Type)
 		if col.Interval.D() < 100*time.Millisecond {
 			bad(line, field+".interval", "must be at least 100ms, not %s", col.Interval.D())
 		}
@@ -431,20 +407,10 @@ func (c *Config) validate() error {
 		}
 	}
 	for i, l := range c.Listeners {
-		line := l.Node.Line
-		field := fmt.Sprintf("listeners[%d]", i)
-		checkName(line, field, l.Name)
-		if l.Type == "" {
-			bad(line, field+".type", "required")
-		}
+		checkUnit("listeners", i, l.Node, l.Name, l.Type)
 	}
 	for i, p := range c.Publishers {
-		line := p.Node.Line
-		field := fmt.Sprintf("publishers[%d]", i)
-		checkName(line, field, p.Name)
-		if p.Type == "" {
-			bad(line, field+".type", "required")
-		}
+		checkUnit("publishers", i, p.Node, p.Name, p.Type)
 	}
 	return errors.Join(errs...)
 }

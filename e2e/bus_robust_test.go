@@ -279,12 +279,7 @@ const busToken = "gAAAAABsecret-user-token-4f1c0ffee"
 // database files, the log or status.
 func TestBusContextSecretsNotKept(t *testing.T) {
 	t.Parallel()
-	b := newBusSetup(t)
-	s := startSidecar(t, "", "log: {level: debug}\n"+b.listener(""))
-	c := s.client()
-	sub := subscribe(t, s.socket, "nova.instance")
-	waitConnected(t, c)
-	pub := amqptest.NewPublisher(t)
+	b, s, c, sub, pub := startBusRig(t, "log: {level: debug}\n")
 
 	create := amqptest.Fixture(t, "nova-versioned/instance-create-end.json")
 	inner := map[string]any{}
@@ -349,10 +344,7 @@ func TestBusContextSecretsNotKept(t *testing.T) {
 	}
 	files, _ := filepath.Glob(s.db + "*")
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := readFile(t, f)
 		if strings.Contains(string(b), busToken) {
 			t.Errorf("%s holds the token", filepath.Base(f))
 		}

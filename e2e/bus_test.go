@@ -238,14 +238,23 @@ func busWait(t testing.TB, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
+// startBusRig starts a sidecar whose only source is a listener on a
+// bus of its own (config, if any, before the listener), subscribes to its
+// nova.instance changes and waits until the listener is connected; pub
+// publishes on that bus.
+func startBusRig(t *testing.T, config string) (b busSetup, s *sidecar, c *rpc.Client, sub *busSub, pub *amqptest.Publisher) {
+	t.Helper()
+	b = newBusSetup(t)
+	s = startSidecar(t, "", config+b.listener(""))
+	c = s.client()
+	sub = subscribe(t, s.socket, "nova.instance")
+	waitConnected(t, c)
+	return b, s, c, sub, amqptest.NewPublisher(t)
+}
+
 func TestBusNovaInstanceLifecycle(t *testing.T) {
 	t.Parallel()
-	b := newBusSetup(t)
-	s := startSidecar(t, "", b.listener(""))
-	c := s.client()
-	sub := subscribe(t, s.socket, "nova.instance")
-	waitConnected(t, c)
-	pub := amqptest.NewPublisher(t)
+	b, s, _, sub, pub := startBusRig(t, "")
 	ts := time.Now().UTC().Add(-time.Minute)
 	for i, f := range []string{"instance-create-end", "instance-power_off-end", "instance-delete-end"} {
 		pub.PublishWait(b.exchange, busKey, busEnvelope(t, amqptest.Fixture(t, "nova-versioned/"+f+".json"), "", "", ts.Add(time.Duration(i)*time.Second)))
@@ -274,12 +283,7 @@ func TestBusNovaInstanceLifecycle(t *testing.T) {
 
 func TestBusGarbageBetweenGood(t *testing.T) {
 	t.Parallel()
-	b := newBusSetup(t)
-	s := startSidecar(t, "", b.listener(""))
-	c := s.client()
-	sub := subscribe(t, s.socket, "nova.instance")
-	waitConnected(t, c)
-	pub := amqptest.NewPublisher(t)
+	b, _, c, sub, pub := startBusRig(t, "")
 	create := amqptest.Fixture(t, "nova-versioned/instance-create-end.json")
 	now := time.Now()
 	pub.PublishWait(b.exchange, busKey, busEnvelope(t, create, "aaaaaaaa-0000-4000-8000-000000000001", "", now))

@@ -8,7 +8,6 @@ package e2e
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -54,10 +53,7 @@ func exprNames(exprs []string) map[string]bool {
 
 func alertExprs(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("examples/prometheus/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, "examples/prometheus/alerts.yml")
 	var f struct {
 		Groups []struct {
 			Rules []struct {
@@ -80,10 +76,7 @@ func alertExprs(t *testing.T) []string {
 // dashboardExprs walks the dashboard JSON for every "expr" and query.
 func dashboardExprs(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("examples/grafana/synchronizer.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, "examples/grafana/synchronizer.json")
 	var doc any
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("dashboard is not JSON: %v", err)
@@ -119,18 +112,8 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	copyFile(t, "examples/topology.yaml", topo)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	addr := freeAddr(t)
+	deadAddr := freeAddr(t)
 	s := startSidecar(t, dir, "metrics: {listen: \""+addr+"\"}\n"+
 		"collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 1h}\n"+
 		"listeners:\n  - {name: bus, type: amqp, urls: [\"amqp://guest:guest@"+deadAddr+"/\"], queue: synchronizer-alerts-test-"+filepath.Base(dir)+"}\n")

@@ -125,12 +125,7 @@ func TestRestore(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
-	copyFile(t, "examples/topology.yaml", topo)
-	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 100ms}\n")
-	waitFor(t, "11 entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := topologySidecar(t, dir)
 	backupFile := filepath.Join(dir, "backup.db")
 	if out, err := exec.Command(binary, "backup", "--config", s.config, backupFile).CombinedOutput(); err != nil || !strings.Contains(string(out), "last seq 11") {
 		t.Fatalf("backup: %v\n%s", err, out)
@@ -240,12 +235,7 @@ func checkConsistentAfterRestore(t *testing.T, db string) {
 func TestRestoreRefusesBadBackups(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
-	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
-	waitFor(t, "11 entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := topologySidecarWith(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
 	good := filepath.Join(dir, "good.db")
 	if out, err := exec.Command(binary, "backup", "--database", s.db, good).CombinedOutput(); err != nil {
 		t.Fatalf("backup: %v\n%s", err, out)
@@ -288,12 +278,7 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 func TestNewerDatabaseRefused(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
-	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
-	waitFor(t, "11 entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := topologySidecarWith(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
 	s.stop()
 	if out, err := exec.Command("sqlite3", s.db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'").CombinedOutput(); err != nil {
 		t.Fatal(err, string(out))

@@ -210,17 +210,14 @@ func TestLogLevelReload(t *testing.T) {
 			}
 			os.WriteFile(path, cfg("warn"), 0o644)
 			s := &sidecar{t: t, dir: dir, config: path, socket: filepath.Join(dir, "s.sock")}
-			var log syncBuffer
+			var log logBuffer
 			cmd := exec.Command(binary, append([]string{"serve", "--config", path}, tc.flag...)...)
 			cmd.Stdout, cmd.Stderr = &log, &log
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
 			defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-			waitFor(t, "11 entities", 10*time.Second, func() bool {
-				out, _ := s.cli("status")
-				return strings.Contains(out, `"entities": 11`)
-			})
+			s.waitEntities(11)
 			if strings.Contains(log.String(), "level=INFO") {
 				t.Fatalf("info lines at level warn:\n%s", log.String())
 			}

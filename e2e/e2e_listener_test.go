@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -26,12 +25,7 @@ func TestListenerDownIsFailing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close()
+			addr := freeAddr(t)
 			s := startSidecar(t, "", "metrics: {listen: \""+addr+"\"}\ncollectors: []\nlisteners:\n"+
 				"  - {name: bus, type: amqp, urls: [\""+tc.url+"\"], queue: q-down-"+strconv.Itoa(os.Getpid())+"}\n")
 			defer s.stop()

@@ -237,10 +237,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func rssKB(t *testing.T, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "VmRSS:") {
 			n, _ := strconv.Atoi(strings.Fields(l)[1])
@@ -313,12 +310,7 @@ func TestSlowSubscriber(t *testing.T) {
 func TestRetention(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
-	s := startSidecar(t, dir, "changes_retention: {count: 5}\ncollectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
-	waitFor(t, "entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := topologySidecarWith(t, dir, "changes_retention: {count: 5}\ncollectors:\n  - {name: topology, type: static, path: topology.yaml}\n")
 	// The pruner runs at start: restart to apply it now.
 	if err := s.stop(); err != nil {
 		t.Fatal(err)

@@ -18,10 +18,7 @@ import (
 
 func procKB(t *testing.T, pid int, field string) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, field+":") {
 			n, _ := strconv.Atoi(strings.Fields(line)[1])

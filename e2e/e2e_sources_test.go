@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -352,12 +351,7 @@ collectors:
 func TestTwoCollectorsOneKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	os.WriteFile(filepath.Join(dir, "a.json"), []byte(`[{"type":"switch","id":"shared","state":"up"},{"type":"switch","id":"a"}]`), 0o644)
 	os.WriteFile(filepath.Join(dir, "b.json"), []byte(`[{"type":"switch","id":"shared","state":"down"},{"type":"switch","id":"b"}]`), 0o644)
 	// a polls first; b starts polling once a's listing is in.

@@ -11,14 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -29,18 +27,34 @@ import (
 
 const topologyConfig = "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 100ms}\n"
 
+// topologySidecar starts a sidecar in dir (a temporary one when "") on the
+// example topology, polled every 100ms, and waits for its 11 entities.
 func topologySidecar(t *testing.T, dir string) *sidecar {
+	t.Helper()
+	return topologySidecarWith(t, dir, topologyConfig)
+}
+
+// topologySidecarWith is topologySidecar on config, whose static collector
+// reads topology.yaml.
+func topologySidecarWith(t *testing.T, dir, config string) *sidecar {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
-	s := startSidecar(t, dir, topologyConfig)
-	waitFor(t, "entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := startSidecar(t, dir, config)
+	s.waitEntities(11)
 	return s
+}
+
+// waitEntities waits until status counts n entities.
+func (s *sidecar) waitEntities(n int) {
+	s.t.Helper()
+	want := fmt.Sprintf(`"entities": %d`, n)
+	waitFor(s.t, fmt.Sprintf("%d entities", n), 10*time.Second, func() bool {
+		out, _ := s.cli("status")
+		return strings.Contains(out, want)
+	})
 }
 
 // serveFails runs serve on config in dir and returns its output; it must
@@ -177,10 +191,7 @@ func TestDatabaseID(t *testing.T) {
 		os.Rename(s.db+suf, filepath.Join(dir, "old.db"+suf))
 	}
 	s.start()
-	waitFor(t, "entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s.waitEntities(11)
 	c2 := s.client()
 	if err := c2.Call(ctx, "status", nil, &st); err != nil || st.DatabaseID == id || len(st.DatabaseID) != 32 {
 		t.Fatalf("after replacing the database: id %q (was %q), %v", st.DatabaseID, id, err)
@@ -204,7 +215,7 @@ func TestWatchResyncsAcrossAReplacedDatabase(t *testing.T) {
 	s := topologySidecar(t, dir)
 	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
 	stdout, _ := w.StdoutPipe()
-	var stderr syncBuffer
+	var stderr logBuffer
 	w.Stderr = &stderr
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
@@ -232,24 +243,6 @@ func TestWatchResyncsAcrossAReplacedDatabase(t *testing.T) {
 	waitFor(t, "the new database's id", 15*time.Second, func() bool {
 		return strings.Count(stderr.String(), "watch: database ") == 2
 	})
-}
-
-// syncBuffer is a bytes.Buffer a process writes to while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestSeqsNeverGoBackAfterALostWAL: kill -9 under load, delete the -wal
@@ -493,12 +486,7 @@ func TestCorruptDatabase(t *testing.T) {
 	copyFile(t, s.db, filepath.Join(dir2, "s.db"))
 	corruptPages(t, filepath.Join(dir2, "s.db"), "changes")
 	corruptPages(t, filepath.Join(dir2, "s.db"), "entities")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsAddr := l.Addr().String()
-	l.Close()
+	metricsAddr := freeAddr(t)
 	s2 := startSidecar(t, dir2, fmt.Sprintf("metrics: {listen: %q}\n", metricsAddr))
 
 	var st struct {

@@ -170,12 +170,7 @@ func TestHealthEndpoints(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	// Port 1 on loopback: nothing listens, the listener never connects.
 	dead := "amqp://guest:guest@127.0.0.1:1/"
 	base := "metrics: {listen: \"" + addr + "\"}\ncollectors:\n" +

@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,11 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/eventually"
+	"github.com/openstack-synchronizer/synchronizer/logbuf"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -65,21 +65,18 @@ type sidecar struct {
 
 // logBuffer collects a sidecar's output: the process writes it while the
 // test reads it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type logBuffer = logbuf.Buffer
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// freeAddr returns a loopback address nothing listens on (for the metrics
+// endpoint the sidecar will listen on, or a dead one).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // startSidecar writes config (with socket and database in a temp dir
@@ -164,22 +161,10 @@ func (s *sidecar) cli(args ...string) (string, error) {
 	return string(out), err
 }
 
-// minWait is the least time waitFor gives a condition. Every wait here is
-// for something that must happen eventually, none is a claim about how
-// fast: on a loaded machine (CI, or load average 20 on 2 cores) a first
-// poll that takes 50 ms when quiet can take many seconds.
-const minWait = 30 * time.Second
-
+// waitFor waits, at least eventually.Min, for what must happen eventually.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	timeout = max(timeout, minWait)
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, what, timeout, cond)
 }
 
 type change struct {
@@ -190,12 +175,19 @@ type change struct {
 	Source string `json:"source"`
 }
 
-func copyFile(t *testing.T, from, to string) {
+// readFile returns the file's bytes, failing t if it cannot be read.
+func readFile(t *testing.T, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(from)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b := readFile(t, from)
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -355,15 +347,7 @@ func TestSecondSidecarAndStaleSocket(t *testing.T) {
 func TestPythonClient(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
-	s := startSidecar(t, dir, `
-collectors:
-  - {name: topology, type: static, path: topology.yaml, interval: 100ms}
-`)
-	waitFor(t, "entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := topologySidecar(t, dir)
 	py := exec.Command("/usr/bin/python3", "examples/client.py", s.socket)
 	stdout, _ := py.StdoutPipe()
 	py.Stderr = os.Stderr
@@ -395,12 +379,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
-	copyFile(t, "examples/topology.yaml", topo)
-	s := startSidecar(t, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 100ms}\n")
-	waitFor(t, "entities", 10*time.Second, func() bool {
-		out, _ := s.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	s := topologySidecar(t, dir)
 	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
 	stdout, _ := w.StdoutPipe()
 	w.Stderr = os.Stderr

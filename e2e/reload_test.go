@@ -6,7 +6,6 @@ package e2e
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -193,12 +192,7 @@ func TestSIGHUPAndMetricsEndpoint(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	s := startSidecar(t, dir, "metrics: {listen: \""+addr+"\"}\n"+
 		"collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 1h}\n")
 	waitFor(t, "first poll", 10*time.Second, func() bool { return statusOf(t, s).Entities == 11 })

@@ -322,10 +322,7 @@ func TestStreamRegionsMergedAndResumed(t *testing.T) {
 		}
 	}
 	// The saved merged state is both regions' state.
-	b, err := os.ReadFile(state)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, state)
 	var file struct {
 		Regions map[string]struct {
 			Seq      int64 `json:"seq"`

@@ -46,29 +46,23 @@ func NewParser(b []byte) *Parser {
 }
 
 // Parse parses a whole document.
-func Parse(b []byte) (any, error) {
-	p := NewParser(b)
-	v, err := p.Value()
-	if err != nil {
-		return nil, err
-	}
-	if err := p.End(); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
+func Parse(b []byte) (any, error) { return whole(b, (*Parser).Value) }
 
 // ParseObject parses a whole document that must be an object.
-func ParseObject(b []byte) (map[string]any, error) {
+func ParseObject(b []byte) (map[string]any, error) { return whole(b, (*Parser).Object) }
+
+// whole parses b with read and checks that nothing follows.
+func whole[T any](b []byte, read func(*Parser) (T, error)) (T, error) {
+	var zero T
 	p := NewParser(b)
-	m, err := p.Object()
+	v, err := read(p)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	if err := p.End(); err != nil {
-		return nil, err
+		return zero, err
 	}
-	return m, nil
+	return v, nil
 }
 
 // Fail returns a syntax error at the current offset.

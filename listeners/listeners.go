@@ -170,10 +170,4 @@ func Register(name string, f Factory) { factories.Register(name, f) }
 func Types() []string { return factories.Types() }
 
 // New builds a listener of a registered type.
-func New(typ string, s Settings) (Listener, error) {
-	f, err := factories.Get(typ)
-	if err != nil {
-		return nil, err
-	}
-	return f(s)
-}
+func New(typ string, s Settings) (Listener, error) { return registry.Build(factories, typ, s) }

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -70,7 +71,7 @@ func (g *CGI) Hosts(ctx context.Context) ([]Check, time.Time, error) {
 		return nil, time.Time{}, fmt.Errorf("nagios: hostlist: answer has no data.hostlist")
 	}
 	out := make([]Check, 0, len(body.Data.Hostlist))
-	for _, name := range sortedKeys(body.Data.Hostlist) {
+	for _, name := range slices.Sorted(maps.Keys(body.Data.Hostlist)) {
 		h := body.Data.Hostlist[name]
 		c, err := h.check(name, "", cgiHostStates)
 		if err != nil {
@@ -96,9 +97,9 @@ func (g *CGI) Services(ctx context.Context) ([]Check, time.Time, error) {
 		return nil, time.Time{}, fmt.Errorf("nagios: servicelist: answer has no data.servicelist")
 	}
 	var out []Check
-	for _, host := range sortedKeys(body.Data.Servicelist) {
+	for _, host := range slices.Sorted(maps.Keys(body.Data.Servicelist)) {
 		svcs := body.Data.Servicelist[host]
-		for _, desc := range sortedKeys(svcs) {
+		for _, desc := range slices.Sorted(maps.Keys(svcs)) {
 			c, err := svcs[desc].check(host, desc, cgiServiceStates)
 			if err != nil {
 				return nil, time.Time{}, fmt.Errorf("nagios: servicelist: %w", err)
@@ -195,13 +196,4 @@ func millis(ms int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(ms).UTC()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

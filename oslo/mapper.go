@@ -157,6 +157,17 @@ func required(m map[string]any, k string) (string, error) {
 	return s, nil
 }
 
+// withID returns the payload object get reads from n and the object's
+// required key k, the entity's id.
+func withID(n *Notification, get func(*Notification) (map[string]any, error), k string) (map[string]any, string, error) {
+	p, err := get(n)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := required(p, k)
+	return p, id, err
+}
+
 // parentKey returns typ:id, or "" when id is empty (an unscheduled server).
 func parentKey(typ, id string) string {
 	if id == "" {

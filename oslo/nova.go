@@ -49,24 +49,26 @@ func (m *Mapper) novaInstance(n *Notification) ([]entity.Event, error) {
 	if m.opts.NovaFormat == NovaUnversioned {
 		return nil, nil
 	}
-	d, err := versionedData(n)
-	if err != nil {
-		return nil, err
-	}
-	id, err := required(d, "uuid")
+	d, id, err := withID(n, versionedData, "uuid")
 	if err != nil {
 		return nil, err
 	}
 	m.sawVersioned.Store(true)
+	return m.instanceEvent(n, id, d, "task_state"), nil
+}
+
+// instanceEvent is the event of an instance notification of either format:
+// they name the same fields, but for the task state's (taskKey).
+func (m *Mapper) instanceEvent(n *Notification, id string, p map[string]any, taskKey string) []entity.Event {
 	ev := m.event(n, entity.TypeInstance, id, func(e *entity.Entity) {
-		e.Name = str(d, "display_name")
-		e.State = NovaStatus(str(d, "state"), str(d, "task_state"))
-		e.Project = str(d, "tenant_id")
-		e.ParentKey = parentKey(entity.TypeHost, str(d, "host"))
-		e.Data = d
+		e.Name = str(p, "display_name")
+		e.State = NovaStatus(str(p, "state"), str(p, taskKey))
+		e.Project = str(p, "tenant_id")
+		e.ParentKey = parentKey(entity.TypeHost, str(p, "host"))
+		e.Data = p
 	})
 	goneIsDelete(&ev)
-	return []entity.Event{ev}, nil
+	return []entity.Event{ev}
 }
 
 // goneIsDelete makes an instance notification whose state says the server
@@ -91,33 +93,17 @@ func (m *Mapper) novaLegacyInstance(n *Notification) ([]entity.Event, error) {
 			return nil, nil
 		}
 	}
-	p, err := payloadObject(n)
+	p, id, err := withID(n, payloadObject, "instance_id")
 	if err != nil {
 		return nil, err
 	}
-	id, err := required(p, "instance_id")
-	if err != nil {
-		return nil, err
-	}
-	ev := m.event(n, entity.TypeInstance, id, func(e *entity.Entity) {
-		e.Name = str(p, "display_name")
-		e.State = NovaStatus(str(p, "state"), str(p, "state_description"))
-		e.Project = str(p, "tenant_id")
-		e.ParentKey = parentKey(entity.TypeHost, str(p, "host"))
-		e.Data = p
-	})
-	goneIsDelete(&ev)
-	return []entity.Event{ev}, nil
+	return m.instanceEvent(n, id, p, "state_description"), nil
 }
 
 // novaService maps service.create/update/delete (ServiceStatusPayload) of
 // nova-compute services to nova.host; other binaries are no host entities.
 func (m *Mapper) novaService(n *Notification) ([]entity.Event, error) {
-	d, err := versionedData(n)
-	if err != nil {
-		return nil, err
-	}
-	host, err := required(d, "host")
+	d, host, err := withID(n, versionedData, "host")
 	if err != nil {
 		return nil, err
 	}

@@ -70,11 +70,7 @@ func fillNeutron(e *entity.Entity, obj map[string]any, resource string) {
 // cinderVolume maps volume.* (cinder's _usage_from_volume payload:
 // volume_id, display_name, status, tenant_id, volume_attachment[]).
 func (m *Mapper) cinderVolume(n *Notification) ([]entity.Event, error) {
-	p, err := payloadObject(n)
-	if err != nil {
-		return nil, err
-	}
-	id, err := required(p, "volume_id")
+	p, id, err := withID(n, payloadObject, "volume_id")
 	if err != nil {
 		return nil, err
 	}
@@ -142,11 +138,7 @@ func volumeLinks(p map[string]any) ([]entity.Link, map[string]any) {
 // stack_identity is the stack id, state is "<ACTION>_<STATUS>" as the API's
 // stack_status, tenant_id the project).
 func (m *Mapper) heatStack(n *Notification) ([]entity.Event, error) {
-	p, err := payloadObject(n)
-	if err != nil {
-		return nil, err
-	}
-	id, err := required(p, "stack_identity")
+	p, id, err := withID(n, payloadObject, "stack_identity")
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,16 @@ func (r *Registry[F]) Get(name string) (F, error) {
 	return f, nil
 }
 
+// Build builds a unit of a registered type from its settings.
+func Build[F ~func(S) (U, error), S, U any](r *Registry[F], typ string, s S) (U, error) {
+	f, err := r.Get(typ)
+	if err != nil {
+		var zero U
+		return zero, err
+	}
+	return f(s)
+}
+
 // Types returns the registered type names, sorted.
 func (r *Registry[F]) Types() []string {
 	r.mu.RLock()

@@ -41,3 +41,15 @@ func TestRegistry(t *testing.T) {
 	}()
 	r.Register("a", func() int { return 3 })
 }
+
+func TestBuild(t *testing.T) {
+	type factory func(s string) (int, error)
+	r := New[factory]("widget")
+	r.Register("len", func(s string) (int, error) { return len(s), nil })
+	if n, err := Build(r, "len", "abc"); n != 3 || err != nil {
+		t.Errorf("Build(len) = %d, %v", n, err)
+	}
+	if _, err := Build(r, "nope", "abc"); err == nil || err.Error() != `unknown widget type "nope" (known: [len])` {
+		t.Errorf("Build(nope) error = %v", err)
+	}
+}

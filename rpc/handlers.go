@@ -115,17 +115,28 @@ func (ss *session) checkDatabase(method, id string) error {
 	return nil
 }
 
+// activeTypes is what a get_all or changes of the types asked for reads:
+// those of them that are active (nil: every type). none is true when none
+// of them is: the answer is empty.
+func (ss *session) activeTypes(method string, asked []string) (types []string, none bool, err error) {
+	reqTypes, err := distinctTypes(method, asked)
+	if err != nil {
+		return nil, false, err
+	}
+	types = ss.s.b.ActiveTypes(reqTypes)
+	return types, types != nil && len(types) == 0, nil
+}
+
 func (ss *session) getAll(ctx context.Context, id []byte, req *jsonrpc2.Request) error {
 	var p typesParams
 	if err := params(req, &p); err != nil {
 		return err
 	}
-	reqTypes, err := distinctTypes(req.Method, p.Types)
+	types, none, err := ss.activeTypes(req.Method, p.Types)
 	if err != nil {
 		return err
 	}
-	types := ss.s.b.ActiveTypes(reqTypes)
-	if types != nil && len(types) == 0 {
+	if none {
 		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "entities": []any{}, "database_id": ss.s.b.DatabaseID()})
 	}
 	// A snapshot holds a read connection and keeps the WAL from restarting
@@ -239,12 +250,11 @@ func (ss *session) changes(ctx context.Context, id []byte, req *jsonrpc2.Request
 	if p.Limit <= 0 {
 		p.Limit = DefaultChangesLimit
 	}
-	reqTypes, err := distinctTypes(req.Method, p.Types)
+	types, none, err := ss.activeTypes(req.Method, p.Types)
 	if err != nil {
 		return err
 	}
-	types := ss.s.b.ActiveTypes(reqTypes)
-	if types != nil && len(types) == 0 {
+	if none {
 		return ss.reply(id, map[string]any{"seq": lastSeq(ss.s.b), "changes": []any{}, "database_id": ss.s.b.DatabaseID()})
 	}
 	// Validate since before the first byte of the response is written, so

@@ -67,6 +67,13 @@ func (r *raw) line(t *testing.T) (string, error) {
 	return strings.TrimRight(l, "\n"), err
 }
 
+// call sends line and reads the next message.
+func (r *raw) call(t *testing.T, line string) map[string]any {
+	t.Helper()
+	r.send(t, line)
+	return r.msg(t)
+}
+
 func (r *raw) msg(t *testing.T) map[string]any {
 	t.Helper()
 	l, err := r.line(t)
@@ -120,8 +127,7 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 	fl.fails.Store(6)
 	srv, path := serve(t, &memBackend{}, Options{}, func(ln net.Listener) net.Listener { fl.Listener = ln; return fl })
 	c := dialLines(t, path)
-	c.send(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
-	if m := c.msg(t); m["result"] == nil {
+	if m := c.call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`); m["result"] == nil {
 		t.Fatalf("status: %v", m)
 	}
 	if n := srv.Counters().AcceptErrors; n != 6 {
@@ -135,8 +141,7 @@ func TestMaxConnections(t *testing.T) {
 	srv, path := serve(t, &memBackend{}, Options{MaxConnections: 2}, nil)
 	a, b := dialLines(t, path), dialLines(t, path)
 	for _, c := range []*raw{a, b} {
-		c.send(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
-		c.msg(t)
+		c.call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
 	}
 	over := dialLines(t, path)
 	if m := over.msg(t); code(m) != CodeLimit || m["id"] != nil {
@@ -148,8 +153,7 @@ func TestMaxConnections(t *testing.T) {
 	a.c.Close()
 	wait(t, "a to be gone", func() bool { return srv.Counters().Connections == 1 })
 	again := dialLines(t, path)
-	again.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
-	if m := again.msg(t); m["result"] == nil {
+	if m := again.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
 		t.Fatalf("after a slot freed: %v", m)
 	}
 	if n := srv.Counters().Rejected; n != 1 {
@@ -162,16 +166,14 @@ func TestMaxConnections(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	srv, path := serve(t, &memBackend{}, Options{IdleTimeout: time.Second}, nil)
 	sub := dialLines(t, path)
-	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
-	sub.msg(t)
+	sub.call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
 	idle := dialLines(t, path)
 	if _, err := idle.line(t); err == nil {
 		t.Fatal("idle connection got a line")
 	}
 	// Several idle time-outs later the subscriber is still served.
 	time.Sleep(2500 * time.Millisecond)
-	sub.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
-	if m := sub.msg(t); m["result"] == nil {
+	if m := sub.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
 		t.Fatalf("subscriber after idle time: %v", m)
 	}
 	if n := srv.Counters().IdleClosed; n != 1 {
@@ -185,16 +187,13 @@ func TestMaxSubscriptions(t *testing.T) {
 	_, path := serve(t, &memBackend{}, Options{MaxSubscriptions: 3}, nil)
 	c := dialLines(t, path)
 	for i := 1; i <= 4; i++ {
-		c.send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"register"}`, i))
-		m := c.msg(t)
+		m := c.call(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"register"}`, i))
 		if i <= 3 && m["result"] == nil || i == 4 && code(m) != CodeLimit {
 			t.Fatalf("register %d: %v", i, m)
 		}
 	}
-	c.send(t, `{"jsonrpc":"2.0","id":5,"method":"unregister","params":{"subscription":"s1"}}`)
-	c.msg(t)
-	c.send(t, `{"jsonrpc":"2.0","id":6,"method":"register"}`)
-	if m := c.msg(t); m["result"] == nil {
+	c.call(t, `{"jsonrpc":"2.0","id":5,"method":"unregister","params":{"subscription":"s1"}}`)
+	if m := c.call(t, `{"jsonrpc":"2.0","id":6,"method":"register"}`); m["result"] == nil {
 		t.Fatalf("register after unregister: %v", m)
 	}
 }
@@ -212,19 +211,11 @@ func TestSubscriberMemoryBound(t *testing.T) {
 	var stuck []*raw
 	for i := 0; i < 2; i++ {
 		c := dialLines(t, path)
-		c.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
-		c.msg(t)
+		c.call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
 		stuck = append(stuck, c)
 		b.commit(500, payload)
 	}
-	good, err := Dial(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer good.Close()
-	if err := good.Call(context.Background(), "register", nil, nil); err != nil {
-		t.Fatal(err)
-	}
+	good := dialRegistered(t, path)
 	// The reader keeps up: each commit waits until it has what came before.
 	var got atomic.Int64
 	go func() {
@@ -301,21 +292,10 @@ func TestLinesInFlightBounded(t *testing.T) {
 // TestShutdownNotifies: every connection gets "shutdown" when the server
 // stops, a subscriber as well as a plain client.
 func TestShutdownNotifies(t *testing.T) {
-	b := &memBackend{}
-	srv := New(b, Options{})
-	b.srv = srv
-	path := filepath.Join(t.TempDir(), "s.sock")
-	if err := srv.Listen(path); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
+	_, path, cancel, done := serveMem(t, Options{})
 	sub, plain := dialLines(t, path), dialLines(t, path)
-	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
-	sub.msg(t)
-	plain.send(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
-	plain.msg(t)
+	sub.call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
+	plain.call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
 	cancel()
 	for name, c := range map[string]*raw{"subscriber": sub, "plain": plain} {
 		if m := c.msg(t); m["method"] != "shutdown" {
@@ -399,8 +379,7 @@ func TestGetAllCut(t *testing.T) {
 	if m := c.msg(t); code(m) != CodeGetAllCut || m["id"] != "g" {
 		t.Fatalf("after the cut line: %v", m)
 	}
-	c.send(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`)
-	if m := c.msg(t); m["result"] == nil {
+	if m := c.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
 		t.Fatalf("status after the cut: %v", m)
 	}
 	if n := srv.Counters().GetAllCut; n != 1 {

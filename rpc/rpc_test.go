@@ -108,20 +108,44 @@ func (m *memBackend) commitType(n int, payload, typ string) {
 	m.mu.Unlock()
 }
 
+// startServer serves a memBackend on a fresh socket until the test ends.
 func startServer(t testing.TB, o Options) (*memBackend, string) {
+	t.Helper()
+	b, path, cancel, done := serveMem(t, o)
+	t.Cleanup(func() { cancel(); <-done })
+	return b, path
+}
+
+// serveMem serves a memBackend on a fresh socket until cancel; done closes
+// when Serve has returned.
+func serveMem(t testing.TB, o Options) (_ *memBackend, path string, cancel context.CancelFunc, done <-chan struct{}) {
 	t.Helper()
 	b := &memBackend{}
 	srv := New(b, o)
 	b.srv = srv
-	path := filepath.Join(t.TempDir(), "s.sock")
+	path = filepath.Join(t.TempDir(), "s.sock")
 	if err := srv.Listen(path); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return b, path
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx); close(served) }()
+	return b, path, cancel, served
+}
+
+// dialRegistered dials path and registers for every change; the client is
+// closed when the test ends.
+func dialRegistered(t testing.TB, path string) *Client {
+	t.Helper()
+	c, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Call(context.Background(), "register", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // TestRegisterSinceSeam: changes committed while a subscriber replays the
@@ -174,14 +198,7 @@ func TestRegisterSinceSeam(t *testing.T) {
 func BenchmarkSubscriber(b *testing.B) {
 	payload := `{"OS-EXT-SRV-ATTR:host":"compute-1","status":"ACTIVE","name":"vm","flavor":{"original_name":"m1.small","vcpus":1,"ram":2048},"addresses":{"private":[{"addr":"10.0.0.1","version":4}]},"tenant_id":"6f70656e737461636b20342065766572","updated":"2026-01-01T00:00:00Z","metadata":{}}`
 	be, path := startServer(b, Options{QueueLimit: 1 << 20, NotifyBatch: 1000})
-	c, err := Dial(context.Background(), path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Call(context.Background(), "register", nil, nil); err != nil {
-		b.Fatal(err)
-	}
+	c := dialRegistered(b, path)
 	const per = 100000
 	b.ResetTimer()
 	start := time.Now()
@@ -206,14 +223,7 @@ func BenchmarkSubscriber(b *testing.B) {
 func TestActiveTypesApplyAtDelivery(t *testing.T) {
 	b, path := startServer(t, Options{})
 	b.active = []string{"nova.instance"}
-	c, err := Dial(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Call(context.Background(), "register", nil, nil); err != nil {
-		t.Fatal(err)
-	}
+	c := dialRegistered(t, path)
 	recv := func() string {
 		select {
 		case n := <-c.Notifications():

@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -10,12 +9,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/eventually"
+	"github.com/openstack-synchronizer/synchronizer/logbuf"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -26,28 +26,10 @@ type harness struct {
 	dir    string // where topology files and (usually) the config live
 	path   string // the config file
 	socket string
-	log    *syncBuffer
+	log    *logbuf.Buffer
 	reload chan struct{}
 	stop   context.CancelFunc
 	done   chan error
-}
-
-// syncBuffer is a log sink the test reads while the sidecar writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // header puts the socket and the database in dir, by absolute path, so that
@@ -91,7 +73,7 @@ func startAt(t *testing.T, dir, path string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dir: dir, path: cfg.Path, socket: cfg.Abs(cfg.Socket), log: &syncBuffer{},
+	h := &harness{t: t, dir: dir, path: cfg.Path, socket: cfg.Abs(cfg.Socket), log: &logbuf.Buffer{},
 		reload: make(chan struct{}, 1), done: make(chan error, 1)}
 	ctx, stop := context.WithCancel(context.Background())
 	h.stop = stop
@@ -200,6 +182,19 @@ type status struct {
 	} `json:"change_log"`
 }
 
+// untouched fails t unless each named unit is in after, neither restarted
+// nor polled since before; by says what happened in between.
+func untouched(t *testing.T, by string, before, after status, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		b, _ := before.unit(name)
+		a, ok := after.unit(name)
+		if !ok || a.Polls != b.Polls || !a.StartedAt.Equal(b.StartedAt) {
+			t.Errorf("%s restarted or polled by %s: %+v -> %+v", name, by, b, a)
+		}
+	}
+}
+
 func (st status) unit(name string) (collectors.Status, bool) {
 	for _, u := range st.Collectors {
 		if u.Name == name {
@@ -214,22 +209,10 @@ func (st status) String() string {
 	return string(b)
 }
 
-// minWait is the least time waitFor gives a condition: every wait here is
-// for something that must happen eventually, none is a claim about how
-// fast, and on a loaded machine (CI, load average 20 on 2 cores) a poll
-// or a reload that takes milliseconds when quiet can take seconds.
-const minWait = 30 * time.Second
-
+// waitFor waits, at least eventually.Min, for what must happen eventually.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	timeout = max(timeout, minWait)
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, what, timeout, cond)
 }
 
 // settle waits until every collector has polled at least once and the

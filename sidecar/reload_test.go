@@ -55,26 +55,14 @@ func TestBadEdits(t *testing.T) {
 			if st.Config.Hash != before.Config.Hash || st.Config.Reloads != before.Config.Reloads {
 				t.Errorf("running config changed: %s", st)
 			}
-			for _, name := range []string{"keep", "change"} {
-				b, _ := before.unit(name)
-				a, ok := st.unit(name)
-				if !ok || a.Polls != b.Polls || !a.StartedAt.Equal(b.StartedAt) {
-					t.Errorf("%s touched by a bad edit: %+v -> %+v", name, b, a)
-				}
-			}
+			untouched(t, "a bad edit", before, st, "keep", "change")
 			// The same file again, made valid: the error goes, nothing restarts.
 			saveRename(t, h.path, header(h.dir)+good)
 			waitFor(t, "error cleared", 10*time.Second, func() bool {
 				st = h.status()
 				return st.Config.LastError == ""
 			})
-			for _, name := range []string{"keep", "change"} {
-				b, _ := before.unit(name)
-				a, _ := st.unit(name)
-				if a.Polls != b.Polls || !a.StartedAt.Equal(b.StartedAt) {
-					t.Errorf("%s restarted by restoring the same config: %+v -> %+v", name, b, a)
-				}
-			}
+			untouched(t, "restoring the same config", before, st, "keep", "change")
 		})
 	}
 }

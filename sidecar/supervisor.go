@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/collectors"
 	"github.com/openstack-synchronizer/synchronizer/config"
@@ -97,39 +99,44 @@ func (s *supervisor) build(cfg *config.Config) (map[string]*built, error) {
 	s.mu.Unlock()
 	out := map[string]*built{}
 	var errs []error
-	for i := range cfg.Collectors {
-		cc := cfg.Collectors[i]
-		spec := specOf(cfg, "collector", cc.Node)
-		if u, ok := running[cc.Name]; ok && u.spec == spec && !filesChanged(u.files) {
-			out[cc.Name] = &built{u: u}
-			continue
+	// add keeps the running unit of an entry whose spec and files are as
+	// they were, and builds the others.
+	add := func(kind, section string, i int, name string, node *yaml.Node, build func(spec string) (*built, error)) {
+		spec := specOf(cfg, kind, node)
+		if u, ok := running[name]; ok && u.spec == spec && !filesChanged(u.files) {
+			out[name] = &built{u: u}
+			return
 		}
-		c, err := collectors.New(cc.Type, collectors.Settings{
-			Name: cc.Name, Node: cc.Node, Dir: cfg.Dir,
-			Logger: s.log.With("collector", cc.Name),
-		})
+		b, err := build(spec)
 		if err != nil {
-			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: collectors[%d] (%s): %v", cfg.Path, cc.Node.Line, i, cc.Name, err)})
-			continue
+			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: %s[%d] (%s): %v", cfg.Path, node.Line, section, i, name, err)})
+			return
 		}
-		out[cc.Name] = &built{u: &unit{name: cc.Name, kind: "collector", spec: spec, files: hashFiles(c)}, coll: c, cfg: cc.Common}
+		out[name] = b
 	}
-	for i := range cfg.Listeners {
-		lc := cfg.Listeners[i]
-		spec := specOf(cfg, "listener", lc.Node)
-		if u, ok := running[lc.Name]; ok && u.spec == spec && !filesChanged(u.files) {
-			out[lc.Name] = &built{u: u}
-			continue
-		}
-		l, err := listeners.New(lc.Type, listeners.Settings{
-			Name: lc.Name, Node: lc.Node, Dir: cfg.Dir,
-			Logger: s.log.With("listener", lc.Name), Database: s.db,
+	for i, cc := range cfg.Collectors {
+		add("collector", "collectors", i, cc.Name, cc.Node, func(spec string) (*built, error) {
+			c, err := collectors.New(cc.Type, collectors.Settings{
+				Name: cc.Name, Node: cc.Node, Dir: cfg.Dir,
+				Logger: s.log.With("collector", cc.Name),
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &built{u: &unit{name: cc.Name, kind: "collector", spec: spec, files: hashFiles(c)}, coll: c, cfg: cc.Common}, nil
 		})
-		if err != nil {
-			errs = append(errs, buildError{fmt.Sprintf("%s: line %d: listeners[%d] (%s): %v", cfg.Path, lc.Node.Line, i, lc.Name, err)})
-			continue
-		}
-		out[lc.Name] = &built{u: &unit{name: lc.Name, kind: "listener", spec: spec, files: hashFiles(l)}, lis: l}
+	}
+	for i, lc := range cfg.Listeners {
+		add("listener", "listeners", i, lc.Name, lc.Node, func(spec string) (*built, error) {
+			l, err := listeners.New(lc.Type, listeners.Settings{
+				Name: lc.Name, Node: lc.Node, Dir: cfg.Dir,
+				Logger: s.log.With("listener", lc.Name), Database: s.db,
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &built{u: &unit{name: lc.Name, kind: "listener", spec: spec, files: hashFiles(l)}, lis: l}, nil
+		})
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, b := range out {

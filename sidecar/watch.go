@@ -4,9 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -193,11 +194,11 @@ func (w *watcher) changed(files []string) []string {
 // check runs after a burst of events: a changed config (or file it points
 // at) is reloaded once; a changed data file makes its collectors poll now.
 func (w *watcher) check(runCtx context.Context) {
-	if ch := w.changed(keys(w.config)); len(ch) > 0 {
+	if ch := w.changed(slices.Sorted(maps.Keys(w.config))); len(ch) > 0 {
 		w.sc.log.Info("config files changed: reloading", "files", ch)
 		w.sc.reload(runCtx)
 	}
-	for _, f := range w.changed(keys(w.data)) {
+	for _, f := range w.changed(slices.Sorted(maps.Keys(w.data))) {
 		for _, name := range w.data[f] {
 			w.poll(name, f)
 		}
@@ -222,15 +223,6 @@ func (w *watcher) poll(name, file string) {
 	}()
 }
 
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // run follows file events and forced reloads until ctx ends.
 func (w *watcher) run(ctx, runCtx context.Context) {
 	debounce := w.sc.o.Debounce
@@ -246,7 +238,7 @@ func (w *watcher) run(ctx, runCtx context.Context) {
 			return
 		case <-w.sc.o.Reload:
 			w.sc.reload(runCtx)
-			w.changed(keys(w.config)) // what was just loaded is seen
+			w.changed(slices.Sorted(maps.Keys(w.config))) // what was just loaded is seen
 			w.refresh()
 		case ev, ok := <-w.fsw.Events:
 			if !ok {

@@ -85,9 +85,7 @@ func TestCorruptionIsFoundAndReported(t *testing.T) {
 }
 
 func TestQuickCheckOfASoundDatabase(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "db"), schema(t), Options{})
-	must(t, err)
-	defer s.Close()
+	s := openTemp(t, Options{})
 	must(t, s.Commit(context.Background(), rows(1, 100, time.Now()), nil))
 	must(t, s.QuickCheck(context.Background()))
 	if h := s.Health(); h.State != "ok" || h.Checks != 1 || h.Message != "" {

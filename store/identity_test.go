@@ -37,9 +37,7 @@ func TestDatabaseIDIsMadeOnceAndKept(t *testing.T) {
 	if s.Recovered() != nil {
 		t.Fatalf("clean reopen reports a recovery: %+v", s.Recovered())
 	}
-	s2, err := Open(filepath.Join(t.TempDir(), "db"), schema(t), Options{})
-	must(t, err)
-	defer s2.Close()
+	s2 := openTemp(t, Options{})
 	if s2.DatabaseID() == id {
 		t.Fatal("two databases share an id")
 	}
@@ -159,9 +157,7 @@ func TestCleanStopLeavesNoGap(t *testing.T) {
 // hole of skipped seqs.
 func TestPruneByAgeAcrossAGap(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "db"), schema(t), Options{})
-	must(t, err)
-	defer s.Close()
+	s := openTemp(t, Options{})
 	old := time.Now().Add(-48 * time.Hour)
 	must(t, s.Commit(ctx, rows(1, 10, old), nil))
 	must(t, s.Commit(ctx, rows(1000, 1010, old), nil))

@@ -291,68 +291,76 @@ func readEntity(ctx context.Context, db *sql.DB, key string) ([]byte, error) {
 // key and need no index of their own.
 func typeRange(typ string) (lo, hi string) { return typ + ":", typ + ";" }
 
-// All calls fn with the JSON of every entity of the given types (all types
-// when types is empty), inside one read transaction, and returns the last
-// seq that this consistent view includes.
-func (s *Store) All(ctx context.Context, types []string, fn func(entity []byte) error) (_ int64, err error) {
+// readLog runs read in one read transaction and returns the last seq of
+// the log as that transaction sees it: the consistent view read had.
+func (s *Store) readLog(ctx context.Context, read func(tx *sql.Tx) error) (last int64, err error) {
 	defer func() { err = s.noteErr(err) }()
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return 0, fmt.Errorf("store: begin read: %w", err)
 	}
 	defer tx.Rollback()
-	last, _, err := logBounds(ctx, tx)
+	last, _, err = logBounds(ctx, tx)
 	if err != nil {
 		return 0, err
 	}
-	scan := func(q string, args ...any) error {
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return fmt.Errorf("store: read entities: %w", err)
-		}
-		defer rows.Close()
-		var b sql.RawBytes
-		for rows.Next() {
-			if err := rows.Scan(&b); err != nil {
+	return last, read(tx)
+}
+
+// All calls fn with the JSON of every entity of the given types (all types
+// when types is empty), inside one read transaction, and returns the last
+// seq that this consistent view includes.
+func (s *Store) All(ctx context.Context, types []string, fn func(entity []byte) error) (int64, error) {
+	return s.readLog(ctx, func(tx *sql.Tx) error {
+		scan := func(q string, args ...any) error {
+			rows, err := tx.QueryContext(ctx, q, args...)
+			if err != nil {
 				return fmt.Errorf("store: read entities: %w", err)
 			}
-			if err := fn(b); err != nil {
+			defer rows.Close()
+			var b sql.RawBytes
+			for rows.Next() {
+				if err := rows.Scan(&b); err != nil {
+					return fmt.Errorf("store: read entities: %w", err)
+				}
+				if err := fn(b); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		}
+		// Every page of the answer is read once before the first entity goes
+		// to fn: the caller streams a single JSON line of up to a million
+		// entities, and a damaged page found half way would cut that line
+		// short with nothing to tell the client why. Found here, it is an
+		// ordinary error response. The second read comes from the cache.
+		verify := func(q string, args ...any) error {
+			var n sql.NullInt64
+			if err := tx.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+				return fmt.Errorf("store: read entities: %w", err)
+			}
+			return nil
+		}
+		if len(types) == 0 {
+			if err := verify(`SELECT sum(length(CAST(entity AS BLOB))) FROM entities`); err != nil {
+				return err
+			}
+			return scan(`SELECT entity FROM entities ORDER BY key`)
+		}
+		for _, t := range types {
+			lo, hi := typeRange(t)
+			if err := verify(`SELECT sum(length(CAST(entity AS BLOB))) FROM entities WHERE key >= ? AND key < ?`, lo, hi); err != nil {
 				return err
 			}
 		}
-		return rows.Err()
-	}
-	// Every page of the answer is read once before the first entity goes
-	// to fn: the caller streams a single JSON line of up to a million
-	// entities, and a damaged page found half way would cut that line
-	// short with nothing to tell the client why. Found here, it is an
-	// ordinary error response. The second read comes from the cache.
-	verify := func(q string, args ...any) error {
-		var n sql.NullInt64
-		if err := tx.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
-			return fmt.Errorf("store: read entities: %w", err)
+		for _, t := range types {
+			lo, hi := typeRange(t)
+			if err := scan(`SELECT entity FROM entities WHERE key >= ? AND key < ? ORDER BY key`, lo, hi); err != nil {
+				return err
+			}
 		}
 		return nil
-	}
-	if len(types) == 0 {
-		if err := verify(`SELECT sum(length(CAST(entity AS BLOB))) FROM entities`); err != nil {
-			return 0, err
-		}
-		return last, scan(`SELECT entity FROM entities ORDER BY key`)
-	}
-	for _, t := range types {
-		lo, hi := typeRange(t)
-		if err := verify(`SELECT sum(length(CAST(entity AS BLOB))) FROM entities WHERE key >= ? AND key < ?`, lo, hi); err != nil {
-			return 0, err
-		}
-	}
-	for _, t := range types {
-		lo, hi := typeRange(t)
-		if err := scan(`SELECT entity FROM entities WHERE key >= ? AND key < ? ORDER BY key`, lo, hi); err != nil {
-			return 0, err
-		}
-	}
-	return last, nil
+	})
 }
 
 // LogRow is one change as stored.
@@ -367,47 +375,39 @@ type LogRow struct {
 // Changes calls fn for each change with seq > since, in seq order, of the
 // given types (all when empty), at most limit of them (no limit when <= 0).
 // It returns the highest seq the log held when the read began.
-func (s *Store) Changes(ctx context.Context, since int64, types []string, limit int, fn func(LogRow) error) (_ int64, err error) {
-	defer func() { err = s.noteErr(err) }()
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return 0, fmt.Errorf("store: begin read: %w", err)
-	}
-	defer tx.Rollback()
-	last, _, err := logBounds(ctx, tx)
-	if err != nil {
-		return 0, err
-	}
-	q := `SELECT seq, action, type, source, entity FROM changes WHERE seq > ?`
-	args := []any{since}
-	if len(types) > 0 {
-		q += ` AND type IN (?` + strings.Repeat(",?", len(types)-1) + `)`
-		for _, t := range types {
-			args = append(args, t)
+func (s *Store) Changes(ctx context.Context, since int64, types []string, limit int, fn func(LogRow) error) (int64, error) {
+	return s.readLog(ctx, func(tx *sql.Tx) error {
+		q := `SELECT seq, action, type, source, entity FROM changes WHERE seq > ?`
+		args := []any{since}
+		if len(types) > 0 {
+			q += ` AND type IN (?` + strings.Repeat(",?", len(types)-1) + `)`
+			for _, t := range types {
+				args = append(args, t)
+			}
 		}
-	}
-	q += ` ORDER BY seq`
-	if limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, limit)
-	}
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return 0, fmt.Errorf("store: read changes: %w", err)
-	}
-	defer rows.Close()
-	var r LogRow
-	var b sql.RawBytes
-	for rows.Next() {
-		if err := rows.Scan(&r.Seq, &r.Action, &r.Type, &r.Source, &b); err != nil {
-			return 0, fmt.Errorf("store: read changes: %w", err)
+		q += ` ORDER BY seq`
+		if limit > 0 {
+			q += ` LIMIT ?`
+			args = append(args, limit)
 		}
-		r.Entity = b
-		if err := fn(r); err != nil {
-			return 0, err
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("store: read changes: %w", err)
 		}
-	}
-	return last, rows.Err()
+		defer rows.Close()
+		var r LogRow
+		var b sql.RawBytes
+		for rows.Next() {
+			if err := rows.Scan(&r.Seq, &r.Action, &r.Type, &r.Source, &b); err != nil {
+				return fmt.Errorf("store: read changes: %w", err)
+			}
+			r.Entity = b
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
 }
 
 // Prune drops changes beyond the newest keep (keep <= 0: no count bound) and

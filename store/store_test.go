@@ -83,13 +83,21 @@ func rows(from, to int64, at time.Time) []Row {
 	return out
 }
 
-func TestCommitReadAndPrune(t *testing.T) {
-	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "db"), schema(t), Options{})
+// openTemp opens a store in a temporary directory, closed when the test
+// ends.
+func openTemp(t testing.TB, o Options) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "db"), schema(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestCommitReadAndPrune(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, Options{})
 	old := time.Now().Add(-48 * time.Hour)
 	if err := s.Commit(ctx, rows(1, 10, old), nil); err != nil {
 		t.Fatal(err)
@@ -136,11 +144,7 @@ func TestCommitReadAndPrune(t *testing.T) {
 // one by one.
 func TestCommitChunksKeepOrder(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "db"), schema(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t, Options{})
 	at := time.Now().UTC().Format(TimeFormat)
 	var batch []Row
 	for i := int64(1); i <= 3*chunkRows+5; i++ {

@@ -53,6 +53,14 @@ func newRigWith(t testing.TB, so openstacktest.Options, o openstack.Options) *ri
 	if err != nil {
 		t.Fatal(err)
 	}
+	st, eng := openEngine(t, dir)
+	return &rig{srv: srv, c: c, eng: eng, st: st, dir: dir}
+}
+
+// openEngine opens a store in dir on the repository's schema and an engine
+// on it, as the sidecar does.
+func openEngine(t testing.TB, dir string) (*store.Store, *engine.Engine) {
+	t.Helper()
 	schema, err := os.ReadFile("../../schema.sql")
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +74,7 @@ func newRigWith(t testing.TB, so openstacktest.Options, o openstack.Options) *ri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{srv: srv, c: c, eng: eng, st: st, dir: dir}
+	return st, eng
 }
 
 // poll collects and applies one snapshot, as the poll loop does.

@@ -17,7 +17,6 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/openstack"
 	"github.com/openstack-synchronizer/synchronizer/openstack/testcloud"
-	"github.com/openstack-synchronizer/synchronizer/store"
 )
 
 // changeLog records the changes an engine commits, as action and key.
@@ -69,19 +68,7 @@ func newRealRig(t *testing.T, c *testcloud.Cloud, o openstack.Options) *realRig 
 	if err != nil {
 		t.Fatal(err)
 	}
-	schema, err := os.ReadFile("../../schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "s.db"), string(schema), store.Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	eng, err := engine.New(context.Background(), st, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, eng := openEngine(t, dir)
 	l := &changeLog{}
 	eng.SetPublisher(l)
 	return &realRig{c: col, eng: eng, log: l}

@@ -194,19 +194,11 @@ func (s *Server) IssuedTokens() []string {
 
 // Requests is the number of requests that reached target (a collection
 // name such as Servers, or "versions" for the Nova version document).
-func (s *Server) Requests(target string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests[target]
-}
+func (s *Server) Requests(target string) int { return ofTarget(s, &s.requests, target) }
 
 // BytesServed is the number of response body bytes sent for target (as for
 // Requests), errors included.
-func (s *Server) BytesServed(target string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bytes[target]
-}
+func (s *Server) BytesServed(target string) int64 { return ofTarget(s, &s.bytes, target) }
 
 // Now is the cloud's clock.
 func (s *Server) Now() time.Time { return time.Now().Add(time.Duration(s.clock.Load())).UTC() }
@@ -221,25 +213,17 @@ func (s *Server) stamp() time.Time { return s.Now().Truncate(time.Second) }
 // SetNeutronChangedSince makes Neutron accept (true) or refuse (false, the
 // default) the changed_since filter.
 func (s *Server) SetNeutronChangedSince(accept bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.opts.NeutronChangedSince = accept
+	s.setOpts(func(o *Options) { o.NeutronChangedSince = accept })
 }
 
 // SetCinderMaxMicroversion changes the highest Cinder microversion served.
 func (s *Server) SetCinderMaxMicroversion(v string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.opts.CinderMaxMicroversion = v
+	s.setOpts(func(o *Options) { o.CinderMaxMicroversion = v })
 }
 
 // PeakRequests is the largest number of requests to target (as for
 // Requests) that were in progress at the same time.
-func (s *Server) PeakRequests(target string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.peak[target]
-}
+func (s *Server) PeakRequests(target string) int { return ofTarget(s, &s.peak, target) }
 
 // SetLatency makes every request to target (as for Requests) take d more
 // before it is answered; 0 removes the delay.
@@ -259,26 +243,33 @@ func (s *Server) LastMicroversion() string {
 
 // MicroversionOf is the Nova microversion of the last request to target
 // (as for Requests) that was served, "" before any.
-func (s *Server) MicroversionOf(target string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mvOf[target]
-}
+func (s *Server) MicroversionOf(target string) string { return ofTarget(s, &s.mvOf, target) }
 
 // SetMaxMicroversion changes the highest Nova microversion served.
 func (s *Server) SetMaxMicroversion(v string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.opts.MaxMicroversion = v
+	s.setOpts(func(o *Options) { o.MaxMicroversion = v })
 }
 
 // SetPageSize changes the largest page size.
 func (s *Server) SetPageSize(n int) {
+	if n > 0 {
+		s.setOpts(func(o *Options) { o.PageSize = n })
+	}
+}
+
+// setOpts changes the options under the lock the handlers read them with.
+func (s *Server) setOpts(f func(o *Options)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n > 0 {
-		s.opts.PageSize = n
-	}
+	f(&s.opts)
+}
+
+// ofTarget reads a per-target figure under the lock the handlers count
+// with.
+func ofTarget[V any](s *Server, m *map[string]V, target string) V {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return (*m)[target]
 }
 
 // countingWriter counts the body bytes of a response.

@@ -42,6 +42,12 @@ class Client(object):
         self.path = path
         self.timeout = timeout
 
+    def _send(self, sock, req):
+        """Connect ``sock`` to the sidecar and send ``req``, one line."""
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        sock.sendall(json.dumps(req).encode() + b'\n')
+
     def call(self, method, params=None):
         """Return the result of ``method``; raise SidecarError or RPCError."""
         req_id = next(self._ids)
@@ -49,9 +55,7 @@ class Client(object):
                'params': params or {}}
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.path)
-            sock.sendall(json.dumps(req).encode() + b'\n')
+            self._send(sock, req)
             with sock.makefile('rb') as lines:
                 for line in lines:
                     msg = json.loads(line)
@@ -90,9 +94,7 @@ class Client(object):
         deadline = time.monotonic() + wait
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.path)
-            sock.sendall(json.dumps(req).encode() + b'\n')
+            self._send(sock, req)
             with sock.makefile('rb') as lines:
                 while True:
                     left = deadline - time.monotonic()

@@ -3,13 +3,11 @@
 # baseline, used by the end-to-end tests) and Debian's python3 (the stdlib
 # client test runs /usr/bin/python3).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../deps-lib.sh"
 need=()
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 [ -x /usr/bin/python3 ] || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q -o DPkg::Lock::Timeout=900 "${need[@]}" || {
-    apt-get update -q && apt-get install -y -q -o DPkg::Lock::Timeout=900 "${need[@]}"
-  }
+  apt_install -q "${need[@]}"
 fi

@@ -10,6 +10,7 @@
 # the tests start it (scripts/testcloud/testcloud start). Idempotent, and a
 # second run takes well under a second.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../deps-lib.sh"
 
 CACHE=${SYNC_TESTCLOUD_CACHE:-/var/cache/synchronizer-testcloud}
 pkgs=(python3-nova python3-keystone python3-placement python3-glance
@@ -17,34 +18,20 @@ pkgs=(python3-nova python3-keystone python3-placement python3-glance
 	python3-openstackclient mariadb-client)
 server_pkgs=(nova-common glance-common neutron-common cinder-common heat-common)
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-
-apt_install() {
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=900 "$@"
-}
-
 missing=()
 for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
-listening() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
-if ! listening && ! installed mariadb-server; then missing+=(mariadb-server); fi
+if ! listening 3306 && ! installed mariadb-server; then missing+=(mariadb-server); fi
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "openstack.sh: installing ${missing[*]} (several minutes on a fresh machine)" >&2
-	apt_install "${missing[@]}" || { apt-get update -q -o DPkg::Lock::Timeout=900 && apt_install "${missing[@]}"; }
+	apt_install -q "${missing[@]}"
 fi
 
-if ! listening; then
+if ! listening 3306; then
 	echo "openstack.sh: starting MariaDB" >&2
 	# No systemd in containers: start the server directly, detached.
 	mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
 	(setsid mysqld_safe --bind-address=127.0.0.1 >/dev/null 2>&1 &)
-	deadline=$((SECONDS + 60))
-	until listening; do
-		if [ $SECONDS -ge $deadline ]; then
-			echo "openstack.sh: MariaDB is not listening on 127.0.0.1:3306 after 60s" >&2
-			exit 1
-		fi
-		sleep 1
-	done
+	await_listening openstack.sh 3306 MariaDB 60
 fi
 # root with an empty password over TCP, as the test cloud's script expects.
 if ! mysql -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; then

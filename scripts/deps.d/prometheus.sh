@@ -5,10 +5,8 @@
 # needed (where policy-rc.d lets packages start services, Debian starts it on
 # :9090 — stop it with `invoke-rc.d prometheus stop` if unwanted).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../deps-lib.sh"
 command -v promtool >/dev/null 2>&1 && exit 0
 echo "installing prometheus (for promtool)"
-export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=900 prometheus || {
-  apt-get update -q && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=900 prometheus
-}
+apt_install -q --no-install-recommends prometheus
 command -v promtool >/dev/null 2>&1 || { echo "promtool missing after installing prometheus" >&2; exit 1; }

@@ -4,15 +4,10 @@
 # Debian's /usr/bin/python3. Nothing is started: the test builds its own
 # graph in-process. The first install takes a few minutes (about 140 MB).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../deps-lib.sh"
 
 if /usr/bin/python3 -c 'import vitrage.entity_graph.driver_exec' 2>/dev/null; then
 	exit 0
 fi
-install() {
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=900 python3-vitrage
-}
-if ! install; then
-	apt-get update -o DPkg::Lock::Timeout=900
-	install
-fi
+apt_install python3-vitrage
 /usr/bin/python3 -c 'import vitrage.entity_graph.driver_exec'

@@ -28,6 +28,17 @@ def _base(entity):
     return dict(entity.get('data') or {})
 
 
+def _named(entity, name='name', status='status', project='tenant_id'):
+    """A copy of ``data`` with the entity's id, name, state and project under
+    the keys its transformer reads them from."""
+    row = _base(entity)
+    row['id'] = entity['id']
+    row[name] = entity.get('name', '')
+    row[status] = entity.get('state', '')
+    row[project] = entity.get('project', '')
+    return row
+
+
 def _linked(entity, typ, relation=None):
     """Ids of the link targets of type ``typ`` (and ``relation`` if set)."""
     out = []
@@ -40,11 +51,7 @@ def _linked(entity, typ, relation=None):
 
 
 def nova_instance(entity):
-    row = _base(entity)
-    row['id'] = entity['id']
-    row['name'] = entity.get('name', '')
-    row['status'] = entity.get('state', '')
-    row['tenant_id'] = entity.get('project', '')
+    row = _named(entity)
     _, host = split_key(entity.get('parent_key', ''))
     row['OS-EXT-SRV-ATTR:host'] = host or None
     if row['status'].lower() == 'deleted':
@@ -73,24 +80,16 @@ def nova_zone(entity):
 
 
 def neutron_network(entity):
-    row = _base(entity)
-    row['id'] = entity['id']
-    row['name'] = entity.get('name', '')
-    row['status'] = entity.get('state', '')
-    row['tenant_id'] = entity.get('project', '')
+    row = _named(entity)
     row.setdefault('updated_at', None)
     return row
 
 
 def neutron_port(entity):
-    row = _base(entity)
+    row = _named(entity)
     owner = row.get('device_owner')
     if owner is not None and 'compute' not in owner:
         return None  # Vitrage shows only ports of instances.
-    row['id'] = entity['id']
-    row['name'] = entity.get('name', '')
-    row['status'] = entity.get('state', '')
-    row['tenant_id'] = entity.get('project', '')
     _, net = split_key(entity.get('parent_key', ''))
     row['network_id'] = net or None
     servers = _linked(entity, C.NOVA_INSTANCE)
@@ -104,11 +103,8 @@ def neutron_port(entity):
 
 
 def cinder_volume(entity):
-    row = _base(entity)
-    row['id'] = entity['id']
-    row['display_name'] = entity.get('name', '')
-    row['status'] = entity.get('state', '')
-    row['os-vol-tenant-attr:tenant_id'] = entity.get('project', '')
+    row = _named(entity, name='display_name',
+                 project='os-vol-tenant-attr:tenant_id')
     servers = _linked(entity, C.NOVA_INSTANCE)
     have = {a.get('server_id') for a in row.get('attachments') or []
             if isinstance(a, dict)}
@@ -132,11 +128,8 @@ HEAT_RESOURCE_TYPES = {
 
 
 def heat_stack(entity):
-    row = _base(entity)
-    row['id'] = entity['id']
-    row['stack_name'] = entity.get('name', '')
-    row['stack_status'] = entity.get('state', '')
-    row['project'] = entity.get('project', '')
+    row = _named(entity, name='stack_name', status='stack_status',
+                 project='project')
     row.setdefault('creation_time', None)
     # The openstack collector puts the stack's resources of the four types
     # Vitrage maps in data.resources (its "comprised" edges). A stack from a
