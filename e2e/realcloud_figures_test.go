@@ -9,7 +9,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -163,19 +162,7 @@ func figuresUser(t *testing.T, c *testcloud.Cloud) (figUser, string) {
 func startFiguresSidecar(t *testing.T, c *testcloud.Cloud, user, password string, interval time.Duration) *sidecar {
 	t.Helper()
 	dir := t.TempDir()
-	clouds := fmt.Sprintf(`clouds:
-  testcloud:
-    auth:
-      auth_url: %s
-      username: %s
-      password: %s
-      project_name: %s
-      user_domain_name: %s
-      project_domain_name: %s
-    region_name: %s
-    interface: public
-`, c.AuthURL, user, password, c.ProjectName, c.UserDomainName, c.ProjectDomainName, c.Region)
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(clouds), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(c.CloudsYAMLAs(user, password)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := startSidecar(t, dir, fmt.Sprintf(`collectors:
@@ -185,24 +172,7 @@ func startFiguresSidecar(t *testing.T, c *testcloud.Cloud, user, password string
     clouds_file: clouds.yaml
     interval: %s
 `, interval))
-	waitFor(t, "the first poll of the cloud", 90*time.Second, func() bool {
-		out, err := s.cli("status")
-		var st struct {
-			Collectors []struct {
-				Name  string `json:"name"`
-				Polls int64  `json:"polls"`
-			} `json:"collectors"`
-		}
-		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
-			return false
-		}
-		for _, c := range st.Collectors {
-			if c.Name == "cloud" && c.Polls > 0 {
-				return true
-			}
-		}
-		return false
-	})
+	waitFirstPoll(t, s)
 	return s
 }
 

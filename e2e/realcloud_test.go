@@ -47,8 +47,15 @@ func startCloudSidecar(t *testing.T, c *testcloud.Cloud, interval, extra string)
     timeout: 60s
     request_timeout: 30s
 `, interval)+extra)
-	// The supervisor starts the collector after the socket is up: wait
-	// for its first poll.
+	waitFirstPoll(t, s)
+	return s
+}
+
+// waitFirstPoll waits for the first poll of the collector "cloud": the
+// supervisor starts the collector only after the socket is up, so a status
+// that fails to come is a reason to wait, not to fail.
+func waitFirstPoll(t *testing.T, s *sidecar) {
+	t.Helper()
 	waitFor(t, "the first poll of the cloud", 90*time.Second, func() bool {
 		out, err := s.cli("status")
 		var st struct {
@@ -67,7 +74,20 @@ func startCloudSidecar(t *testing.T, c *testcloud.Cloud, interval, extra string)
 		}
 		return false
 	})
-	return s
+}
+
+// busListener is the config of an amqp listener "bus" owned by the
+// collector "cloud", on the cloud's RabbitMQ with its own queue.
+func busListener(c *testcloud.Cloud, queue string) string {
+	return fmt.Sprintf(`listeners:
+  - name: bus
+    type: amqp
+    owner: cloud
+    urls: [%q]
+    queue: %s
+    queue_expires: 10m
+    min_backoff: 50ms
+`, c.AMQPURL, queue)
 }
 
 // collectNow runs a poll through the CLI and returns the seq after it.
@@ -531,15 +551,7 @@ func TestRealCloudChangesByBus(t *testing.T) {
 	c := testcloud.Start(t)
 	mine := bystanders(t, c)
 	queue := amqptest.Name("testcloud")
-	s := startCloudSidecar(t, c, "1h", fmt.Sprintf(`listeners:
-  - name: bus
-    type: amqp
-    owner: cloud
-    urls: [%q]
-    queue: %s
-    queue_expires: 10m
-    min_backoff: 50ms
-`, c.AMQPURL, queue))
+	s := startCloudSidecar(t, c, "1h", busListener(c, queue))
 	waitConnected(t, s.client())
 	collectNow(t, s)
 	sub := subscribe(t, s.socket, cloudTypes...)
