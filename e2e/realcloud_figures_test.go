@@ -43,20 +43,7 @@ func TestRealCloudFigures(t *testing.T) {
 	const n = 24
 	ids := c.CreateServers(t, testcloud.Name("figs"), n, "")
 	defer deleteFleet(t, c, ids)
-	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 10*time.Minute, func() (bool, error) {
-		active := 0
-		for _, sv := range c.List(t, "compute:/servers/detail?all_tenants=1", "servers") {
-			if slices.Contains(ids, sv["id"].(string)) {
-				switch sv["status"] {
-				case "ACTIVE":
-					active++
-				case "ERROR":
-					return false, fmt.Errorf("server %s: ERROR %v", sv["id"], sv["fault"])
-				}
-			}
-		}
-		return active == n, nil
-	})
+	waitFleetActive(t, c, ids)
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("load average at start: %s", strings.TrimSpace(string(load)))
 

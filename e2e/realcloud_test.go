@@ -649,20 +649,7 @@ func TestRealCloudFleet(t *testing.T) {
 	userData := "#cloud-config\npassword: " + marker + "\nchpasswd: {expire: false}\n"
 	ids := c.CreateServers(t, testcloud.Name("fleet"), n, userData)
 	defer deleteFleet(t, c, ids)
-	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 10*time.Minute, func() (bool, error) {
-		active := 0
-		for _, sv := range c.List(t, "compute:/servers/detail?all_tenants=1", "servers") {
-			if slices.Contains(ids, sv["id"].(string)) {
-				switch sv["status"] {
-				case "ACTIVE":
-					active++
-				case "ERROR":
-					return false, fmt.Errorf("server %s: ERROR %v", sv["id"], sv["fault"])
-				}
-			}
-		}
-		return active == n, nil
-	})
+	waitFleetActive(t, c, ids)
 	// The servers' own listing holds the user data: the marker is real.
 	var one struct {
 		Server map[string]any `json:"server"`
@@ -800,6 +787,27 @@ func TestRealCloudFleet(t *testing.T) {
 				t.Fatalf("a delete while nova-api was down or after:%s", describe(chs[mark:]))
 			}
 		}
+	})
+}
+
+// waitFleetActive waits up to 10 minutes for the servers ids to be ACTIVE,
+// and fails at the first in ERROR.
+func waitFleetActive(t *testing.T, c *testcloud.Cloud, ids []string) {
+	t.Helper()
+	n := len(ids)
+	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 10*time.Minute, func() (bool, error) {
+		active := 0
+		for _, sv := range c.List(t, "compute:/servers/detail?all_tenants=1", "servers") {
+			if slices.Contains(ids, sv["id"].(string)) {
+				switch sv["status"] {
+				case "ACTIVE":
+					active++
+				case "ERROR":
+					return false, fmt.Errorf("server %s: ERROR %v", sv["id"], sv["fault"])
+				}
+			}
+		}
+		return active == n, nil
 	})
 }
 

@@ -115,6 +115,18 @@ func (c *regionConsumer) next(t *testing.T, what string, seen *[]regionEvent) re
 	}
 }
 
+// stop ends the consumer with SIGTERM and returns the "saved" event it
+// writes on its way out, collecting the others.
+func (c *regionConsumer) stop(t *testing.T, seen *[]regionEvent) regionEvent {
+	t.Helper()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	saved := c.next(t, "saved", seen)
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("consumer: %v\n%s", err, c.stderr.String())
+	}
+	return saved
+}
+
 // waitChanges collects events until each region has delivered its change
 // with seq through (or a snapshot at or after it).
 func (c *regionConsumer) waitChanges(t *testing.T, seen *[]regionEvent, through map[string]int64) {
@@ -255,11 +267,7 @@ func TestStreamRegionsMergedAndResumed(t *testing.T) {
 		"two": edit(regions[1], "state: DOWN", "state: ACTIVE"),
 	}
 	c.waitChanges(t, &seen, through)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	saved := c.next(t, "saved", &seen)
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("consumer run 1: %v\n%s", err, c.stderr.String())
-	}
+	saved := c.stop(t, &seen)
 	run1 := seen
 	t.Logf("run 1 saved at %v", saved.Positions)
 
@@ -282,11 +290,7 @@ func TestStreamRegionsMergedAndResumed(t *testing.T) {
 		"two": edit(regions[1], "state: ACTIVE\n", "state: PAUSED\n"),
 	}
 	c.waitChanges(t, &seen, through)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	final := c.next(t, "saved", &seen)
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("consumer run 2: %v", err)
-	}
+	final := c.stop(t, &seen)
 	for r, n := range final.Resets {
 		if n != 0 {
 			t.Errorf("run 2 took region %s from a snapshot again (%d resets), not from its seq", r, n)
@@ -367,9 +371,7 @@ func TestStreamRegionLostSeqTakesSnapshot(t *testing.T) {
 	c := startRegionConsumer(t, state, streams)
 	var seen []regionEvent
 	c.next(t, "ready", &seen)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	c.next(t, "saved", &seen)
-	c.cmd.Wait()
+	c.stop(t, &seen)
 
 	// While the consumer is stopped: a change in each region; region
 	// two's stream is then lost and made again by its restarted sidecar
@@ -389,9 +391,7 @@ func TestStreamRegionLostSeqTakesSnapshot(t *testing.T) {
 	seen = nil
 	c.next(t, "ready", &seen)
 	c.waitChanges(t, &seen, through)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	final := c.next(t, "saved", &seen)
-	c.cmd.Wait()
+	final := c.stop(t, &seen)
 	if final.Resets["one"] != 0 || final.Resets["two"] != 1 {
 		t.Errorf("resets %v, want region two only", final.Resets)
 	}
