@@ -11,11 +11,12 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/logbuf"
+	"github.com/openstack-synchronizer/synchronizer/store/storetest"
 )
 
 func newLoggedEngine(t *testing.T, o Options) (*Engine, *recorder, *logbuf.Buffer) {
 	t.Helper()
-	st := openStore(t, t.TempDir())
+	st := storetest.Open(t, t.TempDir())
 	t.Cleanup(func() { st.Close() })
 	logs := &logbuf.Buffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
