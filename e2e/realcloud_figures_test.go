@@ -148,19 +148,7 @@ func figuresUser(t *testing.T, c *testcloud.Cloud) (figUser, string) {
 // the openstack collector but the interval, signed in as the given user.
 func startFiguresSidecar(t *testing.T, c *testcloud.Cloud, user, password string, interval time.Duration) *sidecar {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(c.CloudsYAMLAs(user, password)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := startSidecar(t, dir, fmt.Sprintf(`collectors:
-  - name: cloud
-    type: openstack
-    cloud: testcloud
-    clouds_file: clouds.yaml
-    interval: %s
-`, interval))
-	waitFirstPoll(t, s)
-	return s
+	return startCloudSidecarWith(t, c.CloudsYAMLAs(user, password), cloudCollector(interval.String()))
 }
 
 // timeAction posts the action and returns the time from its answer to the

@@ -34,21 +34,33 @@ var cloudTypes = []string{"nova.instance", "nova.host", "nova.zone", "neutron.ne
 // "cloud" on the test cloud (and extra config, e.g. a listener).
 func startCloudSidecar(t *testing.T, c *testcloud.Cloud, interval, extra string) *sidecar {
 	t.Helper()
+	return startCloudSidecarWith(t, c.CloudsYAML(), cloudCollector(interval)+"    timeout: 60s\n    request_timeout: 30s\n"+extra)
+}
+
+// startCloudSidecarWith starts the binary on config with clouds.yaml
+// beside it, and waits for the first poll of the collector "cloud".
+func startCloudSidecarWith(t *testing.T, clouds, config string) *sidecar {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(c.CloudsYAML()), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(clouds), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startSidecar(t, dir, fmt.Sprintf(`collectors:
+	s := startSidecar(t, dir, config)
+	waitFirstPoll(t, s)
+	return s
+}
+
+// cloudCollector is the config of an openstack collector "cloud" on the
+// cloud "testcloud" of clouds.yaml, polling every interval; more of its
+// settings may follow.
+func cloudCollector(interval string) string {
+	return fmt.Sprintf(`collectors:
   - name: cloud
     type: openstack
     cloud: testcloud
     clouds_file: clouds.yaml
     interval: %s
-    timeout: 60s
-    request_timeout: 30s
-`, interval)+extra)
-	waitFirstPoll(t, s)
-	return s
+`, interval)
 }
 
 // waitFirstPoll waits for the first poll of the collector "cloud": the
