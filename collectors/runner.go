@@ -338,13 +338,7 @@ func (r *Runner) poll(ctx context.Context, force bool) (res engine.Result, err e
 // given entity types (empty: every type), and tells the collector when it can
 // skip listing the others (TypeFilter). It takes effect at the next poll.
 func (r *Runner) SetActiveTypes(types []string) {
-	var set map[string]bool
-	if len(types) > 0 {
-		set = make(map[string]bool, len(types))
-		for _, t := range types {
-			set[t] = true
-		}
-	}
+	set := entity.ActiveSet(types)
 	r.active.Store(&set)
 	if f, ok := r.c.(TypeFilter); ok {
 		f.SetActiveTypes(types)

@@ -9,7 +9,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -44,20 +43,7 @@ func TestRealCloudFigures(t *testing.T) {
 	const n = 24
 	ids := c.CreateServers(t, testcloud.Name("figs"), n, "")
 	defer deleteFleet(t, c, ids)
-	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 10*time.Minute, func() (bool, error) {
-		active := 0
-		for _, sv := range c.List(t, "compute:/servers/detail?all_tenants=1", "servers") {
-			if slices.Contains(ids, sv["id"].(string)) {
-				switch sv["status"] {
-				case "ACTIVE":
-					active++
-				case "ERROR":
-					return false, fmt.Errorf("server %s: ERROR %v", sv["id"], sv["fault"])
-				}
-			}
-		}
-		return active == n, nil
-	})
+	waitFleetActive(t, c, ids)
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("load average at start: %s", strings.TrimSpace(string(load)))
 
@@ -162,48 +148,7 @@ func figuresUser(t *testing.T, c *testcloud.Cloud) (figUser, string) {
 // the openstack collector but the interval, signed in as the given user.
 func startFiguresSidecar(t *testing.T, c *testcloud.Cloud, user, password string, interval time.Duration) *sidecar {
 	t.Helper()
-	dir := t.TempDir()
-	clouds := fmt.Sprintf(`clouds:
-  testcloud:
-    auth:
-      auth_url: %s
-      username: %s
-      password: %s
-      project_name: %s
-      user_domain_name: %s
-      project_domain_name: %s
-    region_name: %s
-    interface: public
-`, c.AuthURL, user, password, c.ProjectName, c.UserDomainName, c.ProjectDomainName, c.Region)
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(clouds), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := startSidecar(t, dir, fmt.Sprintf(`collectors:
-  - name: cloud
-    type: openstack
-    cloud: testcloud
-    clouds_file: clouds.yaml
-    interval: %s
-`, interval))
-	waitFor(t, "the first poll of the cloud", 90*time.Second, func() bool {
-		out, err := s.cli("status")
-		var st struct {
-			Collectors []struct {
-				Name  string `json:"name"`
-				Polls int64  `json:"polls"`
-			} `json:"collectors"`
-		}
-		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
-			return false
-		}
-		for _, c := range st.Collectors {
-			if c.Name == "cloud" && c.Polls > 0 {
-				return true
-			}
-		}
-		return false
-	})
-	return s
+	return startCloudSidecarWith(t, c.CloudsYAMLAs(user, password), cloudCollector(interval.String()))
 }
 
 // timeAction posts the action and returns the time from its answer to the

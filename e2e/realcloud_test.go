@@ -34,21 +34,40 @@ var cloudTypes = []string{"nova.instance", "nova.host", "nova.zone", "neutron.ne
 // "cloud" on the test cloud (and extra config, e.g. a listener).
 func startCloudSidecar(t *testing.T, c *testcloud.Cloud, interval, extra string) *sidecar {
 	t.Helper()
+	return startCloudSidecarWith(t, c.CloudsYAML(), cloudCollector(interval)+"    timeout: 60s\n    request_timeout: 30s\n"+extra)
+}
+
+// startCloudSidecarWith starts the binary on config with clouds.yaml
+// beside it, and waits for the first poll of the collector "cloud".
+func startCloudSidecarWith(t *testing.T, clouds, config string) *sidecar {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(c.CloudsYAML()), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(clouds), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startSidecar(t, dir, fmt.Sprintf(`collectors:
+	s := startSidecar(t, dir, config)
+	waitFirstPoll(t, s)
+	return s
+}
+
+// cloudCollector is the config of an openstack collector "cloud" on the
+// cloud "testcloud" of clouds.yaml, polling every interval; more of its
+// settings may follow.
+func cloudCollector(interval string) string {
+	return fmt.Sprintf(`collectors:
   - name: cloud
     type: openstack
     cloud: testcloud
     clouds_file: clouds.yaml
     interval: %s
-    timeout: 60s
-    request_timeout: 30s
-`, interval)+extra)
-	// The supervisor starts the collector after the socket is up: wait
-	// for its first poll.
+`, interval)
+}
+
+// waitFirstPoll waits for the first poll of the collector "cloud": the
+// supervisor starts the collector only after the socket is up, so a status
+// that fails to come is a reason to wait, not to fail.
+func waitFirstPoll(t *testing.T, s *sidecar) {
+	t.Helper()
 	waitFor(t, "the first poll of the cloud", 90*time.Second, func() bool {
 		out, err := s.cli("status")
 		var st struct {
@@ -67,7 +86,20 @@ func startCloudSidecar(t *testing.T, c *testcloud.Cloud, interval, extra string)
 		}
 		return false
 	})
-	return s
+}
+
+// busListener is the config of an amqp listener "bus" owned by the
+// collector "cloud", on the cloud's RabbitMQ with its own queue.
+func busListener(c *testcloud.Cloud, queue string) string {
+	return fmt.Sprintf(`listeners:
+  - name: bus
+    type: amqp
+    owner: cloud
+    urls: [%q]
+    queue: %s
+    queue_expires: 10m
+    min_backoff: 50ms
+`, c.AMQPURL, queue)
 }
 
 // collectNow runs a poll through the CLI and returns the seq after it.
@@ -531,15 +563,7 @@ func TestRealCloudChangesByBus(t *testing.T) {
 	c := testcloud.Start(t)
 	mine := bystanders(t, c)
 	queue := amqptest.Name("testcloud")
-	s := startCloudSidecar(t, c, "1h", fmt.Sprintf(`listeners:
-  - name: bus
-    type: amqp
-    owner: cloud
-    urls: [%q]
-    queue: %s
-    queue_expires: 10m
-    min_backoff: 50ms
-`, c.AMQPURL, queue))
+	s := startCloudSidecar(t, c, "1h", busListener(c, queue))
 	waitConnected(t, s.client())
 	collectNow(t, s)
 	sub := subscribe(t, s.socket, cloudTypes...)
@@ -637,20 +661,7 @@ func TestRealCloudFleet(t *testing.T) {
 	userData := "#cloud-config\npassword: " + marker + "\nchpasswd: {expire: false}\n"
 	ids := c.CreateServers(t, testcloud.Name("fleet"), n, userData)
 	defer deleteFleet(t, c, ids)
-	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 10*time.Minute, func() (bool, error) {
-		active := 0
-		for _, sv := range c.List(t, "compute:/servers/detail?all_tenants=1", "servers") {
-			if slices.Contains(ids, sv["id"].(string)) {
-				switch sv["status"] {
-				case "ACTIVE":
-					active++
-				case "ERROR":
-					return false, fmt.Errorf("server %s: ERROR %v", sv["id"], sv["fault"])
-				}
-			}
-		}
-		return active == n, nil
-	})
+	waitFleetActive(t, c, ids)
 	// The servers' own listing holds the user data: the marker is real.
 	var one struct {
 		Server map[string]any `json:"server"`
@@ -788,6 +799,27 @@ func TestRealCloudFleet(t *testing.T) {
 				t.Fatalf("a delete while nova-api was down or after:%s", describe(chs[mark:]))
 			}
 		}
+	})
+}
+
+// waitFleetActive waits up to 10 minutes for the servers ids to be ACTIVE,
+// and fails at the first in ERROR.
+func waitFleetActive(t *testing.T, c *testcloud.Cloud, ids []string) {
+	t.Helper()
+	n := len(ids)
+	testcloud.Wait(t, fmt.Sprintf("%d servers ACTIVE", n), 10*time.Minute, func() (bool, error) {
+		active := 0
+		for _, sv := range c.List(t, "compute:/servers/detail?all_tenants=1", "servers") {
+			if slices.Contains(ids, sv["id"].(string)) {
+				switch sv["status"] {
+				case "ACTIVE":
+					active++
+				case "ERROR":
+					return false, fmt.Errorf("server %s: ERROR %v", sv["id"], sv["fault"])
+				}
+			}
+		}
+		return active == n, nil
 	})
 }
 

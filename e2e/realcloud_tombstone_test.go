@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -44,15 +43,7 @@ func TestRealCloudLateNotificationAfterDelete(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	s := startCloudSidecar(t, c, "1h", fmt.Sprintf(`listeners:
-  - name: bus
-    type: amqp
-    owner: cloud
-    urls: [%q]
-    queue: %s
-    queue_expires: 10m
-    min_backoff: 50ms
-`, c.AMQPURL, amqptest.Name("testcloud")))
+	s := startCloudSidecar(t, c, "1h", busListener(c, amqptest.Name("testcloud")))
 	waitConnected(t, s.client())
 	sub := subscribe(t, s.socket, "nova.instance")
 

@@ -115,6 +115,41 @@ func (c *regionConsumer) next(t *testing.T, what string, seen *[]regionEvent) re
 	}
 }
 
+// stop ends the consumer with SIGTERM and returns the "saved" event it
+// writes on its way out, collecting the others.
+func (c *regionConsumer) stop(t *testing.T, seen *[]regionEvent) regionEvent {
+	t.Helper()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	saved := c.next(t, "saved", seen)
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("consumer: %v\n%s", err, c.stderr.String())
+	}
+	return saved
+}
+
+// savedStates reads the consumer's saved state file: the state of each
+// entity by "region|key".
+func savedStates(t *testing.T, path string) map[string]string {
+	t.Helper()
+	var file struct {
+		Regions map[string]struct {
+			Entities map[string]struct {
+				State string `json:"state"`
+			} `json:"entities"`
+		} `json:"regions"`
+	}
+	if err := json.Unmarshal(readFile(t, path), &file); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for r, st := range file.Regions {
+		for k, e := range st.Entities {
+			got[r+"|"+k] = e.State
+		}
+	}
+	return got
+}
+
 // waitChanges collects events until each region has delivered its change
 // with seq through (or a snapshot at or after it).
 func (c *regionConsumer) waitChanges(t *testing.T, seen *[]regionEvent, through map[string]int64) {
@@ -255,11 +290,7 @@ func TestStreamRegionsMergedAndResumed(t *testing.T) {
 		"two": edit(regions[1], "state: DOWN", "state: ACTIVE"),
 	}
 	c.waitChanges(t, &seen, through)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	saved := c.next(t, "saved", &seen)
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("consumer run 1: %v\n%s", err, c.stderr.String())
-	}
+	saved := c.stop(t, &seen)
 	run1 := seen
 	t.Logf("run 1 saved at %v", saved.Positions)
 
@@ -282,11 +313,7 @@ func TestStreamRegionsMergedAndResumed(t *testing.T) {
 		"two": edit(regions[1], "state: ACTIVE\n", "state: PAUSED\n"),
 	}
 	c.waitChanges(t, &seen, through)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	final := c.next(t, "saved", &seen)
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("consumer run 2: %v", err)
-	}
+	final := c.stop(t, &seen)
 	for r, n := range final.Resets {
 		if n != 0 {
 			t.Errorf("run 2 took region %s from a snapshot again (%d resets), not from its seq", r, n)
@@ -322,24 +349,7 @@ func TestStreamRegionsMergedAndResumed(t *testing.T) {
 		}
 	}
 	// The saved merged state is both regions' state.
-	b := readFile(t, state)
-	var file struct {
-		Regions map[string]struct {
-			Seq      int64 `json:"seq"`
-			Entities map[string]struct {
-				State string `json:"state"`
-			} `json:"entities"`
-		} `json:"regions"`
-	}
-	if err := json.Unmarshal(b, &file); err != nil {
-		t.Fatal(err)
-	}
-	got = map[string]string{}
-	for r, st := range file.Regions {
-		for k, e := range st.Entities {
-			got[r+"|"+k] = e.State
-		}
-	}
+	got = savedStates(t, state)
 	want = sidecarStates()
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		var diff []string
@@ -367,9 +377,7 @@ func TestStreamRegionLostSeqTakesSnapshot(t *testing.T) {
 	c := startRegionConsumer(t, state, streams)
 	var seen []regionEvent
 	c.next(t, "ready", &seen)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	c.next(t, "saved", &seen)
-	c.cmd.Wait()
+	c.stop(t, &seen)
 
 	// While the consumer is stopped: a change in each region; region
 	// two's stream is then lost and made again by its restarted sidecar
@@ -389,9 +397,7 @@ func TestStreamRegionLostSeqTakesSnapshot(t *testing.T) {
 	seen = nil
 	c.next(t, "ready", &seen)
 	c.waitChanges(t, &seen, through)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	final := c.next(t, "saved", &seen)
-	c.cmd.Wait()
+	final := c.stop(t, &seen)
 	if final.Resets["one"] != 0 || final.Resets["two"] != 1 {
 		t.Errorf("resets %v, want region two only", final.Resets)
 	}
@@ -404,26 +410,7 @@ func TestStreamRegionLostSeqTakesSnapshot(t *testing.T) {
 	if fmt.Sprint(snaps) != "[two]" {
 		t.Errorf("snapshots taken in run 2: %v, want [two]", snaps)
 	}
-	b, err := os.ReadFile(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file struct {
-		Regions map[string]struct {
-			Entities map[string]struct {
-				State string `json:"state"`
-			} `json:"entities"`
-		} `json:"regions"`
-	}
-	if err := json.Unmarshal(b, &file); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for r, st := range file.Regions {
-		for k, e := range st.Entities {
-			got[r+"|"+k] = e.State
-		}
-	}
+	got := savedStates(t, state)
 	if want := regionStates(t, one, two); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("saved state:\n got %v\nwant %v", got, want)
 	}
@@ -451,13 +438,8 @@ for m in StreamReader(sys.argv[1], sys.argv[2], since=11, idle_timeout=3):
 func TestStreamReplicaFromPrunedLog(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	collectors := "changes_retention: {count: 5}\ncollectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 100ms}\n"
-	sc := startSidecar(t, dir, collectors)
-	waitFor(t, "entities", 30*time.Second, func() bool {
-		out, _ := sc.cli("status")
-		return strings.Contains(out, `"entities": 11`)
-	})
+	sc := topologySidecarWith(t, dir, collectors)
 	restart := func(config string) {
 		if err := sc.stop(); err != nil {
 			t.Fatal(err)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -13,25 +11,8 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/store"
+	"github.com/openstack-synchronizer/synchronizer/store/storetest"
 )
-
-func schema(t testing.TB) string {
-	t.Helper()
-	b, err := os.ReadFile("../schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func openStore(t testing.TB, dir string) *store.Store {
-	t.Helper()
-	st, err := store.Open(filepath.Join(dir, "s.db"), schema(t), store.Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
 
 type recorder struct {
 	mu   sync.Mutex
@@ -47,7 +28,7 @@ func (r *recorder) Publish(p []Published) {
 func newEngine(t testing.TB) (*Engine, *recorder, *store.Store) {
 	t.Helper()
 	dir := t.TempDir()
-	st := openStore(t, dir)
+	st := storetest.Open(t, dir)
 	t.Cleanup(func() { st.Close() })
 	e, err := New(context.Background(), st, Options{})
 	if err != nil {
@@ -302,7 +283,7 @@ func TestSnapshotStartedBeforePushDoesNotRevertIt(t *testing.T) {
 func TestBaselineSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	st := openStore(t, dir)
+	st := storetest.Open(t, dir)
 	e, err := New(ctx, st, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +293,7 @@ func TestBaselineSurvivesRestart(t *testing.T) {
 	last := e.LastSeq()
 	st.Close()
 
-	st = openStore(t, dir)
+	st = storetest.Open(t, dir)
 	defer st.Close()
 	e, err = New(ctx, st, Options{})
 	if err != nil {

@@ -1,48 +1,24 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/logbuf"
+	"github.com/openstack-synchronizer/synchronizer/store/storetest"
 )
 
-// logBuffer collects an engine's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLoggedEngine(t *testing.T, o Options) (*Engine, *recorder, *logBuffer) {
+func newLoggedEngine(t *testing.T, o Options) (*Engine, *recorder, *logbuf.Buffer) {
 	t.Helper()
-	st := openStore(t, t.TempDir())
+	st := storetest.Open(t, t.TempDir())
 	t.Cleanup(func() { st.Close() })
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	e, err := New(context.Background(), st, o)
 	if err != nil {
@@ -149,10 +125,10 @@ func TestStaticReferenceDoesNotFlap(t *testing.T) {
 			if c := e.Counts(); c["cloud"]["nova.host"] != 2 || c["topology"]["switch"] != 1 || c["topology"]["nova.host"] != 0 {
 				t.Fatalf("counts %v", c)
 			}
-			if n := logs.count("ownership conflict"); n != 0 {
+			if n := strings.Count(logs.String(), "ownership conflict"); n != 0 {
 				t.Fatalf("a reference is logged as a conflict:\n%s", logs)
 			}
-			if n := logs.count("reference entries stand for"); n != 1 {
+			if n := strings.Count(logs.String(), "reference entries stand for"); n != 1 {
 				t.Fatalf("reference logged %d times, want once:\n%s", n, logs)
 			}
 
@@ -218,7 +194,7 @@ func TestOwnershipConflict(t *testing.T) {
 	if x := stored(t, e, "nova.instance:x"); x.Source != "a" || x.State != "ACTIVE" {
 		t.Fatalf("x: %+v", x)
 	}
-	if n := logs.count("ownership conflict"); n != 1 {
+	if n := strings.Count(logs.String(), "ownership conflict"); n != 1 {
 		t.Fatalf("conflict logged %d times, want once:\n%s", n, logs)
 	}
 	if !strings.Contains(logs.String(), "example=nova.instance:x") {
@@ -239,7 +215,7 @@ func TestOwnershipConflict(t *testing.T) {
 	}
 	// A conflict that comes back is logged again.
 	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("x", "ACTIVE", nil)), SnapshotOptions{Source: "a"}))
-	if n := logs.count("ownership conflict"); n != 2 {
+	if n := strings.Count(logs.String(), "ownership conflict"); n != 2 {
 		t.Fatalf("new conflict logged %d times in all, want 2:\n%s", n, logs)
 	}
 }
@@ -259,7 +235,7 @@ func TestDuplicateKeys(t *testing.T) {
 		if res.Duplicates != 2 {
 			t.Fatalf("poll %d: %+v", i, res)
 		}
-		if n := logs.count("duplicate keys in one listing"); n != i {
+		if n := strings.Count(logs.String(), "duplicate keys in one listing"); n != i {
 			t.Fatalf("after %d polls the duplicates were logged %d times", i, n)
 		}
 	}
@@ -346,7 +322,7 @@ func TestReferenceLinksLogged(t *testing.T) {
 		snap.Entities[1].Links = []entity.Link{{Key: "switch:sw-1", Relation: "uplink"}}
 		check(t)(e.ApplySnapshot(ctx, snap, staticOpts))
 	}
-	if n := logs.count("links and parents carried by reference entries are not shown"); n != 1 || logs.count("links=2") != 1 {
+	if n := strings.Count(logs.String(), "links and parents carried by reference entries are not shown"); n != 1 || strings.Count(logs.String(), "links=2") != 1 {
 		t.Fatalf("hidden links logged %d times, want once with links=2:\n%s", n, logs)
 	}
 	if h := stored(t, e, "nova.host:host1"); h.ParentKey != "nova.zone:nova" || len(h.Links) != 0 {

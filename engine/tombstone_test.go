@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/store/storetest"
 )
 
 // clock is a settable engine clock.
@@ -144,7 +145,7 @@ func TestTombstones(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &clock{t: t0}
-			st := openStore(t, t.TempDir())
+			st := storetest.Open(t, t.TempDir())
 			t.Cleanup(func() { st.Close() })
 			e, err := New(context.Background(), st, Options{Now: c.now})
 			if err != nil {

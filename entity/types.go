@@ -22,3 +22,17 @@ var ContractTypes = []string{
 	TypeVolume, TypeStack, TypeNagios, TypeNetwork, TypePort,
 	TypeHost, TypeInstance, TypeZone, "static",
 }
+
+// ActiveSet is the set of the types in active_entity_types, nil when there
+// are none: no active types means every type is active. Its users keep it
+// behind an atomic pointer, so that a reload swaps it whole.
+func ActiveSet(types []string) map[string]bool {
+	if len(types) == 0 {
+		return nil
+	}
+	set := make(map[string]bool, len(types))
+	for _, t := range types {
+		set[t] = true
+	}
+	return set
+}

@@ -46,13 +46,7 @@ type Collector struct {
 // configured types) from the next poll on. It implements
 // collectors.TypeFilter.
 func (c *Collector) SetActiveTypes(types []string) {
-	var set map[string]bool
-	if len(types) > 0 {
-		set = make(map[string]bool, len(types))
-		for _, t := range types {
-			set[t] = true
-		}
-	}
+	set := entity.ActiveSet(types)
 	old := c.active.Swap(&set)
 	// A type that was off missed its changes (the poll loop drops an
 	// inactive type's entities even from a listing made while it was on):

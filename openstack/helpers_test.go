@@ -1,7 +1,6 @@
 package openstack
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,40 +9,22 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/logbuf"
 	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 )
 
 const testPassword = "Sup3r-S3cret-Passw0rd"
 
-// syncBuffer is a log sink safe for the collector's concurrent listings.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is a fake cloud, a collector on it and the collector's log.
 type fixture struct {
 	srv *openstacktest.Server
 	c   *Collector
-	log *syncBuffer
+	log *logbuf.Buffer
 }
 
 // newFixture starts a fake cloud and a collector with fast time-outs.
@@ -71,7 +52,7 @@ func newFixture(t testing.TB, so openstacktest.Options, tweak func(*Options)) *f
 	if tweak != nil {
 		tweak(&o)
 	}
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, err := New(o, dir, log)
 	if err != nil {

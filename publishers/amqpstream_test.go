@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 	"github.com/openstack-synchronizer/synchronizer/store"
+	"github.com/openstack-synchronizer/synchronizer/store/storetest"
 )
 
 type rig struct {
@@ -36,14 +36,7 @@ type rig struct {
 
 func openRig(t testing.TB, dir string) *rig {
 	t.Helper()
-	schema, err := os.ReadFile("../schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "s.db"), string(schema), store.Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, dir)
 	t.Cleanup(func() { st.Close() })
 	eng, err := engine.New(context.Background(), st, engine.Options{})
 	if err != nil {

@@ -293,13 +293,7 @@ func (s *supervisor) reloadFailed(err error) {
 
 // setActive publishes the active entity types to the listeners' sinks.
 func (s *supervisor) setActive(types []string) {
-	var set map[string]bool
-	if len(types) > 0 {
-		set = make(map[string]bool, len(types))
-		for _, t := range types {
-			set[t] = true
-		}
-	}
+	set := entity.ActiveSet(types)
 	s.active.Store(&set)
 }
 

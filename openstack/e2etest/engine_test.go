@@ -17,6 +17,7 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/openstack"
 	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 	"github.com/openstack-synchronizer/synchronizer/store"
+	"github.com/openstack-synchronizer/synchronizer/store/storetest"
 )
 
 type rig struct {
@@ -61,14 +62,7 @@ func newRigWith(t testing.TB, so openstacktest.Options, o openstack.Options) *ri
 // on it, as the sidecar does.
 func openEngine(t testing.TB, dir string) (*store.Store, *engine.Engine) {
 	t.Helper()
-	schema, err := os.ReadFile("../../schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "s.db"), string(schema), store.Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	eng, err := engine.New(context.Background(), st, engine.Options{})
 	if err != nil {

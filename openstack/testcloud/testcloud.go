@@ -143,6 +143,12 @@ func Name(what string) string {
 
 // CloudsYAML is a clouds.yaml with the admin credentials as cloud "testcloud".
 func (c *Cloud) CloudsYAML() string {
+	return c.CloudsYAMLAs(c.Username, c.Password)
+}
+
+// CloudsYAMLAs is a clouds.yaml signed in as user, in the admin's project,
+// as cloud "testcloud".
+func (c *Cloud) CloudsYAMLAs(user, password string) string {
 	return fmt.Sprintf(`clouds:
   testcloud:
     auth:
@@ -154,7 +160,7 @@ func (c *Cloud) CloudsYAML() string {
       project_domain_name: %s
     region_name: %s
     interface: public
-`, c.AuthURL, c.Username, c.Password, c.ProjectName, c.UserDomainName, c.ProjectDomainName, c.Region)
+`, c.AuthURL, user, password, c.ProjectName, c.UserDomainName, c.ProjectDomainName, c.Region)
 }
 
 // StopService stops one service of the cloud (e.g. "nova-api").
