@@ -101,6 +101,20 @@ class DriverTest(unittest.TestCase):
         self.assertEqual(d.get_changes('update'), [])
         self.assertLess(time.monotonic() - t0, 2)
 
+    def test_neutron_transformers_take_deletes(self):
+        from vitrage_synchronizer.datasources.neutron import transformers
+        for cls, tables in (
+                (transformers.NetworkTransformer, ['UPDATE_ID_PROPERTY']),
+                (transformers.PortTransformer, ['UPDATE_ID_PROPERTY',
+                                                'FIXED_IPS_PROPERTY'])):
+            for name in tables:
+                table = getattr(cls, name)
+                self.assertEqual(table['delete_entity'], table[None],
+                                 (cls, name))
+                # Vitrage's own class is left as it was.
+                self.assertNotIn('delete_entity',
+                                 getattr(cls.__mro__[1], name))
+
     def test_changes_paged_and_collapsed(self):
         d = InstanceDriver()
         d.get_all('init_snapshot')

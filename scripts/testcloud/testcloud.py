@@ -286,6 +286,9 @@ discover_hosts_in_cells_interval = 2
 [notifications]
 notify_on_state_change = vm_and_task_state
 notification_format = both
+# Stock Vitrage's nova.instance datasource reads the versioned ones on this
+# topic (e2e/vitrage_realcloud_figures_test.go compares it with ours).
+versioned_notifications_topics = versioned_notifications,vitrage_notifications
 
 [quota]
 instances = -1
@@ -519,9 +522,10 @@ def setup_backing():
     rabbitmqctl("add_vhost", VHOST, ok_codes=(0, 70))  # 70: exists already
     rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
     # oslo's notifier declares and fills a queue per topic that nobody reads
-    # here (notifications.info, versioned_notifications.info): cap them.
+    # here (notifications.info, versioned_notifications.info, and
+    # vitrage_notifications.info between two runs of stock Vitrage): cap them.
     rabbitmqctl("set_policy", "-p", VHOST, "--apply-to", "queues", "testcloud-cap",
-                "^(versioned_)?notifications\\.", '{"max-length": 1000}')
+                "^((versioned_)?notifications|vitrage_notifications)\\.", '{"max-length": 1000}')
 
 
 def sync_keystone():

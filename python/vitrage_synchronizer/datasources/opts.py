@@ -8,14 +8,21 @@ from vitrage.common.constants import UpdateMethod
 _OURS = (DSOpts.DRIVER, DSOpts.UPDATE_METHOD, DSOpts.CHANGES_INTERVAL)
 
 
-def datasource_opts(name, driver, changes_interval=1, extra=()):
+def datasource_opts(name, driver, changes_interval=1, extra=(),
+                    transformer=None):
     """Vitrage's OPTS for ``name`` with our driver, pull and an interval.
 
     Every other option of Vitrage's datasource (its transformer, nagios'
     config_file, ...) is kept, since its transformer may read them.
     """
     stock = importutils.import_module('vitrage.datasources.' + name).OPTS
-    opts = [o for o in stock if o.dest not in _OURS]
+    ours = _OURS + ((DSOpts.TRANSFORMER,) if transformer else ())
+    opts = [o for o in stock if o.dest not in ours]
+    if transformer:
+        opts.append(cfg.StrOpt(DSOpts.TRANSFORMER, default=transformer,
+                               required=True,
+                               help="Transformer class path: Vitrage's own, "
+                                    'taking our delete rows too.'))
     opts += [
         cfg.StrOpt(DSOpts.DRIVER, default=driver, required=True,
                    help='Driver class path: the synchronizer replaces '

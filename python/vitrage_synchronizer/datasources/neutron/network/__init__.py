@@ -4,4 +4,6 @@ from vitrage_synchronizer.datasources.opts import datasource_opts
 OPTS = datasource_opts(
     'neutron.network',
     'vitrage_synchronizer.datasources.neutron.network.driver.'
-    'NetworkDriver')
+    'NetworkDriver',
+    transformer='vitrage_synchronizer.datasources.neutron.transformers.'
+    'NetworkTransformer')

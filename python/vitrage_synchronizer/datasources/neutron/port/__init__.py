@@ -4,4 +4,6 @@ from vitrage_synchronizer.datasources.opts import datasource_opts
 OPTS = datasource_opts(
     'neutron.port',
     'vitrage_synchronizer.datasources.neutron.port.driver.'
-    'PortDriver')
+    'PortDriver',
+    transformer='vitrage_synchronizer.datasources.neutron.transformers.'
+    'PortTransformer')
