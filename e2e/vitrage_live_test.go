@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -288,6 +289,21 @@ func liveFreePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// liveDBs are the Vitrage databases made for the live tests, by their
+// directory: a config written again (another port) keeps its database.
+var liveDBs sync.Map
+
+// liveDB is the MariaDB database of the Vitrage in dir (realVitrageDB says
+// why not SQLite).
+func liveDB(t *testing.T, dir string) string {
+	if v, ok := liveDBs.Load(dir); ok {
+		return v.(string)
+	}
+	u := realVitrageDB(t)
+	liveDBs.Store(dir, u)
+	return u
+}
+
 func writeLiveConf(t *testing.T, dir, conf, vhost, socket string, port int) {
 	t.Helper()
 	var per strings.Builder
@@ -306,7 +322,7 @@ workers = 1
 [evaluator]
 workers = 1
 [database]
-connection = sqlite:///%[1]s/vitrage.db
+connection = %[7]s
 [datasources]
 types = %[5]s
 path = vitrage_synchronizer.datasources,vitrage.datasources
@@ -317,7 +333,7 @@ datasources_values_dir = %[1]s/values
 socket = %[3]s
 state_dir = %[1]s/state
 timeout = 5
-%[6]s`, dir, vhost, socket, port, strings.Join(liveTypes, ","), per.String())
+%[6]s`, dir, vhost, socket, port, strings.Join(liveTypes, ","), per.String(), liveDB(t, dir))
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,8 @@ type streamConfig struct {
 	Stream         string             `yaml:"stream"`
 	MaxAge         config.Duration    `yaml:"max_age"`
 	MaxLengthBytes int64              `yaml:"max_length_bytes"`
-	// Window is the most messages awaiting the broker's confirm.
+	// Window is the most messages awaiting the broker's confirm (at most
+	// maxWindow: a return channel of that size is kept per session).
 	Window int `yaml:"window"`
 	// Page is the most changes read from the log in one read.
 	Page int `yaml:"page"`
@@ -97,6 +98,9 @@ type amqpStream struct {
 	lastErr string
 }
 
+// maxWindow bounds window.
+const maxWindow = 100_000
+
 func newAMQPStream(s Settings) (Publisher, error) {
 	c := streamConfig{
 		Stream:         "synchronizer.changes",
@@ -135,6 +139,9 @@ func newAMQPStream(s Settings) (Publisher, error) {
 	}
 	if c.Window < 1 || c.Page < 1 {
 		errs = append(errs, errors.New("window and page: must be > 0"))
+	}
+	if c.Window > maxWindow {
+		errs = append(errs, fmt.Errorf("window: at most %d messages awaiting confirms", maxWindow))
 	}
 	if c.MaxLag < 0 {
 		errs = append(errs, errors.New("max_lag: must be >= 0 (0: retention never waits for the publisher)"))
@@ -364,6 +371,13 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 		return fmt.Errorf("confirm mode: %w", err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	// Messages go out mandatory: one the broker cannot route (the stream
+	// was deleted under the publisher) comes back before its confirm,
+	// which the broker still sends. The returned message is not counted as
+	// published: the session ends, the next one declares the stream again
+	// and sends from the cursor. The buffer holds every message in flight,
+	// so that the connection's reader never blocks on it.
+	returned := ch.NotifyReturn(make(chan amqp.Return, p.cfg.Window+64))
 	p.connected.Store(true)
 	p.setState("connected", p.hosts[i], nil)
 	p.log.Info("stream publisher connected", "host", p.hosts[i], "stream", p.cfg.Stream, "cursor", p.cursor.Load())
@@ -379,9 +393,18 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 		defer close(confDone)
 		for m := range queue {
 			<-m.dc.Done()
+			err := error(nil)
 			if !m.dc.Acked() {
+				err = fmt.Errorf("broker did not confirm seq %d", m.seq)
+			}
+			select {
+			case r := <-returned:
+				err = fmt.Errorf("stream %s: the broker returned message %s (%d %s): the stream is gone; declaring it again", p.cfg.Stream, r.MessageId, r.ReplyCode, r.ReplyText)
+			default:
+			}
+			if err != nil {
 				select {
-				case confErr <- fmt.Errorf("broker did not confirm seq %d", m.seq):
+				case confErr <- err:
 				default:
 				}
 				for range queue {
@@ -461,7 +484,7 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 			continue
 		}
 		for k := range page {
-			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", p.cfg.Stream, false, false, page[k])
+			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", p.cfg.Stream, true, false, page[k])
 			if err != nil {
 				return fmt.Errorf("publish seq %d: %w", seqs[k], err)
 			}

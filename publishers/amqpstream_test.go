@@ -441,3 +441,25 @@ func TestStreamKill9WhilePublishing(t *testing.T) {
 	}
 	t.Logf("killed after seq %d committed; %d messages, %d seqs sent twice", killedAt, len(seqs), len(dups))
 }
+
+// A stream deleted under the publisher is declared again and gets every
+// change from the cursor on: the broker confirms a message it could not
+// route, so without mandatory publishing they would all be dropped.
+func TestStreamDeletedUnderThePublisher(t *testing.T) {
+	r := openRig(t, t.TempDir())
+	stream := newStream(t)
+	set := r.publisher(streamConf(stream, amqptest.Broker, ""))
+	stop := run(set)
+	defer stop()
+	r.changes(100)
+	waitCursor(t, set, 100)
+	if _, err := amqptest.Admin(t).QueueDelete(stream, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	r.changes(100)
+	waitCursor(t, set, 200)
+	checkSeqs(t, collect(t, amqptest.Broker, stream, 100, 200), 101, 200)
+	if st := set.Status()["s"]; st.Lag != 0 {
+		t.Errorf("status: %+v", st)
+	}
+}

@@ -76,7 +76,7 @@ func (p *amqpStream) writeSnapshot(ctx context.Context, ch *amqp.Channel, queue 
 	p.gen++
 	gen := p.gen
 	send := func(m amqp.Publishing, done func()) error {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", p.cfg.Stream, false, false, m)
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", p.cfg.Stream, true, false, m)
 		if err != nil {
 			return fmt.Errorf("publish snapshot %d: %w", gen, err)
 		}
