@@ -1,7 +1,7 @@
 package engine
 
 // brake reports whether the deletes of typ must be held back, and records
-// or clears the hold. Caller holds e.mu.
+// or clears the hold. Caller holds e.mu (Engine: Locking); takes cmu.
 func (e *Engine) brake(o SnapshotOptions, typ string, deletes, owned int) bool {
 	e.cmu.Lock()
 	defer e.cmu.Unlock()

@@ -18,7 +18,7 @@ func fmtTime(t time.Time) string { return t.UTC().Format(store.TimeFormat) }
 // commit writes changes in batches of BatchSize, one transaction each, and
 // publishes each batch after its commit. Encoding the next batch overlaps
 // with committing this one: SQLite's single writer is the limit of a large
-// apply, so the JSON work is kept off its path. Caller holds e.mu.
+// apply, so the JSON work is kept off its path. Caller holds e.mu (Engine: Locking).
 func (e *Engine) commit(ctx context.Context, changes []pending, touches []store.Touch, now time.Time, res *Result) error {
 	var batches [][]pending
 	for len(changes) > 0 {
@@ -82,6 +82,9 @@ func (e *Engine) commit(ctx context.Context, changes []pending, touches []store.
 	return nil
 }
 
+// commitBatch commits one batch with the touches, then updates the index
+// and the counts and publishes the batch. Caller holds e.mu (Engine:
+// Locking).
 func (e *Engine) commitBatch(ctx context.Context, batch []pending, touches []store.Touch, at string, res *Result) error {
 	rows := make([]store.Row, len(batch))
 	pubs := make([]Published, len(batch))
@@ -158,7 +161,9 @@ func (e *Engine) commitBatch(ctx context.Context, batch []pending, touches []sto
 }
 
 // encode marshals the entities of one batch on all cores. A delete carries
-// the entity as last stored, so consumers know what went away.
+// the entity as last stored, so consumers know what went away. It runs on
+// commit's goroutine while commit's caller holds e.mu, and reads no field
+// that e.mu guards.
 func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) error {
 	for i := range changes {
 		c := &changes[i]

@@ -6,6 +6,16 @@
 // The engine is the only writer of the store. It keeps an in-memory index of
 // the baseline (key → hashes, owner, last observation) so that an unchanged
 // snapshot is compared without reading the database and writes nothing.
+//
+// The files follow what happens: load.go reads the baseline index; apply.go
+// holds what every apply shares (normalizing and hashing the entities,
+// Result); snapshot.go applies a collector's listing, with explicit.go for
+// its Present and Deletes, ownership.go for who may change a key, brake.go
+// for mass deletes and tombstone.go for keys deleted recently; events.go
+// applies push events; commit.go writes baseline and change log, one
+// transaction per batch, and publishes each batch; prune.go bounds the
+// change log. Engine's doc says which lock guards what, and in which order
+// they are taken.
 package engine
 
 import (
@@ -27,7 +37,8 @@ type Published struct {
 }
 
 // Publisher receives committed changes. Publish is called after each commit,
-// in seq order, never concurrently, and must not block.
+// in seq order, never concurrently, and must not block: it runs under the
+// engine's lock (Engine: Locking).
 type Publisher interface {
 	Publish([]Published)
 }
@@ -59,19 +70,50 @@ type rec struct {
 
 // Engine applies snapshots and events. Its methods are safe for concurrent
 // use; applies are serialized.
+//
+// Locking. These are all the mutexes of the engine. A lock is only taken
+// while holding locks listed before it: mu, then cmu or fps.mu; cmu and
+// fps.mu are never held together, and no lock of the engine is taken while
+// either is held (the logger's may be).
+//
+//   - mu serializes the writers (ApplySnapshot, ApplyEvents, DeleteSource,
+//     Load) with whoever must not see a commit half done (Locked, LastSeq,
+//     SetPublisher). It guards idx, names, nameID, lastSeq, pub, refs,
+//     shadowed and tombs, and is held for a whole apply: the comparison
+//     with the index, the store's writes (which take the store's own
+//     commit lock, store.Store.wmu, after it) and the publication of each
+//     batch. Preparing the entities (prepareAll: normalizing and hashing,
+//     the main CPU cost) runs before it is taken.
+//   - cmu guards counts, cnames, n, loaded and held: what status reads
+//     (Counts, Len, Loaded, Held) without waiting for an apply. Writers
+//     change them holding mu, then cmu (count, brake, ApplySnapshot,
+//     DeleteSource, Load); readers take cmu alone.
+//   - fps.mu (fingerprint.go) guards the fingerprint cache's map and batch
+//     size, only inside fpCache's methods. Hashing takes it without mu
+//     (prepareAll) and under mu (a KeepLinks event hashed again, keepLinks);
+//     hashing reads Len (cmu) before it takes fps.mu, not while.
+//
+// sources, floor and the fingerprint counters are atomics, read and set
+// under no lock.
+//
+// Publisher.Publish and Locked's fn run under mu: they must neither block
+// nor call a method of the engine that takes mu (an apply, Locked, LastSeq,
+// SetPublisher), which would deadlock. Locks they take (the rpc server's
+// subscriber lock) come after mu. Helpers that run under mu say "Caller
+// holds e.mu (Engine: Locking)".
 type Engine struct {
 	st  *store.Store
 	o   Options
 	log *slog.Logger
 
-	mu      sync.Mutex // serializes writers and guards everything below
+	mu      sync.Mutex // see Locking above; guards these and refs, shadowed, tombs
 	idx     map[string]rec
 	names   []string
 	nameID  map[string]uint16
 	lastSeq int64
 	pub     Publisher
 
-	// cmu guards what status reads without waiting for an apply.
+	// cmu guards what status reads without waiting for an apply (Locking).
 	cmu    sync.Mutex
 	counts map[[2]uint16]int // (source, type) → entities
 	cnames []string          // copy of names for readers of counts
@@ -84,12 +126,12 @@ type Engine struct {
 	// Ownership (ownership.go): the configured sources (nil: all count),
 	// the sources seen applying reference snapshots, and per source the
 	// keys of its last listing that another source keeps. refs and
-	// shadowed are guarded by mu.
+	// shadowed are guarded by mu (Locking).
 	sources  atomic.Pointer[map[string]bool]
 	refs     map[uint16]bool
 	shadowed map[uint16]map[string]shadow
 
-	// tombs are the recent deletes (tombstone.go); guarded by mu.
+	// tombs are the recent deletes (tombstone.go); guarded by mu (Locking).
 	tombs tombstones
 
 	// floor, when set, bounds pruning: changes after it are kept (a
@@ -166,6 +208,7 @@ func (e *Engine) LastSeq() int64 {
 
 // Locked runs fn while no change can be committed, with the last committed
 // seq. Subscribers use it to join the stream without a gap or a duplicate.
+// fn runs under e.mu (Engine: Locking).
 func (e *Engine) Locked(fn func(lastSeq int64)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -208,7 +251,7 @@ func (e *Engine) Loaded() bool {
 }
 
 // count moves one entity between (source, type) cells of the counts;
-// from or to may be nil. Caller holds e.mu.
+// from or to may be nil. Caller holds e.mu (Engine: Locking); takes cmu.
 func (e *Engine) count(from, to *rec) {
 	e.cmu.Lock()
 	defer e.cmu.Unlock()

@@ -108,7 +108,8 @@ func (e *Engine) ApplyEvents(ctx context.Context, source string, evs []entity.Ev
 
 // keepLinks gives the entity of a KeepLinks event for a present key the
 // links it has: those of the batch's last create or update of the key
-// (prev), or else the stored ones; and hashes it again. Caller holds e.mu.
+// (prev), or else the stored ones; and hashes it again.
+// Caller holds e.mu (Engine: Locking).
 func (e *Engine) keepLinks(ctx context.Context, p *prepared, prev *prepared, source string, now time.Time) error {
 	var links []entity.Link
 	if prev != nil {

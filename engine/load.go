@@ -42,7 +42,8 @@ type loaded struct {
 
 // load reads the baseline into the index. Reading rows (SQLite) and
 // inserting them into the map run on two goroutines: at a million entities
-// start-up time is the sum of both otherwise.
+// start-up time is the sum of both otherwise. Caller holds e.mu (Engine:
+// Locking): the goroutine that fills idx does it on the caller's behalf.
 func (e *Engine) load(ctx context.Context) error {
 	// The load allocates a million keys that all stay live: collecting
 	// while they accumulate only re-scans them.

@@ -38,7 +38,7 @@ func (e *Engine) SetSources(sources map[string]bool) {
 }
 
 // ownerKind reports whether the owner id is a configured source, and
-// whether it is a reference source. Caller holds e.mu.
+// whether it is a reference source. Caller holds e.mu (Engine: Locking).
 func (e *Engine) ownerKind(src map[string]bool, id uint16) (configured, reference bool) {
 	if src == nil {
 		return true, e.refs[id]
@@ -48,7 +48,7 @@ func (e *Engine) ownerKind(src map[string]bool, id uint16) (configured, referenc
 }
 
 // mayTake reports whether a snapshot of a (reference) source may take over a
-// key the owner id holds. Caller holds e.mu.
+// key the owner id holds. Caller holds e.mu (Engine: Locking).
 func (e *Engine) mayTake(src map[string]bool, owner uint16, claimantRef bool) bool {
 	configured, ownerRef := e.ownerKind(src, owner)
 	return !configured || (ownerRef && !claimantRef)
@@ -63,7 +63,8 @@ type shadow struct {
 
 // noteShadowed records the keys of one listing that other sources keep and
 // logs the ones that were not kept the last time, so that a lasting conflict
-// is logged once. It returns how many conflicts are new. Caller holds e.mu.
+// is logged once. It returns how many conflicts are new.
+// Caller holds e.mu (Engine: Locking).
 func (e *Engine) noteShadowed(source string, srcID uint16, cur map[string]shadow) (newConflicts int) {
 	prev := e.shadowed[srcID]
 	var newRefs, hidden int
