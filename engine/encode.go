@@ -185,3 +185,41 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// withTimestamp sets the timestamp of a stored entity's JSON to when its
+// deletion was observed.
+func withTimestamp(b []byte, t time.Time) []byte {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return b
+	}
+	ts, _ := json.Marshal(t.UTC())
+	m["timestamp"] = ts
+	out, err := json.Marshal(m)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// changeJSON turns an entity's JSON object into the change object by
+// prepending seq and action, without decoding it again.
+func changeJSON(seq int64, action string, ent []byte) []byte {
+	return AppendChangeJSON(make([]byte, 0, len(ent)+40), seq, action, ent)
+}
+
+// AppendChangeJSON appends the change object of a stored entity to out.
+func AppendChangeJSON(out []byte, seq int64, action string, ent []byte) []byte {
+	out = append(out, `{"seq":`...)
+	out = strconv.AppendInt(out, seq, 10)
+	out = append(out, `,"action":"`...)
+	out = append(out, action...)
+	out = append(out, '"')
+	if len(ent) > 2 {
+		out = append(out, ',')
+		out = append(out, ent[1:]...)
+	} else {
+		out = append(out, '}')
+	}
+	return out
+}

@@ -6,12 +6,20 @@
 // The engine is the only writer of the store. It keeps an in-memory index of
 // the baseline (key → hashes, owner, last observation) so that an unchanged
 // snapshot is compared without reading the database and writes nothing.
+//
+// The files follow what happens: load.go reads the baseline index; apply.go
+// holds what every apply shares (normalizing and hashing the entities,
+// Result); snapshot.go applies a collector's listing, with explicit.go for
+// its Present and Deletes, ownership.go for who may change a key, brake.go
+// for mass deletes and tombstone.go for keys deleted recently; events.go
+// applies push events; commit.go writes baseline and change log, one
+// transaction per batch, and publishes each batch; prune.go bounds the
+// change log. Engine's doc says which lock guards what, and in which order
+// they are taken.
 package engine
 
 import (
 	"context"
-	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -29,7 +37,8 @@ type Published struct {
 }
 
 // Publisher receives committed changes. Publish is called after each commit,
-// in seq order, never concurrently, and must not block.
+// in seq order, never concurrently, and must not block: it runs under the
+// engine's lock (Engine: Locking).
 type Publisher interface {
 	Publish([]Published)
 }
@@ -61,19 +70,50 @@ type rec struct {
 
 // Engine applies snapshots and events. Its methods are safe for concurrent
 // use; applies are serialized.
+//
+// Locking. These are all the mutexes of the engine. A lock is only taken
+// while holding locks listed before it: mu, then cmu or fps.mu; cmu and
+// fps.mu are never held together, and no lock of the engine is taken while
+// either is held (the logger's may be).
+//
+//   - mu serializes the writers (ApplySnapshot, ApplyEvents, DeleteSource,
+//     Load) with whoever must not see a commit half done (Locked, LastSeq,
+//     SetPublisher). It guards idx, names, nameID, lastSeq, pub, refs,
+//     shadowed and tombs, and is held for a whole apply: the comparison
+//     with the index, the store's writes (which take the store's own
+//     commit lock, store.Store.wmu, after it) and the publication of each
+//     batch. Preparing the entities (prepareAll: normalizing and hashing,
+//     the main CPU cost) runs before it is taken.
+//   - cmu guards counts, cnames, n, loaded and held: what status reads
+//     (Counts, Len, Loaded, Held) without waiting for an apply. Writers
+//     change them holding mu, then cmu (count, brake, ApplySnapshot,
+//     DeleteSource, Load); readers take cmu alone.
+//   - fps.mu (fingerprint.go) guards the fingerprint cache's map and batch
+//     size, only inside fpCache's methods. Hashing takes it without mu
+//     (prepareAll) and under mu (a KeepLinks event hashed again, keepLinks);
+//     hashing reads Len (cmu) before it takes fps.mu, not while.
+//
+// sources, floor and the fingerprint counters are atomics, read and set
+// under no lock.
+//
+// Publisher.Publish and Locked's fn run under mu: they must neither block
+// nor call a method of the engine that takes mu (an apply, Locked, LastSeq,
+// SetPublisher), which would deadlock. Locks they take (the rpc server's
+// subscriber lock) come after mu. Helpers that run under mu say "Caller
+// holds e.mu (Engine: Locking)".
 type Engine struct {
 	st  *store.Store
 	o   Options
 	log *slog.Logger
 
-	mu      sync.Mutex // serializes writers and guards everything below
+	mu      sync.Mutex // see Locking above; guards these and refs, shadowed, tombs
 	idx     map[string]rec
 	names   []string
 	nameID  map[string]uint16
 	lastSeq int64
 	pub     Publisher
 
-	// cmu guards what status reads without waiting for an apply.
+	// cmu guards what status reads without waiting for an apply (Locking).
 	cmu    sync.Mutex
 	counts map[[2]uint16]int // (source, type) → entities
 	cnames []string          // copy of names for readers of counts
@@ -86,12 +126,12 @@ type Engine struct {
 	// Ownership (ownership.go): the configured sources (nil: all count),
 	// the sources seen applying reference snapshots, and per source the
 	// keys of its last listing that another source keeps. refs and
-	// shadowed are guarded by mu.
+	// shadowed are guarded by mu (Locking).
 	sources  atomic.Pointer[map[string]bool]
 	refs     map[uint16]bool
 	shadowed map[uint16]map[string]shadow
 
-	// tombs are the recent deletes (tombstone.go); guarded by mu.
+	// tombs are the recent deletes (tombstone.go); guarded by mu (Locking).
 	tombs tombstones
 
 	// floor, when set, bounds pruning: changes after it are kept (a
@@ -134,122 +174,6 @@ func New(ctx context.Context, st *store.Store, o Options) (*Engine, error) {
 	return e, nil
 }
 
-// internBytes interns without allocating for names already known.
-func (e *Engine) internBytes(b []byte) uint16 {
-	if id, ok := e.nameID[string(b)]; ok {
-		return id
-	}
-	return e.intern(string(b))
-}
-
-// Load reads the baseline index. Until it returns, applies and Locked wait;
-// readers of the store (get_all, changes) do not need it.
-func (e *Engine) Load(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n, err := e.st.CountBaseline(ctx)
-	if err != nil {
-		return err
-	}
-	// Sized once: growing a map of a million entries doubles it several
-	// times and leaves every old table as garbage.
-	e.idx = make(map[string]rec, n)
-	if err := e.load(ctx); err != nil {
-		return fmt.Errorf("engine: load baseline: %w", err)
-	}
-	counts := make(map[[2]uint16]int)
-	for _, r := range e.idx {
-		counts[[2]uint16{r.source, r.typ}]++
-	}
-	e.cmu.Lock()
-	e.counts, e.n, e.loaded = counts, len(e.idx), true
-	e.cnames = append([]string(nil), e.names...)
-	e.cmu.Unlock()
-	return nil
-}
-
-type loaded struct {
-	key string
-	r   rec
-}
-
-// load reads the baseline into the index. Reading rows (SQLite) and
-// inserting them into the map run on two goroutines: at a million entities
-// start-up time is the sum of both otherwise.
-func (e *Engine) load(ctx context.Context) error {
-	// The load allocates a million keys that all stay live: collecting
-	// while they accumulate only re-scans them.
-	batches := make(chan []loaded, 8)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for b := range batches {
-			for _, l := range b {
-				e.idx[l.key] = l.r
-			}
-		}
-	}()
-	batch := make([]loaded, 0, 4096)
-	err := e.st.ScanBaseline(ctx, func(b *store.BaselineRow) error {
-		var r rec
-		if _, err := hex.Decode(r.hash[:], b.Hash); err != nil {
-			return fmt.Errorf("%s: bad hash: %w", b.Key, err)
-		}
-		// A row without core hash (hand-edited) simply never matches one.
-		hex.Decode(r.core[:], b.CoreHash)
-		t, err := parseTime(b.ObservedAt)
-		if err != nil {
-			return fmt.Errorf("%s: bad observed_at: %w", b.Key, err)
-		}
-		r.observed = t
-		r.source = e.internBytes(b.Source)
-		r.typ = e.internBytes(b.Type)
-		batch = append(batch, loaded{string(b.Key), r})
-		if len(batch) == cap(batch) {
-			batches <- batch
-			batch = make([]loaded, 0, 4096)
-		}
-		return nil
-	})
-	batches <- batch
-	close(batches)
-	<-done
-	return err
-}
-
-// parseTime parses the store's fixed time format
-// (2006-01-02T15:04:05.000000000Z) without time.Parse's generality, and
-// anything else as RFC 3339. It returns unix nanoseconds.
-func parseTime(b []byte) (int64, error) {
-	if len(b) == 30 && b[4] == '-' && b[7] == '-' && b[10] == 'T' && b[13] == ':' && b[16] == ':' && b[19] == '.' && b[29] == 'Z' {
-		num := func(lo, hi int) (int, bool) {
-			n := 0
-			for _, c := range b[lo:hi] {
-				if c < '0' || c > '9' {
-					return 0, false
-				}
-				n = n*10 + int(c-'0')
-			}
-			return n, true
-		}
-		y, ok1 := num(0, 4)
-		mo, ok2 := num(5, 7)
-		d, ok3 := num(8, 10)
-		h, ok4 := num(11, 13)
-		mi, ok5 := num(14, 16)
-		sec, ok6 := num(17, 19)
-		ns, ok7 := num(20, 29)
-		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 {
-			return time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC).UnixNano(), nil
-		}
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(b))
-	if err != nil {
-		return 0, err
-	}
-	return t.UnixNano(), nil
-}
-
 func (e *Engine) intern(s string) uint16 {
 	if id, ok := e.nameID[s]; ok {
 		return id
@@ -258,6 +182,14 @@ func (e *Engine) intern(s string) uint16 {
 	e.names = append(e.names, s)
 	e.nameID[s] = id
 	return id
+}
+
+// internBytes interns without allocating for names already known.
+func (e *Engine) internBytes(b []byte) uint16 {
+	if id, ok := e.nameID[string(b)]; ok {
+		return id
+	}
+	return e.intern(string(b))
 }
 
 // SetPublisher sets who is told about committed changes.
@@ -276,6 +208,7 @@ func (e *Engine) LastSeq() int64 {
 
 // Locked runs fn while no change can be committed, with the last committed
 // seq. Subscribers use it to join the stream without a gap or a duplicate.
+// fn runs under e.mu (Engine: Locking).
 func (e *Engine) Locked(fn func(lastSeq int64)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -318,7 +251,7 @@ func (e *Engine) Loaded() bool {
 }
 
 // count moves one entity between (source, type) cells of the counts;
-// from or to may be nil. Caller holds e.mu.
+// from or to may be nil. Caller holds e.mu (Engine: Locking); takes cmu.
 func (e *Engine) count(from, to *rec) {
 	e.cmu.Lock()
 	defer e.cmu.Unlock()
@@ -332,44 +265,5 @@ func (e *Engine) count(from, to *rec) {
 	}
 	if len(e.cnames) != len(e.names) {
 		e.cnames = append([]string(nil), e.names...)
-	}
-}
-
-// Prune applies the change-log retention.
-func (e *Engine) Prune(ctx context.Context) (int64, error) {
-	floor := int64(-1)
-	if f := e.floor.Load(); f != nil {
-		floor = (*f)()
-	}
-	return e.st.PruneAbove(ctx, e.o.RetainCount, e.o.RetainAge, e.o.Now(), floor)
-}
-
-// SetPruneFloor sets the function that says through which seq the log may
-// be pruned at most (< 0: no floor); nil removes it.
-func (e *Engine) SetPruneFloor(f func() int64) {
-	if f == nil {
-		e.floor.Store(nil)
-		return
-	}
-	e.floor.Store(&f)
-}
-
-// RunPruner prunes the change log every interval until ctx ends.
-func (e *Engine) RunPruner(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if n, err := e.Prune(ctx); err != nil {
-			if ctx.Err() == nil {
-				e.log.Error("prune change log", "err", err)
-			}
-		} else if n > 0 {
-			e.log.Info("pruned change log", "changes", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
 }

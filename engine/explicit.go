@@ -5,8 +5,7 @@ import (
 )
 
 // markPresent counts a snapshot's Present keys as listed, so that a complete
-// type does not lose the entities an incremental poll only named. Caller
-// holds e.mu.
+// type does not lose the entities an incremental poll only named.
 func markPresent(snap *entity.Snapshot, seen map[string]struct{}) {
 	for _, k := range snap.Present {
 		seen[k] = struct{}{}
@@ -18,7 +17,7 @@ func markPresent(snap *entity.Snapshot, seen map[string]struct{}) {
 // push event observed after the poll began, none the same snapshot lists.
 // Keys of a type the snapshot lists completely are left to the absence
 // rules (and to the brake): a deleted entity is absent from such a listing
-// anyway. Caller holds e.mu.
+// anyway. Caller holds e.mu (Engine: Locking).
 func (e *Engine) explicitDeletes(snap *entity.Snapshot, srcID uint16, started int64, seen map[string]struct{}, complete map[string]bool, res *Result) []pending {
 	var out []pending
 	queued := map[string]bool{}

@@ -24,7 +24,7 @@ type fpEntry struct {
 }
 
 type fpCache struct {
-	mu sync.Mutex
+	mu sync.Mutex // taken last (Engine: Locking)
 	m  map[string]fpEntry
 	// batch is the size of the largest listing being prepared: the cache
 	// must hold a whole one even before the baseline has it.

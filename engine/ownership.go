@@ -38,7 +38,7 @@ func (e *Engine) SetSources(sources map[string]bool) {
 }
 
 // ownerKind reports whether the owner id is a configured source, and
-// whether it is a reference source. Caller holds e.mu.
+// whether it is a reference source. Caller holds e.mu (Engine: Locking).
 func (e *Engine) ownerKind(src map[string]bool, id uint16) (configured, reference bool) {
 	if src == nil {
 		return true, e.refs[id]
@@ -48,7 +48,7 @@ func (e *Engine) ownerKind(src map[string]bool, id uint16) (configured, referenc
 }
 
 // mayTake reports whether a snapshot of a (reference) source may take over a
-// key the owner id holds. Caller holds e.mu.
+// key the owner id holds. Caller holds e.mu (Engine: Locking).
 func (e *Engine) mayTake(src map[string]bool, owner uint16, claimantRef bool) bool {
 	configured, ownerRef := e.ownerKind(src, owner)
 	return !configured || (ownerRef && !claimantRef)
@@ -63,7 +63,8 @@ type shadow struct {
 
 // noteShadowed records the keys of one listing that other sources keep and
 // logs the ones that were not kept the last time, so that a lasting conflict
-// is logged once. It returns how many conflicts are new. Caller holds e.mu.
+// is logged once. It returns how many conflicts are new.
+// Caller holds e.mu (Engine: Locking).
 func (e *Engine) noteShadowed(source string, srcID uint16, cur map[string]shadow) (newConflicts int) {
 	prev := e.shadowed[srcID]
 	var newRefs, hidden int
@@ -120,43 +121,3 @@ func sample(keys []string) string {
 	}
 	return strings.Join(keys, ", ")
 }
-
-// logDuplicates reports the keys listed more than once in one listing (extra
-// counts the listings beyond the first per key) and returns their total.
-func (e *Engine) logDuplicates(source string, extra map[string]int) int {
-	if len(extra) == 0 {
-		return 0
-	}
-	total := 0
-	keys := make([]string, 0, len(extra))
-	for k, n := range extra {
-		total += n
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	shown := keys[:min(len(keys), 5)]
-	parts := make([]string, len(shown))
-	for i, k := range shown {
-		parts[i] = fmt.Sprintf("%s ×%d", k, extra[k]+1)
-	}
-	e.log.Warn("duplicate keys in one listing: the first listing of each key is applied, the others are dropped",
-		"source", source, "keys", len(keys), "dropped", total, "example", strings.Join(parts, ", "))
-	return total
-}
-
-// PartialError is an apply that committed some of its changes before a
-// write failed: the baseline holds exactly the committed ones, and the next
-// apply of the same source completes the rest.
-type PartialError struct {
-	Committed, Total int
-	FirstSeq         int64
-	LastSeq          int64
-	Err              error
-}
-
-func (p *PartialError) Error() string {
-	return fmt.Sprintf("partially applied: %d of %d changes committed (seq %d..%d), then: %v",
-		p.Committed, p.Total, p.FirstSeq, p.LastSeq, p.Err)
-}
-
-func (p *PartialError) Unwrap() error { return p.Err }

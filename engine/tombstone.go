@@ -40,7 +40,7 @@ type tomb struct {
 }
 
 // tombstones are the recent deletes, in commit order for expiry. Guarded by
-// the engine's mu.
+// the engine's mu (Engine: Locking).
 type tombstones struct {
 	ttl   time.Duration
 	max   int
