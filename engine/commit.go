@@ -189,9 +189,6 @@ func (e *Engine) encode(ctx context.Context, changes []pending, now time.Time) e
 			typ, id := entity.SplitKey(c.key)
 			b = appendEntity(nil, &entity.Entity{Key: c.key, Type: typ, ID: id, Source: c.source, Data: map[string]any{}})
 		}
-		if c.obs.IsZero() {
-			c.obs = now
-		}
 		c.json = withTimestamp(b, c.obs)
 	}
 	workers := runtime.GOMAXPROCS(0)
