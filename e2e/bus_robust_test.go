@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,7 +16,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
-	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -104,15 +102,8 @@ func TestBusBrokerRestartNothingMissing(t *testing.T) {
 
 func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string, durable bool) {
 	const total, chunk, pausedChunks = 5000, 250, 2
-	cloud, err := openstacktest.New(openstacktest.Options{PageSize: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cloud.Close)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(cloud.CloudsYAML("fakecloud", "secret")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cloud := fakeCloud(t, dir, 1000)
 	b := busSetup{exchange: amqptest.Name("ex"), name: amqptest.Name("bus"), url: node.URL}
 	s := startSidecar(t, dir, "collectors:\n  - {name: cloud, type: openstack, cloud: fakecloud, clouds_file: clouds.yaml, types: [nova.instance], interval: 1h}\n"+
 		b.listenerWith("cloud", "", ", max_backoff: 500ms"+extra))

@@ -101,14 +101,7 @@ func (s *sidecar) getAll(t *testing.T) map[string]storedEntity {
 func TestStaticReferenceToCloudHost(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	cloud, err := openstacktest.New(openstacktest.Options{PageSize: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cloud.Close)
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(cloud.CloudsYAML("fakecloud", "secret")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cloud := fakeCloud(t, dir, 2)
 	// The shape of /usr/lib/python3/dist-packages/vitrage/tests/resources/
 	// static_datasources/switch_to_host.yaml, on the fake cloud's hosts.
 	topo := `metadata:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/logbuf"
+	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
 
@@ -436,4 +437,29 @@ func TestWatchSurvivesRestart(t *testing.T) {
 		t.Fatalf("unexpected extra line %+v", c)
 	case <-time.After(500 * time.Millisecond):
 	}
+}
+
+// fakeCloud starts a fake cloud serving pages of pageSize items, stopped
+// when the test ends, and writes dir/clouds.yaml naming it "fakecloud".
+func fakeCloud(t *testing.T, dir string, pageSize int) *openstacktest.Server {
+	t.Helper()
+	cloud, err := openstacktest.New(openstacktest.Options{PageSize: pageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cloud.Close)
+	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(cloud.CloudsYAML("fakecloud", "secret")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cloud
+}
+
+// pythonDir is the absolute path of the project's Python package tree.
+func pythonDir(t testing.TB) string {
+	t.Helper()
+	d, err := filepath.Abs("python")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -69,7 +69,7 @@ func BenchmarkStreamReplicaStart(b *testing.B) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	pydir, _ := filepath.Abs("python")
+	pydir := pythonDir(b)
 	py := exec.Command("/usr/bin/python3", "-c", `
 import statistics, sys, time
 from vitrage_synchronizer.client import Client

@@ -48,10 +48,7 @@ type regionConsumer struct {
 
 func startRegionConsumer(t *testing.T, state string, regions map[string]string) *regionConsumer {
 	t.Helper()
-	pydir, err := filepath.Abs("python")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pydir := pythonDir(t)
 	args := []string{"python/tests/regions_consumer.py", state}
 	var names []string
 	for r := range regions {
@@ -422,7 +419,7 @@ from vitrage_synchronizer.stream import StreamReader
 for m in StreamReader(sys.argv[1], sys.argv[2], since=11, idle_timeout=3):
     print(m.kind, m.seq, getattr(m, 'lost_from', 0), getattr(m, 'lost_through', 0))
 `, amqptest.Broker, two.stream)
-	pydir, _ := filepath.Abs("python")
+	pydir := pythonDir(t)
 	py.Env = append(os.Environ(), "PYTHONPATH="+pydir)
 	out, err := py.CombinedOutput()
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
@@ -459,7 +456,7 @@ func TestStreamReplicaFromPrunedLog(t *testing.T) {
 	restart(collectors + "publishers:\n  - {name: central, type: amqp-stream, urls: [\"" + amqptest.Broker + "\"], stream: " + stream + ", max_age: 1h}\n")
 	r := &streamRegion{name: "one", stream: stream, topo: filepath.Join(dir, "topology.yaml"), sc: sc}
 	r.lastSeq(t)
-	pydir, _ := filepath.Abs("python")
+	pydir := pythonDir(t)
 	py := exec.Command("/usr/bin/python3", "-c", `
 import json, sys
 from vitrage_synchronizer.stream import Replica
@@ -535,7 +532,7 @@ func TestStreamReplicaSnapshotInLastChunk(t *testing.T) {
 	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
 		t.Fatalf("not confirmed: %v", err)
 	}
-	pydir, _ := filepath.Abs("python")
+	pydir := pythonDir(t)
 	py := exec.Command("/usr/bin/python3", "-c", `
 import sys, time
 from vitrage_synchronizer.stream import Replica, _Stream

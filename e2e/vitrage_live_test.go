@@ -27,8 +27,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 )
 
 const (
@@ -47,19 +45,9 @@ func TestVitrageLiveGraph(t *testing.T) {
 	start := time.Now()
 	liveCheckDeps(t)
 	dir := t.TempDir()
-	pydir, err := filepath.Abs("python")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pydir := pythonDir(t)
 
-	cloud, err := openstacktest.New(openstacktest.Options{PageSize: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cloud.Close)
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(cloud.CloudsYAML("fakecloud", "secret")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cloud := fakeCloud(t, dir, 2)
 	topology := filepath.Join(dir, "topology.yaml")
 	copyFile(t, filepath.Join("python", "tests", "testdata", "topology.yaml"), topology)
 	// Registered before the sidecar's own cleanup, so it runs after the

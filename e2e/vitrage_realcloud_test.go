@@ -157,10 +157,7 @@ func startRealVitrage(t *testing.T, c *testcloud.Cloud, kind, socket string) *re
 	t.Helper()
 	dir := t.TempDir()
 	vhost := liveVhost(t)
-	pydir, err := filepath.Abs("python")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pydir := pythonDir(t)
 	values := filepath.Join(dir, "values")
 	liveValuesDir(t, values)
 	conf := filepath.Join(dir, "vitrage.conf")

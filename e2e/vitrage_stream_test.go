@@ -22,25 +22,14 @@ import (
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
-	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 )
 
 func TestVitrageLiveStream(t *testing.T) {
 	start := time.Now()
 	liveCheckDeps(t)
 	dir := t.TempDir()
-	pydir, err := filepath.Abs("python")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cloud, err := openstacktest.New(openstacktest.Options{PageSize: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cloud.Close)
-	if err := os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(cloud.CloudsYAML("fakecloud", "secret")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pydir := pythonDir(t)
+	cloud := fakeCloud(t, dir, 2)
 	copyFile(t, filepath.Join("python", "tests", "testdata", "topology.yaml"), filepath.Join(dir, "topology.yaml"))
 	var sc *sidecar
 	t.Cleanup(func() {

@@ -28,10 +28,7 @@ func TestVitrage(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", fakecloud, "./openstack/openstacktest/cmd/fakecloud").CombinedOutput(); err != nil {
 		t.Fatalf("build fakecloud: %v\n%s", err, out)
 	}
-	pydir, err := filepath.Abs("python")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pydir := pythonDir(t)
 	// Separate processes: Vitrage's config is process-wide, and the
 	// integration test parses a vitrage.conf.
 	for _, module := range []string{"test_driver", "test_vitrage", "test_stream"} {
