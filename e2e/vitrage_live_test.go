@@ -299,33 +299,40 @@ func writeLiveConf(t *testing.T, dir, conf, vhost, socket string, port int) {
 		// Once a second, so that a change shows within a bounded time.
 		fmt.Fprintf(&per, "[%s]\nchanges_interval = 1\n", typ)
 	}
-	text := fmt.Sprintf(`[DEFAULT]
+	text := vitrageConf(dir, vhost, port, liveDB(t, dir)) + fmt.Sprintf(`[datasources]
+types = %[3]s
+path = vitrage_synchronizer.datasources,vitrage.datasources
+snapshots_interval = 600
+[synchronizer]
+socket = %[2]s
+state_dir = %[1]s/state
+timeout = 5
+%[4]s`, dir, socket, strings.Join(liveTypes, ","), per.String())
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeLivePaste(t, dir)
+}
+
+// vitrageConf is what every live Vitrage's config holds: the bus in vhost,
+// vitrage-api on port without authentication, one worker each, the
+// database db, the values in dir.
+func vitrageConf(dir, vhost string, port int, db string) string {
+	return fmt.Sprintf(`[DEFAULT]
 transport_url = rabbit://guest:guest@127.0.0.1:5672/%[2]s
 [api]
 auth_mode = noauth
 host = 127.0.0.1
-port = %[4]d
+port = %[3]d
 paste_config = %[1]s/api-paste.ini
 workers = 1
 [evaluator]
 workers = 1
 [database]
-connection = %[7]s
-[datasources]
-types = %[5]s
-path = vitrage_synchronizer.datasources,vitrage.datasources
-snapshots_interval = 600
+connection = %[4]s
 [entity_graph]
 datasources_values_dir = %[1]s/values
-[synchronizer]
-socket = %[3]s
-state_dir = %[1]s/state
-timeout = 5
-%[6]s`, dir, vhost, socket, port, strings.Join(liveTypes, ","), per.String(), liveDB(t, dir))
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	writeLivePaste(t, dir)
+`, dir, vhost, port, db)
 }
 
 // writeLivePaste writes dir/api-paste.ini: python3-vitrage ships none, and

@@ -216,21 +216,7 @@ interface = public
 	}
 	db := realVitrageDB(t)
 	write := func(port int) {
-		text := fmt.Sprintf(`[DEFAULT]
-transport_url = rabbit://guest:guest@127.0.0.1:5672/%[2]s
-[api]
-auth_mode = noauth
-host = 127.0.0.1
-port = %[3]d
-paste_config = %[1]s/api-paste.ini
-workers = 1
-[evaluator]
-workers = 1
-[database]
-connection = %[5]s
-[entity_graph]
-datasources_values_dir = %[1]s/values
-%[4]s`, dir, vhost, port, ds, db)
+		text := vitrageConf(dir, vhost, port, db) + ds
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
