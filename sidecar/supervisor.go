@@ -333,6 +333,10 @@ type listenerRunner struct {
 	cu        catchUpStatus
 }
 
+// listenerRetry is the wait before a failed listener runs again: doubling
+// from Min while it keeps failing, back to Min once it ran Max or longer.
+var listenerRetry = backoff.Policy{Min: time.Second, Max: time.Minute}
+
 func newListenerRunner(s *supervisor, name string, l listeners.Listener) *listenerRunner {
 	r := &listenerRunner{name: name, l: l, log: s.log.With("listener", name), state: "created"}
 	r.sink = sink{eng: s.sc.engine, source: name, sup: s, r: r}
@@ -343,10 +347,11 @@ func (r *listenerRunner) run(ctx context.Context) {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
-	retry := backoff.New(time.Second, time.Minute)
+	retry := backoff.New(listenerRetry.Min, listenerRetry.Max)
 	for {
+		started := time.Now()
 		r.mu.Lock()
-		r.state, r.startedAt = "running", time.Now()
+		r.state, r.startedAt = "running", started
 		r.starts++
 		r.mu.Unlock()
 		err := r.l.Run(ctx, r.sink)
@@ -362,6 +367,12 @@ func (r *listenerRunner) run(ctx context.Context) {
 		r.mu.Lock()
 		r.state, r.lastErr, r.lastErrAt = "failing", err.Error(), time.Now()
 		r.mu.Unlock()
+		if time.Since(started) >= listenerRetry.Max {
+			// It ran for longer than the longest wait: this failure is a
+			// new one, not the next of a series, and a broker that dropped
+			// the connection once a day must not cost a minute each time.
+			retry.Reset()
+		}
 		wait := retry.Next()
 		r.log.Warn("listener stopped: restarting", "err", err, "in", wait)
 		if !backoff.Wait(ctx, wait) {
