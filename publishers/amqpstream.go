@@ -28,14 +28,12 @@ func init() {
 // streamConfig is the config entry of an amqp-stream publisher
 // (publishers/README.md documents every key).
 type streamConfig struct {
-	Name           string             `yaml:"name"`
-	Type           string             `yaml:"type"`
-	URLs           []string           `yaml:"urls"`
-	VHost          string             `yaml:"vhost"`
-	TLS            *listeners.AMQPTLS `yaml:"tls"`
-	Stream         string             `yaml:"stream"`
-	MaxAge         config.Duration    `yaml:"max_age"`
-	MaxLengthBytes int64              `yaml:"max_length_bytes"`
+	Name                 string `yaml:"name"`
+	Type                 string `yaml:"type"`
+	listeners.AMQPBroker `yaml:",inline"`
+	Stream               string          `yaml:"stream"`
+	MaxAge               config.Duration `yaml:"max_age"`
+	MaxLengthBytes       int64           `yaml:"max_length_bytes"`
 	// Window is the most messages awaiting the broker's confirm (at most
 	// maxWindow: a return channel of that size is kept per session).
 	Window int `yaml:"window"`
@@ -52,10 +50,7 @@ type streamConfig struct {
 	// complete).
 	SnapshotInterval config.Duration `yaml:"snapshot_interval"`
 	// SnapshotPart bounds one snapshot message (bytes of entity JSON).
-	SnapshotPart int             `yaml:"snapshot_part_bytes"`
-	MinBackoff   config.Duration `yaml:"min_backoff"`
-	MaxBackoff   config.Duration `yaml:"max_backoff"`
-	Heartbeat    config.Duration `yaml:"heartbeat"`
+	SnapshotPart int `yaml:"snapshot_part_bytes"`
 }
 
 // unsetInterval marks snapshot_interval as not configured.
@@ -103,15 +98,13 @@ const maxWindow = 100_000
 
 func newAMQPStream(s Settings) (Publisher, error) {
 	c := streamConfig{
+		AMQPBroker:     listeners.DefaultAMQPBroker(),
 		Stream:         "synchronizer.changes",
 		MaxAge:         config.Duration(7 * 24 * time.Hour),
 		MaxLengthBytes: 20 << 30,
 		Window:         5000,
 		Page:           1000,
 		MaxLag:         1_000_000,
-		MinBackoff:     config.Duration(100 * time.Millisecond),
-		MaxBackoff:     config.Duration(30 * time.Second),
-		Heartbeat:      config.Duration(10 * time.Second),
 
 		SnapshotInterval: unsetInterval,
 		SnapshotPart:     256 << 10,
@@ -328,11 +321,7 @@ type inflight struct {
 
 func (p *amqpStream) dial(i int) (*amqp.Connection, error) {
 	host, _ := os.Hostname()
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName("synchronizer publisher " + p.cfg.Name + " on " + host)
-	conn, err := amqp.DialConfig(p.urls[i], amqp.Config{
-		Vhost: p.cfg.VHost, TLSClientConfig: p.tls, Heartbeat: p.cfg.Heartbeat.D(), Properties: props,
-	})
+	conn, err := p.cfg.Dial(p.urls[i], p.tls, "synchronizer publisher "+p.cfg.Name+" on "+host)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", p.hosts[i], err)
 	}
