@@ -308,6 +308,30 @@ func (p *amqpStream) Run(ctx context.Context) error {
 	return nil
 }
 
+// confirmLink is what a session hands published messages on to and waits
+// on while it publishes: the queue of the goroutine that awaits the
+// broker's confirms, the channel's close, and that goroutine's failure.
+type confirmLink struct {
+	queue   chan<- inflight
+	closed  <-chan *amqp.Error
+	confErr <-chan error
+}
+
+// enqueue hands a published message to the confirm goroutine, unless the
+// session ends first (ctx, a closed channel, a failed confirm).
+func (l confirmLink) enqueue(ctx context.Context, m inflight) error {
+	select {
+	case l.queue <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case e := <-l.closed:
+		return fmt.Errorf("channel closed: %v", e)
+	case err := <-l.confErr:
+		return err
+	}
+}
+
 type inflight struct {
 	seq int64
 	dc  *amqp.DeferredConfirmation
@@ -410,6 +434,7 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 		}
 	}()
 	defer func() { close(queue); <-confDone }()
+	link := confirmLink{queue: queue, closed: closed, confErr: confErr}
 	p.snapDue = p.snapshotDue(ctx, conn)
 	p.snapMu.Lock()
 	p.written = p.snap
@@ -435,7 +460,7 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 				(last > p.written.Seq || p.cfg.MaxAge > 0 && age >= p.cfg.MaxAge.D()/2)
 		}
 		if p.snapDue && sent >= pruned {
-			if err := p.writeSnapshot(ctx, ch, queue, closed, confErr, id, sent); err != nil {
+			if err := p.writeSnapshot(ctx, ch, link, id, sent); err != nil {
 				return err
 			}
 			p.snapDue = false
@@ -477,13 +502,8 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 			if err != nil {
 				return fmt.Errorf("publish seq %d: %w", seqs[k], err)
 			}
-			select {
-			case queue <- inflight{seq: seqs[k], dc: dc}:
-			case <-ctx.Done():
-				return nil
-			case e := <-closed:
-				return fmt.Errorf("channel closed: %v", e)
-			case err := <-confErr:
+			// A session that ctx ended returns ctx's error: Run ignores it.
+			if err := link.enqueue(ctx, inflight{seq: seqs[k], dc: dc}); err != nil {
 				return err
 			}
 			sent = seqs[k]
