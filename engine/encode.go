@@ -17,24 +17,16 @@ import (
 // large snapshot, and encoding/json spends most of its time in reflection
 // and in sorting reflect.Values.
 func appendEntity(b []byte, e *entity.Entity) []byte {
-	b = append(b, `{"key":`...)
-	b = appendString(b, e.Key)
-	b = append(b, `,"type":`...)
-	b = appendString(b, e.Type)
-	b = append(b, `,"id":`...)
-	b = appendString(b, e.ID)
-	b = append(b, `,"name":`...)
-	b = appendString(b, e.Name)
-	b = append(b, `,"parent_key":`...)
-	b = appendString(b, e.ParentKey)
-	b = append(b, `,"state":`...)
-	b = appendString(b, e.State)
-	b = append(b, `,"project":`...)
-	b = appendString(b, e.Project)
+	b = appendMember(b, `{"key":`, e.Key)
+	b = appendMember(b, `,"type":`, e.Type)
+	b = appendMember(b, `,"id":`, e.ID)
+	b = appendMember(b, `,"name":`, e.Name)
+	b = appendMember(b, `,"parent_key":`, e.ParentKey)
+	b = appendMember(b, `,"state":`, e.State)
+	b = appendMember(b, `,"project":`, e.Project)
 	b = append(b, `,"timestamp":"`...)
 	b = e.Timestamp.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","source":`...)
-	b = appendString(b, e.Source)
+	b = appendMember(b, `","source":`, e.Source)
 	b = append(b, `,"data":`...)
 	if e.Data == nil {
 		b = append(b, "null"...)
@@ -47,15 +39,19 @@ func appendEntity(b []byte, e *entity.Entity) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, `{"key":`...)
-			b = appendString(b, l.Key)
-			b = append(b, `,"relation":`...)
-			b = appendString(b, l.Relation)
+			b = appendMember(b, `{"key":`, l.Key)
+			b = appendMember(b, `,"relation":`, l.Relation)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
 	}
 	return append(b, '}')
+}
+
+// appendMember appends what comes before a member's value (its key and
+// the punctuation before it: prefix) and the value, a string.
+func appendMember(b []byte, prefix, v string) []byte {
+	return appendString(append(b, prefix...), v)
 }
 
 func appendValue(b []byte, v any) []byte {

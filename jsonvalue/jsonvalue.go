@@ -140,7 +140,7 @@ func (p *Parser) Members(fn func(key string) error) error {
 	if p.peek() != '{' {
 		return p.Fail("expected an object")
 	}
-	return p.members(fn)
+	return p.container('}', fn)
 }
 
 // Elements walks the array at the current position: fn is called for each
@@ -149,7 +149,7 @@ func (p *Parser) Elements(fn func() error) error {
 	if p.peek() != '[' {
 		return p.Fail("expected an array")
 	}
-	return p.elements(fn)
+	return p.container(']', func(string) error { return fn() })
 }
 
 func (p *Parser) enter() error {
@@ -168,45 +168,63 @@ func (p *Parser) literal(lit string) error {
 	return nil
 }
 
-// members parses an object whose '{' is at the current position.
-func (p *Parser) members(fn func(k string) error) error {
+// container parses the object or the array whose '{' or '[' is at the
+// current position (end is the '}' or ']' that closes it): fn is called
+// with each member's key, or with "" for each element, and must consume
+// the value. Objects and arrays differ only in the keys.
+func (p *Parser) container(end byte, fn func(k string) error) error {
 	if err := p.enter(); err != nil {
 		return err
 	}
 	defer func() { p.depth-- }()
-	p.i++ // {
-	if p.peek() == '}' {
+	p.i++ // { or [
+	if p.peek() == end {
 		p.i++
 		return nil
 	}
 	for {
-		if p.peek() != '"' {
-			return p.Fail("expected object key")
+		var k string
+		if end == '}' {
+			var err error
+			if k, err = p.key(); err != nil {
+				return err
+			}
 		}
-		k, err := p.str(true)
-		if err != nil {
-			return err
-		}
-		if p.peek() != ':' {
-			return p.Fail("expected ':'")
-		}
-		p.i++
 		if err := fn(k); err != nil {
 			return err
 		}
 		switch p.peek() {
 		case ',':
 			p.i++
-		case '}':
+		case end:
 			p.i++
 			return nil
 		default:
-			if p.i >= len(p.b) {
+			if p.i < len(p.b) {
+				return p.Fail("expected ',' or '" + string(end) + "'")
+			}
+			if end == '}' {
 				return p.Fail("unexpected end in object")
 			}
-			return p.Fail("expected ',' or '}'")
+			return p.Fail("unexpected end in array")
 		}
 	}
+}
+
+// key reads an object member's key and the ':' after it.
+func (p *Parser) key() (string, error) {
+	if p.peek() != '"' {
+		return "", p.Fail("expected object key")
+	}
+	k, err := p.str(true)
+	if err != nil {
+		return "", err
+	}
+	if p.peek() != ':' {
+		return "", p.Fail("expected ':'")
+	}
+	p.i++
+	return k, nil
 }
 
 func (p *Parser) object() (map[string]any, error) {
@@ -217,7 +235,7 @@ func (p *Parser) object() (map[string]any, error) {
 	} else {
 		m = map[string]any{}
 	}
-	err := p.members(func(k string) error {
+	err := p.container('}', func(k string) error {
 		v, err := p.Value()
 		m[k] = v
 		return err
@@ -231,39 +249,9 @@ func (p *Parser) object() (map[string]any, error) {
 	return m, nil
 }
 
-// elements parses an array whose '[' is at the current position.
-func (p *Parser) elements(fn func() error) error {
-	if err := p.enter(); err != nil {
-		return err
-	}
-	defer func() { p.depth-- }()
-	p.i++ // [
-	if p.peek() == ']' {
-		p.i++
-		return nil
-	}
-	for {
-		if err := fn(); err != nil {
-			return err
-		}
-		switch p.peek() {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
-			return nil
-		default:
-			if p.i >= len(p.b) {
-				return p.Fail("unexpected end in array")
-			}
-			return p.Fail("expected ',' or ']'")
-		}
-	}
-}
-
 func (p *Parser) array() ([]any, error) {
 	a := []any{}
-	err := p.elements(func() error {
+	err := p.container(']', func(string) error {
 		v, err := p.Value()
 		a = append(a, v)
 		return err

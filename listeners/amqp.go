@@ -26,11 +26,9 @@ func init() {
 // amqpConfig is the config entry of an amqp listener. oslo/README.md
 // documents every key.
 type amqpConfig struct {
-	Name       string   `yaml:"name"`
-	Type       string   `yaml:"type"`
-	URLs       []string `yaml:"urls"`
-	VHost      string   `yaml:"vhost"`
-	TLS        *amqpTLS `yaml:"tls"`
+	Name       string `yaml:"name"`
+	Type       string `yaml:"type"`
+	AMQPBroker `yaml:",inline"`
 	Exchanges  []string `yaml:"exchanges"`
 	Topics     []string `yaml:"topics"`
 	Priorities []string `yaml:"priorities"`
@@ -52,9 +50,6 @@ type amqpConfig struct {
 	Prefetch           int             `yaml:"prefetch"`
 	BatchSize          int             `yaml:"batch_size"`
 	BatchWait          config.Duration `yaml:"batch_wait"`
-	MinBackoff         config.Duration `yaml:"min_backoff"`
-	MaxBackoff         config.Duration `yaml:"max_backoff"`
-	Heartbeat          config.Duration `yaml:"heartbeat"`
 	NovaFormat         string          `yaml:"nova_format"`
 	DefaultZone        string          `yaml:"default_availability_zone"`
 	ServiceDownTime    config.Duration `yaml:"service_down_time"`
@@ -85,14 +80,12 @@ type amqpListener struct {
 
 func newAMQP(s Settings) (Listener, error) {
 	c := amqpConfig{
+		AMQPBroker: DefaultAMQPBroker(),
 		Exchanges:  []string{"nova", "neutron", "cinder", "heat", "openstack"},
 		Topics:     []string{"notifications", "versioned_notifications"},
 		Priorities: []string{"info"},
 		Prefetch:   1000,
 		BatchSize:  500,
-		MinBackoff: config.Duration(100 * time.Millisecond),
-		MaxBackoff: config.Duration(30 * time.Second),
-		Heartbeat:  config.Duration(10 * time.Second),
 		// A durable queue of our own survives a broker restart with its
 		// (persistent) messages; it expires a day after its sidecar went
 		// away, and is bounded meanwhile.

@@ -28,14 +28,7 @@ import (
 // queue found missing sets it, so that a session that created the queue but
 // failed before consuming leaves the gap to the next one.
 func (l *amqpListener) session(ctx context.Context, sink Sink, i int, gap *string) (bool, error) {
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName("synchronizer " + l.cfg.Name)
-	conn, err := amqp.DialConfig(l.urls[i], amqp.Config{
-		Vhost:           l.cfg.VHost,
-		TLSClientConfig: l.tls,
-		Heartbeat:       l.cfg.Heartbeat.D(),
-		Properties:      props,
-	})
+	conn, err := l.cfg.Dial(l.urls[i], l.tls, "synchronizer "+l.cfg.Name)
 	if err != nil {
 		return false, fmt.Errorf("amqp: connect %s: %w", l.hosts[i], err)
 	}

@@ -11,16 +11,17 @@ import (
 // table shared with the bus listener; data is the object whole (minus the
 // volatile fields of DefaultVolatile).
 
+// apiEntity is the entity of an API object that has the fields Nova,
+// Neutron and Cinder objects share (id, name, status); project is its
+// owner, whose field differs between services.
+func apiEntity(typ string, o map[string]any, project string) entity.Entity {
+	return entity.Entity{Type: typ, ID: str(o, "id"), Name: str(o, "name"), State: str(o, "status"), Project: project, Data: o}
+}
+
 func mapServer(o map[string]any) entity.Entity {
-	return entity.Entity{
-		Type:      TypeInstance,
-		ID:        str(o, "id"),
-		Name:      str(o, "name"),
-		State:     str(o, "status"),
-		Project:   str(o, "tenant_id"),
-		ParentKey: parent(TypeHost, str(o, "OS-EXT-SRV-ATTR:host")),
-		Data:      o,
-	}
+	e := apiEntity(TypeInstance, o, str(o, "tenant_id"))
+	e.ParentKey = parent(TypeHost, str(o, "OS-EXT-SRV-ATTR:host"))
+	return e
 }
 
 // mapHost maps a nova-compute service record; hvs are the hypervisors that
@@ -56,26 +57,12 @@ func mapZone(o map[string]any) entity.Entity {
 }
 
 func mapNetwork(o map[string]any) entity.Entity {
-	return entity.Entity{
-		Type:    TypeNetwork,
-		ID:      str(o, "id"),
-		Name:    str(o, "name"),
-		State:   str(o, "status"),
-		Project: first(str(o, "project_id"), str(o, "tenant_id")),
-		Data:    o,
-	}
+	return apiEntity(TypeNetwork, o, first(str(o, "project_id"), str(o, "tenant_id")))
 }
 
 func mapPort(o map[string]any) entity.Entity {
-	e := entity.Entity{
-		Type:      TypePort,
-		ID:        str(o, "id"),
-		Name:      str(o, "name"),
-		State:     str(o, "status"),
-		Project:   first(str(o, "project_id"), str(o, "tenant_id")),
-		ParentKey: parent(TypeNetwork, str(o, "network_id")),
-		Data:      o,
-	}
+	e := apiEntity(TypePort, o, first(str(o, "project_id"), str(o, "tenant_id")))
+	e.ParentKey = parent(TypeNetwork, str(o, "network_id"))
 	if dev := str(o, "device_id"); dev != "" && strings.HasPrefix(str(o, "device_owner"), "compute:") {
 		e.Links = []entity.Link{{Key: entity.MakeKey(TypeInstance, dev), Relation: "attached"}}
 	}
@@ -83,14 +70,7 @@ func mapPort(o map[string]any) entity.Entity {
 }
 
 func mapVolume(o map[string]any) entity.Entity {
-	e := entity.Entity{
-		Type:    TypeVolume,
-		ID:      str(o, "id"),
-		Name:    str(o, "name"),
-		State:   str(o, "status"),
-		Project: str(o, "os-vol-tenant-attr:tenant_id"),
-		Data:    o,
-	}
+	e := apiEntity(TypeVolume, o, str(o, "os-vol-tenant-attr:tenant_id"))
 	atts, _ := o["attachments"].([]any)
 	var servers []string
 	for _, a := range atts {

@@ -1,6 +1,7 @@
 package openstack
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -107,32 +108,20 @@ func (o Options) withDefaults() Options {
 	if len(o.Types) == 0 {
 		o.Types = slices.Clone(AllTypes)
 	}
-	if o.RequestTimeout == 0 {
-		o.RequestTimeout = config.Duration(DefaultRequestTimeout)
-	}
+	o.RequestTimeout = cmp.Or(o.RequestTimeout, config.Duration(DefaultRequestTimeout))
 	if o.Retries == nil {
 		r := DefaultRetries
 		o.Retries = &r
 	}
-	if o.RetryBackoff == 0 {
-		o.RetryBackoff = config.Duration(DefaultRetryBackoff)
-	}
-	if o.PageSize == 0 {
-		o.PageSize = DefaultPageSize
-	}
-	if o.NovaMicroversion == "" {
-		o.NovaMicroversion = DefaultNovaMicroversion
-	}
+	o.RetryBackoff = cmp.Or(o.RetryBackoff, config.Duration(DefaultRetryBackoff))
+	o.PageSize = cmp.Or(o.PageSize, DefaultPageSize)
+	o.NovaMicroversion = cmp.Or(o.NovaMicroversion, DefaultNovaMicroversion)
 	if o.Incremental == nil {
 		b := true
 		o.Incremental = &b
 	}
-	if o.FullEvery == 0 {
-		o.FullEvery = config.Duration(DefaultFullEvery)
-	}
-	if o.DeltaOverlap == 0 {
-		o.DeltaOverlap = config.Duration(DefaultDeltaOverlap)
-	}
+	o.FullEvery = cmp.Or(o.FullEvery, config.Duration(DefaultFullEvery))
+	o.DeltaOverlap = cmp.Or(o.DeltaOverlap, config.Duration(DefaultDeltaOverlap))
 	return o
 }
 

@@ -28,14 +28,12 @@ func init() {
 // streamConfig is the config entry of an amqp-stream publisher
 // (publishers/README.md documents every key).
 type streamConfig struct {
-	Name           string             `yaml:"name"`
-	Type           string             `yaml:"type"`
-	URLs           []string           `yaml:"urls"`
-	VHost          string             `yaml:"vhost"`
-	TLS            *listeners.AMQPTLS `yaml:"tls"`
-	Stream         string             `yaml:"stream"`
-	MaxAge         config.Duration    `yaml:"max_age"`
-	MaxLengthBytes int64              `yaml:"max_length_bytes"`
+	Name                 string `yaml:"name"`
+	Type                 string `yaml:"type"`
+	listeners.AMQPBroker `yaml:",inline"`
+	Stream               string          `yaml:"stream"`
+	MaxAge               config.Duration `yaml:"max_age"`
+	MaxLengthBytes       int64           `yaml:"max_length_bytes"`
 	// Window is the most messages awaiting the broker's confirm (at most
 	// maxWindow: a return channel of that size is kept per session).
 	Window int `yaml:"window"`
@@ -52,10 +50,7 @@ type streamConfig struct {
 	// complete).
 	SnapshotInterval config.Duration `yaml:"snapshot_interval"`
 	// SnapshotPart bounds one snapshot message (bytes of entity JSON).
-	SnapshotPart int             `yaml:"snapshot_part_bytes"`
-	MinBackoff   config.Duration `yaml:"min_backoff"`
-	MaxBackoff   config.Duration `yaml:"max_backoff"`
-	Heartbeat    config.Duration `yaml:"heartbeat"`
+	SnapshotPart int `yaml:"snapshot_part_bytes"`
 }
 
 // unsetInterval marks snapshot_interval as not configured.
@@ -103,15 +98,13 @@ const maxWindow = 100_000
 
 func newAMQPStream(s Settings) (Publisher, error) {
 	c := streamConfig{
+		AMQPBroker:     listeners.DefaultAMQPBroker(),
 		Stream:         "synchronizer.changes",
 		MaxAge:         config.Duration(7 * 24 * time.Hour),
 		MaxLengthBytes: 20 << 30,
 		Window:         5000,
 		Page:           1000,
 		MaxLag:         1_000_000,
-		MinBackoff:     config.Duration(100 * time.Millisecond),
-		MaxBackoff:     config.Duration(30 * time.Second),
-		Heartbeat:      config.Duration(10 * time.Second),
 
 		SnapshotInterval: unsetInterval,
 		SnapshotPart:     256 << 10,
@@ -315,6 +308,30 @@ func (p *amqpStream) Run(ctx context.Context) error {
 	return nil
 }
 
+// confirmLink is what a session hands published messages on to and waits
+// on while it publishes: the queue of the goroutine that awaits the
+// broker's confirms, the channel's close, and that goroutine's failure.
+type confirmLink struct {
+	queue   chan<- inflight
+	closed  <-chan *amqp.Error
+	confErr <-chan error
+}
+
+// enqueue hands a published message to the confirm goroutine, unless the
+// session ends first (ctx, a closed channel, a failed confirm).
+func (l confirmLink) enqueue(ctx context.Context, m inflight) error {
+	select {
+	case l.queue <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case e := <-l.closed:
+		return fmt.Errorf("channel closed: %v", e)
+	case err := <-l.confErr:
+		return err
+	}
+}
+
 type inflight struct {
 	seq int64
 	dc  *amqp.DeferredConfirmation
@@ -328,11 +345,7 @@ type inflight struct {
 
 func (p *amqpStream) dial(i int) (*amqp.Connection, error) {
 	host, _ := os.Hostname()
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName("synchronizer publisher " + p.cfg.Name + " on " + host)
-	conn, err := amqp.DialConfig(p.urls[i], amqp.Config{
-		Vhost: p.cfg.VHost, TLSClientConfig: p.tls, Heartbeat: p.cfg.Heartbeat.D(), Properties: props,
-	})
+	conn, err := p.cfg.Dial(p.urls[i], p.tls, "synchronizer publisher "+p.cfg.Name+" on "+host)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", p.hosts[i], err)
 	}
@@ -421,6 +434,7 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 		}
 	}()
 	defer func() { close(queue); <-confDone }()
+	link := confirmLink{queue: queue, closed: closed, confErr: confErr}
 	p.snapDue = p.snapshotDue(ctx, conn)
 	p.snapMu.Lock()
 	p.written = p.snap
@@ -446,7 +460,7 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 				(last > p.written.Seq || p.cfg.MaxAge > 0 && age >= p.cfg.MaxAge.D()/2)
 		}
 		if p.snapDue && sent >= pruned {
-			if err := p.writeSnapshot(ctx, ch, queue, closed, confErr, id, sent); err != nil {
+			if err := p.writeSnapshot(ctx, ch, link, id, sent); err != nil {
 				return err
 			}
 			p.snapDue = false
@@ -488,13 +502,8 @@ func (p *amqpStream) session(ctx context.Context, i int) error {
 			if err != nil {
 				return fmt.Errorf("publish seq %d: %w", seqs[k], err)
 			}
-			select {
-			case queue <- inflight{seq: seqs[k], dc: dc}:
-			case <-ctx.Done():
-				return nil
-			case e := <-closed:
-				return fmt.Errorf("channel closed: %v", e)
-			case err := <-confErr:
+			// A session that ctx ended returns ctx's error: Run ignores it.
+			if err := link.enqueue(ctx, inflight{seq: seqs[k], dc: dc}); err != nil {
 				return err
 			}
 			sent = seqs[k]

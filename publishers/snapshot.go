@@ -70,8 +70,7 @@ func (p *amqpStream) snapshotDue(ctx context.Context, conn *amqp.Connection) boo
 // writeSnapshot publishes a snapshot of every entity after the change sent
 // (the last one handed to the stream). It holds one read transaction of the
 // store while it publishes.
-func (p *amqpStream) writeSnapshot(ctx context.Context, ch *amqp.Channel, queue chan<- inflight,
-	closed <-chan *amqp.Error, confErr <-chan error, id string, sent int64) error {
+func (p *amqpStream) writeSnapshot(ctx context.Context, ch *amqp.Channel, link confirmLink, id string, sent int64) error {
 	t0 := time.Now()
 	p.gen++
 	gen := p.gen
@@ -80,16 +79,7 @@ func (p *amqpStream) writeSnapshot(ctx context.Context, ch *amqp.Channel, queue 
 		if err != nil {
 			return fmt.Errorf("publish snapshot %d: %w", gen, err)
 		}
-		select {
-		case queue <- inflight{seq: sent, dc: dc, done: done, snapshot: true}:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case e := <-closed:
-			return fmt.Errorf("channel closed: %v", e)
-		case err := <-confErr:
-			return err
-		}
+		return link.enqueue(ctx, inflight{seq: sent, dc: dc, done: done, snapshot: true})
 	}
 	headers := func(extra amqp.Table) amqp.Table {
 		h := amqp.Table{"seq": sent, "database_id": id, "generation": gen}

@@ -555,7 +555,7 @@ func (s *Server) parseQuery(coll string, r *http.Request) (listQuery, *apiError)
 			name string
 			to   *time.Time
 		}{{"updated_at", &lq.since}, {"created_at", &lq.createdSince}} {
-			if v := q.Get(f.name); v != "" && minorOf(volumeMicroversion(r)) >= 31 && !ignore {
+			if v := q.Get(f.name); v != "" && minor(volumeMicroversion(r), "3") >= 31 && !ignore {
 				op, ts, _ := strings.Cut(v, ":")
 				t, err := parseCinderTime(ts)
 				if op != "gte" || err != nil {

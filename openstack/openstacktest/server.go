@@ -446,12 +446,8 @@ func (s *Server) checkMicroversion(w http.ResponseWriter, r *http.Request, targe
 	s.mu.Lock()
 	max := s.opts.MaxMicroversion
 	s.mu.Unlock()
-	if v == "latest" {
-		v = max
-	}
-	if minor(v) < 1 || minor(v) > minor(max) {
-		msg := fmt.Sprintf("Version %s is not supported by the API. Minimum is 2.1 and maximum is %s.", v, max)
-		writeJSON(w, http.StatusNotAcceptable, map[string]any{"computeFault": map[string]any{"code": 406, "message": msg}})
+	v, ok := supported(w, v, max, "2", 1)
+	if !ok {
 		return false
 	}
 	s.mu.Lock()
@@ -478,20 +474,30 @@ func volumeMicroversion(r *http.Request) string {
 // checkVolumeMicroversion answers 406 as cinder does for a microversion
 // above its maximum.
 func (s *Server) checkVolumeMicroversion(w http.ResponseWriter, r *http.Request) bool {
-	v := volumeMicroversion(r)
 	s.mu.Lock()
 	max := s.opts.CinderMaxMicroversion
 	s.mu.Unlock()
-	if v == "latest" {
-		v = max
-	}
-	if !strings.HasPrefix(v, "3.") || minorOf(v) < 0 || minorOf(v) > minorOf(max) {
-		msg := fmt.Sprintf("Version %s is not supported by the API. Minimum is 3.0 and maximum is %s.", v, max)
-		writeJSON(w, http.StatusNotAcceptable, map[string]any{"computeFault": map[string]any{"code": 406, "message": msg}})
+	v, ok := supported(w, volumeMicroversion(r), max, "3", 0)
+	if !ok {
 		return false
 	}
 	w.Header().Set("OpenStack-API-Version", "volume "+v)
 	return true
+}
+
+// supported resolves the requested microversion v ("latest" is max) and
+// answers 406, as nova and cinder do, unless it is major.N with N from
+// minMinor through max's.
+func supported(w http.ResponseWriter, v, max, major string, minMinor int) (string, bool) {
+	if v == "latest" {
+		v = max
+	}
+	if n := minor(v, major); n < minMinor || n > minor(max, major) {
+		msg := fmt.Sprintf("Version %s is not supported by the API. Minimum is %s.%d and maximum is %s.", v, major, minMinor, max)
+		writeJSON(w, http.StatusNotAcceptable, map[string]any{"computeFault": map[string]any{"code": 406, "message": msg}})
+		return v, false
+	}
+	return v, true
 }
 
 // serveVolumeVersion is cinder's GET /v3/: the version document, a list of
@@ -511,27 +517,15 @@ func (s *Server) serveVolumeVersion(w http.ResponseWriter) {
 	}}})
 }
 
-// minorOf returns N of an "M.N" microversion, -1 when malformed.
-func minorOf(v string) int {
-	_, min, ok := strings.Cut(v, ".")
-	if !ok {
+// minor returns N of a "major.N" microversion, -1 when malformed or of
+// another major version.
+func minor(v, major string) int {
+	maj, min, ok := strings.Cut(v, ".")
+	if !ok || maj != major {
 		return -1
 	}
 	n, err := strconv.Atoi(min)
 	if err != nil || n < 0 {
-		return -1
-	}
-	return n
-}
-
-// minor returns the minor number of a "2.N" microversion, -1 when malformed.
-func minor(v string) int {
-	maj, min, ok := strings.Cut(v, ".")
-	if !ok || maj != "2" {
-		return -1
-	}
-	n, err := strconv.Atoi(min)
-	if err != nil {
 		return -1
 	}
 	return n
