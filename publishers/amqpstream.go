@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/listeners"
@@ -284,7 +285,7 @@ func (p *amqpStream) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { stopSave(); <-saved }()
-	backoff := p.cfg.MinBackoff.D()
+	retry := backoff.New(p.cfg.MinBackoff.D(), p.cfg.MaxBackoff.D())
 	for i := 0; ctx.Err() == nil; i = (i + 1) % len(p.urls) {
 		p.setState("connecting", p.hosts[i], nil)
 		t0 := time.Now()
@@ -293,16 +294,15 @@ func (p *amqpStream) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
+		// As the listener does: only a session that lasted resets the
+		// back-off (a broker that drops us at once is not "back").
 		if time.Since(t0) > 10*time.Second {
-			backoff = p.cfg.MinBackoff.D()
+			retry.Reset()
 		}
+		wait := retry.Next()
 		p.setState("disconnected", p.hosts[i], err)
-		p.log.Warn("stream publisher disconnected; retrying", "host", p.hosts[i], "err", err, "in", backoff, "lag", p.last.Load()-p.cursor.Load())
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, p.cfg.MaxBackoff.D())
+		p.log.Warn("stream publisher disconnected; retrying", "host", p.hosts[i], "err", err, "in", wait, "lag", p.last.Load()-p.cursor.Load())
+		backoff.Wait(ctx, wait)
 	}
 	p.setState("stopped", "", nil)
 	return nil
