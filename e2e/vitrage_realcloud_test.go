@@ -163,7 +163,7 @@ func startRealVitrage(t *testing.T, c *testcloud.Cloud, kind, socket string) *re
 	conf := filepath.Join(dir, "vitrage.conf")
 	var ds string
 	switch kind {
-	case "ours":
+	case "ours", "ours-poll":
 		ds = fmt.Sprintf(`[datasources]
 types = %s
 path = vitrage_synchronizer.datasources,vitrage.datasources
@@ -172,19 +172,12 @@ snapshots_interval = 600
 socket = %s
 state_dir = %s/state
 `, strings.Join(realTypes, ","), socket, dir)
-	case "ours-poll":
-		// Before the wait: get_changes every 10 s, returning at once.
-		ds = fmt.Sprintf(`[datasources]
-types = %s
-path = vitrage_synchronizer.datasources,vitrage.datasources
-snapshots_interval = 600
-[synchronizer]
-socket = %s
-state_dir = %s/state
-changes_wait = 0
-`, strings.Join(realTypes, ","), socket, dir)
-		for _, typ := range realTypes {
-			ds += "[" + typ + "]\nchanges_interval = 10\n"
+		if kind == "ours-poll" {
+			// Before the wait: get_changes every 10 s, returning at once.
+			ds += "changes_wait = 0\n"
+			for _, typ := range realTypes {
+				ds += "[" + typ + "]\nchanges_interval = 10\n"
+			}
 		}
 	case "stock":
 		topic := ""
