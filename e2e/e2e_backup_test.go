@@ -131,16 +131,12 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("backup: %v\n%s", err, out)
 	}
 	// Two changes the backup does not have; the consumer sees them.
-	edit := func(from, to string) {
-		b, _ := os.ReadFile(topo)
-		os.WriteFile(topo, []byte(strings.Replace(string(b), from, to, 1)), 0o644)
-	}
-	edit("state: SHUTOFF", "state: ACTIVE")
+	rewriteFile(t, topo, "state: SHUTOFF", "state: ACTIVE")
 	waitFor(t, "seq 12", 10*time.Second, func() bool {
 		out, _ := s.cli("changes", "--since", "11")
 		return strings.Contains(out, `"seq": 12`)
 	})
-	edit("state: available", "state: maintenance")
+	rewriteFile(t, topo, "state: available", "state: maintenance")
 	waitFor(t, "seq 13", 10*time.Second, func() bool {
 		out, _ := s.cli("changes", "--since", "12")
 		return strings.Contains(out, `"seq": 13`)

@@ -90,8 +90,7 @@ publishers:
 		}
 	}
 	// A commit after the readers started reaches them through the stream.
-	b, _ := os.ReadFile(topo)
-	os.WriteFile(topo, []byte(strings.Replace(string(b), "state: SHUTOFF", "state: ERROR", 1)), 0o644)
+	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
 	for _, lines := range []<-chan change{all, half} {
 		if c := next(lines); c.Seq != 12 || c.State != "ERROR" {
 			t.Fatalf("after the edit: %+v", c)

@@ -194,6 +194,23 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
+// rewriteFile replaces the first old in the file by new, atomically for
+// a collector that reads it; the file must hold old.
+func rewriteFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	text := string(readFile(t, path))
+	if !strings.Contains(text, old) {
+		t.Fatalf("%s has no %q", path, old)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Replace(text, old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestStaticEndToEnd(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -242,14 +259,7 @@ collectors:
 	if err := c.Call(context.Background(), "register", map[string]any{"types": []string{"nova.instance"}}, &reg); err != nil {
 		t.Fatal(err)
 	}
-	topo, _ := os.ReadFile(filepath.Join(dir, "topology.yaml"))
-	edited := strings.Replace(string(topo), "name: db-1\n      state: SHUTOFF", "name: db-1\n      state: ERROR", 1)
-	if edited == string(topo) {
-		t.Fatal("test did not edit the topology")
-	}
-	tmp := filepath.Join(dir, "topology.yaml.tmp")
-	os.WriteFile(tmp, []byte(edited), 0o644)
-	os.Rename(tmp, filepath.Join(dir, "topology.yaml"))
+	rewriteFile(t, filepath.Join(dir, "topology.yaml"), "name: db-1\n      state: SHUTOFF", "name: db-1\n      state: ERROR")
 	select {
 	case n := <-c.Notifications():
 		var p rpc.ChangeParams
@@ -364,8 +374,7 @@ func TestPythonClient(t *testing.T) {
 	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "registered") {
 		t.Fatalf("python register: %q", lines.Text())
 	}
-	topo, _ := os.ReadFile(filepath.Join(dir, "topology.yaml"))
-	os.WriteFile(filepath.Join(dir, "topology.yaml"), []byte(strings.Replace(string(topo), "state: DOWN", "state: ACTIVE", 1)), 0o644)
+	rewriteFile(t, filepath.Join(dir, "topology.yaml"), "state: DOWN", "state: ACTIVE")
 	if !lines.Scan() {
 		t.Fatalf("python: no change line: %v", lines.Err())
 	}
@@ -415,11 +424,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 			t.Fatalf("line %d: %+v", i, c)
 		}
 	}
-	edit := func(from, to string) {
-		b, _ := os.ReadFile(topo)
-		os.WriteFile(topo, []byte(strings.Replace(string(b), from, to, 1)), 0o644)
-	}
-	edit("state: SHUTOFF", "state: ERROR")
+	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
 	if c := next(); c.Seq != 12 || c.State != "ERROR" {
 		t.Fatalf("after edit: %+v", c)
 	}
@@ -427,7 +432,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	edit("state: ERROR", "state: ACTIVE")
+	rewriteFile(t, topo, "state: ERROR", "state: ACTIVE")
 	s.start()
 	if c := next(); c.Seq != 13 || c.State != "ACTIVE" {
 		t.Fatalf("after restart: %+v", c)

@@ -231,7 +231,7 @@ func (r *streamRegion) lastSeq(t *testing.T) int64 {
 func (r *streamRegion) edit(t *testing.T, old, new string) int64 {
 	t.Helper()
 	before := r.lastSeq(t)
-	liveRewrite(t, r.topo, old, new)
+	rewriteFile(t, r.topo, old, new)
 	var last int64
 	waitFor(t, "the edit in region "+r.name, 30*time.Second, func() bool {
 		last = r.lastSeq(t)

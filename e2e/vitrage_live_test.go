@@ -186,7 +186,7 @@ func TestVitrageLiveGraph(t *testing.T) {
 	if !cloud.SetServerStatus(liveServer, "ERROR") {
 		t.Fatalf("fake cloud: no server %s", liveServer)
 	}
-	liveRewrite(t, filepath.Join(dir, "topology.yaml"), "      state: ACTIVE\n", "      state: SUSPENDED\n")
+	rewriteFile(t, filepath.Join(dir, "topology.yaml"), "      state: ACTIVE\n", "      state: SUSPENDED\n")
 	waitLive(t, "the changed states in the live graph", 20*time.Second, func() bool {
 		if !get() {
 			return false
@@ -562,25 +562,6 @@ func (g liveGraph) edge(from, rel, to string) bool {
 		}
 	}
 	return false
-}
-
-// liveRewrite replaces the first old by new, atomically for the collector.
-func liveRewrite(t *testing.T, path, old, new string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(b, []byte(old)) {
-		t.Fatalf("%s has no %q", path, old)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func liveTail(path string) string {
