@@ -39,11 +39,8 @@ type statusReply struct {
 
 func (s *sidecar) status(t *testing.T) statusReply {
 	t.Helper()
-	out, err := s.cli("status")
 	var st statusReply
-	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
+	s.statusInto(t, &st)
 	return st
 }
 

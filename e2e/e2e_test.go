@@ -162,6 +162,19 @@ func (s *sidecar) cli(args ...string) (string, error) {
 	return string(out), err
 }
 
+// statusInto runs the status subcommand and decodes its JSON into v; it
+// fails t if either fails.
+func (s *sidecar) statusInto(t testing.TB, v any) {
+	t.Helper()
+	out, err := s.cli("status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("status output: %v\n%s", err, out)
+	}
+}
+
 // waitFor waits, at least eventually.Min, for what must happen eventually.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
@@ -288,15 +301,14 @@ collectors:
 	// The WAL is checkpointed in the background (the writer never does it),
 	// and status says so.
 	waitFor(t, "a background checkpoint in status", 10*time.Second, func() bool {
-		out, err := s.cli("status")
 		var st struct {
 			WAL struct {
 				Checkpoints int64  `json:"checkpoints"`
 				LastError   string `json:"last_error"`
 			} `json:"wal"`
 		}
-		if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.WAL.LastError != "" {
-			t.Fatalf("status: %v\n%s", err, out)
+		if s.statusInto(t, &st); st.WAL.LastError != "" {
+			t.Fatalf("status: WAL checkpoint failed: %s", st.WAL.LastError)
 		}
 		return st.WAL.Checkpoints > 0
 	})

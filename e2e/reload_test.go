@@ -30,13 +30,7 @@ func statusOf(t *testing.T, s *sidecar) (st struct {
 	Entities int `json:"entities"`
 }) {
 	t.Helper()
-	out, err := s.cli("status")
-	if err != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status output: %v\n%s", err, out)
-	}
+	s.statusInto(t, &st)
 	return st
 }
 
