@@ -236,16 +236,21 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func rssKB(t *testing.T, pid int) int {
+// procKB is a field in kB of the process's /proc status: VmRSS, VmHWM.
+func procKB(t *testing.T, pid int, field string) int {
+	t.Helper()
 	b := readFile(t, fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			n, _ := strconv.Atoi(strings.Fields(l)[1])
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			n, _ := strconv.Atoi(strings.Fields(line)[1])
 			return n
 		}
 	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
+
+func rssKB(t *testing.T, pid int) int { return procKB(t, pid, "VmRSS") }
 
 // TestSlowSubscriber registers a client that never reads while many changes
 // flow: the server's memory stays bounded, and the client, once it reads,

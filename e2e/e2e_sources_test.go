@@ -7,8 +7,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -371,13 +369,7 @@ collectors:
 	if e := s.getAll(t)["switch:shared"]; e.Source != "a" || e.State != "up" {
 		t.Fatalf("switch:shared: %+v", e)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `synchronizer_ownership_conflicts_total{collector="b"} 1`) {
+	if body := scrape(t, addr); !strings.Contains(body, `synchronizer_ownership_conflicts_total{collector="b"} 1`) {
 		t.Fatalf("metrics lack the conflict:\n%s", body)
 	}
 

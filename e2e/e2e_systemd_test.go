@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -178,17 +176,9 @@ func TestHealthEndpoints(t *testing.T) {
 		`  - {name: plugin, type: exec, command: ["sh", "-c", "test -e fail && exit 3; echo '{\"entities\": []}'"], interval: 300ms, max_backoff: 300ms}` + "\n"
 	s := startSidecar(t, dir, base+"listeners:\n  - {name: bus, type: amqp, urls: [\""+dead+"\"], queue: q-health-"+strconv.Itoa(os.Getpid())+"}\n")
 
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			// The endpoint opens after the socket, once the collectors
-			// have started.
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	// The endpoint opens after the socket, once the collectors have
+	// started.
+	get := func(path string) (int, string) { return httpGet("http://" + addr + path) }
 	waitFor(t, "the first polls", 10*time.Second, func() bool {
 		code, body := get("/readyz")
 		return code != 0 && !strings.Contains(body, "no successful poll yet")

@@ -8,7 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,6 +189,29 @@ type change struct {
 	Key    string `json:"key"`
 	State  string `json:"state"`
 	Source string `json:"source"`
+}
+
+// httpGet returns the status code and body of GET url: code 0 and the
+// error while nothing answers (an endpoint that opens late).
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// scrape returns the text of the metrics endpoint at addr; it fails t if
+// the endpoint does not answer 200.
+func scrape(t testing.TB, addr string) string {
+	t.Helper()
+	code, body := httpGet("http://" + addr + "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", code, body)
+	}
+	return body
 }
 
 // readFile returns the file's bytes, failing t if it cannot be read.

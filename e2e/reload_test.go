@@ -5,8 +5,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,18 +202,13 @@ func TestSIGHUPAndMetricsEndpoint(t *testing.T) {
 	if st := statusOf(t, s); st.Collectors[0].Polls != 1 {
 		t.Errorf("SIGHUP with an unchanged file restarted the collector: %+v", st.Collectors)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrape(t, addr)
 	for _, want := range []string{
 		"synchronizer_config_last_reload_successful 1\n",
 		`synchronizer_entities{source="topology",type="nova.instance"} 3` + "\n",
 		`synchronizer_polls_total{collector="topology",outcome="success"} 1` + "\n",
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
