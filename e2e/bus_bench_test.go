@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -136,39 +135,6 @@ func BenchmarkBusThroughput(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// busTap consumes a copy of everything published to exchange on a queue
-// of its own, to tell the broker's share of the latency from the
-// synchronizer's: it records when each message arrived, in order.
-func busTap(b *testing.B, exchange string) func() []time.Time {
-	ch := amqptest.Admin(b)
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err == nil {
-		err = ch.QueueBind(q.Name, "versioned_notifications.info", exchange, false, nil)
-	}
-	if err != nil {
-		b.Fatalf("tap queue: %v", err)
-	}
-	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		b.Fatalf("tap consume: %v", err)
-	}
-	var mu sync.Mutex
-	var at []time.Time
-	go func() {
-		for range deliveries {
-			now := time.Now()
-			mu.Lock()
-			at = append(at, now)
-			mu.Unlock()
-		}
-	}()
-	return func() []time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]time.Time(nil), at...)
-	}
-}
-
 // percentiles sorts lat and returns its p50, p99 and maximum in ms.
 func percentiles(lat []time.Duration) (p50, p99, max float64) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -182,7 +148,7 @@ func percentiles(lat []time.Duration) (p50, p99, max float64) {
 // listener (broker-*).
 func BenchmarkBusLatency(b *testing.B) {
 	setup, sub, pub, _, db := benchBus(b)
-	tap := busTap(b, setup.exchange)
+	tap := busTap(b, amqptest.Admin(b), setup.exchange)
 	create := amqptest.Fixture(b, "nova-versioned/instance-create-end.json")
 	sent := make([]time.Time, b.N)
 	b.ResetTimer()
@@ -210,7 +176,10 @@ func BenchmarkBusLatency(b *testing.B) {
 	for i, ch := range got {
 		lat[i] = ch.at.Sub(ch.Timestamp)
 	}
-	arrived := tap()
+	var arrived []time.Time
+	for _, m := range tap() {
+		arrived = append(arrived, m.at)
+	}
 	broker := make([]time.Duration, b.N)
 	for i := range broker {
 		broker[i] = arrived[i].Sub(sent[i])

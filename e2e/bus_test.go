@@ -123,6 +123,46 @@ type busChange struct {
 	at time.Time // when the subscriber read it
 }
 
+// tapped is a message busTap received, and when.
+type tapped struct {
+	body []byte
+	at   time.Time
+}
+
+// busTap consumes, on ch, a copy of what is published to exchange with
+// busKey, on a queue of its own: the messages as sent, and when each
+// arrived (to tell the broker's share of a latency from the
+// synchronizer's). It returns what has arrived so far, in order.
+func busTap(tb testing.TB, ch *amqp.Channel, exchange string) func() []tapped {
+	tb.Helper()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err == nil {
+		err = ch.QueueBind(q.Name, busKey, exchange, false, nil)
+	}
+	if err != nil {
+		tb.Fatalf("tap queue: %v", err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		tb.Fatalf("tap consume: %v", err)
+	}
+	var mu sync.Mutex
+	var got []tapped
+	go func() {
+		for m := range deliveries {
+			now := time.Now()
+			mu.Lock()
+			got = append(got, tapped{m.Body, now})
+			mu.Unlock()
+		}
+	}()
+	return func() []tapped {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]tapped(nil), got...)
+	}
+}
+
 // busSub is a subscriber registered over the socket; it records every
 // change and any resync.
 type busSub struct {
