@@ -21,9 +21,10 @@ type notifySocket struct {
 	msgs chan string
 }
 
-func newNotifySocket(t *testing.T) *notifySocket {
+// newNotifySocket listens on dir/notify until the test ends.
+func newNotifySocket(t *testing.T, dir string) *notifySocket {
 	t.Helper()
-	n := &notifySocket{t: t, path: filepath.Join(t.TempDir(), "notify"), msgs: make(chan string, 1000)}
+	n := &notifySocket{t: t, path: filepath.Join(dir, "notify"), msgs: make(chan string, 1000)}
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +74,7 @@ func (n *notifySocket) next(want string, timeout time.Duration) (string, []strin
 // RELOADING=1 with MONOTONIC_USEC then READY=1 around a config edit,
 // WATCHDOG=1 every half WATCHDOG_USEC, STOPPING=1 at SIGTERM.
 func TestSystemdNotify(t *testing.T) {
-	ns := newNotifySocket(t)
+	ns := newNotifySocket(t, t.TempDir())
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	// A plugin whose first listing takes a second: READY=1 must wait for it.
@@ -146,7 +147,7 @@ func TestSystemdNotify(t *testing.T) {
 // TestSystemdNoWatchdog: without WATCHDOG_USEC there is no ping, and a
 // config with no collector is ready at once.
 func TestSystemdNoWatchdog(t *testing.T) {
-	ns := newNotifySocket(t)
+	ns := newNotifySocket(t, t.TempDir())
 	t.Setenv("NOTIFY_SOCKET", ns.path)
 	t.Setenv("WATCHDOG_USEC", "")
 	s := startSidecar(t, "", "collectors: []\n")
