@@ -195,12 +195,8 @@ func BenchmarkBusLatency(b *testing.B) {
 	// The change log's "at" is when the engine began the apply: it splits
 	// the synchronizer's share into listener (queue, decode) and engine
 	// (commit, fan-out to the socket).
-	out, err := exec.Command("sqlite3", db, "SELECT key, at FROM changes ORDER BY seq").Output()
-	if err != nil {
-		b.Fatalf("sqlite3: %v", err)
-	}
 	var toEngine, toSub []time.Duration
-	for i, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for i, line := range strings.Split(sqlite(b, db, "SELECT key, at FROM changes ORDER BY seq"), "\n") {
 		key, at, _ := strings.Cut(line, "|")
 		ts, err := time.Parse(time.RFC3339Nano, at)
 		if err != nil || i >= len(got) || got[i].Key != key {

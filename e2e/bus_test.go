@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -315,9 +314,8 @@ func TestBusNovaInstanceLifecycle(t *testing.T) {
 			t.Errorf("change %d: name %q parent %q project %q", i, ch.Name, ch.ParentKey, ch.Project)
 		}
 	}
-	out, err := exec.Command("sqlite3", s.db, "SELECT count(*) FROM entities; SELECT group_concat(action) FROM (SELECT action FROM changes ORDER BY seq);").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "0\ncreate,update,delete" {
-		t.Fatalf("sqlite3: %v %q", err, out)
+	if got := sqlite(t, s.db, "SELECT count(*) FROM entities; SELECT group_concat(action) FROM (SELECT action FROM changes ORDER BY seq);"); got != "0\ncreate,update,delete" {
+		t.Fatalf("sqlite3: %q", got)
 	}
 }
 
@@ -459,10 +457,10 @@ func TestBusBurstReconnect(t *testing.T) {
 	if d["reconnects"].(float64) < 1 || d["redelivered"].(float64) < 1 && d["received"].(float64) <= 2*keys {
 		t.Fatalf("no reconnect, or neither a redelivery nor a duplicate: %v", d)
 	}
-	out, err := exec.Command("sqlite3", s.db, "SELECT count(*), sum(json_extract(entity, '$.state') = 'SHUTOFF') FROM entities WHERE type = 'nova.instance';"+
-		"SELECT count(*), count(DISTINCT key) FROM changes;").CombinedOutput()
-	if want := fmt.Sprintf("%d|%d\n%d|%d", keys, keys, 2*keys, keys); err != nil || strings.TrimSpace(string(out)) != want {
-		t.Fatalf("sqlite3: %v: %q, want %q", err, out, want)
+	stored := sqlite(t, s.db, "SELECT count(*), sum(json_extract(entity, '$.state') = 'SHUTOFF') FROM entities WHERE type = 'nova.instance';"+
+		"SELECT count(*), count(DISTINCT key) FROM changes;")
+	if want := fmt.Sprintf("%d|%d\n%d|%d", keys, keys, 2*keys, keys); stored != want {
+		t.Fatalf("sqlite3: %q, want %q", stored, want)
 	}
 }
 

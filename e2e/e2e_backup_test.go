@@ -27,15 +27,6 @@ t = str(time.time_ns())
 json.dump({"entities": [{"type": "switch", "id": "sw-%%d" %% i, "state": t} for i in range(%d)]}, sys.stdout)
 `
 
-func sqlite(t *testing.T, db, q string) string {
-	t.Helper()
-	out, err := exec.Command("sqlite3", "-readonly", db, q).CombinedOutput()
-	if err != nil {
-		t.Fatalf("sqlite3 %s: %v\n%s", db, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestBackupUnderLoad takes backups while an exec plugin rewrites 2000
 // entities every poll (one transaction per poll) until three of them ran
 // while the synchronizer committed. Each backup is 0600, passes

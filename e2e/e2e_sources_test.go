@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -250,9 +249,8 @@ collectors:
 	if total != n || done <= 0 || done >= n || lo != 1 || hi != int64(done) {
 		t.Fatalf("status last_error %q", lastErr)
 	}
-	out, err := exec.Command("sqlite3", s.db, "SELECT count(*) FROM baseline; SELECT max(seq) FROM changes;").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprintf("%d\n%d", done, done) {
-		t.Fatalf("database after the partial apply: %v %q, want %d rows", err, out, done)
+	if got := sqlite(t, s.db, "SELECT count(*) FROM baseline; SELECT max(seq) FROM changes;"); got != fmt.Sprintf("%d\n%d", done, done) {
+		t.Fatalf("database after the partial apply: %q, want %d rows", got, done)
 	}
 	t.Logf("partial apply: %s", lastErr)
 
@@ -264,9 +262,8 @@ collectors:
 	if c := st.Collectors[0]; c.LastError != "" && c.LastResult.Created != n-done {
 		t.Fatalf("status after the next poll: %+v", c)
 	}
-	out, err = exec.Command("sqlite3", s.db, "SELECT count(*) FROM baseline; SELECT max(seq), count(*) FROM changes; PRAGMA integrity_check;").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprintf("%d\n%d|%d\nok", n, n, n) {
-		t.Fatalf("database after the next poll: %v %q", err, out)
+	if got := sqlite(t, s.db, "SELECT count(*) FROM baseline; SELECT max(seq), count(*) FROM changes; PRAGMA integrity_check;"); got != fmt.Sprintf("%d\n%d|%d\nok", n, n, n) {
+		t.Fatalf("database after the next poll: %q", got)
 	}
 	log := s.stoppedLog(t)
 	if !strings.Contains(log, `msg="poll partially applied: the next poll completes it" collector=gen err="`+lastErr) ||

@@ -191,6 +191,18 @@ type change struct {
 	Source string `json:"source"`
 }
 
+// sqlite runs q with the sqlite3 shell on db, read-only (beside a running
+// synchronizer, or on a backup), and returns its output, trimmed; it fails
+// t if the shell fails.
+func sqlite(t testing.TB, db, q string) string {
+	t.Helper()
+	out, err := exec.Command("sqlite3", "-readonly", db, q).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3 %s: %v\n%s", db, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // httpGet returns the status code and body of GET url: code 0 and the
 // error while nothing answers (an endpoint that opens late).
 func httpGet(url string) (int, string) {
@@ -315,11 +327,7 @@ collectors:
 	}
 
 	// The sqlite3 shell reads the baseline while the sidecar runs.
-	sq, err := exec.Command("sqlite3", s.db, "SELECT count(*), count(DISTINCT source) FROM baseline; SELECT action FROM changes ORDER BY seq DESC LIMIT 1;").CombinedOutput()
-	if err != nil {
-		t.Fatalf("sqlite3: %v\n%s", err, sq)
-	}
-	if got := strings.TrimSpace(string(sq)); got != "11|1\nupdate" {
+	if got := sqlite(t, s.db, "SELECT count(*), count(DISTINCT source) FROM baseline; SELECT action FROM changes ORDER BY seq DESC LIMIT 1;"); got != "11|1\nupdate" {
 		t.Fatalf("sqlite3 read %q", got)
 	}
 
