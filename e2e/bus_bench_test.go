@@ -6,62 +6,16 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
-	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
-
-// startBusSidecar is startSidecar for benchmarks (whose helpers take a
-// *testing.T); it returns the socket path and the process id.
-func startBusSidecar(tb testing.TB, config string) (string, int) {
-	tb.Helper()
-	dir := tb.TempDir()
-	conf := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(conf, []byte("socket: s.sock\ndatabase: s.db\nsync: "+benchSync()+"\n"+config), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(binary, "serve", "--config", conf)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	tb.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-		logf.Close()
-	})
-	socket := filepath.Join(dir, "s.sock")
-	// The file appears at bind, before listen: wait for a connection.
-	busWait(tb, "the socket", 20*time.Second, func() bool {
-		c, err := net.Dial("unix", socket)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return socket, cmd.Process.Pid
-}
 
 // benchSync is the sidecar's sync setting for the bus benchmarks: full (the
 // default, an fsync per commit) unless BENCH_SYNC says normal.
@@ -87,18 +41,13 @@ func cpuTime(tb testing.TB, pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-// benchBus starts a sidecar with an amqp listener and a subscriber; it
-// returns the sidecar's pid and database too.
-func benchBus(b *testing.B) (busSetup, *busSub, *amqptest.Publisher, int, string) {
+// benchBus starts a sidecar (sync as benchSync says) with an amqp listener
+// and a subscriber.
+func benchBus(b *testing.B) (busSetup, *sidecar, *busSub, *amqptest.Publisher) {
 	setup := newBusSetup(b)
-	socket, pid := startBusSidecar(b, setup.listener(""))
-	c, err := rpc.Dial(context.Background(), socket)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	waitConnected(b, c)
-	return setup, subscribe(b, socket, "nova.instance"), amqptest.NewPublisher(b), pid, filepath.Join(filepath.Dir(socket), "s.db")
+	s := startSidecarSync(b, "", benchSync(), setup.listener(""))
+	waitConnected(b, s.client())
+	return setup, s, subscribe(b, s.socket, "nova.instance"), amqptest.NewPublisher(b)
 }
 
 // BenchmarkBusThroughput publishes b.N instance.create.end notifications
@@ -106,7 +55,8 @@ func benchBus(b *testing.B) (busSetup, *busSub, *amqptest.Publisher, int, string
 // notifications/s from the first publish to the last change read by the
 // subscriber.
 func BenchmarkBusThroughput(b *testing.B) {
-	setup, sub, pub, pid, _ := benchBus(b)
+	setup, s, sub, pub := benchBus(b)
+	pid := s.cmd.Process.Pid
 	create := amqptest.Fixture(b, "nova-versioned/instance-create-end.json")
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
@@ -126,7 +76,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 		b.Fatalf("not confirmed: %v", err)
 	}
 	published := time.Since(start)
-	busWait(b, "every change", 2*time.Minute, func() bool { return sub.count() >= b.N })
+	waitFor(b, "every change", 2*time.Minute, func() bool { return sub.count() >= b.N })
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "notifications/s")
@@ -147,7 +97,7 @@ func percentiles(lat []time.Duration) (p50, p99, max float64) {
 // publish-to-broker-consumer latency of a plain consumer bound beside the
 // listener (broker-*).
 func BenchmarkBusLatency(b *testing.B) {
-	setup, sub, pub, _, db := benchBus(b)
+	setup, s, sub, pub := benchBus(b)
 	tap := busTap(b, amqptest.Admin(b), setup.exchange)
 	create := amqptest.Fixture(b, "nova-versioned/instance-create-end.json")
 	sent := make([]time.Time, b.N)
@@ -168,7 +118,7 @@ func BenchmarkBusLatency(b *testing.B) {
 	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
 		b.Fatalf("not confirmed: %v", err)
 	}
-	busWait(b, "every change", time.Minute, func() bool { return sub.count() >= b.N && len(tap()) >= b.N })
+	waitFor(b, "every change", time.Minute, func() bool { return sub.count() >= b.N && len(tap()) >= b.N })
 	rate := float64(b.N) / time.Since(start).Seconds()
 	b.StopTimer()
 	got, _ := sub.got()
@@ -196,7 +146,7 @@ func BenchmarkBusLatency(b *testing.B) {
 	// the synchronizer's share into listener (queue, decode) and engine
 	// (commit, fan-out to the socket).
 	var toEngine, toSub []time.Duration
-	for i, line := range strings.Split(sqlite(b, db, "SELECT key, at FROM changes ORDER BY seq"), "\n") {
+	for i, line := range strings.Split(sqlite(b, s.db, "SELECT key, at FROM changes ORDER BY seq"), "\n") {
 		key, at, _ := strings.Cut(line, "|")
 		ts, err := time.Parse(time.RFC3339Nano, at)
 		if err != nil || i >= len(got) || got[i].Key != key {

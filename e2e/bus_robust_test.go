@@ -61,7 +61,7 @@ func TestBusTwoSidecarsEachGetAll(t *testing.T) {
 	c3 := s3.client()
 	waitConnected(t, c3)
 	for _, c := range []*rpc.Client{c3, clients[0]} {
-		busWait(t, "the other-consumers warning", 10*time.Second, func() bool {
+		waitFor(t, "the other-consumers warning", 10*time.Second, func() bool {
 			d := listenerDetails(t, c)
 			w, _ := d["warning"].(string)
 			return d["other_consumers"] == 1.0 && strings.Contains(w, "other consumer")
@@ -111,7 +111,7 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string, durable 
 	waitConnected(t, c)
 	// The first connect's catch-up poll is over before anything is
 	// published: the polls that count are those after the restart.
-	busWait(t, "the first-connect catch-up", 20*time.Second, func() bool {
+	waitFor(t, "the first-connect catch-up", 20*time.Second, func() bool {
 		l := listenerEntry(t, c)
 		return l["catch_up_polls"] == 1.0
 	})
@@ -156,7 +156,7 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string, durable 
 		want["nova.instance:"+id] = true
 	}
 	var missing int
-	busWait(t, "every server in the baseline", 60*time.Second, func() bool {
+	waitFor(t, "every server in the baseline", 60*time.Second, func() bool {
 		missing = 0
 		for _, k := range allKeys(t, c, "nova.instance") {
 			if want[k] {
@@ -169,7 +169,7 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string, durable 
 		}
 		return missing == 0
 	})
-	busWait(t, "the catch-up polls to finish", 20*time.Second, func() bool {
+	waitFor(t, "the catch-up polls to finish", 20*time.Second, func() bool {
 		l := listenerEntry(t, c)
 		return l["catch_up_polls"] == l["catch_ups"]
 	})

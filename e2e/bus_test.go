@@ -255,25 +255,13 @@ func tryListenerDetails(c *rpc.Client) (map[string]any, error) {
 func waitConnected(t testing.TB, c *rpc.Client) {
 	t.Helper()
 	var last error
-	busWait(t, "the listener to connect", 20*time.Second, func() bool {
+	waitFor(t, "the listener to connect", 20*time.Second, func() bool {
 		d, err := tryListenerDetails(c)
 		last = err
 		return err == nil && d["state"] == "connected"
 	})
 	if last != nil {
 		t.Fatal(last)
-	}
-}
-
-// busWait is waitFor for benchmarks too.
-func busWait(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 
 // sidecar is a running synchronizer process.
 type sidecar struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	config string
 	socket string
@@ -84,14 +84,21 @@ func freeAddr(t *testing.T) string {
 
 // startSidecar writes config (with socket and database in a temp dir
 // prepended) and starts `synchronizer serve` on it, waiting for the socket.
-func startSidecar(t *testing.T, dir, config string) *sidecar {
+func startSidecar(t testing.TB, dir, config string) *sidecar {
+	t.Helper()
+	return startSidecarSync(t, dir, "normal", config)
+}
+
+// startSidecarSync is startSidecar with another sync setting than the
+// tests' normal (the bus benchmarks').
+func startSidecarSync(t testing.TB, dir, sync, config string) *sidecar {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	s := &sidecar{t: t, dir: dir, config: filepath.Join(dir, "config.yaml"),
 		socket: filepath.Join(dir, "s.sock"), db: filepath.Join(dir, "s.db")}
-	full := "socket: s.sock\ndatabase: s.db\nsync: normal\n" + config
+	full := "socket: s.sock\ndatabase: s.db\nsync: " + sync + "\n" + config
 	if err := os.WriteFile(s.config, []byte(full), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +185,7 @@ func (s *sidecar) statusInto(t testing.TB, v any) {
 }
 
 // waitFor waits, at least eventually.Min, for what must happen eventually.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	eventually.True(t, what, timeout, cond)
 }

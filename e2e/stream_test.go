@@ -704,21 +704,9 @@ func BenchmarkStreamReplicaStart(b *testing.B) {
 	}
 	stream := amqptest.Name("bench-replica")
 	amqptest.DeleteQueueAfter(b, stream)
-	conf := "socket: s.sock\ndatabase: s.db\nsync: normal\ncollectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 1h}\n" +
-		"publishers:\n  - {name: remote, type: amqp-stream, urls: [\"" + amqptest.Broker + "\"], stream: " + stream + ", max_age: 1h}\n"
-	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(conf), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(binary, "serve", "--config", filepath.Join(dir, "config.yaml"))
-	log := &logBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		out, _ := exec.Command(binary, "status", "--socket", filepath.Join(dir, "s.sock")).Output()
+	s := startSidecar(b, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 1h}\n"+
+		"publishers:\n  - {name: remote, type: amqp-stream, urls: [\""+amqptest.Broker+"\"], stream: "+stream+", max_age: 1h}\n")
+	waitFor(b, fmt.Sprintf("a snapshot of %d entities in the stream", n), 2*time.Minute, func() bool {
 		var st struct {
 			Publishers map[string]struct {
 				Snapshot *struct {
@@ -727,16 +715,10 @@ func BenchmarkStreamReplicaStart(b *testing.B) {
 				Lag int64 `json:"lag"`
 			} `json:"publishers"`
 		}
-		if json.Unmarshal(out, &st) == nil {
-			if p := st.Publishers["remote"]; p.Snapshot != nil && p.Snapshot.Entities >= int64(n) && p.Lag == 0 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("no snapshot of %d entities in the stream after 2 min:\n%s", n, log.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		s.statusInto(b, &st)
+		p := st.Publishers["remote"]
+		return p.Snapshot != nil && p.Snapshot.Entities >= int64(n) && p.Lag == 0
+	})
 	pydir := pythonDir(b)
 	py := exec.Command("/usr/bin/python3", "-c", `
 import statistics, sys, time
@@ -759,7 +741,7 @@ def stream_run():
 s = statistics.median(sock_run() for _ in range(3))
 r = statistics.median(stream_run() for _ in range(3))
 print('%.3f %.3f' % (s, r))
-`, filepath.Join(dir, "s.sock"), amqptest.Broker, stream, fmt.Sprint(n))
+`, s.socket, amqptest.Broker, stream, fmt.Sprint(n))
 	py.Env = append(os.Environ(), "PYTHONPATH="+pydir)
 	b.ResetTimer()
 	out, err := py.CombinedOutput()
