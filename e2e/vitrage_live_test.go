@@ -94,7 +94,6 @@ func TestVitrageLiveGraph(t *testing.T) {
 	start := time.Now()
 	liveCheckDeps(t)
 	dir := t.TempDir()
-	pydir := pythonDir(t)
 
 	sc, cloud := startLiveSidecar(t, dir, "")
 
@@ -102,7 +101,7 @@ func TestVitrageLiveGraph(t *testing.T) {
 	liveValuesDir(t, filepath.Join(dir, "values"))
 	conf := filepath.Join(dir, "vitrage.conf")
 	writeLiveConf(t, dir, conf, vhost, sc.socket, liveFreePort(t))
-	env := append(append(os.Environ(), livePythonEnv(t, pydir)...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
+	env := liveEnv(t)
 	if out, err := liveCommand(env, 60*time.Second, "/usr/bin/vitrage-dbsync", "--config-file", conf,
 		"--log-file", filepath.Join(dir, "dbsync.log")); err != nil {
 		t.Fatalf("vitrage-dbsync: %v\n%s\n%s", err, out, liveTail(filepath.Join(dir, "dbsync.log")))
@@ -278,6 +277,14 @@ func liveValuesDir(t *testing.T, dest string) {
 			copyFile(t, filepath.Join(vitrageValues, "default.yaml"), p)
 		}
 	}
+}
+
+// liveEnv is the environment of the live tests' Vitrage processes: the
+// test's own, with vitrage_synchronizer where livePythonEnv finds it, no
+// bytecode written and no warnings.
+func liveEnv(t *testing.T) []string {
+	t.Helper()
+	return append(append(os.Environ(), livePythonEnv(t, pythonDir(t))...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
 }
 
 // liveFreePort is the port of freeAddr: nothing listens on it now;

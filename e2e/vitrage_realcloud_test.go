@@ -157,7 +157,6 @@ func startRealVitrage(t *testing.T, c *testcloud.Cloud, kind, socket string) *re
 	t.Helper()
 	dir := t.TempDir()
 	vhost := liveVhost(t)
-	pydir := pythonDir(t)
 	values := filepath.Join(dir, "values")
 	liveValuesDir(t, values)
 	conf := filepath.Join(dir, "vitrage.conf")
@@ -216,7 +215,7 @@ interface = public
 		writeLivePaste(t, dir)
 	}
 	write(0)
-	env := append(append(os.Environ(), livePythonEnv(t, pydir)...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
+	env := liveEnv(t)
 	if out, err := liveCommand(env, 60*time.Second, "/usr/bin/vitrage-dbsync", "--config-file", conf,
 		"--log-file", filepath.Join(dir, "dbsync.log")); err != nil {
 		t.Fatalf("vitrage-dbsync: %v\n%s\n%s", err, out, liveTail(filepath.Join(dir, "dbsync.log")))

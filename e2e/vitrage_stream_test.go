@@ -27,7 +27,6 @@ func TestVitrageLiveStream(t *testing.T) {
 	start := time.Now()
 	liveCheckDeps(t)
 	dir := t.TempDir()
-	pydir := pythonDir(t)
 	const retention = "changes_retention: {count: 5}\n"
 	sc, cloud := startLiveSidecar(t, dir, retention)
 	collectors := retention + liveCollectors
@@ -74,7 +73,7 @@ func TestVitrageLiveStream(t *testing.T) {
 	// Two Vitrage deployments, each with a RabbitMQ virtual host of its own
 	// (Vitrage's queue names are fixed): A reads the socket, B the stream
 	// (its socket option names a path that does not exist).
-	env := append(append(os.Environ(), livePythonEnv(t, pydir)...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
+	env := liveEnv(t)
 	type deployment struct {
 		name, dir string
 		graph     *liveProc
