@@ -17,19 +17,6 @@ import (
 	"time"
 )
 
-// run runs the binary and returns stdout, stderr and the exit code.
-func run(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
-}
-
 // TestVersion: the binary names its build on the command line and in status.
 func TestVersion(t *testing.T) {
 	t.Parallel()
