@@ -173,12 +173,11 @@ func TestRestore(t *testing.T) {
 	for _, since := range []int64{consumerSeq, 11, 0} {
 		var res struct{}
 		err := c.Call(context.Background(), "changes", map[string]any{"since": since}, &res)
-		var re *rpc.Error
-		if !errors.As(err, &re) || re.Code != rpc.CodeResyncNeeded {
+		if rpcCode(err) != rpc.CodeResyncNeeded {
 			t.Errorf("changes since %d after the restore: %v, want -32001", since, err)
 		}
 		err = c.Call(context.Background(), "register", map[string]any{"since": since}, &res)
-		if !errors.As(err, &re) || re.Code != rpc.CodeResyncNeeded {
+		if rpcCode(err) != rpc.CodeResyncNeeded {
 			t.Errorf("register since %d after the restore: %v, want -32001", since, err)
 		}
 	}

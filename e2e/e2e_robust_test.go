@@ -331,7 +331,7 @@ func TestRetention(t *testing.T) {
 		Seq     int64             `json:"seq"`
 	}
 	err := c.Call(context.Background(), "changes", map[string]any{"since": 1}, &res)
-	if re, ok := err.(*rpc.Error); !ok || re.Code != rpc.CodeResyncNeeded {
+	if rpcCode(err) != rpc.CodeResyncNeeded {
 		t.Fatalf("since 1 with a log of the last 5: %v", err)
 	}
 	if err := c.Call(context.Background(), "changes", map[string]any{"since": 6}, &res); err != nil || len(res.Changes) != 5 || res.Seq != 11 {

@@ -120,6 +120,7 @@ func TestDatabaseFileModes(t *testing.T) {
 	}
 }
 
+// rpcCode is the JSON-RPC error code of err, 0 if it is none.
 func rpcCode(err error) int64 {
 	var re *rpc.Error
 	if errors.As(err, &re) {
