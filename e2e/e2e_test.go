@@ -456,13 +456,47 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	s := topologySidecar(t, dir)
-	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
-	stdout, _ := w.StdoutPipe()
-	w.Stderr = os.Stderr
+	lines, _ := startWatch(t, "--socket", s.socket, "--since", "0")
+	for i := 1; i <= 11; i++ {
+		if c := nextChange(t, lines); c.Seq != int64(i) || c.Action != "create" {
+			t.Fatalf("line %d: %+v", i, c)
+		}
+	}
+	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
+	if c := nextChange(t, lines); c.Seq != 12 || c.State != "ERROR" {
+		t.Fatalf("after edit: %+v", c)
+	}
+	// Stop, change the file while it is down, start again.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	rewriteFile(t, topo, "state: ERROR", "state: ACTIVE")
+	s.start()
+	if c := nextChange(t, lines); c.Seq != 13 || c.State != "ACTIVE" {
+		t.Fatalf("after restart: %+v", c)
+	}
+	select {
+	case c := <-lines:
+		t.Fatalf("unexpected extra line %+v", c)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// startWatch runs the binary's watch with args until the test ends; it
+// returns the changes watch prints, in order, and what it writes to stderr.
+func startWatch(t *testing.T, args ...string) (<-chan change, *logBuffer) {
+	t.Helper()
+	w := exec.Command(binary, append([]string{"watch"}, args...)...)
+	stdout, err := w.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &logBuffer{}
+	w.Stderr = stderr
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer w.Process.Kill()
+	t.Cleanup(func() { w.Process.Kill(); w.Wait() })
 	lines := make(chan change, 100)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -475,39 +509,23 @@ func TestWatchSurvivesRestart(t *testing.T) {
 		}
 		close(lines)
 	}()
-	next := func() change {
-		t.Helper()
-		select {
-		case c := <-lines:
-			return c
-		case <-time.After(15 * time.Second):
-			t.Fatalf("watch printed nothing\n%s", s.log)
-		}
-		return change{}
-	}
-	for i := 1; i <= 11; i++ {
-		if c := next(); c.Seq != int64(i) || c.Action != "create" {
-			t.Fatalf("line %d: %+v", i, c)
-		}
-	}
-	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
-	if c := next(); c.Seq != 12 || c.State != "ERROR" {
-		t.Fatalf("after edit: %+v", c)
-	}
-	// Stop, change the file while it is down, start again.
-	if err := s.stop(); err != nil {
-		t.Fatal(err)
-	}
-	rewriteFile(t, topo, "state: ERROR", "state: ACTIVE")
-	s.start()
-	if c := next(); c.Seq != 13 || c.State != "ACTIVE" {
-		t.Fatalf("after restart: %+v", c)
-	}
+	return lines, stderr
+}
+
+// nextChange returns the next change watch printed on lines; it fails t if
+// none comes within 20 s.
+func nextChange(t *testing.T, lines <-chan change) change {
+	t.Helper()
 	select {
-	case c := <-lines:
-		t.Fatalf("unexpected extra line %+v", c)
-	case <-time.After(500 * time.Millisecond):
+	case c, ok := <-lines:
+		if !ok {
+			t.Fatal("watch ended")
+		}
+		return c
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch printed nothing within 20 s")
 	}
+	return change{}
 }
 
 // fakeCloud starts a fake cloud serving pages of pageSize items, stopped

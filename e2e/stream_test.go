@@ -63,54 +63,22 @@ publishers:
 	if p := st.Publishers["remote"]; p.Lag != 0 || !p.Connected || p.Stream != stream {
 		t.Errorf("status: %+v", p)
 	}
-	watch := func(args ...string) (<-chan change, *logBuffer) {
-		w := exec.Command(binary, append([]string{"watch", "--stream", amqptest.Broker, stream}, args...)...)
-		stdout, _ := w.StdoutPipe()
-		stderr := &logBuffer{}
-		w.Stderr = stderr
-		if err := w.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { w.Process.Kill(); w.Wait() })
-		lines := make(chan change, 100)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				var c change
-				if json.Unmarshal(sc.Bytes(), &c) == nil {
-					lines <- c
-				}
-			}
-			close(lines)
-		}()
-		return lines, stderr
-	}
-	next := func(lines <-chan change) change {
-		t.Helper()
-		select {
-		case c := <-lines:
-			return c
-		case <-time.After(20 * time.Second):
-			t.Fatalf("watch --stream printed nothing")
-		}
-		return change{}
-	}
-	all, stderr := watch()
-	half, _ := watch("--since", "5")
+	all, stderr := startWatch(t, "--stream", amqptest.Broker, stream)
+	half, _ := startWatch(t, "--stream", amqptest.Broker, stream, "--since", "5")
 	for i := int64(1); i <= 11; i++ {
-		if c := next(all); c.Seq != i || c.Action != "create" || c.Source != "topology" {
+		if c := nextChange(t, all); c.Seq != i || c.Action != "create" || c.Source != "topology" {
 			t.Fatalf("from first, line %d: %+v", i, c)
 		}
 	}
 	for i := int64(6); i <= 11; i++ {
-		if c := next(half); c.Seq != i {
+		if c := nextChange(t, half); c.Seq != i {
 			t.Fatalf("--since 5: got seq %d, want %d", c.Seq, i)
 		}
 	}
 	// A commit after the readers started reaches them through the stream.
 	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
 	for _, lines := range []<-chan change{all, half} {
-		if c := next(lines); c.Seq != 12 || c.State != "ERROR" {
+		if c := nextChange(t, lines); c.Seq != 12 || c.State != "ERROR" {
 			t.Fatalf("after the edit: %+v", c)
 		}
 	}
