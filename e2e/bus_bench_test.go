@@ -6,63 +6,16 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
-	"github.com/openstack-synchronizer/synchronizer/rpc"
 )
-
-// startBusSidecar is startSidecar for benchmarks (whose helpers take a
-// *testing.T); it returns the socket path and the process id.
-func startBusSidecar(tb testing.TB, config string) (string, int) {
-	tb.Helper()
-	dir := tb.TempDir()
-	conf := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(conf, []byte("socket: s.sock\ndatabase: s.db\nsync: "+benchSync()+"\n"+config), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(binary, "serve", "--config", conf)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	tb.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-		logf.Close()
-	})
-	socket := filepath.Join(dir, "s.sock")
-	// The file appears at bind, before listen: wait for a connection.
-	busWait(tb, "the socket", 20*time.Second, func() bool {
-		c, err := net.Dial("unix", socket)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return socket, cmd.Process.Pid
-}
 
 // benchSync is the sidecar's sync setting for the bus benchmarks: full (the
 // default, an fsync per commit) unless BENCH_SYNC says normal.
@@ -88,18 +41,13 @@ func cpuTime(tb testing.TB, pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-// benchBus starts a sidecar with an amqp listener and a subscriber; it
-// returns the sidecar's pid and database too.
-func benchBus(b *testing.B) (busSetup, *busSub, *amqptest.Publisher, int, string) {
+// benchBus starts a sidecar (sync as benchSync says) with an amqp listener
+// and a subscriber.
+func benchBus(b *testing.B) (busSetup, *sidecar, *busSub, *amqptest.Publisher) {
 	setup := newBusSetup(b)
-	socket, pid := startBusSidecar(b, setup.listener(""))
-	c, err := rpc.Dial(context.Background(), socket)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	waitConnected(b, c)
-	return setup, subscribe(b, socket, "nova.instance"), amqptest.NewPublisher(b), pid, filepath.Join(filepath.Dir(socket), "s.db")
+	s := startSidecarSync(b, "", benchSync(), setup.listener(""))
+	waitConnected(b, s.client())
+	return setup, s, subscribe(b, s.socket, "nova.instance"), amqptest.NewPublisher(b)
 }
 
 // BenchmarkBusThroughput publishes b.N instance.create.end notifications
@@ -107,7 +55,8 @@ func benchBus(b *testing.B) (busSetup, *busSub, *amqptest.Publisher, int, string
 // notifications/s from the first publish to the last change read by the
 // subscriber.
 func BenchmarkBusThroughput(b *testing.B) {
-	setup, sub, pub, pid, _ := benchBus(b)
+	setup, s, sub, pub := benchBus(b)
+	pid := s.cmd.Process.Pid
 	create := amqptest.Fixture(b, "nova-versioned/instance-create-end.json")
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
@@ -127,46 +76,13 @@ func BenchmarkBusThroughput(b *testing.B) {
 		b.Fatalf("not confirmed: %v", err)
 	}
 	published := time.Since(start)
-	busWait(b, "every change", 2*time.Minute, func() bool { return sub.count() >= b.N })
+	waitFor(b, "every change", 2*time.Minute, func() bool { return sub.count() >= b.N })
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "notifications/s")
 	b.ReportMetric(float64(b.N)/published.Seconds(), "published/s")
 	b.ReportMetric(float64((cpuTime(b, pid)-cpu0).Microseconds())/float64(b.N), "sidecar-cpu-µs/notification")
 	b.ReportMetric(0, "ns/op")
-}
-
-// busTap consumes a copy of everything published to exchange on a queue
-// of its own, to tell the broker's share of the latency from the
-// synchronizer's: it records when each message arrived, in order.
-func busTap(b *testing.B, exchange string) func() []time.Time {
-	ch := amqptest.Admin(b)
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err == nil {
-		err = ch.QueueBind(q.Name, "versioned_notifications.info", exchange, false, nil)
-	}
-	if err != nil {
-		b.Fatalf("tap queue: %v", err)
-	}
-	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		b.Fatalf("tap consume: %v", err)
-	}
-	var mu sync.Mutex
-	var at []time.Time
-	go func() {
-		for range deliveries {
-			now := time.Now()
-			mu.Lock()
-			at = append(at, now)
-			mu.Unlock()
-		}
-	}()
-	return func() []time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]time.Time(nil), at...)
-	}
 }
 
 // percentiles sorts lat and returns its p50, p99 and maximum in ms.
@@ -181,8 +97,8 @@ func percentiles(lat []time.Duration) (p50, p99, max float64) {
 // publish-to-broker-consumer latency of a plain consumer bound beside the
 // listener (broker-*).
 func BenchmarkBusLatency(b *testing.B) {
-	setup, sub, pub, _, db := benchBus(b)
-	tap := busTap(b, setup.exchange)
+	setup, s, sub, pub := benchBus(b)
+	tap := busTap(b, amqptest.Admin(b), setup.exchange)
 	create := amqptest.Fixture(b, "nova-versioned/instance-create-end.json")
 	sent := make([]time.Time, b.N)
 	b.ResetTimer()
@@ -202,7 +118,7 @@ func BenchmarkBusLatency(b *testing.B) {
 	if ok, err := last.WaitContext(context.Background()); !ok || err != nil {
 		b.Fatalf("not confirmed: %v", err)
 	}
-	busWait(b, "every change", time.Minute, func() bool { return sub.count() >= b.N && len(tap()) >= b.N })
+	waitFor(b, "every change", time.Minute, func() bool { return sub.count() >= b.N && len(tap()) >= b.N })
 	rate := float64(b.N) / time.Since(start).Seconds()
 	b.StopTimer()
 	got, _ := sub.got()
@@ -210,7 +126,10 @@ func BenchmarkBusLatency(b *testing.B) {
 	for i, ch := range got {
 		lat[i] = ch.at.Sub(ch.Timestamp)
 	}
-	arrived := tap()
+	var arrived []time.Time
+	for _, m := range tap() {
+		arrived = append(arrived, m.at)
+	}
 	broker := make([]time.Duration, b.N)
 	for i := range broker {
 		broker[i] = arrived[i].Sub(sent[i])
@@ -226,12 +145,8 @@ func BenchmarkBusLatency(b *testing.B) {
 	// The change log's "at" is when the engine began the apply: it splits
 	// the synchronizer's share into listener (queue, decode) and engine
 	// (commit, fan-out to the socket).
-	out, err := exec.Command("sqlite3", db, "SELECT key, at FROM changes ORDER BY seq").Output()
-	if err != nil {
-		b.Fatalf("sqlite3: %v", err)
-	}
 	var toEngine, toSub []time.Duration
-	for i, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for i, line := range strings.Split(sqlite(b, s.db, "SELECT key, at FROM changes ORDER BY seq"), "\n") {
 		key, at, _ := strings.Cut(line, "|")
 		ts, err := time.Parse(time.RFC3339Nano, at)
 		if err != nil || i >= len(got) || got[i].Key != key {
@@ -240,23 +155,26 @@ func BenchmarkBusLatency(b *testing.B) {
 		toEngine = append(toEngine, ts.Sub(got[i].Timestamp))
 		toSub = append(toSub, got[i].at.Sub(ts))
 	}
-	p50, p99, max := percentiles(lat)
-	bp50, bp99, bmax := percentiles(broker)
-	op50, op99, _ := percentiles(own)
-	ep50, ep99, _ := percentiles(toEngine)
-	sp50, sp99, _ := percentiles(toSub)
 	b.ReportMetric(rate, "notifications/s")
-	b.ReportMetric(p50, "p50-ms")
-	b.ReportMetric(p99, "p99-ms")
-	b.ReportMetric(max, "max-ms")
-	b.ReportMetric(bp50, "broker-p50-ms")
-	b.ReportMetric(bp99, "broker-p99-ms")
-	b.ReportMetric(bmax, "broker-max-ms")
-	b.ReportMetric(op50, "sync-p50-ms")
-	b.ReportMetric(op99, "sync-p99-ms")
-	b.ReportMetric(ep50, "to-apply-p50-ms")
-	b.ReportMetric(ep99, "to-apply-p99-ms")
-	b.ReportMetric(sp50, "apply-to-sub-p50-ms")
-	b.ReportMetric(sp99, "apply-to-sub-p99-ms")
+	// Each share's p50 and p99 in ms, named by the share; the maximum of
+	// the whole latency and of the broker's share too.
+	for _, share := range []struct {
+		prefix  string
+		lat     []time.Duration
+		withMax bool
+	}{
+		{"", lat, true},
+		{"broker-", broker, true},
+		{"sync-", own, false},
+		{"to-apply-", toEngine, false},
+		{"apply-to-sub-", toSub, false},
+	} {
+		p50, p99, max := percentiles(share.lat)
+		b.ReportMetric(p50, share.prefix+"p50-ms")
+		b.ReportMetric(p99, share.prefix+"p99-ms")
+		if share.withMax {
+			b.ReportMetric(max, share.prefix+"max-ms")
+		}
+	}
 	b.ReportMetric(0, "ns/op")
 }

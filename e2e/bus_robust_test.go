@@ -61,7 +61,7 @@ func TestBusTwoSidecarsEachGetAll(t *testing.T) {
 	c3 := s3.client()
 	waitConnected(t, c3)
 	for _, c := range []*rpc.Client{c3, clients[0]} {
-		busWait(t, "the other-consumers warning", 10*time.Second, func() bool {
+		waitFor(t, "the other-consumers warning", 10*time.Second, func() bool {
 			d := listenerDetails(t, c)
 			w, _ := d["warning"].(string)
 			return d["other_consumers"] == 1.0 && strings.Contains(w, "other consumer")
@@ -111,7 +111,7 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string, durable 
 	waitConnected(t, c)
 	// The first connect's catch-up poll is over before anything is
 	// published: the polls that count are those after the restart.
-	busWait(t, "the first-connect catch-up", 20*time.Second, func() bool {
+	waitFor(t, "the first-connect catch-up", 20*time.Second, func() bool {
 		l := listenerEntry(t, c)
 		return l["catch_up_polls"] == 1.0
 	})
@@ -156,7 +156,7 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string, durable 
 		want["nova.instance:"+id] = true
 	}
 	var missing int
-	busWait(t, "every server in the baseline", 60*time.Second, func() bool {
+	waitFor(t, "every server in the baseline", 60*time.Second, func() bool {
 		missing = 0
 		for _, k := range allKeys(t, c, "nova.instance") {
 			if want[k] {
@@ -169,7 +169,7 @@ func testBrokerRestart(t *testing.T, node *amqptest.Node, extra string, durable 
 		}
 		return missing == 0
 	})
-	busWait(t, "the catch-up polls to finish", 20*time.Second, func() bool {
+	waitFor(t, "the catch-up polls to finish", 20*time.Second, func() bool {
 		l := listenerEntry(t, c)
 		return l["catch_up_polls"] == l["catch_ups"]
 	})
@@ -301,14 +301,16 @@ func TestBusContextSecretsNotKept(t *testing.T) {
 			"context": map[string]any{"auth_token": busToken, "user_id": "u"}},
 	}
 	pub.PublishWait(b.exchange, busKey, amqptest.Envelope(t, legacy, time.Now()))
+	// Marshalling maps of strings and numbers cannot fail.
 	msgJSON, _ := json.Marshal(map[string]any{"event_type": 42, "_context_auth_token": busToken})
+	wrongType, _ := json.Marshal(map[string]string{"oslo.version": "2.0", "oslo.message": string(msgJSON)})
 	for _, body := range [][]byte{
 		// Cut off: not JSON.
 		[]byte(`{"oslo.version": "2.0", "oslo.message": "{\"_context_auth_token\": \"` + busToken + `\", \"event_type`),
 		// A JSON envelope whose inner message is not JSON.
 		[]byte(`{"oslo.version": "2.0", "oslo.message": "{\"_context_auth_token\": \"` + busToken + `\", oops}"}`),
 		// A field of the wrong type.
-		mustJSON(t, map[string]string{"oslo.version": "2.0", "oslo.message": string(msgJSON)}),
+		wrongType,
 		// A bad timestamp, with the token in the context.
 		amqptest.Envelope(t, map[string]any{"event_type": "instance.update", "timestamp": "not a time", "_context_auth_token": busToken, "payload": map[string]any{}}, time.Now()),
 	} {
@@ -350,13 +352,4 @@ func TestBusContextSecretsNotKept(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no database files to check")
 	}
-}
-
-func mustJSON(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

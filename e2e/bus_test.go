@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -123,6 +122,46 @@ type busChange struct {
 	at time.Time // when the subscriber read it
 }
 
+// tapped is a message busTap received, and when.
+type tapped struct {
+	body []byte
+	at   time.Time
+}
+
+// busTap consumes, on ch, a copy of what is published to exchange with
+// busKey, on a queue of its own: the messages as sent, and when each
+// arrived (to tell the broker's share of a latency from the
+// synchronizer's). It returns what has arrived so far, in order.
+func busTap(tb testing.TB, ch *amqp.Channel, exchange string) func() []tapped {
+	tb.Helper()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err == nil {
+		err = ch.QueueBind(q.Name, busKey, exchange, false, nil)
+	}
+	if err != nil {
+		tb.Fatalf("tap queue: %v", err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		tb.Fatalf("tap consume: %v", err)
+	}
+	var mu sync.Mutex
+	var got []tapped
+	go func() {
+		for m := range deliveries {
+			now := time.Now()
+			mu.Lock()
+			got = append(got, tapped{m.Body, now})
+			mu.Unlock()
+		}
+	}()
+	return func() []tapped {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]tapped(nil), got...)
+	}
+}
+
 // busSub is a subscriber registered over the socket; it records every
 // change and any resync.
 type busSub struct {
@@ -216,25 +255,13 @@ func tryListenerDetails(c *rpc.Client) (map[string]any, error) {
 func waitConnected(t testing.TB, c *rpc.Client) {
 	t.Helper()
 	var last error
-	busWait(t, "the listener to connect", 20*time.Second, func() bool {
+	waitFor(t, "the listener to connect", 20*time.Second, func() bool {
 		d, err := tryListenerDetails(c)
 		last = err
 		return err == nil && d["state"] == "connected"
 	})
 	if last != nil {
 		t.Fatal(last)
-	}
-}
-
-// busWait is waitFor for benchmarks too.
-func busWait(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -275,9 +302,8 @@ func TestBusNovaInstanceLifecycle(t *testing.T) {
 			t.Errorf("change %d: name %q parent %q project %q", i, ch.Name, ch.ParentKey, ch.Project)
 		}
 	}
-	out, err := exec.Command("sqlite3", s.db, "SELECT count(*) FROM entities; SELECT group_concat(action) FROM (SELECT action FROM changes ORDER BY seq);").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "0\ncreate,update,delete" {
-		t.Fatalf("sqlite3: %v %q", err, out)
+	if got := sqlite(t, s.db, "SELECT count(*) FROM entities; SELECT group_concat(action) FROM (SELECT action FROM changes ORDER BY seq);"); got != "0\ncreate,update,delete" {
+		t.Fatalf("sqlite3: %q", got)
 	}
 }
 
@@ -419,10 +445,10 @@ func TestBusBurstReconnect(t *testing.T) {
 	if d["reconnects"].(float64) < 1 || d["redelivered"].(float64) < 1 && d["received"].(float64) <= 2*keys {
 		t.Fatalf("no reconnect, or neither a redelivery nor a duplicate: %v", d)
 	}
-	out, err := exec.Command("sqlite3", s.db, "SELECT count(*), sum(json_extract(entity, '$.state') = 'SHUTOFF') FROM entities WHERE type = 'nova.instance';"+
-		"SELECT count(*), count(DISTINCT key) FROM changes;").CombinedOutput()
-	if want := fmt.Sprintf("%d|%d\n%d|%d", keys, keys, 2*keys, keys); err != nil || strings.TrimSpace(string(out)) != want {
-		t.Fatalf("sqlite3: %v: %q, want %q", err, out, want)
+	stored := sqlite(t, s.db, "SELECT count(*), sum(json_extract(entity, '$.state') = 'SHUTOFF') FROM entities WHERE type = 'nova.instance';"+
+		"SELECT count(*), count(DISTINCT key) FROM changes;")
+	if want := fmt.Sprintf("%d|%d\n%d|%d", keys, keys, 2*keys, keys); stored != want {
+		t.Fatalf("sqlite3: %q, want %q", stored, want)
 	}
 }
 

@@ -8,7 +8,6 @@ package e2e
 
 import (
 	"bufio"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -195,25 +194,8 @@ func runAsService(t *testing.T) {
 	}
 	defer os.RemoveAll(notifyDir)
 	os.Chmod(notifyDir, 0o755)
-	ns := &notifySocket{t: t, path: filepath.Join(notifyDir, "notify"), msgs: make(chan string, 100)}
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: ns.path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ns := newNotifySocket(t, notifyDir)
 	os.Chmod(ns.path, 0o666) // systemd's socket is writable by every service
-	ns.c = c
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				close(ns.msgs)
-				return
-			}
-			ns.msgs <- string(buf[:n])
-		}
-	}()
 
 	args := []string{"--reuid=synchronizer", "--regid=synchronizer", "--init-groups",
 		"--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",

@@ -7,8 +7,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,20 +144,11 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	if out, err := s.cli("collect", "topology"); err != nil || !strings.Contains(out, `"held"`) {
 		t.Fatalf("collect: %v\n%s", err, out)
 	}
-	scrape := func() string {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
 	// A reload, for the reload counter's first sample.
 	s.cmd.Process.Signal(syscall.SIGHUP)
 	var out string
 	waitFor(t, "held deletes and a reload on /metrics", 10*time.Second, func() bool {
-		out = scrape()
+		out = scrape(t, addr)
 		return strings.Contains(out, "\nsynchronizer_held_deletes{") && strings.Contains(out, "\nsynchronizer_config_reloads_total{")
 	})
 	served := map[string]bool{}

@@ -27,15 +27,6 @@ t = str(time.time_ns())
 json.dump({"entities": [{"type": "switch", "id": "sw-%%d" %% i, "state": t} for i in range(%d)]}, sys.stdout)
 `
 
-func sqlite(t *testing.T, db, q string) string {
-	t.Helper()
-	out, err := exec.Command("sqlite3", "-readonly", db, q).CombinedOutput()
-	if err != nil {
-		t.Fatalf("sqlite3 %s: %v\n%s", db, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestBackupUnderLoad takes backups while an exec plugin rewrites 2000
 // entities every poll (one transaction per poll) until three of them ran
 // while the synchronizer committed. Each backup is 0600, passes
@@ -131,16 +122,12 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("backup: %v\n%s", err, out)
 	}
 	// Two changes the backup does not have; the consumer sees them.
-	edit := func(from, to string) {
-		b, _ := os.ReadFile(topo)
-		os.WriteFile(topo, []byte(strings.Replace(string(b), from, to, 1)), 0o644)
-	}
-	edit("state: SHUTOFF", "state: ACTIVE")
+	rewriteFile(t, topo, "state: SHUTOFF", "state: ACTIVE")
 	waitFor(t, "seq 12", 10*time.Second, func() bool {
 		out, _ := s.cli("changes", "--since", "11")
 		return strings.Contains(out, `"seq": 12`)
 	})
-	edit("state: available", "state: maintenance")
+	rewriteFile(t, topo, "state: available", "state: maintenance")
 	waitFor(t, "seq 13", 10*time.Second, func() bool {
 		out, _ := s.cli("changes", "--since", "12")
 		return strings.Contains(out, `"seq": 13`)
@@ -186,12 +173,11 @@ func TestRestore(t *testing.T) {
 	for _, since := range []int64{consumerSeq, 11, 0} {
 		var res struct{}
 		err := c.Call(context.Background(), "changes", map[string]any{"since": since}, &res)
-		var re *rpc.Error
-		if !errors.As(err, &re) || re.Code != rpc.CodeResyncNeeded {
+		if rpcCode(err) != rpc.CodeResyncNeeded {
 			t.Errorf("changes since %d after the restore: %v, want -32001", since, err)
 		}
 		err = c.Call(context.Background(), "register", map[string]any{"since": since}, &res)
-		if !errors.As(err, &re) || re.Code != rpc.CodeResyncNeeded {
+		if rpcCode(err) != rpc.CodeResyncNeeded {
 			t.Errorf("register since %d after the restore: %v, want -32001", since, err)
 		}
 	}

@@ -1,9 +1,9 @@
 package e2e
 
-// The command line's conventions, through the real binary: help, exit
-// codes (0 ok, 1 runtime error, 2 usage), unknown types, table output, log
-// levels, filesystem errors, and check-config's checks of what the first
-// poll would fail on.
+// The command line's conventions, through the real binary: the version,
+// help, exit codes (0 ok, 1 runtime error, 2 usage), unknown types, table
+// output, log levels, filesystem errors, and check-config's checks of what
+// the first poll would fail on.
 
 import (
 	"bytes"
@@ -17,17 +17,34 @@ import (
 	"time"
 )
 
-// run runs the binary and returns stdout, stderr and the exit code.
-func run(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatal(err)
+// TestVersion: the binary names its build on the command line and in status.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		out, errOut, code := run(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit code %d\n%s%s", args, code, out, errOut)
+		}
+		if !strings.HasPrefix(out, "synchronizer "+testVersion+" ") {
+			t.Errorf("%v printed %q, want the stamped version %s", args, out, testVersion)
+		}
 	}
-	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	if _, _, code := run(t, "version", "extra"); code != 2 {
+		t.Errorf("version with an argument: exit code %d, want 2", code)
+	}
+
+	s := startSidecar(t, "", "collectors: []\n")
+	defer s.stop()
+	var st struct {
+		Version struct {
+			Version   string `json:"version"`
+			GoVersion string `json:"go_version"`
+		} `json:"version"`
+	}
+	s.statusInto(t, &st)
+	if st.Version.Version != testVersion || !strings.HasPrefix(st.Version.GoVersion, "go") {
+		t.Errorf("status version = %+v, want %s", st.Version, testVersion)
+	}
 }
 
 // TestCheckConfigCases: each file under testdata/checkconfig is a config

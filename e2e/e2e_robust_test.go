@@ -236,16 +236,21 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func rssKB(t *testing.T, pid int) int {
+// procKB is a field in kB of the process's /proc status: VmRSS, VmHWM.
+func procKB(t *testing.T, pid int, field string) int {
+	t.Helper()
 	b := readFile(t, fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			n, _ := strconv.Atoi(strings.Fields(l)[1])
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			n, _ := strconv.Atoi(strings.Fields(line)[1])
 			return n
 		}
 	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
+
+func rssKB(t *testing.T, pid int) int { return procKB(t, pid, "VmRSS") }
 
 // TestSlowSubscriber registers a client that never reads while many changes
 // flow: the server's memory stays bounded, and the client, once it reads,
@@ -326,7 +331,7 @@ func TestRetention(t *testing.T) {
 		Seq     int64             `json:"seq"`
 	}
 	err := c.Call(context.Background(), "changes", map[string]any{"since": 1}, &res)
-	if re, ok := err.(*rpc.Error); !ok || re.Code != rpc.CodeResyncNeeded {
+	if rpcCode(err) != rpc.CodeResyncNeeded {
 		t.Fatalf("since 1 with a log of the last 5: %v", err)
 	}
 	if err := c.Call(context.Background(), "changes", map[string]any{"since": 6}, &res); err != nil || len(res.Changes) != 5 || res.Seq != 11 {

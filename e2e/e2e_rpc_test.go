@@ -415,6 +415,21 @@ func TestRPCSubscriberMemory(t *testing.T) {
 	}
 }
 
+// dialBusy connects to socket, waiting while its backlog is full
+// (EAGAIN) for the server to accept.
+func dialBusy(t *testing.T, socket string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", socket)
+	for tries := 0; errors.Is(err, syscall.EAGAIN) && tries < 1000; tries++ {
+		time.Sleep(time.Millisecond)
+		c, err = net.Dial("unix", socket)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestRPCIdleConnectionsRSS: 10,000 idle connections are all served, and
 // what they cost is reported against the idle process.
 func TestRPCIdleConnectionsRSS(t *testing.T) {
@@ -433,15 +448,7 @@ func TestRPCIdleConnectionsRSS(t *testing.T) {
 		}
 	}()
 	for i := 0; i < conns; i++ {
-		c, err := net.Dial("unix", s.socket)
-		for tries := 0; errors.Is(err, syscall.EAGAIN) && tries < 1000; tries++ {
-			time.Sleep(time.Millisecond) // the backlog is full: let the server accept
-			c, err = net.Dial("unix", s.socket)
-		}
-		if err != nil {
-			t.Fatalf("connection %d: %v", i, err)
-		}
-		cs = append(cs, c)
+		cs = append(cs, dialBusy(t, s.socket))
 	}
 	waitFor(t, "all connections", 30*time.Second, func() bool { return rpcCounter(t, s, "connections") >= conns })
 	fresh := rssKB(t, pid)
@@ -478,14 +485,7 @@ func TestRPCRequestMemory(t *testing.T) {
 	cs := make([]net.Conn, conns)
 	var wg sync.WaitGroup
 	for i := range cs {
-		c, err := net.Dial("unix", s.socket)
-		for tries := 0; errors.Is(err, syscall.EAGAIN) && tries < 1000; tries++ {
-			time.Sleep(time.Millisecond)
-			c, err = net.Dial("unix", s.socket)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialBusy(t, s.socket)
 		defer c.Close()
 		cs[i] = c
 		c.SetWriteDeadline(time.Now().Add(60 * time.Second))

@@ -7,10 +7,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -39,11 +36,8 @@ type statusReply struct {
 
 func (s *sidecar) status(t *testing.T) statusReply {
 	t.Helper()
-	out, err := s.cli("status")
 	var st statusReply
-	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
+	s.statusInto(t, &st)
 	return st
 }
 
@@ -255,9 +249,8 @@ collectors:
 	if total != n || done <= 0 || done >= n || lo != 1 || hi != int64(done) {
 		t.Fatalf("status last_error %q", lastErr)
 	}
-	out, err := exec.Command("sqlite3", s.db, "SELECT count(*) FROM baseline; SELECT max(seq) FROM changes;").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprintf("%d\n%d", done, done) {
-		t.Fatalf("database after the partial apply: %v %q, want %d rows", err, out, done)
+	if got := sqlite(t, s.db, "SELECT count(*) FROM baseline; SELECT max(seq) FROM changes;"); got != fmt.Sprintf("%d\n%d", done, done) {
+		t.Fatalf("database after the partial apply: %q, want %d rows", got, done)
 	}
 	t.Logf("partial apply: %s", lastErr)
 
@@ -269,9 +262,8 @@ collectors:
 	if c := st.Collectors[0]; c.LastError != "" && c.LastResult.Created != n-done {
 		t.Fatalf("status after the next poll: %+v", c)
 	}
-	out, err = exec.Command("sqlite3", s.db, "SELECT count(*) FROM baseline; SELECT max(seq), count(*) FROM changes; PRAGMA integrity_check;").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprintf("%d\n%d|%d\nok", n, n, n) {
-		t.Fatalf("database after the next poll: %v %q", err, out)
+	if got := sqlite(t, s.db, "SELECT count(*) FROM baseline; SELECT max(seq), count(*) FROM changes; PRAGMA integrity_check;"); got != fmt.Sprintf("%d\n%d|%d\nok", n, n, n) {
+		t.Fatalf("database after the next poll: %q", got)
 	}
 	log := s.stoppedLog(t)
 	if !strings.Contains(log, `msg="poll partially applied: the next poll completes it" collector=gen err="`+lastErr) ||
@@ -374,13 +366,7 @@ collectors:
 	if e := s.getAll(t)["switch:shared"]; e.Source != "a" || e.State != "up" {
 		t.Fatalf("switch:shared: %+v", e)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `synchronizer_ownership_conflicts_total{collector="b"} 1`) {
+	if body := scrape(t, addr); !strings.Contains(body, `synchronizer_ownership_conflicts_total{collector="b"} 1`) {
 		t.Fatalf("metrics lack the conflict:\n%s", body)
 	}
 

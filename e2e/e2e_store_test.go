@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,6 +120,7 @@ func TestDatabaseFileModes(t *testing.T) {
 	}
 }
 
+// rpcCode is the JSON-RPC error code of err, 0 if it is none.
 func rpcCode(err error) int64 {
 	var re *rpc.Error
 	if errors.As(err, &re) {
@@ -504,17 +503,13 @@ func TestCorruptDatabase(t *testing.T) {
 		t.Fatalf("failing state without the way out: %q", st.Store.Message)
 	}
 	// The endpoint starts once the baseline is loaded, after the socket.
-	var metrics []byte
+	var metrics string
 	waitFor(t, "the metrics endpoint", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + metricsAddr + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		metrics, _ = io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusOK
+		var code int
+		code, metrics = httpGet("http://" + metricsAddr + "/metrics")
+		return code == 200
 	})
-	if !strings.Contains(string(metrics), "\nsynchronizer_store_failing 1\n") {
+	if !strings.Contains(metrics, "\nsynchronizer_store_failing 1\n") {
 		t.Errorf("metrics do not say the store is failing:\n%s", metrics)
 	}
 

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -23,9 +21,10 @@ type notifySocket struct {
 	msgs chan string
 }
 
-func newNotifySocket(t *testing.T) *notifySocket {
+// newNotifySocket listens on dir/notify until the test ends.
+func newNotifySocket(t *testing.T, dir string) *notifySocket {
 	t.Helper()
-	n := &notifySocket{t: t, path: filepath.Join(t.TempDir(), "notify"), msgs: make(chan string, 1000)}
+	n := &notifySocket{t: t, path: filepath.Join(dir, "notify"), msgs: make(chan string, 1000)}
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +74,7 @@ func (n *notifySocket) next(want string, timeout time.Duration) (string, []strin
 // RELOADING=1 with MONOTONIC_USEC then READY=1 around a config edit,
 // WATCHDOG=1 every half WATCHDOG_USEC, STOPPING=1 at SIGTERM.
 func TestSystemdNotify(t *testing.T) {
-	ns := newNotifySocket(t)
+	ns := newNotifySocket(t, t.TempDir())
 	dir := t.TempDir()
 	copyFile(t, "examples/topology.yaml", filepath.Join(dir, "topology.yaml"))
 	// A plugin whose first listing takes a second: READY=1 must wait for it.
@@ -148,7 +147,7 @@ func TestSystemdNotify(t *testing.T) {
 // TestSystemdNoWatchdog: without WATCHDOG_USEC there is no ping, and a
 // config with no collector is ready at once.
 func TestSystemdNoWatchdog(t *testing.T) {
-	ns := newNotifySocket(t)
+	ns := newNotifySocket(t, t.TempDir())
 	t.Setenv("NOTIFY_SOCKET", ns.path)
 	t.Setenv("WATCHDOG_USEC", "")
 	s := startSidecar(t, "", "collectors: []\n")
@@ -178,17 +177,9 @@ func TestHealthEndpoints(t *testing.T) {
 		`  - {name: plugin, type: exec, command: ["sh", "-c", "test -e fail && exit 3; echo '{\"entities\": []}'"], interval: 300ms, max_backoff: 300ms}` + "\n"
 	s := startSidecar(t, dir, base+"listeners:\n  - {name: bus, type: amqp, urls: [\""+dead+"\"], queue: q-health-"+strconv.Itoa(os.Getpid())+"}\n")
 
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			// The endpoint opens after the socket, once the collectors
-			// have started.
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	// The endpoint opens after the socket, once the collectors have
+	// started.
+	get := func(path string) (int, string) { return httpGet("http://" + addr + path) }
 	waitFor(t, "the first polls", 10*time.Second, func() bool {
 		code, body := get("/readyz")
 		return code != 0 && !strings.Contains(body, "no successful poll yet")

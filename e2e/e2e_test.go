@@ -5,10 +5,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +57,7 @@ func TestMain(m *testing.M) {
 
 // sidecar is a running synchronizer process.
 type sidecar struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	config string
 	socket string
@@ -82,14 +85,21 @@ func freeAddr(t *testing.T) string {
 
 // startSidecar writes config (with socket and database in a temp dir
 // prepended) and starts `synchronizer serve` on it, waiting for the socket.
-func startSidecar(t *testing.T, dir, config string) *sidecar {
+func startSidecar(t testing.TB, dir, config string) *sidecar {
+	t.Helper()
+	return startSidecarSync(t, dir, "normal", config)
+}
+
+// startSidecarSync is startSidecar with another sync setting than the
+// tests' normal (the bus benchmarks').
+func startSidecarSync(t testing.TB, dir, sync, config string) *sidecar {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	s := &sidecar{t: t, dir: dir, config: filepath.Join(dir, "config.yaml"),
 		socket: filepath.Join(dir, "s.sock"), db: filepath.Join(dir, "s.db")}
-	full := "socket: s.sock\ndatabase: s.db\nsync: normal\n" + config
+	full := "socket: s.sock\ndatabase: s.db\nsync: " + sync + "\n" + config
 	if err := os.WriteFile(s.config, []byte(full), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +165,19 @@ func (s *sidecar) client() *rpc.Client {
 	return c
 }
 
+// run runs the binary and returns stdout, stderr and the exit code.
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+}
+
 // cli runs a client subcommand of the real binary.
 func (s *sidecar) cli(args ...string) (string, error) {
 	args = append(args[:1:1], append([]string{"--socket", s.socket}, args[1:]...)...)
@@ -162,8 +185,21 @@ func (s *sidecar) cli(args ...string) (string, error) {
 	return string(out), err
 }
 
+// statusInto runs the status subcommand and decodes its JSON into v; it
+// fails t if either fails.
+func (s *sidecar) statusInto(t testing.TB, v any) {
+	t.Helper()
+	out, err := s.cli("status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("status output: %v\n%s", err, out)
+	}
+}
+
 // waitFor waits, at least eventually.Min, for what must happen eventually.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	eventually.True(t, what, timeout, cond)
 }
@@ -174,6 +210,41 @@ type change struct {
 	Key    string `json:"key"`
 	State  string `json:"state"`
 	Source string `json:"source"`
+}
+
+// sqlite runs q with the sqlite3 shell on db, read-only (beside a running
+// synchronizer, or on a backup), and returns its output, trimmed; it fails
+// t if the shell fails.
+func sqlite(t testing.TB, db, q string) string {
+	t.Helper()
+	out, err := exec.Command("sqlite3", "-readonly", db, q).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3 %s: %v\n%s", db, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// httpGet returns the status code and body of GET url: code 0 and the
+// error while nothing answers (an endpoint that opens late).
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// scrape returns the text of the metrics endpoint at addr; it fails t if
+// the endpoint does not answer 200.
+func scrape(t testing.TB, addr string) string {
+	t.Helper()
+	code, body := httpGet("http://" + addr + "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", code, body)
+	}
+	return body
 }
 
 // readFile returns the file's bytes, failing t if it cannot be read.
@@ -190,6 +261,23 @@ func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	b := readFile(t, from)
 	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rewriteFile replaces the first old in the file by new, atomically for
+// a collector that reads it; the file must hold old.
+func rewriteFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	text := string(readFile(t, path))
+	if !strings.Contains(text, old) {
+		t.Fatalf("%s has no %q", path, old)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Replace(text, old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -242,14 +330,7 @@ collectors:
 	if err := c.Call(context.Background(), "register", map[string]any{"types": []string{"nova.instance"}}, &reg); err != nil {
 		t.Fatal(err)
 	}
-	topo, _ := os.ReadFile(filepath.Join(dir, "topology.yaml"))
-	edited := strings.Replace(string(topo), "name: db-1\n      state: SHUTOFF", "name: db-1\n      state: ERROR", 1)
-	if edited == string(topo) {
-		t.Fatal("test did not edit the topology")
-	}
-	tmp := filepath.Join(dir, "topology.yaml.tmp")
-	os.WriteFile(tmp, []byte(edited), 0o644)
-	os.Rename(tmp, filepath.Join(dir, "topology.yaml"))
+	rewriteFile(t, filepath.Join(dir, "topology.yaml"), "name: db-1\n      state: SHUTOFF", "name: db-1\n      state: ERROR")
 	select {
 	case n := <-c.Notifications():
 		var p rpc.ChangeParams
@@ -267,26 +348,21 @@ collectors:
 	}
 
 	// The sqlite3 shell reads the baseline while the sidecar runs.
-	sq, err := exec.Command("sqlite3", s.db, "SELECT count(*), count(DISTINCT source) FROM baseline; SELECT action FROM changes ORDER BY seq DESC LIMIT 1;").CombinedOutput()
-	if err != nil {
-		t.Fatalf("sqlite3: %v\n%s", err, sq)
-	}
-	if got := strings.TrimSpace(string(sq)); got != "11|1\nupdate" {
+	if got := sqlite(t, s.db, "SELECT count(*), count(DISTINCT source) FROM baseline; SELECT action FROM changes ORDER BY seq DESC LIMIT 1;"); got != "11|1\nupdate" {
 		t.Fatalf("sqlite3 read %q", got)
 	}
 
 	// The WAL is checkpointed in the background (the writer never does it),
 	// and status says so.
 	waitFor(t, "a background checkpoint in status", 10*time.Second, func() bool {
-		out, err := s.cli("status")
 		var st struct {
 			WAL struct {
 				Checkpoints int64  `json:"checkpoints"`
 				LastError   string `json:"last_error"`
 			} `json:"wal"`
 		}
-		if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.WAL.LastError != "" {
-			t.Fatalf("status: %v\n%s", err, out)
+		if s.statusInto(t, &st); st.WAL.LastError != "" {
+			t.Fatalf("status: WAL checkpoint failed: %s", st.WAL.LastError)
 		}
 		return st.WAL.Checkpoints > 0
 	})
@@ -364,8 +440,7 @@ func TestPythonClient(t *testing.T) {
 	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "registered") {
 		t.Fatalf("python register: %q", lines.Text())
 	}
-	topo, _ := os.ReadFile(filepath.Join(dir, "topology.yaml"))
-	os.WriteFile(filepath.Join(dir, "topology.yaml"), []byte(strings.Replace(string(topo), "state: DOWN", "state: ACTIVE", 1)), 0o644)
+	rewriteFile(t, filepath.Join(dir, "topology.yaml"), "state: DOWN", "state: ACTIVE")
 	if !lines.Scan() {
 		t.Fatalf("python: no change line: %v", lines.Err())
 	}
@@ -381,13 +456,47 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	s := topologySidecar(t, dir)
-	w := exec.Command(binary, "watch", "--socket", s.socket, "--since", "0")
-	stdout, _ := w.StdoutPipe()
-	w.Stderr = os.Stderr
+	lines, _ := startWatch(t, "--socket", s.socket, "--since", "0")
+	for i := 1; i <= 11; i++ {
+		if c := nextChange(t, lines); c.Seq != int64(i) || c.Action != "create" {
+			t.Fatalf("line %d: %+v", i, c)
+		}
+	}
+	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
+	if c := nextChange(t, lines); c.Seq != 12 || c.State != "ERROR" {
+		t.Fatalf("after edit: %+v", c)
+	}
+	// Stop, change the file while it is down, start again.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	rewriteFile(t, topo, "state: ERROR", "state: ACTIVE")
+	s.start()
+	if c := nextChange(t, lines); c.Seq != 13 || c.State != "ACTIVE" {
+		t.Fatalf("after restart: %+v", c)
+	}
+	select {
+	case c := <-lines:
+		t.Fatalf("unexpected extra line %+v", c)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// startWatch runs the binary's watch with args until the test ends; it
+// returns the changes watch prints, in order, and what it writes to stderr.
+func startWatch(t *testing.T, args ...string) (<-chan change, *logBuffer) {
+	t.Helper()
+	w := exec.Command(binary, append([]string{"watch"}, args...)...)
+	stdout, err := w.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &logBuffer{}
+	w.Stderr = stderr
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer w.Process.Kill()
+	t.Cleanup(func() { w.Process.Kill(); w.Wait() })
 	lines := make(chan change, 100)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -400,43 +509,23 @@ func TestWatchSurvivesRestart(t *testing.T) {
 		}
 		close(lines)
 	}()
-	next := func() change {
-		t.Helper()
-		select {
-		case c := <-lines:
-			return c
-		case <-time.After(15 * time.Second):
-			t.Fatalf("watch printed nothing\n%s", s.log)
-		}
-		return change{}
-	}
-	for i := 1; i <= 11; i++ {
-		if c := next(); c.Seq != int64(i) || c.Action != "create" {
-			t.Fatalf("line %d: %+v", i, c)
-		}
-	}
-	edit := func(from, to string) {
-		b, _ := os.ReadFile(topo)
-		os.WriteFile(topo, []byte(strings.Replace(string(b), from, to, 1)), 0o644)
-	}
-	edit("state: SHUTOFF", "state: ERROR")
-	if c := next(); c.Seq != 12 || c.State != "ERROR" {
-		t.Fatalf("after edit: %+v", c)
-	}
-	// Stop, change the file while it is down, start again.
-	if err := s.stop(); err != nil {
-		t.Fatal(err)
-	}
-	edit("state: ERROR", "state: ACTIVE")
-	s.start()
-	if c := next(); c.Seq != 13 || c.State != "ACTIVE" {
-		t.Fatalf("after restart: %+v", c)
-	}
+	return lines, stderr
+}
+
+// nextChange returns the next change watch printed on lines; it fails t if
+// none comes within 20 s.
+func nextChange(t *testing.T, lines <-chan change) change {
+	t.Helper()
 	select {
-	case c := <-lines:
-		t.Fatalf("unexpected extra line %+v", c)
-	case <-time.After(500 * time.Millisecond):
+	case c, ok := <-lines:
+		if !ok {
+			t.Fatal("watch ended")
+		}
+		return c
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch printed nothing within 20 s")
 	}
+	return change{}
 }
 
 // fakeCloud starts a fake cloud serving pages of pageSize items, stopped

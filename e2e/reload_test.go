@@ -5,8 +5,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,13 +28,7 @@ func statusOf(t *testing.T, s *sidecar) (st struct {
 	Entities int `json:"entities"`
 }) {
 	t.Helper()
-	out, err := s.cli("status")
-	if err != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status output: %v\n%s", err, out)
-	}
+	s.statusInto(t, &st)
 	return st
 }
 
@@ -68,14 +60,11 @@ func TestBadEditStatusAndCheckConfig(t *testing.T) {
 				last = statusOf(t, s).Config.LastError
 				return strings.Contains(last, tc.line)
 			})
-			cmd := exec.Command(binary, "check-config", s.config)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if code := cmd.ProcessState.ExitCode(); err == nil || code == 0 {
+			_, stderr, code := run(t, "check-config", s.config)
+			if code == 0 {
 				t.Errorf("check-config exit %d on a bad file", code)
 			}
-			if got := strings.TrimSpace(stderr.String()); got != last {
+			if got := strings.TrimSpace(stderr); got != last {
 				t.Errorf("check-config and status differ\ncheck-config: %s\n      status: %s", got, last)
 			}
 			if !strings.HasPrefix(last, s.config+": ") {
@@ -89,9 +78,8 @@ func TestBadEditStatusAndCheckConfig(t *testing.T) {
 	// A good file again: the error goes.
 	os.WriteFile(s.config, []byte(head+good), 0o644)
 	waitFor(t, "error cleared", 10*time.Second, func() bool { return statusOf(t, s).Config.LastError == "" })
-	out, err := exec.Command(binary, "check-config", s.config).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), ": ok (1 collectors, 0 listeners)") {
-		t.Errorf("check-config on a good file: %v\n%s", err, out)
+	if stdout, stderr, code := run(t, "check-config", s.config); code != 0 || !strings.Contains(stdout, ": ok (1 collectors, 0 listeners)") {
+		t.Errorf("check-config on a good file: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
 
@@ -210,27 +198,19 @@ func TestSIGHUPAndMetricsEndpoint(t *testing.T) {
 	if st := statusOf(t, s); st.Collectors[0].Polls != 1 {
 		t.Errorf("SIGHUP with an unchanged file restarted the collector: %+v", st.Collectors)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrape(t, addr)
 	for _, want := range []string{
 		"synchronizer_config_last_reload_successful 1\n",
 		`synchronizer_entities{source="topology",type="nova.instance"} 3` + "\n",
 		`synchronizer_polls_total{collector="topology",outcome="success"} 1` + "\n",
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
 	stopWithin(t, s, 5*time.Second)
 
-	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("socket: b.sock\ndatabase: b.db\nmetrics: {listen: \":9464\"}\n"), 0o644)
-	out, err := exec.Command(binary, "serve", "--config", bad).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `line 3: metrics.listen: ":9464": must be a loopback address`) {
-		t.Errorf("serve with a non-loopback metrics address: %v\n%s", err, out)
+	if out := serveFails(t, t.TempDir(), "metrics: {listen: \":9464\"}\n"); !strings.Contains(out, `line 3: metrics.listen: ":9464": must be a loopback address`) {
+		t.Errorf("serve with a non-loopback metrics address:\n%s", out)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 )
 
 const (
@@ -41,15 +44,23 @@ const (
 var liveTypes = []string{"nova.zone", "nova.host", "nova.instance", "neutron.network",
 	"neutron.port", "cinder.volume", "heat.stack", "static"}
 
-func TestVitrageLiveGraph(t *testing.T) {
-	start := time.Now()
-	liveCheckDeps(t)
-	dir := t.TempDir()
-	pydir := pythonDir(t)
+// liveCollectors poll the fake cloud of clouds.yaml and python/tests'
+// topology, copied to topology.yaml, in the live tests' directory.
+const liveCollectors = `
+collectors:
+  - {name: cloud, type: openstack, cloud: fakecloud, clouds_file: clouds.yaml, interval: 200ms}
+  - {name: topology, type: static, path: topology.yaml, interval: 200ms}
+`
 
+// startLiveSidecar starts a synchronizer in dir with config and
+// liveCollectors over a fake cloud paging by 2, and waits until both
+// collectors have polled: Vitrage's first get_all, its init snapshot, is
+// then the whole topology. The synchronizer's log is shown if the test
+// fails.
+func startLiveSidecar(t *testing.T, dir, config string) (*sidecar, *openstacktest.Server) {
+	t.Helper()
 	cloud := fakeCloud(t, dir, 2)
-	topology := filepath.Join(dir, "topology.yaml")
-	copyFile(t, filepath.Join("python", "tests", "testdata", "topology.yaml"), topology)
+	copyFile(t, filepath.Join("python", "tests", "testdata", "topology.yaml"), filepath.Join(dir, "topology.yaml"))
 	// Registered before the sidecar's own cleanup, so it runs after the
 	// process has stopped writing its log.
 	var sc *sidecar
@@ -58,15 +69,9 @@ func TestVitrageLiveGraph(t *testing.T) {
 			t.Logf("synchronizer log:\n%s", liveLast(sc.log.String(), 3000))
 		}
 	})
-	sc = startSidecar(t, dir, `
-collectors:
-  - {name: cloud, type: openstack, cloud: fakecloud, clouds_file: clouds.yaml, interval: 200ms}
-  - {name: topology, type: static, path: topology.yaml, interval: 200ms}
-`)
-	// Both collectors have polled before Vitrage's first get_all, so its
-	// init snapshot is the whole topology.
+	sc = startSidecar(t, dir, config+liveCollectors)
 	c := sc.client()
-	waitFor(t, "the first polls", 20*time.Second, func() bool {
+	waitFor(t, "the first polls", 30*time.Second, func() bool {
 		var all struct {
 			Entities []struct {
 				Key string `json:"key"`
@@ -82,12 +87,21 @@ collectors:
 		return seen["nova.instance:"+liveServer] && seen["nova.instance:"+liveVM] &&
 			seen["heat.stack:"+liveStack] && seen["switch:tor-1"]
 	})
+	return sc, cloud
+}
+
+func TestVitrageLiveGraph(t *testing.T) {
+	start := time.Now()
+	liveCheckDeps(t)
+	dir := t.TempDir()
+
+	sc, cloud := startLiveSidecar(t, dir, "")
 
 	vhost := liveVhost(t)
 	liveValuesDir(t, filepath.Join(dir, "values"))
 	conf := filepath.Join(dir, "vitrage.conf")
 	writeLiveConf(t, dir, conf, vhost, sc.socket, liveFreePort(t))
-	env := append(append(os.Environ(), livePythonEnv(t, pydir)...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
+	env := liveEnv(t)
 	if out, err := liveCommand(env, 60*time.Second, "/usr/bin/vitrage-dbsync", "--config-file", conf,
 		"--log-file", filepath.Join(dir, "dbsync.log")); err != nil {
 		t.Fatalf("vitrage-dbsync: %v\n%s\n%s", err, out, liveTail(filepath.Join(dir, "dbsync.log")))
@@ -171,7 +185,7 @@ collectors:
 	if !cloud.SetServerStatus(liveServer, "ERROR") {
 		t.Fatalf("fake cloud: no server %s", liveServer)
 	}
-	liveRewrite(t, topology, "      state: ACTIVE\n", "      state: SUSPENDED\n")
+	rewriteFile(t, filepath.Join(dir, "topology.yaml"), "      state: ACTIVE\n", "      state: SUSPENDED\n")
 	waitLive(t, "the changed states in the live graph", 20*time.Second, func() bool {
 		if !get() {
 			return false
@@ -265,16 +279,18 @@ func liveValuesDir(t *testing.T, dest string) {
 	}
 }
 
-// liveFreePort is a port nothing listens on now; vitrage-api binds it a moment
-// later (it takes no port 0).
-func liveFreePort(t *testing.T) int {
+// liveEnv is the environment of the live tests' Vitrage processes: the
+// test's own, with vitrage_synchronizer where livePythonEnv finds it, no
+// bytecode written and no warnings.
+func liveEnv(t *testing.T) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return append(append(os.Environ(), livePythonEnv(t, pythonDir(t))...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
+}
+
+// liveFreePort is the port of freeAddr: nothing listens on it now;
+// vitrage-api binds it a moment later (it takes no port 0).
+func liveFreePort(t *testing.T) int {
+	return int(netip.MustParseAddrPort(freeAddr(t)).Port())
 }
 
 // liveDBs are the Vitrage databases made for the live tests, by their
@@ -454,15 +470,17 @@ func startLiveAPI(t *testing.T, env []string, dir, conf string, setPort func(int
 	}
 }
 
+// waitLive is waitFor for a condition that asks a Vitrage service: it is
+// asked five times a second at the most.
 func waitLive(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	waitFor(t, what, timeout, func() bool {
+		if cond() {
+			return true
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // liveGraph is vitrage-api's topology: networkx node-link JSON.
@@ -551,25 +569,6 @@ func (g liveGraph) edge(from, rel, to string) bool {
 		}
 	}
 	return false
-}
-
-// liveRewrite replaces the first old by new, atomically for the collector.
-func liveRewrite(t *testing.T, path, old, new string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(b, []byte(old)) {
-		t.Fatalf("%s has no %q", path, old)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func liveTail(path string) string {

@@ -157,13 +157,12 @@ func startRealVitrage(t *testing.T, c *testcloud.Cloud, kind, socket string) *re
 	t.Helper()
 	dir := t.TempDir()
 	vhost := liveVhost(t)
-	pydir := pythonDir(t)
 	values := filepath.Join(dir, "values")
 	liveValuesDir(t, values)
 	conf := filepath.Join(dir, "vitrage.conf")
 	var ds string
 	switch kind {
-	case "ours":
+	case "ours", "ours-poll":
 		ds = fmt.Sprintf(`[datasources]
 types = %s
 path = vitrage_synchronizer.datasources,vitrage.datasources
@@ -172,19 +171,12 @@ snapshots_interval = 600
 socket = %s
 state_dir = %s/state
 `, strings.Join(realTypes, ","), socket, dir)
-	case "ours-poll":
-		// Before the wait: get_changes every 10 s, returning at once.
-		ds = fmt.Sprintf(`[datasources]
-types = %s
-path = vitrage_synchronizer.datasources,vitrage.datasources
-snapshots_interval = 600
-[synchronizer]
-socket = %s
-state_dir = %s/state
-changes_wait = 0
-`, strings.Join(realTypes, ","), socket, dir)
-		for _, typ := range realTypes {
-			ds += "[" + typ + "]\nchanges_interval = 10\n"
+		if kind == "ours-poll" {
+			// Before the wait: get_changes every 10 s, returning at once.
+			ds += "changes_wait = 0\n"
+			for _, typ := range realTypes {
+				ds += "[" + typ + "]\nchanges_interval = 10\n"
+			}
 		}
 	case "stock":
 		topic := ""
@@ -223,7 +215,7 @@ interface = public
 		writeLivePaste(t, dir)
 	}
 	write(0)
-	env := append(append(os.Environ(), livePythonEnv(t, pydir)...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
+	env := liveEnv(t)
 	if out, err := liveCommand(env, 60*time.Second, "/usr/bin/vitrage-dbsync", "--config-file", conf,
 		"--log-file", filepath.Join(dir, "dbsync.log")); err != nil {
 		t.Fatalf("vitrage-dbsync: %v\n%s\n%s", err, out, liveTail(filepath.Join(dir, "dbsync.log")))

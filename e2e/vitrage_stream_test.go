@@ -10,7 +10,6 @@ package e2e
 // through the snapshot the publisher writes into the stream.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -28,40 +27,9 @@ func TestVitrageLiveStream(t *testing.T) {
 	start := time.Now()
 	liveCheckDeps(t)
 	dir := t.TempDir()
-	pydir := pythonDir(t)
-	cloud := fakeCloud(t, dir, 2)
-	copyFile(t, filepath.Join("python", "tests", "testdata", "topology.yaml"), filepath.Join(dir, "topology.yaml"))
-	var sc *sidecar
-	t.Cleanup(func() {
-		if t.Failed() && sc != nil {
-			t.Logf("synchronizer log:\n%s", liveLast(sc.log.String(), 3000))
-		}
-	})
-	collectors := `
-changes_retention: {count: 5}
-collectors:
-  - {name: cloud, type: openstack, cloud: fakecloud, clouds_file: clouds.yaml, interval: 200ms}
-  - {name: topology, type: static, path: topology.yaml, interval: 200ms}
-`
-	sc = startSidecar(t, dir, collectors)
-	c := sc.client()
-	var all struct {
-		Seq      int64 `json:"seq"`
-		Entities []struct {
-			Key string `json:"key"`
-		} `json:"entities"`
-	}
-	waitFor(t, "the first polls", 30*time.Second, func() bool {
-		if err := c.Call(context.Background(), "get_all", nil, &all); err != nil {
-			return false
-		}
-		seen := map[string]bool{}
-		for _, e := range all.Entities {
-			seen[e.Key] = true
-		}
-		return seen["nova.instance:"+liveServer] && seen["nova.instance:"+liveVM] &&
-			seen["heat.stack:"+liveStack] && seen["switch:tor-1"]
-	})
+	const retention = "changes_retention: {count: 5}\n"
+	sc, cloud := startLiveSidecar(t, dir, retention)
+	collectors := retention + liveCollectors
 	// The pruner runs at start: a restart keeps only the last 5 changes.
 	restart := func(config string) {
 		t.Helper()
@@ -105,7 +73,7 @@ collectors:
 	// Two Vitrage deployments, each with a RabbitMQ virtual host of its own
 	// (Vitrage's queue names are fixed): A reads the socket, B the stream
 	// (its socket option names a path that does not exist).
-	env := append(append(os.Environ(), livePythonEnv(t, pydir)...), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore")
+	env := liveEnv(t)
 	type deployment struct {
 		name, dir string
 		graph     *liveProc

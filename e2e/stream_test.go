@@ -1,5 +1,10 @@
 package e2e
 
+// The amqp-stream publisher and its readers on other hosts: `watch
+// --stream`; several regions, one consumer; replicas from a pruned log;
+// and how long a replica takes to start (BenchmarkStreamReplicaStart, not
+// run by make test).
+//
 // Several regions, one consumer: two sidecars (two databases) publish to two
 // streams, and vitrage_synchronizer.stream.Regions merges them. An entity is
 // (region, key): both sidecars list the same topology, so every key is in
@@ -16,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +31,90 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
+
+// TestStreamPublisherAndWatchStream runs the real binary with an
+// amqp-stream publisher and reads its stream with `watch --stream`, as a
+// consumer on another host would.
+func TestStreamPublisherAndWatchStream(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	topo := filepath.Join(dir, "topology.yaml")
+	copyFile(t, "examples/topology.yaml", topo)
+	stream := amqptest.Name("e2e-stream")
+	amqptest.DeleteQueueAfter(t, stream)
+	s := startSidecar(t, dir, `
+collectors:
+  - {name: topology, type: static, path: topology.yaml, interval: 100ms}
+publishers:
+  - {name: remote, type: amqp-stream, urls: ["`+amqptest.Broker+`"], stream: `+stream+`, max_age: 1h}
+`)
+	var st struct {
+		Publishers map[string]struct {
+			Cursor    int64 `json:"cursor"`
+			Lag       int64 `json:"lag"`
+			Connected bool  `json:"connected"`
+			Stream    string
+		} `json:"publishers"`
+	}
+	waitFor(t, "the publisher's cursor at 11", 20*time.Second, func() bool {
+		out, _ := s.cli("status", "-o", "json")
+		return json.Unmarshal([]byte(out), &st) == nil && st.Publishers["remote"].Cursor == 11
+	})
+	if p := st.Publishers["remote"]; p.Lag != 0 || !p.Connected || p.Stream != stream {
+		t.Errorf("status: %+v", p)
+	}
+	all, stderr := startWatch(t, "--stream", amqptest.Broker, stream)
+	half, _ := startWatch(t, "--stream", amqptest.Broker, stream, "--since", "5")
+	for i := int64(1); i <= 11; i++ {
+		if c := nextChange(t, all); c.Seq != i || c.Action != "create" || c.Source != "topology" {
+			t.Fatalf("from first, line %d: %+v", i, c)
+		}
+	}
+	for i := int64(6); i <= 11; i++ {
+		if c := nextChange(t, half); c.Seq != i {
+			t.Fatalf("--since 5: got seq %d, want %d", c.Seq, i)
+		}
+	}
+	// A commit after the readers started reaches them through the stream.
+	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
+	for _, lines := range []<-chan change{all, half} {
+		if c := nextChange(t, lines); c.Seq != 12 || c.State != "ERROR" {
+			t.Fatalf("after the edit: %+v", c)
+		}
+	}
+	if !strings.Contains(stderr.String(), "watch: stream "+stream+": database ") {
+		t.Errorf("stderr does not name the database: %q", stderr.String())
+	}
+	// The Python reader (Debian's python3 and python3-kombu) gets the same.
+	for _, tc := range []struct {
+		since    int
+		first, n int64
+	}{{-1, 1, 12}, {5, 6, 7}, {11, 12, 1}} {
+		py := exec.Command("/usr/bin/python3", "-c", `
+import sys, json
+from vitrage_synchronizer.stream import StreamReader
+for m in StreamReader(sys.argv[1], sys.argv[2], since=int(sys.argv[3]), idle_timeout=3):
+    c = m.change
+    assert c["seq"] == m.seq and m.database_id
+    print(json.dumps(c))
+`, amqptest.Broker, stream, strconv.Itoa(tc.since))
+		py.Env = append(os.Environ(), "PYTHONPATH=python")
+		out, err := py.Output()
+		if err != nil {
+			t.Fatalf("python reader since %d: %v\n%s", tc.since, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if int64(len(lines)) != tc.n {
+			t.Fatalf("python reader since %d: %d lines, want %d:\n%s", tc.since, len(lines), tc.n, out)
+		}
+		for i, l := range lines {
+			var c change
+			if err := json.Unmarshal([]byte(l), &c); err != nil || c.Seq != tc.first+int64(i) {
+				t.Fatalf("python reader since %d, line %d: %q", tc.since, i, l)
+			}
+		}
+	}
+}
 
 type regionEvent struct {
 	Event     string            `json:"event"`
@@ -231,7 +321,7 @@ func (r *streamRegion) lastSeq(t *testing.T) int64 {
 func (r *streamRegion) edit(t *testing.T, old, new string) int64 {
 	t.Helper()
 	before := r.lastSeq(t)
-	liveRewrite(t, r.topo, old, new)
+	rewriteFile(t, r.topo, old, new)
 	var last int64
 	waitFor(t, "the edit in region "+r.name, 30*time.Second, func() bool {
 		last = r.lastSeq(t)
@@ -557,4 +647,83 @@ print(a['seq'], ' '.join(sorted('%s=%s' % (e['id'], e['state']) for e in a['enti
 		t.Errorf("replica: %s", out)
 	}
 	t.Logf("%s", out)
+}
+
+// BenchmarkStreamReplicaStart: how long a consumer on another host takes to
+// hold the whole state from the stream (vitrage_synchronizer.stream.Replica:
+// connect, find the newest snapshot, read it, then get_all from memory),
+// against get_all through the sidecar's socket (the Python client), for the
+// same SYNC_BENCH_N instances (default 10,000), medians of 3, same run.
+func BenchmarkStreamReplicaStart(b *testing.B) {
+	n := 10000
+	if v, err := fmt.Sscan(os.Getenv("SYNC_BENCH_N"), &n); v != 1 || err != nil {
+		n = 10000
+	}
+	dir := b.TempDir()
+	var topo strings.Builder
+	topo.WriteString("metadata: {name: bench}\ndefinitions:\n  entities:\n")
+	topo.WriteString("    - {static_id: h, type: nova.host, id: compute-1, name: compute-1, state: available}\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&topo, "    - {static_id: vm%d, type: nova.instance, id: %08d-1111-4000-8000-000000000000, name: vm-%d, state: ACTIVE, project: p, flavor: m1.small, image: cirros}\n", i, i, i)
+	}
+	topo.WriteString("  relationships:\n")
+	if err := os.WriteFile(filepath.Join(dir, "topology.yaml"), []byte(topo.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	stream := amqptest.Name("bench-replica")
+	amqptest.DeleteQueueAfter(b, stream)
+	s := startSidecar(b, dir, "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 1h}\n"+
+		"publishers:\n  - {name: remote, type: amqp-stream, urls: [\""+amqptest.Broker+"\"], stream: "+stream+", max_age: 1h}\n")
+	waitFor(b, fmt.Sprintf("a snapshot of %d entities in the stream", n), 2*time.Minute, func() bool {
+		var st struct {
+			Publishers map[string]struct {
+				Snapshot *struct {
+					Entities int64 `json:"entities"`
+				} `json:"snapshot"`
+				Lag int64 `json:"lag"`
+			} `json:"publishers"`
+		}
+		s.statusInto(b, &st)
+		p := st.Publishers["remote"]
+		return p.Snapshot != nil && p.Snapshot.Entities >= int64(n) && p.Lag == 0
+	})
+	pydir := pythonDir(b)
+	py := exec.Command("/usr/bin/python3", "-c", `
+import statistics, sys, time
+from vitrage_synchronizer.client import Client
+from vitrage_synchronizer.stream import Replica
+sock, url, stream, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def sock_run():
+    t0 = time.monotonic()
+    got = len(Client(sock).get_all()['entities'])
+    assert got == n + 1, got
+    return time.monotonic() - t0
+def stream_run():
+    t0 = time.monotonic()
+    r = Replica(url, stream).start()
+    assert r.wait_ready(120)
+    got = len(r.get_all()['entities'])
+    r.stop()
+    assert got == n + 1, got
+    return time.monotonic() - t0
+s = statistics.median(sock_run() for _ in range(3))
+r = statistics.median(stream_run() for _ in range(3))
+print('%.3f %.3f' % (s, r))
+`, s.socket, amqptest.Broker, stream, fmt.Sprint(n))
+	py.Env = append(os.Environ(), "PYTHONPATH="+pydir)
+	b.ResetTimer()
+	out, err := py.CombinedOutput()
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("python: %v\n%s", err, out)
+	}
+	var sock, rep float64
+	if _, err := fmt.Sscan(string(out), &sock, &rep); err != nil {
+		b.Fatalf("python printed %q", out)
+	}
+	b.ReportMetric(rep, "stream-start-s")
+	b.ReportMetric(sock, "socket-get_all-s")
+	b.ReportMetric(rep/sock, "ratio")
+	fmt.Printf("state of %d entities: from the stream (Replica: find the newest snapshot, read it, get_all) %.2f s; get_all through the socket %.2f s; ratio %.2f\n",
+		n, rep, sock, rep/sock)
 }
