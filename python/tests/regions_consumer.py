@@ -1,4 +1,4 @@
-"""A consumer of several regions' streams, for e2e/stream_regions_test.go.
+"""A consumer of several regions' streams, for e2e/stream_test.go.
 
     regions_consumer.py STATE REGION=URL,STREAM ...
 
