@@ -38,6 +38,7 @@ import urllib.request
 PY = "/usr/bin/python3"
 STATE = os.environ.get("SYNC_TESTCLOUD_DIR", "/var/lib/synchronizer-testcloud")
 CACHE = os.environ.get("SYNC_TESTCLOUD_CACHE", "/var/cache/synchronizer-testcloud")
+CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
 PKGROOT = os.path.join(CACHE, "root")  # the server packages' files, from deps.d/openstack.sh
 HOST = "127.0.0.1"
 # A second cloud on the same machine (another checkout testing another
@@ -71,7 +72,7 @@ PLACEMENT_URL = "http://%s:%d" % (HOST, PORTS["placement"])
 CINDER_URL = "http://%s:%d/v3" % (HOST, PORTS["cinder-api"])
 HEAT_URL = "http://%s:%d/v1" % (HOST, PORTS["heat-api"])
 DATABASES = ["keystone", "placement", "glance", "neutron", "nova_api", "nova",
-             "nova_cell0", "cinder", "heat"]
+          "nova_cell0", "cinder", "heat"]
 # Written to STATE/setup-done once the databases, users and catalog exist;
 # `reset` removes it. A change of the config files alone only restarts the
 # services.
@@ -112,50 +113,26 @@ def dburl(db):
         DB_USER, DB_PASS, HOST, DB_PREFIX, db)
 
 
+def template(name, **values):
+    """The text of conf/name, its {fields} filled in: each config file's
+    own lines stand as a file there, and this script puts them together."""
+    with open(os.path.join(CONF, name)) as f:
+        text = f.read()
+    return text.format(**values) if values else text
+
+
 def authtoken(user):
-    return """[keystone_authtoken]
-www_authenticate_uri = {ks}
-auth_url = {ks}
-auth_type = password
-project_domain_name = Default
-user_domain_name = Default
-project_name = service
-username = {user}
-password = {pw}
-region_name = {region}
-""".format(ks=KEYSTONE, user=user, pw=SERVICE_PASS, region=REGION)
+    return template("authtoken.conf", ks=KEYSTONE, user=user, pw=SERVICE_PASS, region=REGION)
 
 
 def service_auth(section, user="nova"):
-    return """[{s}]
-auth_type = password
-auth_url = {ks}
-project_domain_name = Default
-user_domain_name = Default
-project_name = service
-username = {user}
-password = {pw}
-region_name = {region}
-""".format(s=section, ks=KEYSTONE, user=user, pw=SERVICE_PASS, region=REGION)
+    return template("service-auth.conf", s=section, ks=KEYSTONE, user=user, pw=SERVICE_PASS, region=REGION)
 
 
 def common(name, notify):
     """[DEFAULT] lines every service shares, and its notification driver."""
-    d = """[DEFAULT]
-debug = false
-use_stderr = false
-log_file = {log}
-transport_url = {tr}
-state_path = {state}
-""".format(log=path("log", name + ".log"), tr=TRANSPORT, state=path("lib", name))
-    n = """
-[oslo_messaging_notifications]
-driver = {drv}
-topics = notifications
-
-[oslo_concurrency]
-lock_path = {lock}
-""".format(drv="messagingv2" if notify else "noop", lock=path("lock", name))
+    d = template("default.conf", log=path("log", name + ".log"), tr=TRANSPORT, state=path("lib", name))
+    n = template("notifications.conf", drv="messagingv2" if notify else "noop", lock=path("lock", name))
     return d, n
 
 
@@ -163,224 +140,41 @@ def configs():
     """Every config file of the cloud, by name under STATE/etc."""
     c = {}
     d, n = common("keystone", False)
-    c["keystone.conf"] = d + n + """
-[database]
-connection = {db}
-
-[token]
-provider = fernet
-expiration = {exp}
-
-[fernet_tokens]
-key_repository = {fk}
-
-# Receipts (MFA) have a key repository of their own, /etc/keystone/fernet-keys
-# by default: keystone-manage bootstrap refuses to run where that is absent
-# (a machine without Debian's keystone package).
-[fernet_receipts]
-key_repository = {fk}
-
-[credential]
-key_repository = {ck}
-
-[cache]
-enabled = true
-backend = dogpile.cache.memory
-
-[identity]
-# bcrypt's cheapest cost: every service logs in again each half token
-# lifetime, and the default (12) costs ~0.3 s of CPU per login.
-password_hash_rounds = 4
-""".format(db=dburl("keystone"), exp=TOKEN_EXPIRATION,
-           fk=path("lib", "keystone", "fernet-keys"),
-           ck=path("lib", "keystone", "credential-keys"))
+    c["keystone.conf"] = d + n + template("keystone.conf", db=dburl("keystone"), exp=TOKEN_EXPIRATION,
+        fk=path("lib", "keystone", "fernet-keys"),
+        ck=path("lib", "keystone", "credential-keys"))
 
     d, n = common("placement", False)
-    c["placement.conf"] = d + n + """
-[api]
-auth_strategy = keystone
-
-[placement_database]
-connection = {db}
-
-""".format(db=dburl("placement")) + authtoken("placement")
+    c["placement.conf"] = d + n + template("placement.conf", db=dburl("placement")) + authtoken("placement")
 
     d, n = common("glance", False)
-    c["glance-api.conf"] = d + """bind_host = {h}
-bind_port = {gport}
-workers = 1
-{n}
-[database]
-connection = {db}
-
-[paste_deploy]
-flavor = keystone
-config_file = {paste}
-
-[glance_store]
-stores = file
-default_store = file
-filesystem_store_datadir = {images}
-
-""".format(h=HOST, n=n, db=dburl("glance"), gport=PORTS["glance"],
-           paste=os.path.join(PKGROOT, "usr/share/glance-common/glance-api-paste.ini"),
-           images=path("lib", "glance", "images")) + authtoken("glance")
+    c["glance-api.conf"] = d + template("glance-api.conf", h=HOST, n=n, db=dburl("glance"), gport=PORTS["glance"],
+        paste=os.path.join(PKGROOT, "usr/share/glance-common/glance-api-paste.ini"),
+        images=path("lib", "glance", "images")) + authtoken("glance")
 
     d, n = common("neutron", True)
-    # filter_validation keeps Neutron's default (true): an unknown filter
-    # such as changed_since is refused with 400, as on most real clouds, so
-    # the collector's fall-back to full listings is what runs here.
-    c["neutron.conf"] = d + """bind_host = {h}
-bind_port = {nport}
-core_plugin = ml2
-service_plugins =
-api_workers = 1
-rpc_workers = 1
-rpc_state_report_workers = 0
-auth_strategy = keystone
-api_paste_config = {paste}
-notify_nova_on_port_status_changes = false
-notify_nova_on_port_data_changes = false
-filter_validation = true
-{n}
-[database]
-connection = {db}
-
-""".format(h=HOST, n=n, db=dburl("neutron"), nport=PORTS["neutron"],
-           paste=os.path.join(PKGROOT, "usr/share/neutron-common/api-paste.ini")) + authtoken("neutron")
-    c["ml2_conf.ini"] = """[ml2]
-type_drivers = flat
-tenant_network_types =
-mechanism_drivers =
-extension_drivers =
-
-[ml2_type_flat]
-flat_networks = *
-"""
+    c["neutron.conf"] = d + template("neutron.conf", h=HOST, n=n, db=dburl("neutron"), nport=PORTS["neutron"],
+        paste=os.path.join(PKGROOT, "usr/share/neutron-common/api-paste.ini")) + authtoken("neutron")
+    c["ml2_conf.ini"] = template("ml2_conf.ini")
 
     d, n = common("nova", True)
-    nova = d + """my_ip = {h}
-host = {host}
-enabled_apis = osapi_compute
-osapi_compute_listen = {h}
-osapi_compute_listen_port = {cport}
-osapi_compute_workers = 1
-compute_driver = fake.FakeDriver
-instances_path = {inst}
-{n}
-[api]
-auth_strategy = keystone
-max_limit = {maxl}
-
-[wsgi]
-api_paste_config = {paste}
-
-[conductor]
-workers = 1
-
-[scheduler]
-workers = 1
-# The scheduler maps the compute host into the cell by itself.
-discover_hosts_in_cells_interval = 2
-
-[notifications]
-notify_on_state_change = vm_and_task_state
-notification_format = both
-# Stock Vitrage's nova.instance datasource reads the versioned ones on this
-# topic (e2e/vitrage_realcloud_figures_test.go compares it with ours).
-versioned_notifications_topics = versioned_notifications,vitrage_notifications
-
-[quota]
-instances = -1
-cores = -1
-ram = -1
-
-[glance]
-region_name = {region}
-
-[cinder]
-os_region_name = {region}
-
-""".format(h=HOST, host=COMPUTE_HOST, cport=PORTS["nova-api"], inst=path("lib", "nova", "instances"), n=n,
-           maxl=NOVA_MAX_LIMIT, region=REGION,
-           paste=os.path.join(PKGROOT, "usr/share/nova-common/api-paste.ini"))
+    nova = d + template("nova-compute.conf", h=HOST, host=COMPUTE_HOST, cport=PORTS["nova-api"], inst=path("lib", "nova", "instances"), n=n,
+        maxl=NOVA_MAX_LIMIT, region=REGION,
+        paste=os.path.join(PKGROOT, "usr/share/nova-common/api-paste.ini"))
     nova += service_auth("placement", "nova") + "\n" + service_auth("neutron", "nova") + "\n"
     c["nova-compute.conf"] = nova
-    c["nova.conf"] = nova + """[database]
-connection = {db}
-
-[api_database]
-connection = {api}
-
-""".format(db=dburl("nova"), api=dburl("nova_api")) + authtoken("nova")
+    c["nova.conf"] = nova + template("nova-database.conf", db=dburl("nova"), api=dburl("nova_api")) + authtoken("nova")
 
     d, n = common("cinder", True)
-    c["cinder.conf"] = d + """my_ip = {h}
-host = testcloud
-auth_strategy = keystone
-osapi_volume_listen = {h}
-osapi_volume_listen_port = {vport}
-osapi_volume_workers = 1
-api_paste_config = {paste}
-resource_query_filters_file = {filters}
-# A volume service with Cinder's own fake driver (the LVM driver with every
-# command logged, not run): volumes become available and the volume
-# manager sends volume.create.*/volume.delete.* as on a real cloud.
-enabled_backends = fake
-default_volume_type = __DEFAULT__
-{n}
-[fake]
-volume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver
-volume_backend_name = fake
-
-[database]
-connection = {db}
-
-""".format(h=HOST, n=n, db=dburl("cinder"), vport=PORTS["cinder-api"],
-           paste=os.path.join(PKGROOT, "usr/share/cinder-common/api-paste.ini"),
-           filters=os.path.join(PKGROOT, "etc/cinder/resource_filters.json")) + authtoken("cinder")
+    c["cinder.conf"] = d + template("cinder.conf", h=HOST, n=n, db=dburl("cinder"), vport=PORTS["cinder-api"],
+        paste=os.path.join(PKGROOT, "usr/share/cinder-common/api-paste.ini"),
+        filters=os.path.join(PKGROOT, "etc/cinder/resource_filters.json")) + authtoken("cinder")
 
     d, n = common("heat", True)
-    c["heat.conf"] = d + """host = testcloud
-num_engine_workers = 1
-stack_scheduler_hints = false
-deferred_auth_method = trusts
-region_name_for_services = {region}
-heat_metadata_server_url = http://{h}:8000
-heat_waitcondition_server_url = http://{h}:8000/v1/waitcondition
-environment_dir = {envdir}
-{n}
-[heat_api]
-bind_host = {h}
-bind_port = {hport}
-workers = 1
-
-[paste_deploy]
-api_paste_config = {paste}
-
-[oslo_policy]
-policy_file = {policy}
-
-[clients_keystone]
-auth_uri = {ks}
-
-[ec2authtoken]
-auth_uri = {ks}/v3
-
-[trustee]
-auth_type = password
-auth_url = {ks}
-username = heat
-password = {pw}
-user_domain_name = Default
-
-[database]
-connection = {db}
-
-""".format(h=HOST, n=n, region=REGION, ks=KEYSTONE, hport=PORTS["heat-api"], pw=SERVICE_PASS, db=dburl("heat"),
-           envdir=os.path.join(PKGROOT, "etc/heat/environment.d"),
-           paste=os.path.join(PKGROOT, "etc/heat/api-paste.ini"),
-           policy=path("etc", "heat-policy.yaml")) + authtoken("heat")
+    c["heat.conf"] = d + template("heat.conf", h=HOST, n=n, region=REGION, ks=KEYSTONE, hport=PORTS["heat-api"], pw=SERVICE_PASS, db=dburl("heat"),
+        envdir=os.path.join(PKGROOT, "etc/heat/environment.d"),
+        paste=os.path.join(PKGROOT, "etc/heat/api-paste.ini"),
+        policy=path("etc", "heat-policy.yaml")) + authtoken("heat")
     # Zed's default for the global stack list is a system-scoped reader;
     # the collector logs in project-scoped, as Vitrage's own heat driver
     # does, so the cloud grants it to a project admin (operators do the
@@ -400,7 +194,7 @@ def write_configs():
     for name, text in configs().items():
         p = path("etc", name)
         with open(p + ".tmp", "w") as f:
-            f.write(text)
+         f.write(text)
         os.chmod(p + ".tmp", 0o600)
         os.replace(p + ".tmp", p)
 
@@ -418,10 +212,10 @@ def config_digest():
 def run(args, what, env=None, timeout=600):
     t0 = time.time()
     p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       env=env, timeout=timeout)
+                    env=env, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError("%s failed (%d):\n%s" % (what, p.returncode,
-                                                    p.stdout.decode(errors="replace")[-3000:]))
+                                                 p.stdout.decode(errors="replace")[-3000:]))
     log("%s: %.1fs" % (what, time.time() - t0))
     return p.stdout.decode(errors="replace")
 
@@ -438,7 +232,7 @@ def sql(statements):
 
 def rabbitmqctl(*args, ok_codes=(0,)):
     p = subprocess.run(["rabbitmqctl", "-q"] + list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=120)
+                    stderr=subprocess.STDOUT, timeout=120)
     if p.returncode not in ok_codes:
         raise RuntimeError("rabbitmqctl %s: %s" % (" ".join(args), p.stdout.decode(errors="replace")))
     return p.stdout.decode(errors="replace")
@@ -447,7 +241,7 @@ def rabbitmqctl(*args, ok_codes=(0,)):
 def listening(port):
     try:
         with socket.create_connection((HOST, port), timeout=1):
-            return True
+         return True
     except OSError:
         return False
 
@@ -456,7 +250,7 @@ def http_status(url, headers=None, timeout=5):
     req = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status
+         return r.status
     except urllib.error.HTTPError as e:
         return e.code
     except (OSError, http.client.HTTPException):
@@ -471,8 +265,8 @@ class Keystone:
 
     def login(self):
         body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASS}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+         "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASS}}},
+         "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
         r, hdr = self.call("POST", "/v3/auth/tokens", body, auth=False, headers=True)
         self.token = hdr["X-Subject-Token"]
         return r
@@ -481,27 +275,27 @@ class Keystone:
         data = json.dumps(body).encode() if body is not None else None
         h = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth:
-            h["X-Auth-Token"] = self.token
+         h["X-Auth-Token"] = self.token
         req = urllib.request.Request(base + url, data=data, method=method, headers=h)
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                raw = r.read()
-                out = json.loads(raw) if raw else {}
-                return (out, r.headers) if headers else out
+         with urllib.request.urlopen(req, timeout=60) as r:
+             raw = r.read()
+             out = json.loads(raw) if raw else {}
+             return (out, r.headers) if headers else out
         except urllib.error.HTTPError as e:
-            if e.code in ok:
-                return ({}, e.headers) if headers else {}
-            raise RuntimeError("%s %s%s: %d %s" % (method, base, url, e.code, e.read()[:500]))
+         if e.code in ok:
+             return ({}, e.headers) if headers else {}
+         raise RuntimeError("%s %s%s: %d %s" % (method, base, url, e.code, e.read()[:500]))
 
     def find(self, collection, name):
         for item in self.call("GET", "/v3/%s?name=%s" % (collection, name))[collection]:
-            return item["id"]
+         return item["id"]
         return None
 
     def ensure(self, collection, kind, name, extra):
         i = self.find(collection, name)
         if i:
-            return i
+         return i
         return self.call("POST", "/v3/" + collection, {kind: dict(name=name, **extra)})[kind]["id"]
 
 
@@ -525,7 +319,7 @@ def setup_backing():
     # here (notifications.info, versioned_notifications.info, and
     # vitrage_notifications.info between two runs of stock Vitrage): cap them.
     rabbitmqctl("set_policy", "-p", VHOST, "--apply-to", "queues", "testcloud-cap",
-                "^((versioned_)?notifications|vitrage_notifications)\\.", '{"max-length": 1000}')
+             "^((versioned_)?notifications|vitrage_notifications)\\.", '{"max-length": 1000}')
 
 
 def sync_keystone():
@@ -537,15 +331,15 @@ def sync_keystone():
     # primary key 1), without two more Python start-ups.
     for d in ("fernet-keys", "credential-keys"):
         for k in ("0", "1"):
-            p = path("lib", "keystone", d, k)
-            if not os.path.exists(p):
-                with open(p, "wb") as f:
-                    f.write(base64.urlsafe_b64encode(os.urandom(32)))
-                os.chmod(p, 0o600)
+         p = path("lib", "keystone", d, k)
+         if not os.path.exists(p):
+             with open(p, "wb") as f:
+                 f.write(base64.urlsafe_b64encode(os.urandom(32)))
+             os.chmod(p, 0o600)
     url = KEYSTONE + "/v3/"
     run(["keystone-manage"] + conf + ["bootstrap", "--bootstrap-password", ADMIN_PASS,
-                                      "--bootstrap-admin-url", url, "--bootstrap-internal-url", url,
-                                      "--bootstrap-public-url", url, "--bootstrap-region-id", REGION],
+                                   "--bootstrap-admin-url", url, "--bootstrap-internal-url", url,
+                                   "--bootstrap-public-url", url, "--bootstrap-region-id", REGION],
         "keystone bootstrap")
 
 
@@ -565,7 +359,7 @@ def sync_others():
     run(pymain("glance.cmd.manage", "glance-manage", "--config-file", path("etc", "glance-api.conf"), "db_sync"),
         "glance db_sync")
     run(pymain("neutron.db.migration.cli", "neutron-db-manage", "--config-file", path("etc", "neutron.conf"),
-               "--config-file", path("etc", "ml2_conf.ini"), "upgrade", "heads"), "neutron upgrade heads")
+            "--config-file", path("etc", "ml2_conf.ini"), "upgrade", "heads"), "neutron upgrade heads")
     run(pymain("cinder.cmd.manage", "cinder-manage", "--config-file", path("etc", "cinder.conf"), "db", "sync"),
         "cinder db sync")
     run(pymain("heat.cmd.manage", "heat-manage", "--config-file", path("etc", "heat.conf"), "db_sync"),
@@ -577,9 +371,9 @@ def parallel(*fns):
 
     def wrap(fn):
         try:
-            fn()
+         fn()
         except Exception as e:  # reported below, with the others
-            errs.append(e)
+         errs.append(e)
     ts = [threading.Thread(target=wrap, args=(f,)) for f in fns]
     for t in ts:
         t.start()
@@ -615,9 +409,9 @@ def catalog(ks):
         sid = services.get(typ) or ks.call("POST", "/v3/services", {"service": {"name": name, "type": typ}})["service"]["id"]
         have = {e["interface"] for e in ks.call("GET", "/v3/endpoints?service_id=" + sid)["endpoints"]}
         for iface in ("public", "internal", "admin"):
-            if iface not in have:
-                ks.call("POST", "/v3/endpoints", {"endpoint": {"service_id": sid, "interface": iface,
-                                                               "url": url, "region_id": REGION}})
+         if iface not in have:
+             ks.call("POST", "/v3/endpoints", {"endpoint": {"service_id": sid, "interface": iface,
+                                                            "url": url, "region_id": REGION}})
 
 
 def seed(ks):
@@ -627,7 +421,7 @@ def seed(ks):
     flavors = ks.call("GET", "/flavors", base=nova)["flavors"]
     if not any(f["name"] == "m1.tiny" for f in flavors):
         ks.call("POST", "/flavors", {"flavor": {"name": "m1.tiny", "id": "1", "ram": 64, "vcpus": 1, "disk": 1}},
-                base=nova)
+             base=nova)
     glance = GLANCE_URL
     images = ks.call("GET", "/v2/images?name=testcloud-image", base=glance)["images"]
     if images and images[0]["status"] == "active":
@@ -635,9 +429,9 @@ def seed(ks):
     for im in images:
         ks.call("DELETE", "/v2/images/" + im["id"], base=glance)
     im = ks.call("POST", "/v2/images", {"name": "testcloud-image", "disk_format": "raw",
-                                        "container_format": "bare", "visibility": "public"}, base=glance)
+                                     "container_format": "bare", "visibility": "public"}, base=glance)
     req = urllib.request.Request(glance + "/v2/images/%s/file" % im["id"], data=b"\0" * (1 << 20), method="PUT",
-                                 headers={"X-Auth-Token": ks.token, "Content-Type": "application/octet-stream"})
+                              headers={"X-Auth-Token": ks.token, "Content-Type": "application/octet-stream"})
     urllib.request.urlopen(req, timeout=60).read()
 
 
@@ -683,16 +477,16 @@ sys.exit(importlib.import_module(sys.argv[0]).main())
 def argv(name):
     for n, module, confs in SERVICES:
         if n != name:
-            continue
+         continue
         if module is None:
-            return [PY, "-c", WSGI, name, str(PORTS[name])]
+         return [PY, "-c", WSGI, name, str(PORTS[name])]
         cf = []
         for c in confs:
-            cf += ["--config-file", path("etc", c)]
+         cf += ["--config-file", path("etc", c)]
         # One log per process (they share config files).
         cf += ["--log-file", path("log", name + ".log")]
         if name.startswith("cinder"):
-            return [PY, "-c", CINDER, module] + cf
+         return [PY, "-c", CINDER, module] + cf
         return pymain(module, name) + cf
     raise KeyError(name)
 
@@ -704,7 +498,7 @@ def pidfile(name):
 def running_pid(name):
     try:
         with open(pidfile(name)) as f:
-            pid = int(f.read().strip())
+         pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
     try:
@@ -715,10 +509,10 @@ def running_pid(name):
     # (the services rewrite their titles, so not more than that).
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            cmd = f.read()
+         cmd = f.read()
         # Empty: just forked by spawn, not yet exec'd.
         if cmd and b"python" not in cmd:
-            return None
+         return None
     except OSError:
         return None
     return pid if alive(pid) else None
@@ -734,7 +528,7 @@ def spawn(name):
     env.pop("PYTHONPATH", None)
     with open(path("log", name + ".out"), "ab") as out:
         p = subprocess.Popen(argv(name), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                             env=env, cwd=STATE, start_new_session=True)
+                          env=env, cwd=STATE, start_new_session=True)
     with open(pidfile(name), "w") as f:
         f.write("%d\n" % p.pid)
     return p.pid
@@ -748,7 +542,7 @@ def ready(name, token=None):
         # has configured the ORM mappers: ask for networks first, then ports.
         h = {"X-Auth-Token": token} if token else {}
         if http_status(NEUTRON_URL + "/v2.0/networks?limit=1", h) != 200:
-            return False
+         return False
         return http_status(NEUTRON_URL + "/v2.0/ports?limit=1", h) == 200
     if port:
         return http_status("http://%s:%d/" % (HOST, port)) in (200, 300)
@@ -760,15 +554,15 @@ def wait_ready(names, timeout, token_fn=None):
     pending = list(names)
     while pending:
         for name in list(pending):
-            if not running_pid(name):
-                raise RuntimeError("%s exited at start; see %s and %s" % (
-                    name, path("log", name + ".log"), path("log", name + ".out")))
-            if ready(name, token_fn() if token_fn and name == "neutron" else None):
-                pending.remove(name)
+         if not running_pid(name):
+             raise RuntimeError("%s exited at start; see %s and %s" % (
+                 name, path("log", name + ".log"), path("log", name + ".out")))
+         if ready(name, token_fn() if token_fn and name == "neutron" else None):
+             pending.remove(name)
         if pending and time.time() > deadline:
-            raise RuntimeError("not answering after %ds: %s (logs in %s)" % (timeout, ", ".join(pending), path("log")))
+         raise RuntimeError("not answering after %ds: %s (logs in %s)" % (timeout, ", ".join(pending), path("log")))
         if pending:
-            time.sleep(0.5)
+         time.sleep(0.5)
 
 
 def compute_up(ks):
@@ -788,22 +582,22 @@ def stop_services(names=None, timeout=20):
     for n in names:
         pid = running_pid(n)
         if pid:
-            pids[n] = pid
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGTERM)
+         pids[n] = pid
+         with contextlib.suppress(OSError):
+             os.killpg(pid, signal.SIGTERM)
     deadline = time.time() + timeout
     while pids and time.time() < deadline:
         for n, pid in list(pids.items()):
-            if not alive(pid):
-                del pids[n]
+         if not alive(pid):
+             del pids[n]
         time.sleep(0.2)
     for n, pid in pids.items():
         log("%s did not stop within %ds after SIGTERM: SIGKILL" % (n, timeout))
         with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)
+         os.killpg(pid, signal.SIGKILL)
     for n in names:
         with contextlib.suppress(OSError):
-            os.unlink(pidfile(n))
+         os.unlink(pidfile(n))
 
 
 def alive(pid):
@@ -814,7 +608,7 @@ def alive(pid):
     # A zombie of ours (we are not its parent here) counts as gone.
     try:
         with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+         return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
 
@@ -837,7 +631,7 @@ def cloud_info():
         "flavor": "1", "image_name": "testcloud-image", "nova_max_limit": NOVA_MAX_LIMIT,
         "token_expiration": TOKEN_EXPIRATION, "log_dir": path("log"), "state_dir": STATE,
         "endpoints": {"compute": NOVA_URL, "network": NEUTRON_URL, "image": GLANCE_URL,
-                      "placement": PLACEMENT_URL, "volume": CINDER_URL, "orchestration": HEAT_URL},
+                   "placement": PLACEMENT_URL, "volume": CINDER_URL, "orchestration": HEAT_URL},
     }
 
 
@@ -873,40 +667,40 @@ def cmd_start():
         running = path("run", "config-digest")
         same = os.path.exists(running) and open(running).read().strip() == digest
         if done and same and all(running_pid(n) for n in NAMES):
-            write_info()
-            log("already running")
-            return 0
+         write_info()
+         log("already running")
+         return 0
         if not same:
-            # Services that run run an older configuration.
-            stop_services()
+         # Services that run run an older configuration.
+         stop_services()
         setup_backing()
         ks = Keystone()
         if not done:
-            log("first start: creating databases and the catalog (the cold start)")
-            parallel(sync_nova, lambda: (sync_keystone(), spawn("keystone"), wait_ready(["keystone"], 60),
-                                         catalog(ks)), sync_others)
+         log("first start: creating databases and the catalog (the cold start)")
+         parallel(sync_nova, lambda: (sync_keystone(), spawn("keystone"), wait_ready(["keystone"], 60),
+                                      catalog(ks)), sync_others)
         spawn("keystone")
         wait_ready(["keystone"], 60)
         ks.login()
         first = [n for n in NAMES if n not in ("keystone", "nova-api", "nova-compute")]
         for n in first:
-            spawn(n)
+         spawn(n)
         wait_ready(["placement", "glance", "cinder-api", "heat-api", "nova-conductor", "nova-scheduler",
-                    "cinder-scheduler", "cinder-volume", "heat-engine"], 120)
+                 "cinder-scheduler", "cinder-volume", "heat-engine"], 120)
         wait_ready(["neutron"], 120, token_fn=lambda: ks.token)
         spawn("nova-api")
         spawn("nova-compute")
         wait_ready(["nova-api", "nova-compute"], 120)
         deadline = time.time() + 90
         while not compute_up(ks):
-            if time.time() > deadline:
-                raise RuntimeError("nova-compute did not register within 90s; see " + path("log", "nova-compute.log"))
-            time.sleep(1)
+         if time.time() > deadline:
+             raise RuntimeError("nova-compute did not register within 90s; see " + path("log", "nova-compute.log"))
+         time.sleep(1)
         seed(ks)
         with open(marker, "w") as f:
-            f.write(SETUP_VERSION + "\n")
+         f.write(SETUP_VERSION + "\n")
         with open(running, "w") as f:
-            f.write(digest + "\n")
+         f.write(digest + "\n")
         write_info()
     log("up in %.1fs (%s)" % (time.time() - t0, "warm" if done else "cold"))
     return 0
@@ -930,7 +724,7 @@ def cmd_stop_service(names):
 def cmd_start_service(names):
     with locked():
         for n in names:
-            spawn(n)
+         spawn(n)
         ks = Keystone()
         wait_ready(names, 120, token_fn=lambda: ks.login() and ks.token)
     return 0
@@ -945,11 +739,11 @@ def cmd_status():
         bad += not ok
         rss = ""
         if pid:
-            with contextlib.suppress(OSError):
-                with open("/proc/%d/status" % pid) as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            rss = line.split()[1] + " kB"
+         with contextlib.suppress(OSError):
+             with open("/proc/%d/status" % pid) as f:
+                 for line in f:
+                     if line.startswith("VmRSS:"):
+                         rss = line.split()[1] + " kB"
         print("%-17s %-8s %s %s" % (n, "up" if ok else ("started" if pid else "down"), pid or "", rss))
     return 1 if bad else 0
 
@@ -961,7 +755,7 @@ def cmd_reset():
         sql("\n".join(stmts))
         rabbitmqctl("delete_vhost", VHOST, ok_codes=(0, 70))
         with contextlib.suppress(OSError):
-            os.unlink(path("setup-done"))
+         os.unlink(path("setup-done"))
         subprocess.run(["rm", "-rf", path("lib"), path("etc"), path("run"), path("lock")])
     log("reset")
     return 0
@@ -982,19 +776,19 @@ def main(args):
     cmd, rest = args[0], args[1:]
     try:
         if cmd == "start":
-            return cmd_start()
+         return cmd_start()
         if cmd == "stop":
-            return cmd_stop()
+         return cmd_stop()
         if cmd == "status":
-            return cmd_status()
+         return cmd_status()
         if cmd == "reset":
-            return cmd_reset()
+         return cmd_reset()
         if cmd == "env":
-            return cmd_env()
+         return cmd_env()
         if cmd == "stop-service":
-            return cmd_stop_service(rest)
+         return cmd_stop_service(rest)
         if cmd == "start-service":
-            return cmd_start_service(rest)
+         return cmd_start_service(rest)
     except RuntimeError as e:
         log("error: %s" % e)
         return 1
