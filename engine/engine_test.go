@@ -156,6 +156,19 @@ func TestApplySnapshot(t *testing.T) {
 	}
 }
 
+// applyEvents applies evs as one batch from source and fails t unless the
+// engine published exactly want.
+func applyEvents(t testing.TB, e *Engine, rec *recorder, source string, want []string, evs ...entity.Event) {
+	t.Helper()
+	rec.pubs = nil
+	if _, err := e.ApplyEvents(context.Background(), source, evs); err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(rec.pubs); !equal(got, want) {
+		t.Fatalf("published %v, want %v", got, want)
+	}
+}
+
 func equal(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
@@ -218,7 +231,6 @@ func check(t testing.TB) func(Result, error) {
 
 func TestEvents(t *testing.T) {
 	e, rec, _ := newEngine(t)
-	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 	ev := func(action, state string, at time.Time, data map[string]any) entity.Event {
 		en := inst("a", state, data)
@@ -227,13 +239,7 @@ func TestEvents(t *testing.T) {
 	}
 	step := func(want []string, evs ...entity.Event) {
 		t.Helper()
-		rec.pubs = nil
-		if _, err := e.ApplyEvents(ctx, "bus", evs); err != nil {
-			t.Fatal(err)
-		}
-		if got := actions(rec.pubs); !equal(got, want) {
-			t.Fatalf("published %v, want %v", got, want)
-		}
+		applyEvents(t, e, rec, "bus", want, evs...)
 	}
 	step([]string{"create nova.instance:a"}, ev(entity.Update, "ACTIVE", t0, nil))
 	// Same core, other data: suppressed (notification data never flips
@@ -369,13 +375,7 @@ func TestEventsKeepLinks(t *testing.T) {
 	}
 	push := func(want []string, evs ...entity.Event) {
 		t.Helper()
-		rec.pubs = nil
-		if _, err := e.ApplyEvents(ctx, "cloud", evs); err != nil {
-			t.Fatal(err)
-		}
-		if got := actions(rec.pubs); !equal(got, want) {
-			t.Fatalf("published %v, want %v", got, want)
-		}
+		applyEvents(t, e, rec, "cloud", want, evs...)
 	}
 	ev := func(state string, at time.Duration, keep bool, links []entity.Link) entity.Event {
 		en := stack(state, links)
