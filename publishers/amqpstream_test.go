@@ -71,6 +71,18 @@ func run(set *Set) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
+// session runs a publisher of conf while n changes are committed, until it
+// has published them all, then stops it: a sidecar's run between restarts.
+func (r *rig) session(conf string, n int) *Set {
+	r.t.Helper()
+	set := r.publisher(conf)
+	stop := run(set)
+	defer stop()
+	r.changes(n)
+	waitCursor(r.t, set, r.eng.LastSeq())
+	return set
+}
+
 // changes commits n creates, in batches.
 func (r *rig) changes(n int) {
 	r.t.Helper()
@@ -97,7 +109,7 @@ func streamConf(stream, url string, extra string) string {
 }
 
 // newStream names a stream of the test's own, deleted after it.
-func newStream(t *testing.T) string {
+func newStream(t testing.TB) string {
 	name := amqptest.Name("stream")
 	amqptest.DeleteQueueAfter(t, name)
 	return name
@@ -138,7 +150,7 @@ func checkSeqs(t *testing.T, msgs []Message, from, through int64) {
 	}
 }
 
-func waitCursor(t *testing.T, set *Set, seq int64) {
+func waitCursor(t testing.TB, set *Set, seq int64) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for set.Status()["s"].Cursor < seq {
@@ -196,21 +208,28 @@ func TestStreamPublishesEveryChangeToThreeConsumers(t *testing.T) {
 	}
 }
 
-// raw returns the seq of every message in the stream, duplicates included:
-// the stream is read from first until nothing comes for 2s (call it once
-// everything is confirmed).
-func raw(t *testing.T, url, stream string) []int64 {
+// consumeFirst reads stream from its first message on a connection of its
+// own, which stop closes.
+func consumeFirst(t testing.TB, url, stream string) (ds <-chan amqp.Delivery, stop func()) {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, ds, err := consume(conn, stream, "first", 1000)
-	if err != nil {
+	if _, ds, err = consume(conn, stream, "first", 1000); err != nil {
+		conn.Close()
 		t.Fatal(err)
 	}
-	defer ch.Close()
+	return ds, func() { conn.Close() }
+}
+
+// raw returns the seq of every message in the stream, duplicates included:
+// the stream is read from first until nothing comes for 2s (call it once
+// everything is confirmed).
+func raw(t *testing.T, url, stream string) []int64 {
+	t.Helper()
+	ds, stop := consumeFirst(t, url, stream)
+	defer stop()
 	var out []int64
 	for {
 		select {
@@ -237,18 +256,14 @@ func TestStreamResumesAtTheCursorAfterARestart(t *testing.T) {
 	r := openRig(t, dir)
 	stream := newStream(t)
 	conf := streamConf(stream, amqptest.Broker, "")
-	set := r.publisher(conf)
-	stop := run(set)
-	r.changes(1000)
-	waitCursor(t, set, 1000)
-	stop()
+	r.session(conf, 1000)
 	// Committed while no publisher runs: kept in the log, sent on start.
 	r.changes(500)
-	set = r.publisher(conf)
+	set := r.publisher(conf)
 	if st := set.Status()["s"]; st.Cursor != 1000 || st.Lag != 500 {
 		t.Errorf("before the restart's first publish: %+v", st)
 	}
-	stop = run(set)
+	stop := run(set)
 	defer stop()
 	waitCursor(t, set, 1500)
 	if st := set.Status()["s"]; st.Published != 500 {
