@@ -18,8 +18,7 @@ import (
 // garbage, as dd would.
 func corruptChanges(t *testing.T, p string, n int64) {
 	t.Helper()
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	var rs []Row
 	pad := strings.Repeat("x", 400)
 	for _, r := range rows(1, n, time.Now()) {
@@ -56,14 +55,13 @@ func TestCorruptionIsFoundAndReported(t *testing.T) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "db")
 	corruptChanges(t, p, 5000)
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	defer s.Close()
 	if h := s.Health(); h.State != "unchecked" {
 		t.Fatalf("before any check: %+v", h)
 	}
 	// A read of the damaged range fails, and says so.
-	_, err = s.Changes(ctx, 0, nil, 0, func(LogRow) error { return nil })
+	_, err := s.Changes(ctx, 0, nil, 0, func(LogRow) error { return nil })
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "move the database file") {
 		t.Fatalf("Changes over corrupt pages: %v", err)
 	}
@@ -72,8 +70,7 @@ func TestCorruptionIsFoundAndReported(t *testing.T) {
 	}
 
 	s.Close()
-	s, err = Open(p, schema(t), Options{})
-	must(t, err)
+	s = openAt(t, p, Options{})
 	err = s.QuickCheck(ctx)
 	if err == nil || !strings.Contains(err.Error(), "quick_check") {
 		t.Fatalf("quick_check: %v", err)
@@ -97,8 +94,7 @@ func TestQuickCheckOfASoundDatabase(t *testing.T) {
 // it is corrupt and what to do, rather than a bare SQLite error.
 func TestOpenCorruptSchemaSaysTheWayOut(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "db")
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	must(t, s.Commit(context.Background(), rows(1, 10, time.Now()), nil))
 	must(t, s.Close())
 	f, err := os.OpenFile(p, os.O_WRONLY, 0)
