@@ -2,12 +2,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,11 +26,7 @@ func corruptChanges(t *testing.T, p string, n int64) {
 	}
 	must(t, s.Commit(context.Background(), rs, nil))
 	must(t, s.Close())
-	out, err := exec.Command("sqlite3", p, `SELECT pageno FROM dbstat WHERE name = 'changes' AND pagetype = 'leaf' ORDER BY pageno`).Output()
-	if err != nil {
-		t.Fatalf("sqlite3 dbstat: %v", err)
-	}
-	pages := strings.Fields(string(out))
+	pages := leafPages(t, p, "changes")
 	if len(pages) < 10 {
 		t.Fatalf("only %d leaf pages", len(pages))
 	}
@@ -39,12 +34,33 @@ func corruptChanges(t *testing.T, p string, n int64) {
 	must(t, err)
 	defer f.Close()
 	garbage := []byte(strings.Repeat("\xde\xad\xbe\xef", 1024))
-	for _, pg := range pages[len(pages)/2 : len(pages)/2+3] {
-		no, _ := strconv.Atoi(pg)
-		if _, err := f.WriteAt(garbage, int64(no-1)*4096); err != nil {
+	for _, no := range pages[len(pages)/2 : len(pages)/2+3] {
+		if _, err := f.WriteAt(garbage, (no-1)*4096); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// leafPages returns the numbers of the leaf pages of table in the closed
+// database at p, in order (SQLite's dbstat table).
+func leafPages(t *testing.T, p, table string) []int64 {
+	t.Helper()
+	db, err := sql.Open("sqlite", p)
+	must(t, err)
+	defer db.Close()
+	rows, err := db.Query(`SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno`, table)
+	if err != nil {
+		t.Fatalf("dbstat: %v", err)
+	}
+	defer rows.Close()
+	var pages []int64
+	for rows.Next() {
+		var no int64
+		must(t, rows.Scan(&no))
+		pages = append(pages, no)
+	}
+	must(t, rows.Err())
+	return pages
 }
 
 // TestCorruptionIsFoundAndReported: a database whose change log pages were
