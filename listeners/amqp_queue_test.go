@@ -4,47 +4,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
-
-func yamlNode(t testing.TB, doc string) *yaml.Node {
-	t.Helper()
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
-		t.Fatal(err)
-	}
-	return n.Content[0]
-}
-
-// gapSink records events and the catch-ups asked for.
-type gapSink struct {
-	recSink
-	gmu  sync.Mutex
-	gaps []Gap
-}
-
-func (s *gapSink) CatchUp(g Gap) {
-	s.gmu.Lock()
-	s.gaps = append(s.gaps, g)
-	s.gmu.Unlock()
-}
-
-func (s *gapSink) reasons() []string {
-	s.gmu.Lock()
-	defer s.gmu.Unlock()
-	var out []string
-	for _, g := range s.gaps {
-		out = append(out, g.Reason)
-	}
-	return out
-}
 
 // TestAMQPSharedQueueWarns: a second consumer on our queue (another
 // sidecar given the same explicit queue) shows in both listeners' status
@@ -209,7 +174,6 @@ func TestAMQPBrokerRestart(t *testing.T) {
 			const n = 50
 			l, ex, _ := testBusAt(t, node.URL, fmt.Sprintf("queue_durable: %v\ndurable: %v\nmax_backoff: 200ms\n", durable, durable))
 			release := make(chan struct{})
-			var once sync.Once
 			sink := &gapSink{}
 			// The first batch is held until the broker went down: every
 			// notification is still in the queue (unacknowledged) then.
@@ -229,7 +193,7 @@ func TestAMQPBrokerRestart(t *testing.T) {
 			if err := node.StopApp(); err != nil {
 				t.Fatal(err)
 			}
-			once.Do(func() { close(release) })
+			close(release)
 			if err := node.StartApp(); err != nil {
 				t.Fatal(err)
 			}

@@ -52,16 +52,35 @@ func (s *recSink) Apply(_ context.Context, evs []entity.Event) error {
 	return nil
 }
 
-func (s *recSink) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.events)
-}
-
 func (s *recSink) got() []entity.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]entity.Event(nil), s.events...)
+}
+
+func (s *recSink) count() int { return len(s.got()) }
+
+// gapSink records events and the catch-ups asked for.
+type gapSink struct {
+	recSink
+	gmu  sync.Mutex
+	gaps []Gap
+}
+
+func (s *gapSink) CatchUp(g Gap) {
+	s.gmu.Lock()
+	s.gaps = append(s.gaps, g)
+	s.gmu.Unlock()
+}
+
+func (s *gapSink) reasons() []string {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	var out []string
+	for _, g := range s.gaps {
+		out = append(out, g.Reason)
+	}
+	return out
 }
 
 // waitFor polls until cond holds or fails the test after d.
@@ -84,15 +103,20 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+func yamlNode(t testing.TB, doc string) *yaml.Node {
+	t.Helper()
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	return n.Content[0]
+}
+
 // newTestListener builds an amqp listener from a YAML entry.
 func newTestListener(t testing.TB, name, conf string) *amqpListener {
 	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte("name: "+name+"\ntype: amqp\n"+conf), &doc); err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := New("amqp", Settings{Name: name, Node: doc.Content[0], Dir: t.TempDir(), Logger: log})
+	l, err := New("amqp", Settings{Name: name, Node: yamlNode(t, "name: "+name+"\ntype: amqp\n"+conf), Dir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,11 +167,7 @@ func TestAMQPConfig(t *testing.T) {
 	host, _ := os.Hostname()
 	queueOf := func(conf, db string) string {
 		t.Helper()
-		var doc yaml.Node
-		if err := yaml.Unmarshal([]byte("name: bus\ntype: amqp\nurls: [\"amqp://h/\"]\n"+conf), &doc); err != nil {
-			t.Fatal(err)
-		}
-		l, err := New("amqp", Settings{Name: "bus", Node: doc.Content[0], Dir: t.TempDir(), Database: db})
+		l, err := New("amqp", Settings{Name: "bus", Node: yamlNode(t, "name: bus\ntype: amqp\nurls: [\"amqp://h/\"]\n"+conf), Dir: t.TempDir(), Database: db})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,11 +201,7 @@ func TestAMQPConfig(t *testing.T) {
 		{"urls: [\"amqp://h/\"]\nqueue: " + strings.Repeat("q", 256) + "\n", "255"},
 	}
 	for _, tc := range bad {
-		var doc yaml.Node
-		if err := yaml.Unmarshal([]byte("name: bus\ntype: amqp\n"+tc.conf), &doc); err != nil {
-			t.Fatal(err)
-		}
-		_, err := New("amqp", Settings{Name: "bus", Node: doc.Content[0], Dir: t.TempDir()})
+		_, err := New("amqp", Settings{Name: "bus", Node: yamlNode(t, "name: bus\ntype: amqp\n"+tc.conf), Dir: t.TempDir()})
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%q: err = %v, want it to contain %q", tc.conf, err, tc.msg)
 		}
@@ -337,11 +353,8 @@ func TestAMQPConfigTLS(t *testing.T) {
 	if !strings.HasPrefix(l.urls[0], "amqps://") || l.tls == nil || l.tls.RootCAs == nil || l.tls.ServerName != "broker" {
 		t.Fatalf("urls %v tls %+v", l.urls, l.tls)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte("name: bus\ntype: amqp\nurls: [\"amqps://h/\"]\ntls: {cert_file: c.pem}\n"), &doc); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New("amqp", Settings{Name: "bus", Node: doc.Content[0], Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cert_file and key_file go together") {
+	doc := yamlNode(t, "name: bus\ntype: amqp\nurls: [\"amqps://h/\"]\ntls: {cert_file: c.pem}\n")
+	if _, err := New("amqp", Settings{Name: "bus", Node: doc, Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cert_file and key_file go together") {
 		t.Fatalf("err = %v", err)
 	}
 }
