@@ -2,20 +2,12 @@ package listeners
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/openstack-synchronizer/synchronizer/capool/capooltest"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
@@ -335,20 +328,7 @@ func testOsloNotifier(t *testing.T, compression string) {
 }
 
 func TestAMQPConfigTLS(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := capooltest.WriteCA(t, t.TempDir(), "ca.pem")
 	l := newTestListener(t, "bus", fmt.Sprintf("urls: [\"rabbit://u:p@broker:5671/\"]\ntls: {ca_file: %q, server_name: broker}\n", ca))
 	if !strings.HasPrefix(l.urls[0], "amqps://") || l.tls == nil || l.tls.RootCAs == nil || l.tls.ServerName != "broker" {
 		t.Fatalf("urls %v tls %+v", l.urls, l.tls)
