@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 )
 
 // serve starts a server over b with o; wrap, when set, replaces the
@@ -95,14 +97,21 @@ func code(m map[string]any) int {
 	return int(e["code"].(float64))
 }
 
-func wait(t *testing.T, what string, cond func() bool) {
+// served fails t unless a status call on r is answered; when says at
+// what point of the test.
+func (r *raw) served(t *testing.T, when string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if m := r.call(t, `{"jsonrpc":"2.0","id":"s","method":"status"}`); m["result"] == nil {
+		t.Fatalf("status %s: %v", when, m)
+	}
+}
+
+// closed fails t unless the server closed r: the next read meets the end,
+// not a line.
+func (r *raw) closed(t *testing.T, what string) {
+	t.Helper()
+	if l, err := r.line(t); err == nil {
+		t.Fatalf("%s: got %.100q, want the connection closed", what, l)
 	}
 }
 
@@ -127,9 +136,7 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 	fl.fails.Store(6)
 	srv, path := serve(t, &memBackend{}, Options{}, func(ln net.Listener) net.Listener { fl.Listener = ln; return fl })
 	c := dialLines(t, path)
-	if m := c.call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`); m["result"] == nil {
-		t.Fatalf("status: %v", m)
-	}
+	c.served(t, "after the accept errors")
 	if n := srv.Counters().AcceptErrors; n != 6 {
 		t.Fatalf("accept errors %d, want 6", n)
 	}
@@ -147,15 +154,11 @@ func TestMaxConnections(t *testing.T) {
 	if m := over.msg(t); code(m) != CodeLimit || m["id"] != nil {
 		t.Fatalf("third connection: %v", m)
 	}
-	if _, err := over.line(t); err == nil {
-		t.Fatal("refused connection stays open")
-	}
+	over.closed(t, "refused connection")
 	a.c.Close()
-	wait(t, "a to be gone", func() bool { return srv.Counters().Connections == 1 })
+	eventually.True(t, "a to be gone", 10*time.Second, func() bool { return srv.Counters().Connections == 1 })
 	again := dialLines(t, path)
-	if m := again.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
-		t.Fatalf("after a slot freed: %v", m)
-	}
+	again.served(t, "after a slot freed")
 	if n := srv.Counters().Rejected; n != 1 {
 		t.Fatalf("rejected %d", n)
 	}
@@ -168,14 +171,10 @@ func TestIdleTimeout(t *testing.T) {
 	sub := dialLines(t, path)
 	sub.call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
 	idle := dialLines(t, path)
-	if _, err := idle.line(t); err == nil {
-		t.Fatal("idle connection got a line")
-	}
+	idle.closed(t, "idle connection")
 	// Several idle time-outs later the subscriber is still served.
 	time.Sleep(2500 * time.Millisecond)
-	if m := sub.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
-		t.Fatalf("subscriber after idle time: %v", m)
-	}
+	sub.served(t, "of the subscriber after idle time")
 	if n := srv.Counters().IdleClosed; n != 1 {
 		t.Fatalf("idle closed %d, want 1", n)
 	}
@@ -229,7 +228,7 @@ func TestSubscriberMemoryBound(t *testing.T) {
 	for i := 1; i <= 200; i++ {
 		b.commit(100, payload)
 		peak = max(peak, srv.Counters().QueuedBytes)
-		wait(t, "the reading subscriber", func() bool { return got.Load() == int64(100*i) })
+		eventually.True(t, "the reading subscriber", 10*time.Second, func() bool { return got.Load() == int64(100*i) })
 	}
 	c := srv.Counters()
 	t.Logf("peak queued %d bytes (bound %d), memory resyncs %d", peak, limit, c.MemoryResyncs)
@@ -256,7 +255,7 @@ func TestSubscriberMemoryBound(t *testing.T) {
 			t.Errorf("stuck subscriber %d got no resync for subscriber_memory", i)
 		}
 	}
-	wait(t, "queues to drain", func() bool { return srv.Counters().QueuedBytes == 0 })
+	eventually.True(t, "queues to drain", 10*time.Second, func() bool { return srv.Counters().QueuedBytes == 0 })
 }
 
 // TestLinesInFlightBounded: lines longer than the read buffer share
@@ -272,7 +271,7 @@ func TestLinesInFlightBounded(t *testing.T) {
 		c.c.Write([]byte(big[:len(big)-10])) // all but the end of the line
 		cs = append(cs, c)
 	}
-	wait(t, "two lines in flight", func() bool { return len(srv.bigLines) == 2 })
+	eventually.True(t, "two lines in flight", 10*time.Second, func() bool { return len(srv.bigLines) == 2 })
 	time.Sleep(50 * time.Millisecond)
 	if n := len(srv.bigLines); n != 2 {
 		t.Fatalf("%d large lines in flight, bound 2", n)
@@ -286,7 +285,7 @@ func TestLinesInFlightBounded(t *testing.T) {
 			t.Fatalf("connection %d: %v", i, m)
 		}
 	}
-	wait(t, "tokens back", func() bool { return len(srv.bigLines) == 0 })
+	eventually.True(t, "tokens back", 10*time.Second, func() bool { return len(srv.bigLines) == 0 })
 }
 
 // TestShutdownNotifies: every connection gets "shutdown" when the server
@@ -379,9 +378,7 @@ func TestGetAllCut(t *testing.T) {
 	if m := c.msg(t); code(m) != CodeGetAllCut || m["id"] != "g" {
 		t.Fatalf("after the cut line: %v", m)
 	}
-	if m := c.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
-		t.Fatalf("status after the cut: %v", m)
-	}
+	c.served(t, "after the cut")
 	if n := srv.Counters().GetAllCut; n != 1 {
 		t.Fatalf("get_all_cut %d", n)
 	}
