@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -16,26 +15,6 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/eventually"
 )
-
-// serve starts a server over b with o; wrap, when set, replaces the
-// listener (to inject accept failures).
-func serve(t *testing.T, b *memBackend, o Options, wrap func(net.Listener) net.Listener) (*Server, string) {
-	t.Helper()
-	srv := New(b, o)
-	b.srv = srv
-	path := filepath.Join(t.TempDir(), "s.sock")
-	if err := srv.Listen(path); err != nil {
-		t.Fatal(err)
-	}
-	if wrap != nil {
-		srv.ln = wrap(srv.ln)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv, path
-}
 
 // raw is a client that speaks lines.
 type raw struct {
@@ -291,7 +270,7 @@ func TestLinesInFlightBounded(t *testing.T) {
 // TestShutdownNotifies: every connection gets "shutdown" when the server
 // stops, a subscriber as well as a plain client.
 func TestShutdownNotifies(t *testing.T) {
-	_, path, cancel, done := serveMem(t, Options{})
+	_, path, cancel, done := serveMem(t, &memBackend{}, Options{}, nil)
 	sub, plain := dialLines(t, path), dialLines(t, path)
 	sub.call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
 	plain.call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
