@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
 
@@ -22,13 +23,13 @@ func TestAMQPSharedQueueWarns(t *testing.T) {
 	conf := fmt.Sprintf("urls: [%q]\nexchanges: [%s]\ntopics: [notifications]\nqueue: %s\nconsumer_check: 100ms\n", amqptest.Broker, ex, queue)
 	a, b := newTestListener(t, "a", conf), newTestListener(t, "b", conf)
 	run(t, a, &recSink{})
-	waitFor(t, 5*time.Second, "the first check", func() bool { return a.Status().QueueConsumers != nil })
+	eventually.True(t, "the first check", 5*time.Second, func() bool { return a.Status().QueueConsumers != nil })
 	if st := a.Status(); !intIs(st.OtherConsumers, 0) || st.Warning != "" {
 		t.Fatalf("alone on the queue: %v", st)
 	}
 	stopB := run(t, b, &recSink{})
 	for _, l := range []*amqpListener{a, b} {
-		waitFor(t, 5*time.Second, "the other consumer to show", func() bool { return intIs(l.Status().OtherConsumers, 1) })
+		eventually.True(t, "the other consumer to show", 5*time.Second, func() bool { return intIs(l.Status().OtherConsumers, 1) })
 		if w := l.Status().Warning; !strings.Contains(w, "1 other consumer") || !strings.Contains(w, queue) {
 			t.Fatalf("warning %q", w)
 		}
@@ -36,7 +37,7 @@ func TestAMQPSharedQueueWarns(t *testing.T) {
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the warning to clear", func() bool { st := a.Status(); return intIs(st.OtherConsumers, 0) && st.Warning == "" })
+	eventually.True(t, "the warning to clear", 5*time.Second, func() bool { st := a.Status(); return intIs(st.OtherConsumers, 0) && st.Warning == "" })
 }
 
 func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
@@ -62,7 +63,7 @@ func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
 		pub.PublishWait(ex, "notifications.info", instanceBody(t, fmt.Sprintf("44444444-0000-4000-8000-%012d", i), "active", time.Now()))
 	}
 	for i, s := range sinks {
-		waitFor(t, 10*time.Second, "all four notifications", func() bool { return s.count() == 4 })
+		eventually.True(t, "all four notifications", 10*time.Second, func() bool { return s.count() == 4 })
 		if st := ls[i].Status(); !intIs(st.OtherConsumers, 0) {
 			t.Fatalf("listener %d: %v", i, st)
 		}
@@ -101,7 +102,7 @@ func TestAMQPCatchUpReasons(t *testing.T) {
 			if err := amqptest.CloseConnections(vhost, "test: broker drops connections"); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, "the reconnect", func() bool {
+			eventually.True(t, "the reconnect", 20*time.Second, func() bool {
 				st := l.Status()
 				return st.Reconnects >= 1 && st.State == "connected"
 			})
@@ -125,7 +126,7 @@ func TestAMQPCatchUpReasons(t *testing.T) {
 			if _, err := amqptest.AdminAt(t, url).QueueDelete(q, false, false, false); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, "a catch-up for the new queue", func() bool {
+			eventually.True(t, "a catch-up for the new queue", 20*time.Second, func() bool {
 				r := sink2.reasons()
 				return len(r) == 2 && r[1] == "queue_created"
 			})
@@ -156,7 +157,7 @@ func TestAMQPQueueFullCatchesUp(t *testing.T) {
 	for i := range 10 {
 		pub.PublishWait(ex, "notifications.info", instanceBody(t, fmt.Sprintf("55555555-0000-4000-8000-%012d", i), "active", time.Now()))
 	}
-	waitFor(t, 10*time.Second, "a queue_full catch-up", func() bool { return slices.Contains(sink.reasons(), "queue_full") })
+	eventually.True(t, "a queue_full catch-up", 10*time.Second, func() bool { return slices.Contains(sink.reasons(), "queue_full") })
 	if st := l.Status(); !intIs(st.QueueMessages, 5) {
 		t.Fatalf("status %v", st)
 	}
@@ -189,7 +190,7 @@ func TestAMQPBrokerRestart(t *testing.T) {
 			for i := range n {
 				pub.PublishWait(ex, "notifications.info", instanceBody(t, fmt.Sprintf("66666666-0000-4000-8000-%012d", i), "active", time.Now()))
 			}
-			waitFor(t, 10*time.Second, "the first batch", func() bool { return l.Status().Received >= 1 })
+			eventually.True(t, "the first batch", 10*time.Second, func() bool { return l.Status().Received >= 1 })
 			if err := node.StopApp(); err != nil {
 				t.Fatal(err)
 			}
@@ -197,17 +198,17 @@ func TestAMQPBrokerRestart(t *testing.T) {
 			if err := node.StartApp(); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 30*time.Second, "the reconnect", func() bool {
+			eventually.True(t, "the reconnect", 30*time.Second, func() bool {
 				st := l.Status()
 				return st.Reconnects >= 1 && st.State == "connected"
 			})
 			if durable {
-				waitFor(t, 20*time.Second, "every notification", func() bool { return sink.count() == n })
+				eventually.True(t, "every notification", 20*time.Second, func() bool { return sink.count() == n })
 				if got := sink.reasons(); !slices.Equal(got, []string{"queue_created"}) {
 					t.Fatalf("catch-ups %v: a durable queue kept everything, none needed after the restart", got)
 				}
 			} else {
-				waitFor(t, 20*time.Second, "the catch-up", func() bool { return len(sink.reasons()) == 2 })
+				eventually.True(t, "the catch-up", 20*time.Second, func() bool { return len(sink.reasons()) == 2 })
 				if got := sink.reasons(); got[1] != "queue_created" {
 					t.Fatalf("catch-ups %v, want queue_created after the restart", got)
 				}

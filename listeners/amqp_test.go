@@ -17,6 +17,7 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/capool/capooltest"
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
 
@@ -76,26 +77,7 @@ func (s *gapSink) reasons() []string {
 	return out
 }
 
-// waitFor polls until cond holds or fails the test after d.
-// minWait is the least time waitFor gives a condition: every wait here is
-// for something that must happen eventually (an ack, a redelivery, a
-// consumer count the broker reports), none is a claim about how fast, and
-// on a loaded machine (CI, load average 20 on 2 cores) the broker and the
-// race detector can take seconds for what takes milliseconds when quiet.
-const minWait = 30 * time.Second
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	d = max(d, minWait)
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
+// yamlNode parses doc into the node of its document.
 func yamlNode(t testing.TB, doc string) *yaml.Node {
 	t.Helper()
 	var n yaml.Node
@@ -142,7 +124,7 @@ func run(t testing.TB, l *amqpListener, sink Sink) (stop func() error) {
 			t.Errorf("stop: %v", err)
 		}
 	})
-	waitFor(t, 10*time.Second, "listener to connect", func() bool { return l.Status().State == "connected" })
+	eventually.True(t, "listener to connect", 10*time.Second, func() bool { return l.Status().State == "connected" })
 	return stop
 }
 
@@ -244,7 +226,7 @@ func TestAMQPFixtures(t *testing.T) {
 			want = append(want, m.want)
 		}
 	}
-	waitFor(t, 10*time.Second, "all events", func() bool { return l.Status().Acked == int64(len(msgs)-1) })
+	eventually.True(t, "all events", 10*time.Second, func() bool { return l.Status().Acked == int64(len(msgs)-1) })
 	var got []string
 	for _, ev := range sink.got() {
 		e := ev.Entity
@@ -305,7 +287,7 @@ func testOsloNotifier(t *testing.T, compression string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("python3 oslo.messaging notifier (install python3-oslo.messaging: scripts/deps.d/rabbitmq.sh): %v\n%s", err, out)
 	}
-	waitFor(t, 10*time.Second, "the notifier's messages", func() bool { return l.Status().Received == 3 })
+	eventually.True(t, "the notifier's messages", 10*time.Second, func() bool { return l.Status().Received == 3 })
 	got := sink.got()
 	if len(got) != 2 {
 		t.Fatalf("got %d events, want 2: %+v", len(got), got)
