@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -148,7 +149,7 @@ func TestApplySnapshot(t *testing.T) {
 				if (err != nil) != s.wantErr {
 					t.Fatalf("step %d: err = %v, want error %v", i, err, s.wantErr)
 				}
-				if got := actions(rec.pubs); !equal(got, s.want) {
+				if got := actions(rec.pubs); !slices.Equal(got, s.want) {
 					t.Fatalf("step %d: published %v, want %v", i, got, s.want)
 				}
 			}
@@ -164,21 +165,9 @@ func applyEvents(t testing.TB, e *Engine, rec *recorder, source string, want []s
 	if _, err := e.ApplyEvents(context.Background(), source, evs); err != nil {
 		t.Fatal(err)
 	}
-	if got := actions(rec.pubs); !equal(got, want) {
+	if got := actions(rec.pubs); !slices.Equal(got, want) {
 		t.Fatalf("published %v, want %v", got, want)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestSourcesNeverDeleteEachOthersEntities(t *testing.T) {
@@ -190,7 +179,7 @@ func TestSourcesNeverDeleteEachOthersEntities(t *testing.T) {
 	rec.pubs = nil
 	// "two" lists nothing of the type: only its own b goes.
 	check(t)(e.ApplySnapshot(ctx, snapOf(all), SnapshotOptions{Source: "two"}))
-	if got := actions(rec.pubs); !equal(got, []string{"delete nova.instance:b"}) {
+	if got := actions(rec.pubs); !slices.Equal(got, []string{"delete nova.instance:b"}) {
 		t.Fatalf("published %v", got)
 	}
 	// An AllTypes snapshot of an unrelated source deletes nothing of "one".
@@ -281,7 +270,7 @@ func TestSnapshotStartedBeforePushDoesNotRevertIt(t *testing.T) {
 	rec.pubs = nil
 	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "PAUSED", map[string]any{"full": true}), pb), SnapshotOptions{Source: "cloud", StartedAt: later}))
 	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "PAUSED", map[string]any{"full": true}), pb), SnapshotOptions{Source: "cloud", StartedAt: later.Add(time.Second)}))
-	if got := actions(rec.pubs); !equal(got, []string{"update nova.instance:a"}) {
+	if got := actions(rec.pubs); !slices.Equal(got, []string{"update nova.instance:a"}) {
 		t.Fatalf("published %v", got)
 	}
 }
