@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
@@ -47,7 +48,7 @@ func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
 	var sinks []*recSink
 	for _, db := range []string{"/srv/one/s.db", "/srv/two/s.db"} {
 		doc := fmt.Sprintf("name: %s\ntype: amqp\nurls: [%q]\nexchanges: [%s]\ntopics: [notifications]\n", name, amqptest.Broker, ex)
-		l, err := New("amqp", Settings{Name: name, Node: yamlNode(t, doc), Dir: t.TempDir(), Database: db})
+		l, err := New("amqp", Settings{Name: name, Node: configtest.Node(t, doc), Dir: t.TempDir(), Database: db})
 		if err != nil {
 			t.Fatal(err)
 		}

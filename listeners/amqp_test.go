@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/openstack-synchronizer/synchronizer/capool/capooltest"
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
@@ -77,21 +76,11 @@ func (s *gapSink) reasons() []string {
 	return out
 }
 
-// yamlNode parses doc into the node of its document.
-func yamlNode(t testing.TB, doc string) *yaml.Node {
-	t.Helper()
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
-		t.Fatal(err)
-	}
-	return n.Content[0]
-}
-
 // newTestListener builds an amqp listener from a YAML entry.
 func newTestListener(t testing.TB, name, conf string) *amqpListener {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := New("amqp", Settings{Name: name, Node: yamlNode(t, "name: "+name+"\ntype: amqp\n"+conf), Dir: t.TempDir(), Logger: log})
+	l, err := New("amqp", Settings{Name: name, Node: configtest.Node(t, "name: "+name+"\ntype: amqp\n"+conf), Dir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +131,7 @@ func TestAMQPConfig(t *testing.T) {
 	host, _ := os.Hostname()
 	queueOf := func(conf, db string) string {
 		t.Helper()
-		l, err := New("amqp", Settings{Name: "bus", Node: yamlNode(t, "name: bus\ntype: amqp\nurls: [\"amqp://h/\"]\n"+conf), Dir: t.TempDir(), Database: db})
+		l, err := New("amqp", Settings{Name: "bus", Node: configtest.Node(t, "name: bus\ntype: amqp\nurls: [\"amqp://h/\"]\n"+conf), Dir: t.TempDir(), Database: db})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +165,7 @@ func TestAMQPConfig(t *testing.T) {
 		{"urls: [\"amqp://h/\"]\nqueue: " + strings.Repeat("q", 256) + "\n", "255"},
 	}
 	for _, tc := range bad {
-		_, err := New("amqp", Settings{Name: "bus", Node: yamlNode(t, "name: bus\ntype: amqp\n"+tc.conf), Dir: t.TempDir()})
+		_, err := New("amqp", Settings{Name: "bus", Node: configtest.Node(t, "name: bus\ntype: amqp\n"+tc.conf), Dir: t.TempDir()})
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%q: err = %v, want it to contain %q", tc.conf, err, tc.msg)
 		}
@@ -315,7 +304,7 @@ func TestAMQPConfigTLS(t *testing.T) {
 	if !strings.HasPrefix(l.urls[0], "amqps://") || l.tls == nil || l.tls.RootCAs == nil || l.tls.ServerName != "broker" {
 		t.Fatalf("urls %v tls %+v", l.urls, l.tls)
 	}
-	doc := yamlNode(t, "name: bus\ntype: amqp\nurls: [\"amqps://h/\"]\ntls: {cert_file: c.pem}\n")
+	doc := configtest.Node(t, "name: bus\ntype: amqp\nurls: [\"amqps://h/\"]\ntls: {cert_file: c.pem}\n")
 	if _, err := New("amqp", Settings{Name: "bus", Node: doc, Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cert_file and key_file go together") {
 		t.Fatalf("err = %v", err)
 	}
