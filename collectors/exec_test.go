@@ -16,9 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/entity"
-
-	"gopkg.in/yaml.v3"
 )
 
 func execFrom(t *testing.T, dir, script string) Collector {
@@ -27,9 +26,8 @@ func execFrom(t *testing.T, dir, script string) Collector {
 	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var n yaml.Node
-	yaml.Unmarshal([]byte(`{name: p, type: exec, command: ["`+p+`"]}`), &n)
-	c, err := New("exec", Settings{Name: "p", Node: n.Content[0], Dir: dir, Logger: quiet})
+	n := configtest.Node(t, `{name: p, type: exec, command: ["`+p+`"]}`)
+	c, err := New("exec", Settings{Name: "p", Node: n, Dir: dir, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +95,8 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 func execCommand(t *testing.T, argv []string, extra string) *execCollector {
 	t.Helper()
 	b, _ := json.Marshal(argv)
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(`{name: p, type: exec, command: `+string(b)+extra+`}`), &n); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New("exec", Settings{Name: "p", Node: n.Content[0], Dir: ".", Logger: quiet})
+	n := configtest.Node(t, `{name: p, type: exec, command: `+string(b)+extra+`}`)
+	c, err := New("exec", Settings{Name: "p", Node: n, Dir: ".", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

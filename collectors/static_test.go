@@ -7,16 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 )
 
 func staticFrom(t *testing.T, path string) Collector {
 	t.Helper()
-	var n yaml.Node
-	yaml.Unmarshal([]byte(`{name: topo, type: static, path: `+path+`}`), &n)
-	c, err := New("static", Settings{Name: "topo", Node: n.Content[0], Dir: "."})
+	n := configtest.Node(t, `{name: topo, type: static, path: `+path+`}`)
+	c, err := New("static", Settings{Name: "topo", Node: n, Dir: "."})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -148,7 +149,7 @@ func TestApplySnapshot(t *testing.T) {
 				if (err != nil) != s.wantErr {
 					t.Fatalf("step %d: err = %v, want error %v", i, err, s.wantErr)
 				}
-				if got := actions(rec.pubs); !equal(got, s.want) {
+				if got := actions(rec.pubs); !slices.Equal(got, s.want) {
 					t.Fatalf("step %d: published %v, want %v", i, got, s.want)
 				}
 			}
@@ -156,16 +157,17 @@ func TestApplySnapshot(t *testing.T) {
 	}
 }
 
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
+// applyEvents applies evs as one batch from source and fails t unless the
+// engine published exactly want.
+func applyEvents(t testing.TB, e *Engine, rec *recorder, source string, want []string, evs ...entity.Event) {
+	t.Helper()
+	rec.pubs = nil
+	if _, err := e.ApplyEvents(context.Background(), source, evs); err != nil {
+		t.Fatal(err)
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
+	if got := actions(rec.pubs); !slices.Equal(got, want) {
+		t.Fatalf("published %v, want %v", got, want)
 	}
-	return true
 }
 
 func TestSourcesNeverDeleteEachOthersEntities(t *testing.T) {
@@ -177,7 +179,7 @@ func TestSourcesNeverDeleteEachOthersEntities(t *testing.T) {
 	rec.pubs = nil
 	// "two" lists nothing of the type: only its own b goes.
 	check(t)(e.ApplySnapshot(ctx, snapOf(all), SnapshotOptions{Source: "two"}))
-	if got := actions(rec.pubs); !equal(got, []string{"delete nova.instance:b"}) {
+	if got := actions(rec.pubs); !slices.Equal(got, []string{"delete nova.instance:b"}) {
 		t.Fatalf("published %v", got)
 	}
 	// An AllTypes snapshot of an unrelated source deletes nothing of "one".
@@ -218,7 +220,6 @@ func check(t testing.TB) func(Result, error) {
 
 func TestEvents(t *testing.T) {
 	e, rec, _ := newEngine(t)
-	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 	ev := func(action, state string, at time.Time, data map[string]any) entity.Event {
 		en := inst("a", state, data)
@@ -227,13 +228,7 @@ func TestEvents(t *testing.T) {
 	}
 	step := func(want []string, evs ...entity.Event) {
 		t.Helper()
-		rec.pubs = nil
-		if _, err := e.ApplyEvents(ctx, "bus", evs); err != nil {
-			t.Fatal(err)
-		}
-		if got := actions(rec.pubs); !equal(got, want) {
-			t.Fatalf("published %v, want %v", got, want)
-		}
+		applyEvents(t, e, rec, "bus", want, evs...)
 	}
 	step([]string{"create nova.instance:a"}, ev(entity.Update, "ACTIVE", t0, nil))
 	// Same core, other data: suppressed (notification data never flips
@@ -275,7 +270,7 @@ func TestSnapshotStartedBeforePushDoesNotRevertIt(t *testing.T) {
 	rec.pubs = nil
 	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "PAUSED", map[string]any{"full": true}), pb), SnapshotOptions{Source: "cloud", StartedAt: later}))
 	check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("a", "PAUSED", map[string]any{"full": true}), pb), SnapshotOptions{Source: "cloud", StartedAt: later.Add(time.Second)}))
-	if got := actions(rec.pubs); !equal(got, []string{"update nova.instance:a"}) {
+	if got := actions(rec.pubs); !slices.Equal(got, []string{"update nova.instance:a"}) {
 		t.Fatalf("published %v", got)
 	}
 }
@@ -369,13 +364,7 @@ func TestEventsKeepLinks(t *testing.T) {
 	}
 	push := func(want []string, evs ...entity.Event) {
 		t.Helper()
-		rec.pubs = nil
-		if _, err := e.ApplyEvents(ctx, "cloud", evs); err != nil {
-			t.Fatal(err)
-		}
-		if got := actions(rec.pubs); !equal(got, want) {
-			t.Fatalf("published %v, want %v", got, want)
-		}
+		applyEvents(t, e, rec, "cloud", want, evs...)
 	}
 	ev := func(state string, at time.Duration, keep bool, links []entity.Link) entity.Event {
 		en := stack(state, links)

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
@@ -41,7 +42,7 @@ func TestFingerprintReusesHashes(t *testing.T) {
 		if _, err := e.ApplySnapshot(ctx, &entity.Snapshot{Types: all, Entities: []entity.Entity{en}}, o); err != nil {
 			t.Fatal(err)
 		}
-		if got := actions(rec.pubs); !equal(got, s.want) {
+		if got := actions(rec.pubs); !slices.Equal(got, s.want) {
 			t.Fatalf("%s: published %v, want %v", s.name, got, s.want)
 		}
 	}

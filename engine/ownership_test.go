@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -136,7 +137,7 @@ func TestStaticReferenceDoesNotFlap(t *testing.T) {
 			// stands as a placeholder again at the static's next poll.
 			rec.pubs = nil
 			check(t)(e.ApplySnapshot(ctx, cloudSnap("host2"), cloudOpts))
-			if got := actions(rec.pubs); !equal(got, []string{"delete nova.host:host1"}) {
+			if got := actions(rec.pubs); !slices.Equal(got, []string{"delete nova.host:host1"}) {
 				t.Fatalf("cloud delete published %v", got)
 			}
 			rec.pubs = nil
@@ -149,7 +150,7 @@ func TestStaticReferenceDoesNotFlap(t *testing.T) {
 			// The cloud lists it again: its data wins in one update.
 			rec.pubs = nil
 			poll("cloud")
-			if got := actions(rec.pubs); !equal(got, []string{"update nova.host:host1"}) {
+			if got := actions(rec.pubs); !slices.Equal(got, []string{"update nova.host:host1"}) {
 				t.Fatalf("cloud relisting published %v", got)
 			}
 			if h := stored(t, e, "nova.host:host1"); h.Source != "cloud" || h.Data["static_id"] != nil {
@@ -188,7 +189,7 @@ func TestOwnershipConflict(t *testing.T) {
 		}
 		check(t)(e.ApplySnapshot(ctx, snapOf(all, inst("x", "ACTIVE", nil)), SnapshotOptions{Source: "a"}))
 	}
-	if got := actions(rec.pubs); !equal(got, []string{"create nova.instance:y"}) {
+	if got := actions(rec.pubs); !slices.Equal(got, []string{"create nova.instance:y"}) {
 		t.Fatalf("published %v", got)
 	}
 	if x := stored(t, e, "nova.instance:x"); x.Source != "a" || x.State != "ACTIVE" {
@@ -207,7 +208,7 @@ func TestOwnershipConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Conflicts != 0 || !equal(actions(rec.pubs), []string{"create nova.instance:x", "delete nova.instance:x"}) {
+	if res.Conflicts != 0 || !slices.Equal(actions(rec.pubs), []string{"create nova.instance:x", "delete nova.instance:x"}) {
 		t.Fatalf("handover: %+v %v", res, actions(rec.pubs))
 	}
 	if x := stored(t, e, "nova.instance:x"); x.Source != "b" || x.State != "ERROR" {
@@ -242,7 +243,7 @@ func TestDuplicateKeys(t *testing.T) {
 	if !strings.Contains(logs.String(), "nova.instance:x ×3") {
 		t.Fatalf("the log does not name the key and its count:\n%s", logs)
 	}
-	if got := actions(rec.pubs); !equal(got, []string{"create nova.instance:x", "create nova.instance:y"}) {
+	if got := actions(rec.pubs); !slices.Equal(got, []string{"create nova.instance:x", "create nova.instance:y"}) {
 		t.Fatalf("published %v", got)
 	}
 	if x := stored(t, e, "nova.instance:x"); x.State != "ACTIVE" {

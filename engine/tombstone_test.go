@@ -48,6 +48,14 @@ func TestTombstones(t *testing.T) {
 		start  time.Duration             // the snapshot's StartedAt
 		setup  func(e *Engine, c *clock) // before the step
 	}
+	at := func(at time.Duration, evs ...entity.Event) step { return step{at: at, events: evs} }
+	// Most cases begin with a created at 1 s and deleted by an event at 3 s.
+	afterEventDelete := func(more ...step) []step {
+		return append([]step{
+			at(1*time.Second, ev(entity.Update, "ACTIVE", 1*time.Second)),
+			at(3*time.Second, ev(entity.Delete, "DELETED", 3*time.Second)),
+		}, more...)
+	}
 	created := []string{"create nova.instance:a"}
 	deleted := []string{"delete nova.instance:a"}
 	cases := []struct {
@@ -56,90 +64,64 @@ func TestTombstones(t *testing.T) {
 		want  [][]string // published per step
 	}{
 		{"late event after an event delete is ignored",
-			[]step{
-				{at: 1 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 1*time.Second)}},
-				{at: 3 * time.Second, events: []entity.Event{ev(entity.Delete, "DELETED", 3*time.Second)}},
-				{at: 4 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 2*time.Second)}},
-			},
+			afterEventDelete(at(4*time.Second, ev(entity.Update, "ACTIVE", 2*time.Second))),
 			[][]string{created, deleted, nil}},
 		{"an event of the delete's own time is ignored",
-			[]step{
-				{at: 1 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 1*time.Second)}},
-				{at: 3 * time.Second, events: []entity.Event{ev(entity.Delete, "DELETED", 3*time.Second)}},
-				{at: 4 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 3*time.Second)}},
-			},
+			afterEventDelete(at(4*time.Second, ev(entity.Update, "ACTIVE", 3*time.Second))),
 			[][]string{created, deleted, nil}},
 		{"a newer event recreates",
-			[]step{
-				{at: 1 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 1*time.Second)}},
-				{at: 3 * time.Second, events: []entity.Event{ev(entity.Delete, "DELETED", 3*time.Second)}},
-				{at: 4 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 4*time.Second)}},
+			afterEventDelete(
+				at(4*time.Second, ev(entity.Update, "ACTIVE", 4*time.Second)),
 				// and its tombstone is gone: an older event updates nothing
 				// but is judged as any event of a present key
-				{at: 5 * time.Second, events: []entity.Event{ev(entity.Update, "SHUTOFF", 2*time.Second)}},
-			},
+				at(5*time.Second, ev(entity.Update, "SHUTOFF", 2*time.Second)),
+			),
 			[][]string{created, deleted, created, nil}},
 		{"late event in the delete's batch is ignored",
 			[]step{
-				{at: 1 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 1*time.Second)}},
-				{at: 3 * time.Second, events: []entity.Event{ev(entity.Delete, "DELETED", 3*time.Second), ev(entity.Update, "ACTIVE", 2*time.Second)}},
+				at(1*time.Second, ev(entity.Update, "ACTIVE", 1*time.Second)),
+				at(3*time.Second, ev(entity.Delete, "DELETED", 3*time.Second), ev(entity.Update, "ACTIVE", 2*time.Second)),
 			},
 			[][]string{created, deleted}},
 		{"late event after a poll's delete (absence) is ignored",
 			[]step{
 				{at: 1 * time.Second, start: 1 * time.Second, snap: snapOf(all, inst("a", "ACTIVE", nil))},
 				{at: 10 * time.Second, start: 10 * time.Second, snap: snapOf(all)},
-				{at: 11 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 9*time.Second)}},
+				at(11*time.Second, ev(entity.Update, "ACTIVE", 9*time.Second)),
 			},
 			[][]string{created, deleted, nil}},
 		{"late event after a poll's explicit delete is ignored",
 			[]step{
 				{at: 1 * time.Second, start: 1 * time.Second, snap: snapOf(all, inst("a", "ACTIVE", nil))},
 				{at: 10 * time.Second, start: 10 * time.Second, snap: &entity.Snapshot{Deletes: []string{"nova.instance:a"}}},
-				{at: 11 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 9*time.Second)}},
+				at(11*time.Second, ev(entity.Update, "ACTIVE", 9*time.Second)),
 			},
 			[][]string{created, deleted, nil}},
 		{"a listing begun before an event delete does not recreate",
-			[]step{
-				{at: 1 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 1*time.Second)}},
-				{at: 3 * time.Second, events: []entity.Event{ev(entity.Delete, "DELETED", 3*time.Second)}},
-				// a delta poll that read Nova at 2 s, applied at 4 s
-				{at: 4 * time.Second, start: 2 * time.Second, snap: &entity.Snapshot{Entities: []entity.Entity{inst("a", "ACTIVE", nil)}}},
-			},
+			// a delta poll that read Nova at 2 s, applied at 4 s
+			afterEventDelete(step{at: 4 * time.Second, start: 2 * time.Second, snap: &entity.Snapshot{Entities: []entity.Entity{inst("a", "ACTIVE", nil)}}}),
 			[][]string{created, deleted, nil}},
 		{"a listing begun after the delete recreates",
-			[]step{
-				{at: 1 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 1*time.Second)}},
-				{at: 3 * time.Second, events: []entity.Event{ev(entity.Delete, "DELETED", 3*time.Second)}},
-				{at: 5 * time.Second, start: 4 * time.Second, snap: &entity.Snapshot{Entities: []entity.Entity{inst("a", "ACTIVE", nil)}}},
-			},
+			afterEventDelete(step{at: 5 * time.Second, start: 4 * time.Second, snap: &entity.Snapshot{Entities: []entity.Entity{inst("a", "ACTIVE", nil)}}}),
 			[][]string{created, deleted, created}},
 		{"tombstones expire",
-			[]step{
-				{at: 1 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 1*time.Second)}},
-				{at: 3 * time.Second, events: []entity.Event{ev(entity.Delete, "DELETED", 3*time.Second)}},
-				{at: 3*time.Second + tombstoneTTL + time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 2*time.Second)}},
-			},
+			afterEventDelete(at(3*time.Second+tombstoneTTL+time.Second, ev(entity.Update, "ACTIVE", 2*time.Second))),
 			[][]string{created, deleted, created}},
 		{"the oldest tombstones go beyond the count",
-			[]step{
-				{at: 1 * time.Second, events: []entity.Event{ev(entity.Update, "ACTIVE", 1*time.Second)}},
-				{at: 3 * time.Second, events: []entity.Event{ev(entity.Delete, "DELETED", 3*time.Second)}},
-				// two more deletes with a bound of two push a's out
-				{at: 4 * time.Second, setup: func(e *Engine, c *clock) {
-					e.tombs.max = 2
-					for _, id := range []string{"b", "c"} {
-						en := inst(id, "ACTIVE", nil)
-						en.Source, en.Timestamp = "bus", c.now()
-						ctx := context.Background()
-						check(t)(e.ApplyEvents(ctx, "bus", []entity.Event{{Action: entity.Update, Entity: en}}))
-						check(t)(e.ApplyEvents(ctx, "bus", []entity.Event{{Action: entity.Delete, Entity: en}}))
-					}
-					if n := e.tombs.len(); n != 2 {
-						t.Errorf("%d tombstones, want 2", n)
-					}
-				}, events: []entity.Event{ev(entity.Update, "ACTIVE", 2*time.Second)}},
-			},
+			// two more deletes with a bound of two push a's out
+			afterEventDelete(step{at: 4 * time.Second, setup: func(e *Engine, c *clock) {
+				e.tombs.max = 2
+				for _, id := range []string{"b", "c"} {
+					en := inst(id, "ACTIVE", nil)
+					en.Source, en.Timestamp = "bus", c.now()
+					ctx := context.Background()
+					check(t)(e.ApplyEvents(ctx, "bus", []entity.Event{{Action: entity.Update, Entity: en}}))
+					check(t)(e.ApplyEvents(ctx, "bus", []entity.Event{{Action: entity.Delete, Entity: en}}))
+				}
+				if n := e.tombs.len(); n != 2 {
+					t.Errorf("%d tombstones, want 2", n)
+				}
+			}, events: []entity.Event{ev(entity.Update, "ACTIVE", 2*time.Second)}}),
 			[][]string{created, deleted, created}},
 	}
 	for _, tc := range cases {

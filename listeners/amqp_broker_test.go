@@ -15,6 +15,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
 
@@ -74,8 +75,8 @@ func TestAMQPSinkErrorRedelivers(t *testing.T) {
 	}}
 	stop := run(t, l, sink)
 	amqptest.NewPublisher(t).PublishWait(ex, "notifications.info", instanceBody(t, "11111111-0000-4000-8000-000000000001", "active", time.Now()))
-	waitFor(t, 10*time.Second, "the redelivered message to be applied", func() bool { return len(sink.got()) == 1 })
-	waitFor(t, 5*time.Second, "the ack", func() bool { return l.Status().Acked == 1 })
+	eventually.True(t, "the redelivered message to be applied", 10*time.Second, func() bool { return len(sink.got()) == 1 })
+	eventually.True(t, "the ack", 5*time.Second, func() bool { return l.Status().Acked == 1 })
 	st := l.Status()
 	if st.ApplyErrors != 1 || st.Received != 2 || st.Redelivered != 1 {
 		t.Fatalf("status: %v", st)
@@ -103,7 +104,7 @@ func TestAMQPPipelineFailureRequeuesBoth(t *testing.T) {
 			return nil
 		}
 		// The first apply waits for the second message to be decoded.
-		deadline := time.Now().Add(minWait)
+		deadline := time.Now().Add(eventually.Min)
 		for l.Status().Received < 2 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -117,8 +118,8 @@ func TestAMQPPipelineFailureRequeuesBoth(t *testing.T) {
 	if !<-overlapped {
 		t.Fatal("the second message was not received while the first was applied")
 	}
-	waitFor(t, 10*time.Second, "both applied", func() bool { return len(sink.got()) == 2 })
-	waitFor(t, 5*time.Second, "the acks", func() bool { return l.Status().Acked == 2 })
+	eventually.True(t, "both applied", 10*time.Second, func() bool { return len(sink.got()) == 2 })
+	eventually.True(t, "the acks", 5*time.Second, func() bool { return l.Status().Acked == 2 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func TestAMQPBadMessages(t *testing.T) {
 	for _, b := range bodies {
 		pub.PublishWait(ex, "notifications.info", b)
 	}
-	waitFor(t, 10*time.Second, "all messages", func() bool {
+	eventually.True(t, "all messages", 10*time.Second, func() bool {
 		st := l.Status()
 		return st.Acked == 2 && st.BadTotal == 4
 	})
@@ -192,8 +193,8 @@ func TestAMQPDeadLetter(t *testing.T) {
 	pub := amqptest.NewPublisher(t)
 	pub.PublishWait(ex, "notifications.info", []byte("garbage"))
 	pub.PublishWait(ex, "notifications.info", instanceBody(t, "33333333-0000-4000-8000-000000000001", "active", time.Now()))
-	waitFor(t, 10*time.Second, "the good message", func() bool { return len(sink.got()) == 1 })
-	waitFor(t, 5*time.Second, "the dead letter", func() bool { return queueDepth(t, dlq) == 1 })
+	eventually.True(t, "the good message", 10*time.Second, func() bool { return len(sink.got()) == 1 })
+	eventually.True(t, "the dead letter", 5*time.Second, func() bool { return queueDepth(t, dlq) == 1 })
 	d, ok, err := amqptest.Admin(t).Get(dlq, true)
 	if err != nil || !ok || string(d.Body) != "garbage" {
 		t.Fatalf("dead letter: %v %v %q", ok, err, d.Body)
@@ -333,7 +334,7 @@ func TestAMQPReconnectBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("connections closed after %s", time.Since(start))
-	waitFor(t, 120*time.Second, "every notification", func() bool {
+	eventually.True(t, "every notification", 120*time.Second, func() bool {
 		k, _ := sink.counts()
 		if k != total && time.Now().Second()%5 == 0 {
 			t.Logf("keys %d status %v", k, l.Status())
@@ -401,7 +402,7 @@ func benchAMQPThroughput(b *testing.B, extra string) {
 		pub.Publish(ex, "notifications.info", []byte(strings.Replace(tmpl, "178b0921-8f85-4257-88b6-2e743b5a975c", fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), 1)))
 	}
 	published := time.Since(start)
-	waitFor(b, 60*time.Second, "all", func() bool { return sink.n() == b.N })
+	eventually.True(b, "all", 60*time.Second, func() bool { return sink.n() == b.N })
 	b.ReportMetric(float64(b.N)/published.Seconds(), "published/s")
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
@@ -420,7 +421,7 @@ func BenchmarkAMQPLatency(b *testing.B) {
 		pub.Publish(ex, "notifications.info", instanceBody(b, fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), "active", time.Now()))
 	}
 	tick.Stop()
-	waitFor(b, 30*time.Second, "all", func() bool { return sink.n() == b.N })
+	eventually.True(b, "all", 30*time.Second, func() bool { return sink.n() == b.N })
 	sort.Slice(sink.lat, func(i, j int) bool { return sink.lat[i] < sink.lat[j] })
 	b.ReportMetric(float64(sink.lat[b.N/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(sink.lat[b.N*99/100].Microseconds())/1000, "p99-ms")

@@ -4,47 +4,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
-
-func yamlNode(t testing.TB, doc string) *yaml.Node {
-	t.Helper()
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
-		t.Fatal(err)
-	}
-	return n.Content[0]
-}
-
-// gapSink records events and the catch-ups asked for.
-type gapSink struct {
-	recSink
-	gmu  sync.Mutex
-	gaps []Gap
-}
-
-func (s *gapSink) CatchUp(g Gap) {
-	s.gmu.Lock()
-	s.gaps = append(s.gaps, g)
-	s.gmu.Unlock()
-}
-
-func (s *gapSink) reasons() []string {
-	s.gmu.Lock()
-	defer s.gmu.Unlock()
-	var out []string
-	for _, g := range s.gaps {
-		out = append(out, g.Reason)
-	}
-	return out
-}
 
 // TestAMQPSharedQueueWarns: a second consumer on our queue (another
 // sidecar given the same explicit queue) shows in both listeners' status
@@ -57,13 +24,13 @@ func TestAMQPSharedQueueWarns(t *testing.T) {
 	conf := fmt.Sprintf("urls: [%q]\nexchanges: [%s]\ntopics: [notifications]\nqueue: %s\nconsumer_check: 100ms\n", amqptest.Broker, ex, queue)
 	a, b := newTestListener(t, "a", conf), newTestListener(t, "b", conf)
 	run(t, a, &recSink{})
-	waitFor(t, 5*time.Second, "the first check", func() bool { return a.Status().QueueConsumers != nil })
+	eventually.True(t, "the first check", 5*time.Second, func() bool { return a.Status().QueueConsumers != nil })
 	if st := a.Status(); !intIs(st.OtherConsumers, 0) || st.Warning != "" {
 		t.Fatalf("alone on the queue: %v", st)
 	}
 	stopB := run(t, b, &recSink{})
 	for _, l := range []*amqpListener{a, b} {
-		waitFor(t, 5*time.Second, "the other consumer to show", func() bool { return intIs(l.Status().OtherConsumers, 1) })
+		eventually.True(t, "the other consumer to show", 5*time.Second, func() bool { return intIs(l.Status().OtherConsumers, 1) })
 		if w := l.Status().Warning; !strings.Contains(w, "1 other consumer") || !strings.Contains(w, queue) {
 			t.Fatalf("warning %q", w)
 		}
@@ -71,7 +38,7 @@ func TestAMQPSharedQueueWarns(t *testing.T) {
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the warning to clear", func() bool { st := a.Status(); return intIs(st.OtherConsumers, 0) && st.Warning == "" })
+	eventually.True(t, "the warning to clear", 5*time.Second, func() bool { st := a.Status(); return intIs(st.OtherConsumers, 0) && st.Warning == "" })
 }
 
 func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
@@ -81,7 +48,7 @@ func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
 	var sinks []*recSink
 	for _, db := range []string{"/srv/one/s.db", "/srv/two/s.db"} {
 		doc := fmt.Sprintf("name: %s\ntype: amqp\nurls: [%q]\nexchanges: [%s]\ntopics: [notifications]\n", name, amqptest.Broker, ex)
-		l, err := New("amqp", Settings{Name: name, Node: yamlNode(t, doc), Dir: t.TempDir(), Database: db})
+		l, err := New("amqp", Settings{Name: name, Node: configtest.Node(t, doc), Dir: t.TempDir(), Database: db})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +64,7 @@ func TestAMQPDefaultQueuesPerDatabase(t *testing.T) {
 		pub.PublishWait(ex, "notifications.info", instanceBody(t, fmt.Sprintf("44444444-0000-4000-8000-%012d", i), "active", time.Now()))
 	}
 	for i, s := range sinks {
-		waitFor(t, 10*time.Second, "all four notifications", func() bool { return s.count() == 4 })
+		eventually.True(t, "all four notifications", 10*time.Second, func() bool { return s.count() == 4 })
 		if st := ls[i].Status(); !intIs(st.OtherConsumers, 0) {
 			t.Fatalf("listener %d: %v", i, st)
 		}
@@ -136,7 +103,7 @@ func TestAMQPCatchUpReasons(t *testing.T) {
 			if err := amqptest.CloseConnections(vhost, "test: broker drops connections"); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, "the reconnect", func() bool {
+			eventually.True(t, "the reconnect", 20*time.Second, func() bool {
 				st := l.Status()
 				return st.Reconnects >= 1 && st.State == "connected"
 			})
@@ -160,7 +127,7 @@ func TestAMQPCatchUpReasons(t *testing.T) {
 			if _, err := amqptest.AdminAt(t, url).QueueDelete(q, false, false, false); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, "a catch-up for the new queue", func() bool {
+			eventually.True(t, "a catch-up for the new queue", 20*time.Second, func() bool {
 				r := sink2.reasons()
 				return len(r) == 2 && r[1] == "queue_created"
 			})
@@ -191,7 +158,7 @@ func TestAMQPQueueFullCatchesUp(t *testing.T) {
 	for i := range 10 {
 		pub.PublishWait(ex, "notifications.info", instanceBody(t, fmt.Sprintf("55555555-0000-4000-8000-%012d", i), "active", time.Now()))
 	}
-	waitFor(t, 10*time.Second, "a queue_full catch-up", func() bool { return slices.Contains(sink.reasons(), "queue_full") })
+	eventually.True(t, "a queue_full catch-up", 10*time.Second, func() bool { return slices.Contains(sink.reasons(), "queue_full") })
 	if st := l.Status(); !intIs(st.QueueMessages, 5) {
 		t.Fatalf("status %v", st)
 	}
@@ -209,7 +176,6 @@ func TestAMQPBrokerRestart(t *testing.T) {
 			const n = 50
 			l, ex, _ := testBusAt(t, node.URL, fmt.Sprintf("queue_durable: %v\ndurable: %v\nmax_backoff: 200ms\n", durable, durable))
 			release := make(chan struct{})
-			var once sync.Once
 			sink := &gapSink{}
 			// The first batch is held until the broker went down: every
 			// notification is still in the queue (unacknowledged) then.
@@ -225,25 +191,25 @@ func TestAMQPBrokerRestart(t *testing.T) {
 			for i := range n {
 				pub.PublishWait(ex, "notifications.info", instanceBody(t, fmt.Sprintf("66666666-0000-4000-8000-%012d", i), "active", time.Now()))
 			}
-			waitFor(t, 10*time.Second, "the first batch", func() bool { return l.Status().Received >= 1 })
+			eventually.True(t, "the first batch", 10*time.Second, func() bool { return l.Status().Received >= 1 })
 			if err := node.StopApp(); err != nil {
 				t.Fatal(err)
 			}
-			once.Do(func() { close(release) })
+			close(release)
 			if err := node.StartApp(); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 30*time.Second, "the reconnect", func() bool {
+			eventually.True(t, "the reconnect", 30*time.Second, func() bool {
 				st := l.Status()
 				return st.Reconnects >= 1 && st.State == "connected"
 			})
 			if durable {
-				waitFor(t, 20*time.Second, "every notification", func() bool { return sink.count() == n })
+				eventually.True(t, "every notification", 20*time.Second, func() bool { return sink.count() == n })
 				if got := sink.reasons(); !slices.Equal(got, []string{"queue_created"}) {
 					t.Fatalf("catch-ups %v: a durable queue kept everything, none needed after the restart", got)
 				}
 			} else {
-				waitFor(t, 20*time.Second, "the catch-up", func() bool { return len(sink.reasons()) == 2 })
+				eventually.True(t, "the catch-up", 20*time.Second, func() bool { return len(sink.reasons()) == 2 })
 				if got := sink.reasons(); got[1] != "queue_created" {
 					t.Fatalf("catch-ups %v, want queue_created after the restart", got)
 				}

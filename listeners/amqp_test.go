@@ -2,28 +2,21 @@ package listeners
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/openstack-synchronizer/synchronizer/capool/capooltest"
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
 
@@ -52,47 +45,42 @@ func (s *recSink) Apply(_ context.Context, evs []entity.Event) error {
 	return nil
 }
 
-func (s *recSink) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.events)
-}
-
 func (s *recSink) got() []entity.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]entity.Event(nil), s.events...)
 }
 
-// waitFor polls until cond holds or fails the test after d.
-// minWait is the least time waitFor gives a condition: every wait here is
-// for something that must happen eventually (an ack, a redelivery, a
-// consumer count the broker reports), none is a claim about how fast, and
-// on a loaded machine (CI, load average 20 on 2 cores) the broker and the
-// race detector can take seconds for what takes milliseconds when quiet.
-const minWait = 30 * time.Second
+func (s *recSink) count() int { return len(s.got()) }
 
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	d = max(d, minWait)
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+// gapSink records events and the catch-ups asked for.
+type gapSink struct {
+	recSink
+	gmu  sync.Mutex
+	gaps []Gap
+}
+
+func (s *gapSink) CatchUp(g Gap) {
+	s.gmu.Lock()
+	s.gaps = append(s.gaps, g)
+	s.gmu.Unlock()
+}
+
+func (s *gapSink) reasons() []string {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	var out []string
+	for _, g := range s.gaps {
+		out = append(out, g.Reason)
 	}
+	return out
 }
 
 // newTestListener builds an amqp listener from a YAML entry.
 func newTestListener(t testing.TB, name, conf string) *amqpListener {
 	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte("name: "+name+"\ntype: amqp\n"+conf), &doc); err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := New("amqp", Settings{Name: name, Node: doc.Content[0], Dir: t.TempDir(), Logger: log})
+	l, err := New("amqp", Settings{Name: name, Node: configtest.Node(t, "name: "+name+"\ntype: amqp\n"+conf), Dir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +113,7 @@ func run(t testing.TB, l *amqpListener, sink Sink) (stop func() error) {
 			t.Errorf("stop: %v", err)
 		}
 	})
-	waitFor(t, 10*time.Second, "listener to connect", func() bool { return l.Status().State == "connected" })
+	eventually.True(t, "listener to connect", 10*time.Second, func() bool { return l.Status().State == "connected" })
 	return stop
 }
 
@@ -143,11 +131,7 @@ func TestAMQPConfig(t *testing.T) {
 	host, _ := os.Hostname()
 	queueOf := func(conf, db string) string {
 		t.Helper()
-		var doc yaml.Node
-		if err := yaml.Unmarshal([]byte("name: bus\ntype: amqp\nurls: [\"amqp://h/\"]\n"+conf), &doc); err != nil {
-			t.Fatal(err)
-		}
-		l, err := New("amqp", Settings{Name: "bus", Node: doc.Content[0], Dir: t.TempDir(), Database: db})
+		l, err := New("amqp", Settings{Name: "bus", Node: configtest.Node(t, "name: bus\ntype: amqp\nurls: [\"amqp://h/\"]\n"+conf), Dir: t.TempDir(), Database: db})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,11 +165,7 @@ func TestAMQPConfig(t *testing.T) {
 		{"urls: [\"amqp://h/\"]\nqueue: " + strings.Repeat("q", 256) + "\n", "255"},
 	}
 	for _, tc := range bad {
-		var doc yaml.Node
-		if err := yaml.Unmarshal([]byte("name: bus\ntype: amqp\n"+tc.conf), &doc); err != nil {
-			t.Fatal(err)
-		}
-		_, err := New("amqp", Settings{Name: "bus", Node: doc.Content[0], Dir: t.TempDir()})
+		_, err := New("amqp", Settings{Name: "bus", Node: configtest.Node(t, "name: bus\ntype: amqp\n"+tc.conf), Dir: t.TempDir()})
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%q: err = %v, want it to contain %q", tc.conf, err, tc.msg)
 		}
@@ -235,7 +215,7 @@ func TestAMQPFixtures(t *testing.T) {
 			want = append(want, m.want)
 		}
 	}
-	waitFor(t, 10*time.Second, "all events", func() bool { return l.Status().Acked == int64(len(msgs)-1) })
+	eventually.True(t, "all events", 10*time.Second, func() bool { return l.Status().Acked == int64(len(msgs)-1) })
 	var got []string
 	for _, ev := range sink.got() {
 		e := ev.Entity
@@ -296,7 +276,7 @@ func testOsloNotifier(t *testing.T, compression string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("python3 oslo.messaging notifier (install python3-oslo.messaging: scripts/deps.d/rabbitmq.sh): %v\n%s", err, out)
 	}
-	waitFor(t, 10*time.Second, "the notifier's messages", func() bool { return l.Status().Received == 3 })
+	eventually.True(t, "the notifier's messages", 10*time.Second, func() bool { return l.Status().Received == 3 })
 	got := sink.got()
 	if len(got) != 2 {
 		t.Fatalf("got %d events, want 2: %+v", len(got), got)
@@ -319,29 +299,13 @@ func testOsloNotifier(t *testing.T, compression string) {
 }
 
 func TestAMQPConfigTLS(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := capooltest.WriteCA(t, t.TempDir(), "ca.pem")
 	l := newTestListener(t, "bus", fmt.Sprintf("urls: [\"rabbit://u:p@broker:5671/\"]\ntls: {ca_file: %q, server_name: broker}\n", ca))
 	if !strings.HasPrefix(l.urls[0], "amqps://") || l.tls == nil || l.tls.RootCAs == nil || l.tls.ServerName != "broker" {
 		t.Fatalf("urls %v tls %+v", l.urls, l.tls)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte("name: bus\ntype: amqp\nurls: [\"amqps://h/\"]\ntls: {cert_file: c.pem}\n"), &doc); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New("amqp", Settings{Name: "bus", Node: doc.Content[0], Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cert_file and key_file go together") {
+	doc := configtest.Node(t, "name: bus\ntype: amqp\nurls: [\"amqps://h/\"]\ntls: {cert_file: c.pem}\n")
+	if _, err := New("amqp", Settings{Name: "bus", Node: doc, Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cert_file and key_file go together") {
 		t.Fatalf("err = %v", err)
 	}
 }

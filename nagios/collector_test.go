@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 )
 
 // settings mirrors the collector entry of collectors/nagios.go.
@@ -23,12 +22,8 @@ type settings struct {
 
 func decode(t *testing.T, src string) (settings, error) {
 	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatal(err)
-	}
 	var s settings
-	err := config.DecodeStrict(doc.Content[0], &s)
+	err := config.DecodeStrict(configtest.Node(t, src), &s)
 	return s, err
 }
 

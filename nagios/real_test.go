@@ -12,7 +12,7 @@ import (
 
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/entity"
-	"github.com/openstack-synchronizer/synchronizer/store"
+	"github.com/openstack-synchronizer/synchronizer/store/storetest"
 )
 
 // TestRealNagios runs Debian's Nagios Core 4 with checks the test controls
@@ -202,11 +202,7 @@ func TestRealNagios(t *testing.T) {
 		if err := os.WriteFile(p, b[:cut], 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c, err := New(Options{StatusFile: p}, 0, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap, err := c.Collect(context.Background())
+		snap, err := pollOnce(t, Options{StatusFile: p})
 		if err == nil || snap != nil || !strings.Contains(err.Error(), "truncated") {
 			t.Fatalf("got %v, %v; want a truncation error", snap, err)
 		}
@@ -216,11 +212,7 @@ func TestRealNagios(t *testing.T) {
 		// The real CGI answers an unauthorized user with empty lists and
 		// "Success": taken at its word, that would delete every alarm.
 		other := n.ServeCGI("guest", "guest-pw", false)
-		c, err := New(Options{URL: other.URL, User: "guest", Password: "guest-pw"}, 10*time.Second, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap, err := c.Collect(context.Background())
+		snap, err := pollOnce(t, Options{URL: other.URL, User: "guest", Password: "guest-pw"})
 		if err == nil || snap != nil || !strings.Contains(err.Error(), "no hosts") {
 			t.Fatalf("got %v, %v; want a no-hosts error", snap, err)
 		}
@@ -234,28 +226,17 @@ func TestRealNagios(t *testing.T) {
 			t.Fatal(err)
 		}
 		o := Options{URL: tsrv.URL, User: "tester", Password: "s3cret-pw"}
-		c, err := New(o, 10*time.Second, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Collect(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		if _, err := pollOnce(t, o); err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("without ca_file: %v, want a certificate error", err)
 		}
 		o.CAFile = ca
-		if c, err = New(o, 10*time.Second, "", nil); err != nil {
-			t.Fatal(err)
-		}
-		if snap, err := c.Collect(context.Background()); err != nil || len(snap.Types) != 1 {
+		if snap, err := pollOnce(t, o); err != nil || len(snap.Types) != 1 {
 			t.Fatalf("with ca_file: %v, %v", snap, err)
 		}
 	})
 
 	t.Run("wrong password fails the poll and is not shown", func(t *testing.T) {
-		c, err := New(Options{URL: srv.URL, User: "tester", Password: "wrong-pw"}, 10*time.Second, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap, err := c.Collect(context.Background())
+		snap, err := pollOnce(t, Options{URL: srv.URL, User: "tester", Password: "wrong-pw"})
 		if err == nil || snap != nil || !strings.Contains(err.Error(), "401") {
 			t.Fatalf("got %v, %v; want HTTP 401", snap, err)
 		}
@@ -265,16 +246,20 @@ func TestRealNagios(t *testing.T) {
 	})
 }
 
+// pollOnce makes a collector of o (10 s per HTTP request, for a CGI) and
+// polls it once.
+func pollOnce(t *testing.T, o Options) (*entity.Snapshot, error) {
+	t.Helper()
+	c, err := New(o, 10*time.Second, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Collect(context.Background())
+}
+
 func newEngine(t *testing.T) *engine.Engine {
 	t.Helper()
-	schema, err := os.ReadFile("../schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(t.TempDir(), "s.db"), string(schema), store.Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, t.TempDir())
 	t.Cleanup(func() { st.Close() })
 	eng, err := engine.New(context.Background(), st, engine.Options{})
 	if err != nil {

@@ -217,11 +217,9 @@ func TestAuthFailure(t *testing.T) {
 // host's data is what the negotiated one would show, uptime aside.
 func TestMicroversion(t *testing.T) {
 	tests := []struct {
-		name    string
-		max     string
-		noDoc   bool
-		want    string
-		wantHyp string
+		name, max     string
+		noDoc         bool
+		want, wantHyp string
 	}{
 		{"newest cloud", "2.100", false, "2.100", "2.87"},
 		{"cloud at 2.88", "2.88", false, "2.88", "2.87"},

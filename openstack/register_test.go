@@ -8,20 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/openstack-synchronizer/synchronizer/collectors"
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/openstack/openstacktest"
 )
-
-func node(t *testing.T, doc string) *yaml.Node {
-	t.Helper()
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
-		t.Fatal(err)
-	}
-	return n.Content[0]
-}
 
 // The collector type "openstack" decodes its settings strictly, next to the
 // common keys, and polls.
@@ -54,7 +44,7 @@ delta_overlap: 3s
 interval: 60s
 volatile_fields: {nova.host: [uptime]}
 `
-	c, err := collectors.New("openstack", collectors.Settings{Name: "cloud", Node: node(t, entry), Dir: dir, Logger: slog.New(slog.DiscardHandler)})
+	c, err := collectors.New("openstack", collectors.Settings{Name: "cloud", Node: configtest.Node(t, entry), Dir: dir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +56,11 @@ volatile_fields: {nova.host: [uptime]}
 		t.Errorf("microversion %s", srv.LastMicroversion())
 	}
 
-	_, err = collectors.New("openstack", collectors.Settings{Name: "cloud", Node: node(t, entry+"passwrod: x\n"), Dir: dir})
+	_, err = collectors.New("openstack", collectors.Settings{Name: "cloud", Node: configtest.Node(t, entry+"passwrod: x\n"), Dir: dir})
 	if err == nil || !strings.Contains(err.Error(), `unknown key "passwrod"`) {
 		t.Errorf("unknown key: err = %v", err)
 	}
-	_, err = collectors.New("openstack", collectors.Settings{Name: "cloud", Node: node(t, strings.Replace(entry, "cloud: test", "cloud: nope", 1)), Dir: dir})
+	_, err = collectors.New("openstack", collectors.Settings{Name: "cloud", Node: configtest.Node(t, strings.Replace(entry, "cloud: test", "cloud: nope", 1)), Dir: dir})
 	if err == nil || !strings.Contains(err.Error(), `cloud "nope" not found`) {
 		t.Errorf("missing cloud: err = %v", err)
 	}

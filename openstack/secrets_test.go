@@ -37,15 +37,11 @@ func TestNoSecretsAnywhere(t *testing.T) {
 	f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.Unauthorized})
 	poll()
 	// A stack's resource list: 500, then a time-out, then gone (404).
-	f.srv.ClearFailures()
-	f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.Fail500})
-	poll()
-	f.srv.ClearFailures()
-	f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.Hang})
-	poll()
-	f.srv.ClearFailures()
-	f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: openstacktest.NotFound})
-	poll()
+	for _, mode := range []openstacktest.Mode{openstacktest.Fail500, openstacktest.Hang, openstacktest.NotFound} {
+		f.srv.ClearFailures()
+		f.srv.Fail(openstacktest.Resources, openstacktest.Failure{Mode: mode})
+		poll()
+	}
 	f.srv.ClearFailures()
 	f.srv.ExpireTokens()
 	poll()

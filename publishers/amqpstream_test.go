@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,8 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"gopkg.in/yaml.v3"
 
+	"github.com/openstack-synchronizer/synchronizer/config"
+	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/entity"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
@@ -49,11 +51,7 @@ func openRig(t testing.TB, dir string) *rig {
 // engine as the sidecar does.
 func (r *rig) publisher(conf string) *Set {
 	r.t.Helper()
-	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(conf), &n); err != nil {
-		r.t.Fatal(err)
-	}
-	p, err := newAMQPStream(Settings{Name: "s", Node: n.Content[0], Dir: r.dir, Store: r.st})
+	p, err := newAMQPStream(Settings{Name: "s", Node: configtest.Node(r.t, conf), Dir: r.dir, Store: r.st})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -69,6 +67,18 @@ func run(set *Set) (stop func()) {
 	done := make(chan struct{})
 	go func() { defer close(done); set.Run(ctx) }()
 	return func() { cancel(); <-done }
+}
+
+// session runs a publisher of conf while n changes are committed, until it
+// has published them all, then stops it: a sidecar's run between restarts.
+func (r *rig) session(conf string, n int) *Set {
+	r.t.Helper()
+	set := r.publisher(conf)
+	stop := run(set)
+	defer stop()
+	r.changes(n)
+	waitCursor(r.t, set, r.eng.LastSeq())
+	return set
 }
 
 // changes commits n creates, in batches.
@@ -97,7 +107,7 @@ func streamConf(stream, url string, extra string) string {
 }
 
 // newStream names a stream of the test's own, deleted after it.
-func newStream(t *testing.T) string {
+func newStream(t testing.TB) string {
 	name := amqptest.Name("stream")
 	amqptest.DeleteQueueAfter(t, name)
 	return name
@@ -138,7 +148,7 @@ func checkSeqs(t *testing.T, msgs []Message, from, through int64) {
 	}
 }
 
-func waitCursor(t *testing.T, set *Set, seq int64) {
+func waitCursor(t testing.TB, set *Set, seq int64) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for set.Status()["s"].Cursor < seq {
@@ -146,6 +156,44 @@ func waitCursor(t *testing.T, set *Set, seq int64) {
 			t.Fatalf("cursor at %d, want %d: %+v", set.Status()["s"].Cursor, seq, set.Status()["s"])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStreamConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, conf, err string
+	}{
+		{"minimal", `urls: ["amqp://u:secret@h:5672/"]`, ""},
+		{"oslo multi-host", `urls: ["rabbit://u:secret@h1:5672,u:secret@h2:5672/v"]`, ""},
+		{"no urls", `stream: s`, "urls: at least one broker URL is required"},
+		{"bad scheme", `urls: ["http://u:secret@h/"]`, `scheme "http"`},
+		{"tls needs amqps", "urls: [\"amqp://u:secret@h/\"]\ntls: {insecure_skip_verify: true}", "use amqps://"},
+		{"short max_age", "urls: [\"amqp://h/\"]\nmax_age: 10ms", "max_age: 0 (no bound) or at least 1s"},
+		{"negative bytes", "urls: [\"amqp://h/\"]\nmax_length_bytes: -1", "max_length_bytes"},
+		{"window", "urls: [\"amqp://h/\"]\nwindow: 0", "window and page"},
+		{"max_lag", "urls: [\"amqp://h/\"]\nmax_lag: -5", "max_lag"},
+		{"snapshot_interval default within max_age", "urls: [\"amqp://h/\"]\nmax_age: 1h", ""},
+		{"snapshot_interval beyond max_age", "urls: [\"amqp://h/\"]\nmax_age: 1h\nsnapshot_interval: 40m", "snapshot_interval"},
+		{"snapshot_interval never", "urls: [\"amqp://h/\"]\nsnapshot_interval: 0s", ""},
+		{"snapshot part", "urls: [\"amqp://h/\"]\nsnapshot_part_bytes: 10", "snapshot_part_bytes"},
+		{"unknown key", "urls: [\"amqp://h/\"]\nretention: 1h", "retention"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := configtest.Node(t, "name: s\ntype: amqp-stream\n"+tc.conf)
+			_, err := New(config.Publisher{Name: "s", Type: "amqp-stream", Node: n}, Settings{Name: "s", Node: n})
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("error %v, want one with %q", err, tc.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "secret") {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+	if _, err := New(config.Publisher{Name: "x", Type: "kafka"}, Settings{Name: "x"}); err == nil || !strings.Contains(err.Error(), `unknown type "kafka"`) {
+		t.Errorf("unknown type: %v", err)
 	}
 }
 
@@ -196,21 +244,28 @@ func TestStreamPublishesEveryChangeToThreeConsumers(t *testing.T) {
 	}
 }
 
-// raw returns the seq of every message in the stream, duplicates included:
-// the stream is read from first until nothing comes for 2s (call it once
-// everything is confirmed).
-func raw(t *testing.T, url, stream string) []int64 {
+// consumeFirst reads stream from its first message on a connection of its
+// own, which stop closes.
+func consumeFirst(t testing.TB, url, stream string) (ds <-chan amqp.Delivery, stop func()) {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, ds, err := consume(conn, stream, "first", 1000)
-	if err != nil {
+	if _, ds, err = consume(conn, stream, "first", 1000); err != nil {
+		conn.Close()
 		t.Fatal(err)
 	}
-	defer ch.Close()
+	return ds, func() { conn.Close() }
+}
+
+// raw returns the seq of every message in the stream, duplicates included:
+// the stream is read from first until nothing comes for 2s (call it once
+// everything is confirmed).
+func raw(t *testing.T, url, stream string) []int64 {
+	t.Helper()
+	ds, stop := consumeFirst(t, url, stream)
+	defer stop()
 	var out []int64
 	for {
 		select {
@@ -237,18 +292,14 @@ func TestStreamResumesAtTheCursorAfterARestart(t *testing.T) {
 	r := openRig(t, dir)
 	stream := newStream(t)
 	conf := streamConf(stream, amqptest.Broker, "")
-	set := r.publisher(conf)
-	stop := run(set)
-	r.changes(1000)
-	waitCursor(t, set, 1000)
-	stop()
+	r.session(conf, 1000)
 	// Committed while no publisher runs: kept in the log, sent on start.
 	r.changes(500)
-	set = r.publisher(conf)
+	set := r.publisher(conf)
 	if st := set.Status()["s"]; st.Cursor != 1000 || st.Lag != 500 {
 		t.Errorf("before the restart's first publish: %+v", st)
 	}
-	stop = run(set)
+	stop := run(set)
 	defer stop()
 	waitCursor(t, set, 1500)
 	if st := set.Status()["s"]; st.Published != 500 {

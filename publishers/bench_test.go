@@ -22,14 +22,26 @@ func benchN() int {
 	return 50_000
 }
 
+// benchPublisher makes a publisher of r, with extra config, to a stream of
+// the benchmark's own, declared before the reader starts, as the publisher
+// will.
+func benchPublisher(b *testing.B, r *rig, extra string) (set *Set, stream string) {
+	b.Helper()
+	stream = newStream(b)
+	set = r.publisher(streamConf(stream, amqptest.Broker, extra))
+	if err := set.pubs[0].(*amqpStream).declare(amqptest.Admin(b)); err != nil {
+		b.Fatal(err)
+	}
+	return set, stream
+}
+
 // brokerRun publishes n messages of body to a fresh stream with pipelined
 // confirms (window 5000, as the publisher) while a consumer reads them;
 // pace runs before each publish and onRecv on each delivery, with the
 // message's index (1..n). It returns when the consumer
 // has them all.
 func brokerRun(b *testing.B, n int, body []byte, pace func(i int), onRecv func(i int)) time.Duration {
-	stream := amqptest.Name("bench-yard")
-	b.Cleanup(func() { amqptest.Admin(b).QueueDelete(stream, false, false, false) })
+	stream := newStream(b)
 	conn, err := amqp.Dial(amqptest.Broker)
 	if err != nil {
 		b.Fatal(err)
@@ -41,16 +53,8 @@ func brokerRun(b *testing.B, n int, body []byte, pace func(i int), onRecv func(i
 	}
 	ch.Confirm(false)
 	got := make(chan struct{})
-	rconn, err := amqp.Dial(amqptest.Broker)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rconn.Close()
-	rch, ds, err := consume(rconn, stream, "first", 1000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rch.Close()
+	ds, stop := consumeFirst(b, amqptest.Broker, stream)
+	defer stop()
 	go func() {
 		k := 0
 		for d := range ds {
@@ -99,14 +103,8 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	n := benchN()
 	r := openRig(b, b.TempDir())
 	r.changes(n)
-	stream := amqptest.Name("bench")
-	b.Cleanup(func() { amqptest.Admin(b).QueueDelete(stream, false, false, false) })
 	// Changes only: BenchmarkStreamSnapshot measures snapshots.
-	set := r.publisher(streamConf(stream, amqptest.Broker, "snapshot_interval: 0s\n"))
-	// Declared before the reader starts, as the publisher will.
-	if err := set.pubs[0].(*amqpStream).declare(amqptest.Admin(b)); err != nil {
-		b.Fatal(err)
-	}
+	set, stream := benchPublisher(b, r, "snapshot_interval: 0s\n")
 	var body []byte
 	got := make(chan time.Duration, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -143,12 +141,7 @@ func BenchmarkStreamSnapshot(b *testing.B) {
 	n := benchN()
 	r := openRig(b, b.TempDir())
 	r.changes(n)
-	stream := amqptest.Name("bench-snap")
-	b.Cleanup(func() { amqptest.Admin(b).QueueDelete(stream, false, false, false) })
-	set := r.publisher(streamConf(stream, amqptest.Broker, ""))
-	if err := set.pubs[0].(*amqpStream).declare(amqptest.Admin(b)); err != nil {
-		b.Fatal(err)
-	}
+	set, stream := benchPublisher(b, r, "")
 	// Timed from the begin's arrival: the publisher's start (connect,
 	// declare, a 2 s probe of the empty stream) is not the snapshot's.
 	var t0 time.Time
@@ -201,12 +194,7 @@ func pct(d []time.Duration, p float64) time.Duration {
 func BenchmarkStreamLatency(b *testing.B) {
 	const n, batch = 5000, 10
 	r := openRig(b, b.TempDir())
-	stream := amqptest.Name("bench-lat")
-	b.Cleanup(func() { amqptest.Admin(b).QueueDelete(stream, false, false, false) })
-	set := r.publisher(streamConf(stream, amqptest.Broker, "snapshot_interval: 0s\n"))
-	if err := set.pubs[0].(*amqpStream).declare(amqptest.Admin(b)); err != nil {
-		b.Fatal(err)
-	}
+	set, stream := benchPublisher(b, r, "snapshot_interval: 0s\n")
 	stop := run(set)
 	defer stop()
 	var mu sync.Mutex

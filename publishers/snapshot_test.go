@@ -103,11 +103,7 @@ func TestStreamSnapshots(t *testing.T) {
 		t.Errorf("a change after the snapshot: %+v", m)
 	}
 	// A restart with its snapshot recent writes none.
-	set = r.publisher(conf)
-	stop = run(set)
-	r.changes(5)
-	waitCursor(t, set, 3015)
-	stop()
+	set = r.session(conf, 5)
 	if st := set.Status()["s"]; st.Snapshots != 0 {
 		t.Errorf("restart wrote %d snapshots, want 0", st.Snapshots)
 	}
@@ -154,17 +150,13 @@ func TestStreamReaderGap(t *testing.T) {
 	r := openRig(t, t.TempDir())
 	stream := newStream(t)
 	conf := streamConf(stream, amqptest.Broker, "")
-	set := r.publisher(conf)
-	stop := run(set)
-	r.changes(100)
-	waitCursor(t, set, 100)
-	stop()
+	r.session(conf, 100)
 	if _, err := amqptest.Admin(t).QueueDelete(stream, false, false, false); err != nil {
 		t.Fatal(err)
 	}
 	r.changes(10)
-	set = r.publisher(conf)
-	stop = run(set)
+	set := r.publisher(conf)
+	stop := run(set)
 	defer stop()
 	waitCursor(t, set, 110)
 	msgs := collect(t, amqptest.Broker, stream, 50, 110)

@@ -1,108 +1,36 @@
 package rpc
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/openstack-synchronizer/synchronizer/eventually"
+	"github.com/openstack-synchronizer/synchronizer/rpc/rpctest"
 )
 
-// serve starts a server over b with o; wrap, when set, replaces the
-// listener (to inject accept failures).
-func serve(t *testing.T, b *memBackend, o Options, wrap func(net.Listener) net.Listener) (*Server, string) {
+// served fails t unless a status call on c is answered; when says at
+// what point of the test.
+func served(t *testing.T, c *rpctest.Lines, when string) {
 	t.Helper()
-	srv := New(b, o)
-	b.srv = srv
-	path := filepath.Join(t.TempDir(), "s.sock")
-	if err := srv.Listen(path); err != nil {
-		t.Fatal(err)
-	}
-	if wrap != nil {
-		srv.ln = wrap(srv.ln)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv, path
-}
-
-// raw is a client that speaks lines.
-type raw struct {
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dialLines(t *testing.T, path string) *raw {
-	t.Helper()
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &raw{c: c, r: bufio.NewReaderSize(c, 1<<20)}
-}
-
-func (r *raw) send(t *testing.T, line string) {
-	t.Helper()
-	r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := r.c.Write([]byte(line + "\n")); err != nil {
-		t.Fatal(err)
+	if m := c.Call(t, `{"jsonrpc":"2.0","id":"s","method":"status"}`); m["result"] == nil {
+		t.Fatalf("status %s: %v", when, m)
 	}
 }
 
-// line returns the next line, or "" with the error at EOF.
-func (r *raw) line(t *testing.T) (string, error) {
+// closed fails t unless the server closed c: the next read meets the end,
+// not a line.
+func closed(t *testing.T, c *rpctest.Lines, what string) {
 	t.Helper()
-	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	l, err := r.r.ReadString('\n')
-	return strings.TrimRight(l, "\n"), err
-}
-
-// call sends line and reads the next message.
-func (r *raw) call(t *testing.T, line string) map[string]any {
-	t.Helper()
-	r.send(t, line)
-	return r.msg(t)
-}
-
-func (r *raw) msg(t *testing.T) map[string]any {
-	t.Helper()
-	l, err := r.line(t)
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(l), &m); err != nil {
-		t.Fatalf("not JSON: %q", l)
-	}
-	return m
-}
-
-func code(m map[string]any) int {
-	e, _ := m["error"].(map[string]any)
-	if e == nil {
-		return 0
-	}
-	return int(e["code"].(float64))
-}
-
-func wait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if l, err := c.Line(t); err == nil {
+		t.Fatalf("%s: got %.100q, want the connection closed", what, l)
 	}
 }
 
@@ -126,10 +54,8 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 	fl := &flakyListener{}
 	fl.fails.Store(6)
 	srv, path := serve(t, &memBackend{}, Options{}, func(ln net.Listener) net.Listener { fl.Listener = ln; return fl })
-	c := dialLines(t, path)
-	if m := c.call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`); m["result"] == nil {
-		t.Fatalf("status: %v", m)
-	}
+	c := rpctest.Dial(t, path)
+	served(t, c, "after the accept errors")
 	if n := srv.Counters().AcceptErrors; n != 6 {
 		t.Fatalf("accept errors %d, want 6", n)
 	}
@@ -139,23 +65,19 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 // EOF; once one closes, a new one is served.
 func TestMaxConnections(t *testing.T) {
 	srv, path := serve(t, &memBackend{}, Options{MaxConnections: 2}, nil)
-	a, b := dialLines(t, path), dialLines(t, path)
-	for _, c := range []*raw{a, b} {
-		c.call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
+	a, b := rpctest.Dial(t, path), rpctest.Dial(t, path)
+	for _, c := range []*rpctest.Lines{a, b} {
+		c.Call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
 	}
-	over := dialLines(t, path)
-	if m := over.msg(t); code(m) != CodeLimit || m["id"] != nil {
+	over := rpctest.Dial(t, path)
+	if m := over.Msg(t); rpctest.Code(m) != CodeLimit || m["id"] != nil {
 		t.Fatalf("third connection: %v", m)
 	}
-	if _, err := over.line(t); err == nil {
-		t.Fatal("refused connection stays open")
-	}
-	a.c.Close()
-	wait(t, "a to be gone", func() bool { return srv.Counters().Connections == 1 })
-	again := dialLines(t, path)
-	if m := again.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
-		t.Fatalf("after a slot freed: %v", m)
-	}
+	closed(t, over, "refused connection")
+	a.Conn.Close()
+	eventually.True(t, "a to be gone", 10*time.Second, func() bool { return srv.Counters().Connections == 1 })
+	again := rpctest.Dial(t, path)
+	served(t, again, "after a slot freed")
 	if n := srv.Counters().Rejected; n != 1 {
 		t.Fatalf("rejected %d", n)
 	}
@@ -165,17 +87,13 @@ func TestMaxConnections(t *testing.T) {
 // is closed; one with a subscription stays.
 func TestIdleTimeout(t *testing.T) {
 	srv, path := serve(t, &memBackend{}, Options{IdleTimeout: time.Second}, nil)
-	sub := dialLines(t, path)
-	sub.call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
-	idle := dialLines(t, path)
-	if _, err := idle.line(t); err == nil {
-		t.Fatal("idle connection got a line")
-	}
+	sub := rpctest.Dial(t, path)
+	sub.Call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
+	idle := rpctest.Dial(t, path)
+	closed(t, idle, "idle connection")
 	// Several idle time-outs later the subscriber is still served.
 	time.Sleep(2500 * time.Millisecond)
-	if m := sub.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
-		t.Fatalf("subscriber after idle time: %v", m)
-	}
+	served(t, sub, "of the subscriber after idle time")
 	if n := srv.Counters().IdleClosed; n != 1 {
 		t.Fatalf("idle closed %d, want 1", n)
 	}
@@ -185,15 +103,15 @@ func TestIdleTimeout(t *testing.T) {
 // connection goes on.
 func TestMaxSubscriptions(t *testing.T) {
 	_, path := serve(t, &memBackend{}, Options{MaxSubscriptions: 3}, nil)
-	c := dialLines(t, path)
+	c := rpctest.Dial(t, path)
 	for i := 1; i <= 4; i++ {
-		m := c.call(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"register"}`, i))
-		if i <= 3 && m["result"] == nil || i == 4 && code(m) != CodeLimit {
+		m := c.Call(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"register"}`, i))
+		if i <= 3 && m["result"] == nil || i == 4 && rpctest.Code(m) != CodeLimit {
 			t.Fatalf("register %d: %v", i, m)
 		}
 	}
-	c.call(t, `{"jsonrpc":"2.0","id":5,"method":"unregister","params":{"subscription":"s1"}}`)
-	if m := c.call(t, `{"jsonrpc":"2.0","id":6,"method":"register"}`); m["result"] == nil {
+	c.Call(t, `{"jsonrpc":"2.0","id":5,"method":"unregister","params":{"subscription":"s1"}}`)
+	if m := c.Call(t, `{"jsonrpc":"2.0","id":6,"method":"register"}`); m["result"] == nil {
 		t.Fatalf("register after unregister: %v", m)
 	}
 }
@@ -208,10 +126,10 @@ func TestSubscriberMemoryBound(t *testing.T) {
 	payload := `"` + strings.Repeat("x", 1000) + `"`
 	// Two subscribers that never read: the first joins before any change
 	// and so always has the most queued.
-	var stuck []*raw
+	var stuck []*rpctest.Lines
 	for i := 0; i < 2; i++ {
-		c := dialLines(t, path)
-		c.call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
+		c := rpctest.Dial(t, path)
+		c.Call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
 		stuck = append(stuck, c)
 		b.commit(500, payload)
 	}
@@ -229,7 +147,7 @@ func TestSubscriberMemoryBound(t *testing.T) {
 	for i := 1; i <= 200; i++ {
 		b.commit(100, payload)
 		peak = max(peak, srv.Counters().QueuedBytes)
-		wait(t, "the reading subscriber", func() bool { return got.Load() == int64(100*i) })
+		eventually.True(t, "the reading subscriber", 10*time.Second, func() bool { return got.Load() == int64(100*i) })
 	}
 	c := srv.Counters()
 	t.Logf("peak queued %d bytes (bound %d), memory resyncs %d", peak, limit, c.MemoryResyncs)
@@ -244,7 +162,7 @@ func TestSubscriberMemoryBound(t *testing.T) {
 	for i, s := range stuck {
 		var resync bool
 		for {
-			l, err := s.line(t)
+			l, err := s.Line(t)
 			if err != nil {
 				break
 			}
@@ -256,7 +174,7 @@ func TestSubscriberMemoryBound(t *testing.T) {
 			t.Errorf("stuck subscriber %d got no resync for subscriber_memory", i)
 		}
 	}
-	wait(t, "queues to drain", func() bool { return srv.Counters().QueuedBytes == 0 })
+	eventually.True(t, "queues to drain", 10*time.Second, func() bool { return srv.Counters().QueuedBytes == 0 })
 }
 
 // TestLinesInFlightBounded: lines longer than the read buffer share
@@ -266,42 +184,42 @@ func TestLinesInFlightBounded(t *testing.T) {
 	const maxLine = 64 << 10
 	srv, path := serve(t, &memBackend{}, Options{MaxLine: maxLine, RequestMemory: 2 * maxLine}, nil)
 	big := `{"jsonrpc":"2.0","id":1,"method":"status","params":{"pad":"` + strings.Repeat("y", 20<<10) + `"}}`
-	var cs []*raw
+	var cs []*rpctest.Lines
 	for i := 0; i < 3; i++ {
-		c := dialLines(t, path)
-		c.c.Write([]byte(big[:len(big)-10])) // all but the end of the line
+		c := rpctest.Dial(t, path)
+		c.Conn.Write([]byte(big[:len(big)-10])) // all but the end of the line
 		cs = append(cs, c)
 	}
-	wait(t, "two lines in flight", func() bool { return len(srv.bigLines) == 2 })
+	eventually.True(t, "two lines in flight", 10*time.Second, func() bool { return len(srv.bigLines) == 2 })
 	time.Sleep(50 * time.Millisecond)
 	if n := len(srv.bigLines); n != 2 {
 		t.Fatalf("%d large lines in flight, bound 2", n)
 	}
 	// Finishing every line answers all three, in turn.
 	for _, c := range cs {
-		c.c.Write([]byte(big[len(big)-10:] + "\n"))
+		c.Conn.Write([]byte(big[len(big)-10:] + "\n"))
 	}
 	for i, c := range cs {
-		if m := c.msg(t); m["result"] == nil {
+		if m := c.Msg(t); m["result"] == nil {
 			t.Fatalf("connection %d: %v", i, m)
 		}
 	}
-	wait(t, "tokens back", func() bool { return len(srv.bigLines) == 0 })
+	eventually.True(t, "tokens back", 10*time.Second, func() bool { return len(srv.bigLines) == 0 })
 }
 
 // TestShutdownNotifies: every connection gets "shutdown" when the server
 // stops, a subscriber as well as a plain client.
 func TestShutdownNotifies(t *testing.T) {
-	_, path, cancel, done := serveMem(t, Options{})
-	sub, plain := dialLines(t, path), dialLines(t, path)
-	sub.call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
-	plain.call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
+	_, path, cancel, done := serveMem(t, &memBackend{}, Options{}, nil)
+	sub, plain := rpctest.Dial(t, path), rpctest.Dial(t, path)
+	sub.Call(t, `{"jsonrpc":"2.0","id":1,"method":"register"}`)
+	plain.Call(t, `{"jsonrpc":"2.0","id":1,"method":"status"}`)
 	cancel()
-	for name, c := range map[string]*raw{"subscriber": sub, "plain": plain} {
-		if m := c.msg(t); m["method"] != "shutdown" {
+	for name, c := range map[string]*rpctest.Lines{"subscriber": sub, "plain": plain} {
+		if m := c.Msg(t); m["method"] != "shutdown" {
 			t.Errorf("%s: %v", name, m)
 		}
-		if _, err := c.line(t); err == nil {
+		if _, err := c.Line(t); err == nil {
 			t.Errorf("%s: a line after shutdown", name)
 		}
 	}
@@ -355,12 +273,12 @@ func TestGetAllCut(t *testing.T) {
 	b := &memBackend{}
 	srv, path := serve(t, b, Options{GetAllTimeout: 300 * time.Millisecond, WriteTimeout: time.Minute}, nil)
 	b.commit(20000, `"`+strings.Repeat("e", 500)+`"`) // ~11 MB: more than the socket holds
-	c := dialLines(t, path)
-	c.send(t, `{"jsonrpc":"2.0","id":"g","method":"get_all"}`)
+	c := rpctest.Dial(t, path)
+	c.Send(t, `{"jsonrpc":"2.0","id":"g","method":"get_all"}`)
 	// The answer's first bytes mean GetAll has begun: a commit started
 	// before it would get the lock first, and the answer would not be cut.
-	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.r.Peek(1); err != nil {
+	c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.R.Peek(1); err != nil {
 		t.Fatal(err)
 	}
 	// memBackend.GetAll holds the log's lock for its snapshot: a commit
@@ -372,16 +290,14 @@ func TestGetAllCut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the snapshot is still held after get_all_timeout")
 	}
-	l, err := c.line(t)
+	l, err := c.Line(t)
 	if err != nil || json.Valid([]byte(l)) || !strings.HasPrefix(l, `{"jsonrpc":"2.0","id":"g","result":{"entities":[`) {
 		t.Fatalf("cut line: %.100q, %v", l, err)
 	}
-	if m := c.msg(t); code(m) != CodeGetAllCut || m["id"] != "g" {
+	if m := c.Msg(t); rpctest.Code(m) != CodeGetAllCut || m["id"] != "g" {
 		t.Fatalf("after the cut line: %v", m)
 	}
-	if m := c.call(t, `{"jsonrpc":"2.0","id":2,"method":"status"}`); m["result"] == nil {
-		t.Fatalf("status after the cut: %v", m)
-	}
+	served(t, c, "after the cut")
 	if n := srv.Counters().GetAllCut; n != 1 {
 		t.Fatalf("get_all_cut %d", n)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -111,26 +112,36 @@ func (m *memBackend) commitType(n int, payload, typ string) {
 // startServer serves a memBackend on a fresh socket until the test ends.
 func startServer(t testing.TB, o Options) (*memBackend, string) {
 	t.Helper()
-	b, path, cancel, done := serveMem(t, o)
-	t.Cleanup(func() { cancel(); <-done })
+	b := &memBackend{}
+	_, path := serve(t, b, o, nil)
 	return b, path
 }
 
-// serveMem serves a memBackend on a fresh socket until cancel; done closes
-// when Serve has returned.
-func serveMem(t testing.TB, o Options) (_ *memBackend, path string, cancel context.CancelFunc, done <-chan struct{}) {
+// serve serves b with o on a fresh socket until the test ends; wrap, when
+// set, replaces the listener (to inject accept failures).
+func serve(t testing.TB, b *memBackend, o Options, wrap func(net.Listener) net.Listener) (*Server, string) {
 	t.Helper()
-	b := &memBackend{}
-	srv := New(b, o)
+	srv, path, cancel, done := serveMem(t, b, o, wrap)
+	t.Cleanup(func() { cancel(); <-done })
+	return srv, path
+}
+
+// serveMem is serve until cancel; done closes when Serve has returned.
+func serveMem(t testing.TB, b *memBackend, o Options, wrap func(net.Listener) net.Listener) (srv *Server, path string, cancel context.CancelFunc, done <-chan struct{}) {
+	t.Helper()
+	srv = New(b, o)
 	b.srv = srv
 	path = filepath.Join(t.TempDir(), "s.sock")
 	if err := srv.Listen(path); err != nil {
 		t.Fatal(err)
 	}
+	if wrap != nil {
+		srv.ln = wrap(srv.ln)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	go func() { srv.Serve(ctx); close(served) }()
-	return b, path, cancel, served
+	return srv, path, cancel, served
 }
 
 // dialRegistered dials path and registers for every change; the client is

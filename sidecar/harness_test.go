@@ -3,11 +3,11 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +17,7 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/logbuf"
 	"github.com/openstack-synchronizer/synchronizer/rpc"
+	"github.com/openstack-synchronizer/synchronizer/store/storetest"
 )
 
 // harness runs a synchronizer in the test process on a config file in a
@@ -46,14 +47,12 @@ func topology(t *testing.T, path string, n int, state string) {
 	var b strings.Builder
 	b.WriteString("definitions:\n  entities:\n")
 	for i := 0; i < n; i++ {
-		b.WriteString("    - {static_id: h" + itoa(i) + ", type: nova.host, id: " + p + "h" + itoa(i) + ", state: " + state + "}\n")
+		fmt.Fprintf(&b, "    - {static_id: h%d, type: nova.host, id: %sh%d, state: %s}\n", i, p, i, state)
 	}
 	b.WriteString("    - {static_id: vm, type: nova.instance, id: " + p + "vm, state: ACTIVE}\n")
 	b.WriteString("  relationships:\n    - {source: h0, target: vm, relationship_type: contains}\n")
 	writeFile(t, path, b.String())
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 func writeFile(t *testing.T, path, s string) {
 	t.Helper()
@@ -65,10 +64,7 @@ func writeFile(t *testing.T, path, s string) {
 // startAt starts a sidecar on the config file at path (already written).
 func startAt(t *testing.T, dir, path string) *harness {
 	t.Helper()
-	schema, err := os.ReadFile("../schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema := storetest.Schema(t)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +75,7 @@ func startAt(t *testing.T, dir, path string) *harness {
 	h.stop = stop
 	log := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
-		h.done <- Run(ctx, Options{Config: cfg, ConfigPath: cfg.Path, Schema: string(schema),
+		h.done <- Run(ctx, Options{Config: cfg, ConfigPath: cfg.Path, Schema: schema,
 			Logger: log, Reload: h.reload, Debounce: 50 * time.Millisecond})
 	}()
 	t.Cleanup(func() { h.shutdown() })

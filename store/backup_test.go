@@ -16,10 +16,7 @@ func TestRestoreFloor(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	live := filepath.Join(dir, "live.db")
-	s, err := Open(live, schema(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, live, Options{})
 	if err := s.Commit(ctx, rows(1, 10, time.Now()), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -56,10 +53,7 @@ func TestRestoreFloor(t *testing.T) {
 			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("restored file: %v %v", fi.Mode(), err)
 			}
-			s, err := Open(p, schema(t), Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := openAt(t, p, Options{})
 			defer s.Close()
 			last, pruned, err := s.LogBounds(ctx)
 			if err != nil || last != tc.floor || pruned != tc.floor {

@@ -23,10 +23,7 @@ func bigDB(b *testing.B, n int) string {
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	s, err := Open(p+".tmp", schema(b), Options{Synchronous: "normal"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := openAt(b, p+".tmp", Options{Synchronous: "normal"})
 	pad := strings.Repeat("x", 700)
 	at := time.Now().UTC().Format(TimeFormat)
 	for lo := 1; lo <= n; lo += 10000 {
@@ -56,10 +53,7 @@ const benchEntities = 1000000
 func benchBig(b *testing.B, op func(s *Store) error) {
 	b.Helper()
 	p := bigDB(b, benchEntities)
-	s, err := Open(p, schema(b), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := openAt(b, p, Options{})
 	defer s.Close()
 	b.ResetTimer()
 	for range b.N {

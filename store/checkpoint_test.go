@@ -17,10 +17,7 @@ import (
 func TestBackgroundCheckpointBoundsWAL(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db")
-	s, err := Open(path, schema(t), Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path, Options{Synchronous: "normal"})
 	var auto int
 	if err := s.w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&auto); err != nil || auto != 0 {
 		t.Fatalf("writer wal_autocheckpoint = %d, %v; want 0", auto, err)
@@ -66,10 +63,7 @@ func TestBackgroundCheckpointBoundsWAL(t *testing.T) {
 	if _, err := os.Stat(path + "-wal"); !os.IsNotExist(err) {
 		t.Fatalf("WAL left after close: %v", err)
 	}
-	s, err = Open(path, schema(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openAt(t, path, Options{})
 	defer s.Close()
 	if n, err := s.CountBaseline(ctx); err != nil || n != batches*per {
 		t.Fatalf("baseline after reopen: %d, %v", n, err)
@@ -83,10 +77,7 @@ func TestBackgroundCheckpointBoundsWAL(t *testing.T) {
 func TestReaderHoldingTheWAL(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db")
-	s, err := Open(path, schema(t), Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, path, Options{Synchronous: "normal"})
 	defer s.Close()
 	if err := s.Commit(ctx, rows(1, 1, time.Now()), nil); err != nil {
 		t.Fatal(err)

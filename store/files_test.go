@@ -72,8 +72,7 @@ func TestLockFileIsNeverFollowedOrClobbered(t *testing.T) {
 // locking).
 func TestRefusedSecondOpenKeepsThePid(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "db")
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	defer s.Close()
 	for range 2 {
 		if _, err := Open(p, schema(t), Options{}); !errors.Is(err, ErrLocked) {
@@ -93,8 +92,7 @@ func TestFileModes(t *testing.T) {
 	defer syscall.Umask(old)
 	dir := t.TempDir()
 	p := filepath.Join(dir, "db")
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	must(t, s.Commit(t.Context(), rows(1, 10, time.Now()), nil))
 	files := []string{p, p + "-wal", p + "-shm", p + ".lock", p + ".seq"}
 	for _, f := range files {
@@ -112,8 +110,7 @@ func TestFileModes(t *testing.T) {
 	for _, f := range []string{p, p + ".lock", p + ".seq"} {
 		must(t, os.Chmod(f, 0o644))
 	}
-	s, err = Open(p, schema(t), Options{MaxMode: 0o660})
-	must(t, err)
+	s = openAt(t, p, Options{MaxMode: 0o660})
 	defer s.Close()
 	must(t, s.Commit(t.Context(), rows(11, 12, time.Now()), nil))
 	for _, f := range files {

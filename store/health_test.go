@@ -2,12 +2,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +17,7 @@ import (
 // garbage, as dd would.
 func corruptChanges(t *testing.T, p string, n int64) {
 	t.Helper()
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	var rs []Row
 	pad := strings.Repeat("x", 400)
 	for _, r := range rows(1, n, time.Now()) {
@@ -28,11 +26,7 @@ func corruptChanges(t *testing.T, p string, n int64) {
 	}
 	must(t, s.Commit(context.Background(), rs, nil))
 	must(t, s.Close())
-	out, err := exec.Command("sqlite3", p, `SELECT pageno FROM dbstat WHERE name = 'changes' AND pagetype = 'leaf' ORDER BY pageno`).Output()
-	if err != nil {
-		t.Fatalf("sqlite3 dbstat: %v", err)
-	}
-	pages := strings.Fields(string(out))
+	pages := leafPages(t, p, "changes")
 	if len(pages) < 10 {
 		t.Fatalf("only %d leaf pages", len(pages))
 	}
@@ -40,12 +34,33 @@ func corruptChanges(t *testing.T, p string, n int64) {
 	must(t, err)
 	defer f.Close()
 	garbage := []byte(strings.Repeat("\xde\xad\xbe\xef", 1024))
-	for _, pg := range pages[len(pages)/2 : len(pages)/2+3] {
-		no, _ := strconv.Atoi(pg)
-		if _, err := f.WriteAt(garbage, int64(no-1)*4096); err != nil {
+	for _, no := range pages[len(pages)/2 : len(pages)/2+3] {
+		if _, err := f.WriteAt(garbage, (no-1)*4096); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// leafPages returns the numbers of the leaf pages of table in the closed
+// database at p, in order (SQLite's dbstat table).
+func leafPages(t *testing.T, p, table string) []int64 {
+	t.Helper()
+	db, err := sql.Open("sqlite", p)
+	must(t, err)
+	defer db.Close()
+	rows, err := db.Query(`SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno`, table)
+	if err != nil {
+		t.Fatalf("dbstat: %v", err)
+	}
+	defer rows.Close()
+	var pages []int64
+	for rows.Next() {
+		var no int64
+		must(t, rows.Scan(&no))
+		pages = append(pages, no)
+	}
+	must(t, rows.Err())
+	return pages
 }
 
 // TestCorruptionIsFoundAndReported: a database whose change log pages were
@@ -56,14 +71,13 @@ func TestCorruptionIsFoundAndReported(t *testing.T) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "db")
 	corruptChanges(t, p, 5000)
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	defer s.Close()
 	if h := s.Health(); h.State != "unchecked" {
 		t.Fatalf("before any check: %+v", h)
 	}
 	// A read of the damaged range fails, and says so.
-	_, err = s.Changes(ctx, 0, nil, 0, func(LogRow) error { return nil })
+	_, err := s.Changes(ctx, 0, nil, 0, func(LogRow) error { return nil })
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "move the database file") {
 		t.Fatalf("Changes over corrupt pages: %v", err)
 	}
@@ -72,8 +86,7 @@ func TestCorruptionIsFoundAndReported(t *testing.T) {
 	}
 
 	s.Close()
-	s, err = Open(p, schema(t), Options{})
-	must(t, err)
+	s = openAt(t, p, Options{})
 	err = s.QuickCheck(ctx)
 	if err == nil || !strings.Contains(err.Error(), "quick_check") {
 		t.Fatalf("quick_check: %v", err)
@@ -97,8 +110,7 @@ func TestQuickCheckOfASoundDatabase(t *testing.T) {
 // it is corrupt and what to do, rather than a bare SQLite error.
 func TestOpenCorruptSchemaSaysTheWayOut(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "db")
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	must(t, s.Commit(context.Background(), rows(1, 10, time.Now()), nil))
 	must(t, s.Close())
 	f, err := os.OpenFile(p, os.O_WRONLY, 0)

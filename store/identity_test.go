@@ -21,15 +21,13 @@ func copyTo(t *testing.T, from, to string) {
 
 func TestDatabaseIDIsMadeOnceAndKept(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "db")
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	id := s.DatabaseID()
 	if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(id) {
 		t.Fatalf("database id %q", id)
 	}
 	s.Close()
-	s, err = Open(p, schema(t), Options{})
-	must(t, err)
+	s = openAt(t, p, Options{})
 	defer s.Close()
 	if s.DatabaseID() != id {
 		t.Fatalf("id changed across a clean reopen: %s -> %s", id, s.DatabaseID())
@@ -49,13 +47,11 @@ func TestDatabaseIDIsMadeOnceAndKept(t *testing.T) {
 func lostWAL(t *testing.T, mark func(string) string) (string, string) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "db")
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	must(t, s.Commit(ctx, rows(1, 100, time.Now()), nil))
 	id := s.DatabaseID()
 	s.Close() // the last close checkpoints: the file holds 1..100
-	s, err = Open(p, schema(t), Options{})
-	must(t, err)
+	s = openAt(t, p, Options{})
 	defer s.Close()
 	dir2 := t.TempDir()
 	p2 := filepath.Join(dir2, "db")
@@ -88,8 +84,7 @@ func TestLostWALNeverReusesSeqs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p2, id := lostWAL(t, c.mark)
-			s, err := Open(p2, schema(t), Options{})
-			must(t, err)
+			s := openAt(t, p2, Options{})
 			defer s.Close()
 			last, _, err := s.LogBounds(ctx)
 			must(t, err)
@@ -121,8 +116,7 @@ func TestLostWALNeverReusesSeqs(t *testing.T) {
 			must(t, s.Commit(ctx, rows(last+1, last+1, time.Now()), nil))
 			s.Close()
 			// The gap survives a restart.
-			s, err = Open(p2, schema(t), Options{})
-			must(t, err)
+			s = openAt(t, p2, Options{})
 			if c.sameID && fmt.Sprint(s.Gaps()) != fmt.Sprint([]Gap{{100, c.through}}) {
 				t.Fatalf("gaps after reopen: %v", s.Gaps())
 			}
@@ -138,15 +132,13 @@ func TestLostWALNeverReusesSeqs(t *testing.T) {
 func TestCleanStopLeavesNoGap(t *testing.T) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "db")
-	s, err := Open(p, schema(t), Options{})
-	must(t, err)
+	s := openAt(t, p, Options{})
 	must(t, s.Commit(ctx, rows(1, 10, time.Now()), nil))
 	s.Close()
 	b, _ := os.ReadFile(p + ".seq")
 	f := strings.Fields(string(b))
 	must(t, os.WriteFile(p+".seq", []byte(strings.Join(append(f[:4], "other-boot"), " ")+"\n"), 0o600))
-	s, err = Open(p, schema(t), Options{})
-	must(t, err)
+	s = openAt(t, p, Options{})
 	defer s.Close()
 	if last, _, _ := s.LogBounds(ctx); last != 10 || s.Recovered() != nil {
 		t.Fatalf("last %d, recovery %+v", last, s.Recovered())

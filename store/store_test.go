@@ -24,11 +24,8 @@ func schema(t testing.TB) string {
 
 func TestSecondOpenIsRefused(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "db")
-	s, err := Open(p, schema(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = Open(p, schema(t), Options{})
+	s := openAt(t, p, Options{})
+	_, err := Open(p, schema(t), Options{})
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
 		t.Fatalf("second open: %v, want ErrLocked naming pid %d", err, os.Getpid())
 	}
@@ -83,14 +80,22 @@ func rows(from, to int64, at time.Time) []Row {
 	return out
 }
 
+// openAt opens the store at p on the repository's schema; the caller
+// closes it.
+func openAt(t testing.TB, p string, o Options) *Store {
+	t.Helper()
+	s, err := Open(p, schema(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // openTemp opens a store in a temporary directory, closed when the test
 // ends.
 func openTemp(t testing.TB, o Options) *Store {
 	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "db"), schema(t), o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAt(t, filepath.Join(t.TempDir(), "db"), o)
 	t.Cleanup(func() { s.Close() })
 	return s
 }
