@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/rpc"
+	"github.com/openstack-synchronizer/synchronizer/rpc/rpctest"
 )
 
 // genConfig is an exec collector over testdata/gen.py with n entities whose
@@ -133,52 +132,6 @@ func TestCrashDuringLargeSnapshot(t *testing.T) {
 	}
 }
 
-// rawConn speaks to the socket line by line.
-type rawConn struct {
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dialRaw(t *testing.T, path string) *rawConn {
-	t.Helper()
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &rawConn{c: c, r: bufio.NewReaderSize(c, 1<<20)}
-}
-
-func (r *rawConn) send(t *testing.T, line string) {
-	t.Helper()
-	r.c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-	if _, err := r.c.Write([]byte(line + "\n")); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (r *rawConn) recv(t *testing.T) map[string]any {
-	t.Helper()
-	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := r.r.ReadBytes('\n')
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(line, &m); err != nil {
-		t.Fatalf("server sent invalid JSON %q: %v", line, err)
-	}
-	return m
-}
-
-func errCode(m map[string]any) int {
-	e, ok := m["error"].(map[string]any)
-	if !ok {
-		return 0
-	}
-	return int(e["code"].(float64))
-}
-
 func TestBadInput(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -190,7 +143,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bad := dialRaw(t, s.socket)
+	bad := rpctest.Dial(t, s.socket)
 	cases := []struct {
 		name string
 		line string
@@ -207,8 +160,8 @@ func TestBadInput(t *testing.T) {
 		{"unregister unknown", `{"jsonrpc":"2.0","id":8,"method":"unregister","params":{"subscription":"s999"}}`, -32004},
 	}
 	for _, tc := range cases {
-		bad.send(t, tc.line)
-		if got := errCode(bad.recv(t)); got != tc.code {
+		bad.Send(t, tc.line)
+		if got := rpctest.Code(bad.Msg(t)); got != tc.code {
 			t.Errorf("%s: error code %d, want %d", tc.name, got, tc.code)
 		}
 	}
@@ -216,14 +169,14 @@ func TestBadInput(t *testing.T) {
 	// connection goes on.
 	big := `{"jsonrpc":"2.0","id":9,"method":"get_all","params":{"types":["` + strings.Repeat("x", 10<<20) + `"]}}`
 	go func() {
-		bad.c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-		bad.c.Write([]byte(big + "\n"))
+		bad.Conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		bad.Conn.Write([]byte(big + "\n"))
 	}()
-	if got := errCode(bad.recv(t)); got != -32600 {
+	if got := rpctest.Code(bad.Msg(t)); got != -32600 {
 		t.Errorf("10 MB line: code %d, want -32600", got)
 	}
-	bad.send(t, `{"jsonrpc":"2.0","id":10,"method":"status","params":{}}`)
-	if m := bad.recv(t); m["result"] == nil {
+	bad.Send(t, `{"jsonrpc":"2.0","id":10,"method":"status","params":{}}`)
+	if m := bad.Msg(t); m["result"] == nil {
 		t.Errorf("status after bad input: %v", m)
 	}
 	// Everyone else was unaffected.
@@ -264,9 +217,9 @@ func TestSlowSubscriber(t *testing.T) {
 		out, _ := s.cli("status")
 		return strings.Contains(out, fmt.Sprintf(`"entities": %d`, n))
 	})
-	slow := dialRaw(t, s.socket)
-	slow.send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)
-	if m := slow.recv(t); m["result"] == nil {
+	slow := rpctest.Dial(t, s.socket)
+	slow.Send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)
+	if m := slow.Msg(t); m["result"] == nil {
 		t.Fatalf("register: %v", m)
 	}
 	base := rssKB(t, s.cmd.Process.Pid)
@@ -293,8 +246,8 @@ func TestSlowSubscriber(t *testing.T) {
 	// Now read: notifications, then resync, then EOF.
 	var resync bool
 	for {
-		slow.c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		line, err := slow.r.ReadBytes('\n')
+		slow.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, err := slow.R.ReadBytes('\n')
 		if err != nil {
 			break
 		}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/rpc"
+	"github.com/openstack-synchronizer/synchronizer/rpc/rpctest"
 )
 
 // startPrefixed is startSidecar with the binary run under prefix (such as
@@ -114,41 +115,41 @@ func TestRPCAcceptSurvivesFDExhaustion(t *testing.T) {
 // not; max_subscriptions refuses a register.
 func TestRPCConnectionLimits(t *testing.T) {
 	s := startSidecar(t, "", "max_connections: 4\nidle_timeout: 1s\nmax_subscriptions: 2\n")
-	sub := dialRaw(t, s.socket)
-	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)
-	if m := sub.recv(t); m["result"] == nil {
+	sub := rpctest.Dial(t, s.socket)
+	sub.Send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)
+	if m := sub.Msg(t); m["result"] == nil {
 		t.Fatalf("register: %v", m)
 	}
-	var idle []*rawConn
+	var idle []*rpctest.Lines
 	for i := 0; i < 3; i++ {
-		c := dialRaw(t, s.socket)
-		c.send(t, `{"jsonrpc":"2.0","id":1,"method":"status","params":{}}`)
-		if m := c.recv(t); m["result"] == nil {
+		c := rpctest.Dial(t, s.socket)
+		c.Send(t, `{"jsonrpc":"2.0","id":1,"method":"status","params":{}}`)
+		if m := c.Msg(t); m["result"] == nil {
 			t.Fatalf("status %d: %v", i, m)
 		}
 		idle = append(idle, c)
 	}
-	over := dialRaw(t, s.socket)
-	if m := over.recv(t); errCode(m) != rpc.CodeLimit {
+	over := rpctest.Dial(t, s.socket)
+	if m := over.Msg(t); rpctest.Code(m) != rpc.CodeLimit {
 		t.Fatalf("fifth connection: %v", m)
 	}
-	if _, err := over.r.ReadBytes('\n'); err == nil {
+	if _, err := over.R.ReadBytes('\n'); err == nil {
 		t.Fatal("refused connection left open")
 	}
 	// The idle ones are closed after idle_timeout.
 	for i, c := range idle {
-		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.r.ReadBytes('\n'); err == nil || os.IsTimeout(err) {
+		c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.R.ReadBytes('\n'); err == nil || os.IsTimeout(err) {
 			t.Fatalf("idle connection %d: %v", i, err)
 		}
 	}
 	// The subscriber is not idle, however long it waits.
-	sub.send(t, `{"jsonrpc":"2.0","id":2,"method":"register","params":{}}`)
-	if m := sub.recv(t); m["result"] == nil {
+	sub.Send(t, `{"jsonrpc":"2.0","id":2,"method":"register","params":{}}`)
+	if m := sub.Msg(t); m["result"] == nil {
 		t.Fatalf("second register: %v", m)
 	}
-	sub.send(t, `{"jsonrpc":"2.0","id":3,"method":"register","params":{}}`)
-	if m := sub.recv(t); errCode(m) != rpc.CodeLimit {
+	sub.Send(t, `{"jsonrpc":"2.0","id":3,"method":"register","params":{}}`)
+	if m := sub.Msg(t); rpctest.Code(m) != rpc.CodeLimit {
 		t.Fatalf("third register on one connection: %v", m)
 	}
 	if n := rpcCounter(t, s, "rejected_connections"); n != 1 {
@@ -176,10 +177,10 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 		out, _ := s.cli("status")
 		return strings.Contains(out, fmt.Sprintf(`"entities": %d`, n))
 	})
-	var slow []*rawConn
+	var slow []*rpctest.Lines
 	for i := 0; i < 4; i++ {
-		c := dialRaw(t, s.socket)
-		c.send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"get_all","params":{}}`, 100+i))
+		c := rpctest.Dial(t, s.socket)
+		c.Send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"get_all","params":{}}`, 100+i))
 		slow = append(slow, c)
 	}
 	time.Sleep(500 * time.Millisecond) // the slow ones fill their sockets
@@ -239,7 +240,7 @@ func TestRPCSlowGetAllDoesNotStarve(t *testing.T) {
 func TestRPCJSONRPC2(t *testing.T) {
 	t.Parallel()
 	s := startSidecar(t, "", "")
-	c := dialRaw(t, s.socket)
+	c := rpctest.Dial(t, s.socket)
 	types := func(n int) string {
 		var b strings.Builder
 		for i := 0; i < n; i++ {
@@ -273,10 +274,10 @@ func TestRPCJSONRPC2(t *testing.T) {
 	for _, tc := range cases {
 		// A notification first: it must get no answer, so the next line
 		// read is the case's.
-		c.send(t, `{"jsonrpc":"2.0","method":"status","params":{}}`)
-		c.send(t, tc.line)
-		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		line, err := c.r.ReadBytes('\n')
+		c.Send(t, `{"jsonrpc":"2.0","method":"status","params":{}}`)
+		c.Send(t, tc.line)
+		c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := c.R.ReadBytes('\n')
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -306,14 +307,14 @@ func TestRPCJSONRPC2(t *testing.T) {
 func TestRPCShutdownNotification(t *testing.T) {
 	t.Parallel()
 	s := startSidecar(t, "", "")
-	sub, plain := dialRaw(t, s.socket), dialRaw(t, s.socket)
-	sub.send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)
-	sub.recv(t)
-	plain.send(t, `{"jsonrpc":"2.0","id":1,"method":"status","params":{}}`)
-	plain.recv(t)
+	sub, plain := rpctest.Dial(t, s.socket), rpctest.Dial(t, s.socket)
+	sub.Send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)
+	sub.Msg(t)
+	plain.Send(t, `{"jsonrpc":"2.0","id":1,"method":"status","params":{}}`)
+	plain.Msg(t)
 	s.cmd.Process.Signal(syscall.SIGTERM)
-	for name, c := range map[string]*rawConn{"subscriber": sub, "plain client": plain} {
-		if m := c.recv(t); m["method"] != "shutdown" {
+	for name, c := range map[string]*rpctest.Lines{"subscriber": sub, "plain client": plain} {
+		if m := c.Msg(t); m["method"] != "shutdown" {
 			t.Errorf("%s got %v, want the shutdown notification", name, m)
 		}
 	}
@@ -367,9 +368,9 @@ func TestRPCSubscriberMemory(t *testing.T) {
 	// The yardstick: the same changes with no subscriber.
 	bare := peakDuring(func() { round("SHUTOFF", "ACTIVE", "PAUSED") })
 	for i := 0; i < subs; i++ {
-		c := dialRaw(t, s.socket)
-		c.send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)
-		if m := c.recv(t); m["result"] == nil {
+		c := rpctest.Dial(t, s.socket)
+		c.Send(t, `{"jsonrpc":"2.0","id":1,"method":"register","params":{}}`)
+		if m := c.Msg(t); m["result"] == nil {
 			t.Fatalf("register %d: %v", i, m)
 		}
 	}
@@ -541,11 +542,11 @@ func TestRPCRequestMemory(t *testing.T) {
 // readSlowAnswer reads a get_all answer to id to its end: the whole
 // result, or an answer cut by get_all_timeout (a line that is not JSON,
 // then the -32002 error), never a cut line followed by a result.
-func readSlowAnswer(c *rawConn, id int) error {
+func readSlowAnswer(c *rpctest.Lines, id int) error {
 	var cut bool
 	for {
-		c.c.SetReadDeadline(time.Now().Add(60 * time.Second))
-		line, err := c.r.ReadBytes('\n')
+		c.Conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+		line, err := c.R.ReadBytes('\n')
 		if err != nil {
 			return fmt.Errorf("slow reader %d: %v", id, err)
 		}
@@ -560,7 +561,7 @@ func readSlowAnswer(c *rawConn, id int) error {
 		if m["result"] != nil && cut {
 			return fmt.Errorf("slow reader %d: a cut line, then a result", id)
 		}
-		if m["result"] == nil && errCode(m) != rpc.CodeGetAllCut {
+		if m["result"] == nil && rpctest.Code(m) != rpc.CodeGetAllCut {
 			return fmt.Errorf("slow reader %d: no end: %v", id, m)
 		}
 		return nil

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/openstack-synchronizer/synchronizer/rpc"
+	"github.com/openstack-synchronizer/synchronizer/rpc/rpctest"
 )
 
 const topologyConfig = "collectors:\n  - {name: topology, type: static, path: topology.yaml, interval: 100ms}\n"
@@ -513,10 +514,10 @@ func TestCorruptDatabase(t *testing.T) {
 		t.Errorf("metrics do not say the store is failing:\n%s", metrics)
 	}
 
-	raw := dialRaw(t, s2.socket)
+	raw := rpctest.Dial(t, s2.socket)
 	recvLine := func() map[string]any {
-		raw.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		line, err := raw.r.ReadBytes('\n')
+		raw.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		line, err := raw.R.ReadBytes('\n')
 		if err != nil {
 			t.Fatalf("read: %v (the server cut the answer short: %d bytes %q...)", err, len(line), line[:min(len(line), 80)])
 		}
@@ -530,9 +531,9 @@ func TestCorruptDatabase(t *testing.T) {
 	since, calls := int64(0), 0
 	for {
 		calls++
-		raw.send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"changes","params":{"since":%d}}`, calls, since))
+		raw.Send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"changes","params":{"since":%d}}`, calls, since))
 		m := recvLine()
-		if errCode(m) != 0 {
+		if rpctest.Code(m) != 0 {
 			if msg := m["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "database corrupt") {
 				t.Fatalf("changes error does not say the database is corrupt: %q", msg)
 			}
@@ -547,12 +548,12 @@ func TestCorruptDatabase(t *testing.T) {
 			t.Fatal("no error after 10 calls")
 		}
 	}
-	raw.send(t, `{"jsonrpc":"2.0","id":100,"method":"get_all","params":{}}`)
-	if m := recvLine(); errCode(m) == 0 {
+	raw.Send(t, `{"jsonrpc":"2.0","id":100,"method":"get_all","params":{}}`)
+	if m := recvLine(); rpctest.Code(m) == 0 {
 		t.Fatalf("get_all over damaged pages answered %.200v", m)
 	}
 	// The connection is still usable.
-	raw.send(t, `{"jsonrpc":"2.0","id":101,"method":"status","params":{}}`)
+	raw.Send(t, `{"jsonrpc":"2.0","id":101,"method":"status","params":{}}`)
 	if m := recvLine(); m["result"] == nil {
 		t.Fatalf("status after the errors: %v", m)
 	}
