@@ -72,7 +72,7 @@ PLACEMENT_URL = "http://%s:%d" % (HOST, PORTS["placement"])
 CINDER_URL = "http://%s:%d/v3" % (HOST, PORTS["cinder-api"])
 HEAT_URL = "http://%s:%d/v1" % (HOST, PORTS["heat-api"])
 DATABASES = ["keystone", "placement", "glance", "neutron", "nova_api", "nova",
-          "nova_cell0", "cinder", "heat"]
+             "nova_cell0", "cinder", "heat"]
 # Written to STATE/setup-done once the databases, users and catalog exist;
 # `reset` removes it. A change of the config files alone only restarts the
 # services.
@@ -194,7 +194,7 @@ def write_configs():
     for name, text in configs().items():
         p = path("etc", name)
         with open(p + ".tmp", "w") as f:
-         f.write(text)
+            f.write(text)
         os.chmod(p + ".tmp", 0o600)
         os.replace(p + ".tmp", p)
 
@@ -212,10 +212,10 @@ def config_digest():
 def run(args, what, env=None, timeout=600):
     t0 = time.time()
     p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    env=env, timeout=timeout)
+                       env=env, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError("%s failed (%d):\n%s" % (what, p.returncode,
-                                                 p.stdout.decode(errors="replace")[-3000:]))
+                                                    p.stdout.decode(errors="replace")[-3000:]))
     log("%s: %.1fs" % (what, time.time() - t0))
     return p.stdout.decode(errors="replace")
 
@@ -232,7 +232,7 @@ def sql(statements):
 
 def rabbitmqctl(*args, ok_codes=(0,)):
     p = subprocess.run(["rabbitmqctl", "-q"] + list(args), stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, timeout=120)
+                       stderr=subprocess.STDOUT, timeout=120)
     if p.returncode not in ok_codes:
         raise RuntimeError("rabbitmqctl %s: %s" % (" ".join(args), p.stdout.decode(errors="replace")))
     return p.stdout.decode(errors="replace")
@@ -241,7 +241,7 @@ def rabbitmqctl(*args, ok_codes=(0,)):
 def listening(port):
     try:
         with socket.create_connection((HOST, port), timeout=1):
-         return True
+            return True
     except OSError:
         return False
 
@@ -250,7 +250,7 @@ def http_status(url, headers=None, timeout=5):
     req = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-         return r.status
+            return r.status
     except urllib.error.HTTPError as e:
         return e.code
     except (OSError, http.client.HTTPException):
@@ -265,8 +265,8 @@ class Keystone:
 
     def login(self):
         body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-         "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASS}}},
-         "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+            "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASS}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
         r, hdr = self.call("POST", "/v3/auth/tokens", body, auth=False, headers=True)
         self.token = hdr["X-Subject-Token"]
         return r
@@ -275,27 +275,27 @@ class Keystone:
         data = json.dumps(body).encode() if body is not None else None
         h = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth:
-         h["X-Auth-Token"] = self.token
+            h["X-Auth-Token"] = self.token
         req = urllib.request.Request(base + url, data=data, method=method, headers=h)
         try:
-         with urllib.request.urlopen(req, timeout=60) as r:
-             raw = r.read()
-             out = json.loads(raw) if raw else {}
-             return (out, r.headers) if headers else out
+            with urllib.request.urlopen(req, timeout=60) as r:
+                raw = r.read()
+                out = json.loads(raw) if raw else {}
+                return (out, r.headers) if headers else out
         except urllib.error.HTTPError as e:
-         if e.code in ok:
-             return ({}, e.headers) if headers else {}
-         raise RuntimeError("%s %s%s: %d %s" % (method, base, url, e.code, e.read()[:500]))
+            if e.code in ok:
+                return ({}, e.headers) if headers else {}
+            raise RuntimeError("%s %s%s: %d %s" % (method, base, url, e.code, e.read()[:500]))
 
     def find(self, collection, name):
         for item in self.call("GET", "/v3/%s?name=%s" % (collection, name))[collection]:
-         return item["id"]
+            return item["id"]
         return None
 
     def ensure(self, collection, kind, name, extra):
         i = self.find(collection, name)
         if i:
-         return i
+            return i
         return self.call("POST", "/v3/" + collection, {kind: dict(name=name, **extra)})[kind]["id"]
 
 
@@ -319,7 +319,7 @@ def setup_backing():
     # here (notifications.info, versioned_notifications.info, and
     # vitrage_notifications.info between two runs of stock Vitrage): cap them.
     rabbitmqctl("set_policy", "-p", VHOST, "--apply-to", "queues", "testcloud-cap",
-             "^((versioned_)?notifications|vitrage_notifications)\\.", '{"max-length": 1000}')
+                "^((versioned_)?notifications|vitrage_notifications)\\.", '{"max-length": 1000}')
 
 
 def sync_keystone():
@@ -331,15 +331,15 @@ def sync_keystone():
     # primary key 1), without two more Python start-ups.
     for d in ("fernet-keys", "credential-keys"):
         for k in ("0", "1"):
-         p = path("lib", "keystone", d, k)
-         if not os.path.exists(p):
-             with open(p, "wb") as f:
-                 f.write(base64.urlsafe_b64encode(os.urandom(32)))
-             os.chmod(p, 0o600)
+            p = path("lib", "keystone", d, k)
+            if not os.path.exists(p):
+                with open(p, "wb") as f:
+                    f.write(base64.urlsafe_b64encode(os.urandom(32)))
+                os.chmod(p, 0o600)
     url = KEYSTONE + "/v3/"
     run(["keystone-manage"] + conf + ["bootstrap", "--bootstrap-password", ADMIN_PASS,
-                                   "--bootstrap-admin-url", url, "--bootstrap-internal-url", url,
-                                   "--bootstrap-public-url", url, "--bootstrap-region-id", REGION],
+                                      "--bootstrap-admin-url", url, "--bootstrap-internal-url", url,
+                                      "--bootstrap-public-url", url, "--bootstrap-region-id", REGION],
         "keystone bootstrap")
 
 
@@ -359,7 +359,7 @@ def sync_others():
     run(pymain("glance.cmd.manage", "glance-manage", "--config-file", path("etc", "glance-api.conf"), "db_sync"),
         "glance db_sync")
     run(pymain("neutron.db.migration.cli", "neutron-db-manage", "--config-file", path("etc", "neutron.conf"),
-            "--config-file", path("etc", "ml2_conf.ini"), "upgrade", "heads"), "neutron upgrade heads")
+               "--config-file", path("etc", "ml2_conf.ini"), "upgrade", "heads"), "neutron upgrade heads")
     run(pymain("cinder.cmd.manage", "cinder-manage", "--config-file", path("etc", "cinder.conf"), "db", "sync"),
         "cinder db sync")
     run(pymain("heat.cmd.manage", "heat-manage", "--config-file", path("etc", "heat.conf"), "db_sync"),
@@ -371,9 +371,9 @@ def parallel(*fns):
 
     def wrap(fn):
         try:
-         fn()
+            fn()
         except Exception as e:  # reported below, with the others
-         errs.append(e)
+            errs.append(e)
     ts = [threading.Thread(target=wrap, args=(f,)) for f in fns]
     for t in ts:
         t.start()
@@ -409,9 +409,9 @@ def catalog(ks):
         sid = services.get(typ) or ks.call("POST", "/v3/services", {"service": {"name": name, "type": typ}})["service"]["id"]
         have = {e["interface"] for e in ks.call("GET", "/v3/endpoints?service_id=" + sid)["endpoints"]}
         for iface in ("public", "internal", "admin"):
-         if iface not in have:
-             ks.call("POST", "/v3/endpoints", {"endpoint": {"service_id": sid, "interface": iface,
-                                                            "url": url, "region_id": REGION}})
+            if iface not in have:
+                ks.call("POST", "/v3/endpoints", {"endpoint": {"service_id": sid, "interface": iface,
+                                                               "url": url, "region_id": REGION}})
 
 
 def seed(ks):
@@ -421,7 +421,7 @@ def seed(ks):
     flavors = ks.call("GET", "/flavors", base=nova)["flavors"]
     if not any(f["name"] == "m1.tiny" for f in flavors):
         ks.call("POST", "/flavors", {"flavor": {"name": "m1.tiny", "id": "1", "ram": 64, "vcpus": 1, "disk": 1}},
-             base=nova)
+                base=nova)
     glance = GLANCE_URL
     images = ks.call("GET", "/v2/images?name=testcloud-image", base=glance)["images"]
     if images and images[0]["status"] == "active":
@@ -429,9 +429,9 @@ def seed(ks):
     for im in images:
         ks.call("DELETE", "/v2/images/" + im["id"], base=glance)
     im = ks.call("POST", "/v2/images", {"name": "testcloud-image", "disk_format": "raw",
-                                     "container_format": "bare", "visibility": "public"}, base=glance)
+                                        "container_format": "bare", "visibility": "public"}, base=glance)
     req = urllib.request.Request(glance + "/v2/images/%s/file" % im["id"], data=b"\0" * (1 << 20), method="PUT",
-                              headers={"X-Auth-Token": ks.token, "Content-Type": "application/octet-stream"})
+                                 headers={"X-Auth-Token": ks.token, "Content-Type": "application/octet-stream"})
     urllib.request.urlopen(req, timeout=60).read()
 
 
@@ -477,16 +477,16 @@ sys.exit(importlib.import_module(sys.argv[0]).main())
 def argv(name):
     for n, module, confs in SERVICES:
         if n != name:
-         continue
+            continue
         if module is None:
-         return [PY, "-c", WSGI, name, str(PORTS[name])]
+            return [PY, "-c", WSGI, name, str(PORTS[name])]
         cf = []
         for c in confs:
-         cf += ["--config-file", path("etc", c)]
+            cf += ["--config-file", path("etc", c)]
         # One log per process (they share config files).
         cf += ["--log-file", path("log", name + ".log")]
         if name.startswith("cinder"):
-         return [PY, "-c", CINDER, module] + cf
+            return [PY, "-c", CINDER, module] + cf
         return pymain(module, name) + cf
     raise KeyError(name)
 
@@ -498,7 +498,7 @@ def pidfile(name):
 def running_pid(name):
     try:
         with open(pidfile(name)) as f:
-         pid = int(f.read().strip())
+            pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
     try:
@@ -509,10 +509,10 @@ def running_pid(name):
     # (the services rewrite their titles, so not more than that).
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-         cmd = f.read()
+            cmd = f.read()
         # Empty: just forked by spawn, not yet exec'd.
         if cmd and b"python" not in cmd:
-         return None
+            return None
     except OSError:
         return None
     return pid if alive(pid) else None
@@ -528,7 +528,7 @@ def spawn(name):
     env.pop("PYTHONPATH", None)
     with open(path("log", name + ".out"), "ab") as out:
         p = subprocess.Popen(argv(name), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                          env=env, cwd=STATE, start_new_session=True)
+                             env=env, cwd=STATE, start_new_session=True)
     with open(pidfile(name), "w") as f:
         f.write("%d\n" % p.pid)
     return p.pid
@@ -542,7 +542,7 @@ def ready(name, token=None):
         # has configured the ORM mappers: ask for networks first, then ports.
         h = {"X-Auth-Token": token} if token else {}
         if http_status(NEUTRON_URL + "/v2.0/networks?limit=1", h) != 200:
-         return False
+            return False
         return http_status(NEUTRON_URL + "/v2.0/ports?limit=1", h) == 200
     if port:
         return http_status("http://%s:%d/" % (HOST, port)) in (200, 300)
@@ -554,15 +554,15 @@ def wait_ready(names, timeout, token_fn=None):
     pending = list(names)
     while pending:
         for name in list(pending):
-         if not running_pid(name):
-             raise RuntimeError("%s exited at start; see %s and %s" % (
-                 name, path("log", name + ".log"), path("log", name + ".out")))
-         if ready(name, token_fn() if token_fn and name == "neutron" else None):
-             pending.remove(name)
+            if not running_pid(name):
+                raise RuntimeError("%s exited at start; see %s and %s" % (
+                    name, path("log", name + ".log"), path("log", name + ".out")))
+            if ready(name, token_fn() if token_fn and name == "neutron" else None):
+                pending.remove(name)
         if pending and time.time() > deadline:
-         raise RuntimeError("not answering after %ds: %s (logs in %s)" % (timeout, ", ".join(pending), path("log")))
+            raise RuntimeError("not answering after %ds: %s (logs in %s)" % (timeout, ", ".join(pending), path("log")))
         if pending:
-         time.sleep(0.5)
+            time.sleep(0.5)
 
 
 def compute_up(ks):
@@ -582,22 +582,22 @@ def stop_services(names=None, timeout=20):
     for n in names:
         pid = running_pid(n)
         if pid:
-         pids[n] = pid
-         with contextlib.suppress(OSError):
-             os.killpg(pid, signal.SIGTERM)
+            pids[n] = pid
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGTERM)
     deadline = time.time() + timeout
     while pids and time.time() < deadline:
         for n, pid in list(pids.items()):
-         if not alive(pid):
-             del pids[n]
+            if not alive(pid):
+                del pids[n]
         time.sleep(0.2)
     for n, pid in pids.items():
         log("%s did not stop within %ds after SIGTERM: SIGKILL" % (n, timeout))
         with contextlib.suppress(OSError):
-         os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
     for n in names:
         with contextlib.suppress(OSError):
-         os.unlink(pidfile(n))
+            os.unlink(pidfile(n))
 
 
 def alive(pid):
@@ -608,7 +608,7 @@ def alive(pid):
     # A zombie of ours (we are not its parent here) counts as gone.
     try:
         with open("/proc/%d/stat" % pid) as f:
-         return f.read().split(")")[-1].split()[0] != "Z"
+            return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
 
@@ -631,7 +631,7 @@ def cloud_info():
         "flavor": "1", "image_name": "testcloud-image", "nova_max_limit": NOVA_MAX_LIMIT,
         "token_expiration": TOKEN_EXPIRATION, "log_dir": path("log"), "state_dir": STATE,
         "endpoints": {"compute": NOVA_URL, "network": NEUTRON_URL, "image": GLANCE_URL,
-                   "placement": PLACEMENT_URL, "volume": CINDER_URL, "orchestration": HEAT_URL},
+                      "placement": PLACEMENT_URL, "volume": CINDER_URL, "orchestration": HEAT_URL},
     }
 
 
@@ -667,40 +667,40 @@ def cmd_start():
         running = path("run", "config-digest")
         same = os.path.exists(running) and open(running).read().strip() == digest
         if done and same and all(running_pid(n) for n in NAMES):
-         write_info()
-         log("already running")
-         return 0
+            write_info()
+            log("already running")
+            return 0
         if not same:
-         # Services that run run an older configuration.
-         stop_services()
+            # Services that run run an older configuration.
+            stop_services()
         setup_backing()
         ks = Keystone()
         if not done:
-         log("first start: creating databases and the catalog (the cold start)")
-         parallel(sync_nova, lambda: (sync_keystone(), spawn("keystone"), wait_ready(["keystone"], 60),
-                                      catalog(ks)), sync_others)
+            log("first start: creating databases and the catalog (the cold start)")
+            parallel(sync_nova, lambda: (sync_keystone(), spawn("keystone"), wait_ready(["keystone"], 60),
+                                         catalog(ks)), sync_others)
         spawn("keystone")
         wait_ready(["keystone"], 60)
         ks.login()
         first = [n for n in NAMES if n not in ("keystone", "nova-api", "nova-compute")]
         for n in first:
-         spawn(n)
+            spawn(n)
         wait_ready(["placement", "glance", "cinder-api", "heat-api", "nova-conductor", "nova-scheduler",
-                 "cinder-scheduler", "cinder-volume", "heat-engine"], 120)
+                    "cinder-scheduler", "cinder-volume", "heat-engine"], 120)
         wait_ready(["neutron"], 120, token_fn=lambda: ks.token)
         spawn("nova-api")
         spawn("nova-compute")
         wait_ready(["nova-api", "nova-compute"], 120)
         deadline = time.time() + 90
         while not compute_up(ks):
-         if time.time() > deadline:
-             raise RuntimeError("nova-compute did not register within 90s; see " + path("log", "nova-compute.log"))
-         time.sleep(1)
+            if time.time() > deadline:
+                raise RuntimeError("nova-compute did not register within 90s; see " + path("log", "nova-compute.log"))
+            time.sleep(1)
         seed(ks)
         with open(marker, "w") as f:
-         f.write(SETUP_VERSION + "\n")
+            f.write(SETUP_VERSION + "\n")
         with open(running, "w") as f:
-         f.write(digest + "\n")
+            f.write(digest + "\n")
         write_info()
     log("up in %.1fs (%s)" % (time.time() - t0, "warm" if done else "cold"))
     return 0
@@ -724,7 +724,7 @@ def cmd_stop_service(names):
 def cmd_start_service(names):
     with locked():
         for n in names:
-         spawn(n)
+            spawn(n)
         ks = Keystone()
         wait_ready(names, 120, token_fn=lambda: ks.login() and ks.token)
     return 0
@@ -739,11 +739,11 @@ def cmd_status():
         bad += not ok
         rss = ""
         if pid:
-         with contextlib.suppress(OSError):
-             with open("/proc/%d/status" % pid) as f:
-                 for line in f:
-                     if line.startswith("VmRSS:"):
-                         rss = line.split()[1] + " kB"
+            with contextlib.suppress(OSError):
+                with open("/proc/%d/status" % pid) as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            rss = line.split()[1] + " kB"
         print("%-17s %-8s %s %s" % (n, "up" if ok else ("started" if pid else "down"), pid or "", rss))
     return 1 if bad else 0
 
@@ -755,7 +755,7 @@ def cmd_reset():
         sql("\n".join(stmts))
         rabbitmqctl("delete_vhost", VHOST, ok_codes=(0, 70))
         with contextlib.suppress(OSError):
-         os.unlink(path("setup-done"))
+            os.unlink(path("setup-done"))
         subprocess.run(["rm", "-rf", path("lib"), path("etc"), path("run"), path("lock")])
     log("reset")
     return 0
@@ -776,19 +776,19 @@ def main(args):
     cmd, rest = args[0], args[1:]
     try:
         if cmd == "start":
-         return cmd_start()
+            return cmd_start()
         if cmd == "stop":
-         return cmd_stop()
+            return cmd_stop()
         if cmd == "status":
-         return cmd_status()
+            return cmd_status()
         if cmd == "reset":
-         return cmd_reset()
+            return cmd_reset()
         if cmd == "env":
-         return cmd_env()
+            return cmd_env()
         if cmd == "stop-service":
-         return cmd_stop_service(rest)
+            return cmd_stop_service(rest)
         if cmd == "start-service":
-         return cmd_start_service(rest)
+            return cmd_start_service(rest)
     except RuntimeError as e:
         log("error: %s" % e)
         return 1
