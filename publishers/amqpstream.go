@@ -294,8 +294,8 @@ func (p *amqpStream) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		// As the listener does: only a session that lasted resets the
-		// back-off (a broker that drops us at once is not "back").
+		// Only a session that lasted resets the back-off: a broker that
+		// drops us at once is not "back".
 		if time.Since(t0) > 10*time.Second {
 			retry.Reset()
 		}

@@ -317,10 +317,11 @@ func (s *supervisor) unitList() []*unit {
 // listenerRunner keeps a listener running, restarting it with capped
 // back-off when it returns an error.
 type listenerRunner struct {
-	name string
-	l    listeners.Listener
-	sink sink
-	log  *slog.Logger
+	name  string
+	l     listeners.Listener
+	sink  sink
+	log   *slog.Logger
+	retry backoff.Policy
 
 	mu        sync.Mutex
 	state     string
@@ -338,7 +339,7 @@ type listenerRunner struct {
 var listenerRetry = backoff.Policy{Min: time.Second, Max: time.Minute}
 
 func newListenerRunner(s *supervisor, name string, l listeners.Listener) *listenerRunner {
-	r := &listenerRunner{name: name, l: l, log: s.log.With("listener", name), state: "created"}
+	r := &listenerRunner{name: name, l: l, log: s.log.With("listener", name), state: "created", retry: listenerRetry}
 	r.sink = sink{eng: s.sc.engine, source: name, sup: s, r: r}
 	return r
 }
@@ -347,7 +348,7 @@ func (r *listenerRunner) run(ctx context.Context) {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
-	retry := backoff.New(listenerRetry.Min, listenerRetry.Max)
+	retry := backoff.New(r.retry.Min, r.retry.Max)
 	for {
 		started := time.Now()
 		r.mu.Lock()
@@ -367,7 +368,7 @@ func (r *listenerRunner) run(ctx context.Context) {
 		r.mu.Lock()
 		r.state, r.lastErr, r.lastErrAt = "failing", err.Error(), time.Now()
 		r.mu.Unlock()
-		if time.Since(started) >= listenerRetry.Max {
+		if time.Since(started) >= r.retry.Max {
 			// It ran for longer than the longest wait: this failure is a
 			// new one, not the next of a series, and a broker that dropped
 			// the connection once a day must not cost a minute each time.
