@@ -76,11 +76,11 @@ func TestBackupUnderLoad(t *testing.T) {
 		if got := checkConsistent(t, file); got != n {
 			t.Errorf("backup %d holds %d entities, want %d", i, got, n)
 		}
-		if states := sqlite(t, file, `SELECT count(DISTINCT json_extract(entity, '$.state')) FROM entities`); states != "1" {
+		if states := sqlite(t, file, `SELECT count(DISTINCT json_extract(entity, '$.state')) FROM entities`, "-readonly"); states != "1" {
 			t.Errorf("backup %d mixes %s poll states: not one commit", i, states)
 		}
 		var seq int64
-		fmt.Sscan(sqlite(t, file, `SELECT value FROM meta WHERE key = 'last_seq'`), &seq)
+		fmt.Sscan(sqlite(t, file, `SELECT value FROM meta WHERE key = 'last_seq'`, "-readonly"), &seq)
 		if seq < before || seq > after || seq < last || seq%n != 0 {
 			t.Errorf("backup %d at seq %d: want a poll's last seq between %d and %d, from %d on", i, seq, before, after, last)
 		}
@@ -211,7 +211,7 @@ func TestRestore(t *testing.T) {
 // synchronizer has written.
 func checkConsistentAfterRestore(t *testing.T, db string) {
 	t.Helper()
-	if got := sqlite(t, db, `PRAGMA integrity_check; SELECT min(seq) FROM changes; SELECT value FROM meta WHERE key = 'pruned_through';`); got != "ok\n15\n14" {
+	if got := sqlite(t, db, `PRAGMA integrity_check; SELECT min(seq) FROM changes; SELECT value FROM meta WHERE key = 'pruned_through';`, "-readonly"); got != "ok\n15\n14" {
 		t.Errorf("restored database: integrity, first seq, pruned_through = %q, want ok, 15, 14", got)
 	}
 }

@@ -189,21 +189,21 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// procKB is a field in kB of the process's /proc status: VmRSS, VmHWM.
-func procKB(t *testing.T, pid int, field string) int {
-	t.Helper()
-	b := readFile(t, fmt.Sprintf("/proc/%d/status", pid))
+// procKB is a field in kB of the process's /proc status (VmRSS, VmHWM), 0
+// if it has none or is gone: tests also sample it from goroutines of their
+// own, where they cannot fail.
+func procKB(pid int, field string) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, field+":") {
 			n, _ := strconv.Atoi(strings.Fields(line)[1])
 			return n
 		}
 	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 
-func rssKB(t *testing.T, pid int) int { return procKB(t, pid, "VmRSS") }
+func rssKB(pid int) int { return procKB(pid, "VmRSS") }
 
 // TestSlowSubscriber registers a client that never reads while many changes
 // flow: the server's memory stays bounded, and the client, once it reads,
@@ -222,7 +222,7 @@ func TestSlowSubscriber(t *testing.T) {
 	if m := slow.Msg(t); m["result"] == nil {
 		t.Fatalf("register: %v", m)
 	}
-	base := rssKB(t, s.cmd.Process.Pid)
+	base := rssKB(s.cmd.Process.Pid)
 	peak := base
 	// Three rounds of every entity changing: 30k changes of ~1 KB against
 	// a queue of 2000.
@@ -232,7 +232,7 @@ func TestSlowSubscriber(t *testing.T) {
 		if err != nil || !strings.Contains(out, fmt.Sprintf(`"updated": %d`, n)) {
 			t.Fatalf("round %d: %v\n%s", i, err, out)
 		}
-		peak = max(peak, rssKB(t, s.cmd.Process.Pid))
+		peak = max(peak, rssKB(s.cmd.Process.Pid))
 	}
 	// A fast subscriber registered now still works.
 	fast := s.client()

@@ -336,10 +336,10 @@ func TestRPCSubscriberMemory(t *testing.T) {
 		return strings.Contains(out, fmt.Sprintf(`"entities": %d`, n))
 	})
 	pid := s.cmd.Process.Pid
-	idle := rssKB(t, pid)
+	idle := rssKB(pid)
 	// peakDuring samples RSS while fn runs.
 	peakDuring := func(fn func()) int {
-		peak := rssKB(t, pid)
+		peak := rssKB(pid)
 		stop, sampled := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(sampled)
@@ -348,7 +348,7 @@ func TestRPCSubscriberMemory(t *testing.T) {
 				case <-stop:
 					return
 				case <-time.After(20 * time.Millisecond):
-					peak = max(peak, rssKB(t, pid))
+					peak = max(peak, rssKB(pid))
 				}
 			}
 		}()
@@ -391,7 +391,7 @@ func TestRPCSubscriberMemory(t *testing.T) {
 		}
 		got <- k
 	}()
-	registered := rssKB(t, pid)
+	registered := rssKB(pid)
 	peak := peakDuring(func() {
 		round("SHUTOFF", "ACTIVE", "PAUSED")
 		select {
@@ -441,7 +441,7 @@ func TestRPCIdleConnectionsRSS(t *testing.T) {
 	}
 	s := startSidecar(t, "", "max_connections: 20000\n")
 	pid := s.cmd.Process.Pid
-	idle := rssKB(t, pid)
+	idle := rssKB(pid)
 	cs := make([]net.Conn, 0, conns)
 	defer func() {
 		for _, c := range cs {
@@ -452,7 +452,7 @@ func TestRPCIdleConnectionsRSS(t *testing.T) {
 		cs = append(cs, dialBusy(t, s.socket))
 	}
 	waitFor(t, "all connections", 30*time.Second, func() bool { return rpcCounter(t, s, "connections") >= conns })
-	fresh := rssKB(t, pid)
+	fresh := rssKB(pid)
 	// Each asks once, as a real client does, then idles.
 	line := []byte(`{"jsonrpc":"2.0","id":1,"method":"changes","params":{"since":0}}` + "\n")
 	buf := make([]byte, 4096)
@@ -465,7 +465,7 @@ func TestRPCIdleConnectionsRSS(t *testing.T) {
 			t.Fatalf("connection %d: %q, %v", i, buf[:n], err)
 		}
 	}
-	rss := rssKB(t, pid)
+	rss := rssKB(pid)
 	t.Logf("RSS idle %d KB; with %d connections that never sent %d KB; after each asked once %d KB (%.2fx idle, %.1f KB per connection)",
 		idle, conns, fresh, rss, float64(rss)/float64(idle), float64(rss-idle)/conns)
 	if per := (rss - idle) / conns; per > 64 {
@@ -480,7 +480,7 @@ func TestRPCRequestMemory(t *testing.T) {
 	const conns, part = 300, 900 << 10
 	s := startSidecar(t, "", "request_memory: 8388608\n")
 	pid := s.cmd.Process.Pid
-	idle := rssKB(t, pid)
+	idle := rssKB(pid)
 	head := `{"jsonrpc":"2.0","id":1,"method":"status","params":{"pad":"`
 	body := head + strings.Repeat("p", part-len(head))
 	cs := make([]net.Conn, conns)
@@ -507,7 +507,7 @@ func TestRPCRequestMemory(t *testing.T) {
 		}()
 	}
 	time.Sleep(3 * time.Second) // the server reads what it may
-	held := rssKB(t, pid)
+	held := rssKB(pid)
 	// The first line ends: the first connection is answered, whatever
 	// the others hold.
 	wg.Add(1)

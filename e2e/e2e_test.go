@@ -212,12 +212,14 @@ type change struct {
 	Source string `json:"source"`
 }
 
-// sqlite runs q with the sqlite3 shell on db, read-only (beside a running
-// synchronizer, or on a backup), and returns its output, trimmed; it fails
-// t if the shell fails.
-func sqlite(t testing.TB, db, q string) string {
+// sqlite runs q with the sqlite3 shell on db, opened as an operator opens
+// the baseline beside a running synchronizer (read-write: that must work
+// too), with the shell's flags before it (-readonly for a backup, which a
+// test must not change), and returns its output, trimmed; it fails t if the
+// shell fails.
+func sqlite(t testing.TB, db, q string, flags ...string) string {
 	t.Helper()
-	out, err := exec.Command("sqlite3", "-readonly", db, q).CombinedOutput()
+	out, err := exec.Command("sqlite3", append(flags, db, q)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("sqlite3 %s: %v\n%s", db, err, out)
 	}
@@ -265,21 +267,36 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// rewriteFile replaces the first old in the file by new, atomically for
-// a collector that reads it; the file must hold old.
+// rewriteFile replaces the first old in path by new, writing the file in
+// place as an operator's shell or editor does: the synchronizer may read it
+// half written and must cope. It fails t if path has no old.
 func rewriteFile(t *testing.T, path, old, new string) {
 	t.Helper()
-	text := string(readFile(t, path))
-	if !strings.Contains(text, old) {
-		t.Fatalf("%s has no %q", path, old)
+	if err := os.WriteFile(path, edited(t, path, old, new), 0o644); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// rewriteFileAtomic is rewriteFile through a rename, for the tests that
+// time what follows the edit (no half-written file to read again).
+func rewriteFileAtomic(t *testing.T, path, old, new string) {
+	t.Helper()
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strings.Replace(text, old, new, 1)), 0o644); err != nil {
+	if err := os.WriteFile(tmp, edited(t, path, old, new), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func edited(t *testing.T, path, old, new string) []byte {
+	t.Helper()
+	text := string(readFile(t, path))
+	if !strings.Contains(text, old) {
+		t.Fatalf("%s has no %q", path, old)
+	}
+	return []byte(strings.Replace(text, old, new, 1))
 }
 
 func TestStaticEndToEnd(t *testing.T) {
@@ -456,14 +473,14 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	topo := filepath.Join(dir, "topology.yaml")
 	s := topologySidecar(t, dir)
-	lines, _ := startWatch(t, "--socket", s.socket, "--since", "0")
+	w := startWatch(t, s, "--socket", s.socket, "--since", "0")
 	for i := 1; i <= 11; i++ {
-		if c := nextChange(t, lines); c.Seq != int64(i) || c.Action != "create" {
+		if c := w.next(t); c.Seq != int64(i) || c.Action != "create" {
 			t.Fatalf("line %d: %+v", i, c)
 		}
 	}
 	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
-	if c := nextChange(t, lines); c.Seq != 12 || c.State != "ERROR" {
+	if c := w.next(t); c.Seq != 12 || c.State != "ERROR" {
 		t.Fatalf("after edit: %+v", c)
 	}
 	// Stop, change the file while it is down, start again.
@@ -472,19 +489,27 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	}
 	rewriteFile(t, topo, "state: ERROR", "state: ACTIVE")
 	s.start()
-	if c := nextChange(t, lines); c.Seq != 13 || c.State != "ACTIVE" {
+	if c := w.next(t); c.Seq != 13 || c.State != "ACTIVE" {
 		t.Fatalf("after restart: %+v", c)
 	}
 	select {
-	case c := <-lines:
+	case c := <-w.lines:
 		t.Fatalf("unexpected extra line %+v", c)
 	case <-time.After(500 * time.Millisecond):
 	}
 }
 
-// startWatch runs the binary's watch with args until the test ends; it
-// returns the changes watch prints, in order, and what it writes to stderr.
-func startWatch(t *testing.T, args ...string) (<-chan change, *logBuffer) {
+// watchProc is a running `watch`: the changes it prints, its stderr, and
+// the synchronizer it reads (its log goes with a failure).
+type watchProc struct {
+	lines  <-chan change
+	stderr *logBuffer
+	s      *sidecar
+}
+
+// startWatch runs `watch args...` until the test ends; s is the
+// synchronizer it reads, directly or through its stream.
+func startWatch(t *testing.T, s *sidecar, args ...string) *watchProc {
 	t.Helper()
 	w := exec.Command(binary, append([]string{"watch"}, args...)...)
 	stdout, err := w.StdoutPipe()
@@ -509,21 +534,21 @@ func startWatch(t *testing.T, args ...string) (<-chan change, *logBuffer) {
 		}
 		close(lines)
 	}()
-	return lines, stderr
+	return &watchProc{lines: lines, stderr: stderr, s: s}
 }
 
-// nextChange returns the next change watch printed on lines; it fails t if
-// none comes within 20 s.
-func nextChange(t *testing.T, lines <-chan change) change {
+// next returns the next change watch printed; it fails t, with watch's
+// stderr and the synchronizer's log, if none comes within 20 s.
+func (w *watchProc) next(t *testing.T) change {
 	t.Helper()
 	select {
-	case c, ok := <-lines:
-		if !ok {
-			t.Fatal("watch ended")
+	case c, ok := <-w.lines:
+		if ok {
+			return c
 		}
-		return c
+		t.Fatalf("watch ended\nwatch: %s\nsynchronizer:\n%s", w.stderr, w.s.log)
 	case <-time.After(20 * time.Second):
-		t.Fatal("watch printed nothing within 20 s")
+		t.Fatalf("watch printed nothing within 20 s\nwatch: %s\nsynchronizer:\n%s", w.stderr, w.s.log)
 	}
 	return change{}
 }

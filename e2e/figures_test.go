@@ -73,7 +73,7 @@ func TestSizingFigures(t *testing.T) {
 	// Memory: an empty synchronizer, the yardstick.
 	empty := startSidecar(t, t.TempDir(), "")
 	time.Sleep(time.Second)
-	rss0 := procKB(t, empty.cmd.Process.Pid, "VmRSS")
+	rss0 := procKB(empty.cmd.Process.Pid, "VmRSS")
 	empty.stop()
 
 	// 100k instances: RSS while polling them, then after a restart that
@@ -83,13 +83,13 @@ func TestSizingFigures(t *testing.T) {
 	s = startSidecar(t, dir, fmt.Sprintf("collectors:\n  - {name: cloud, type: exec, command: [%s, \"%d\"], interval: 1h, timeout: 20m, max_output: 1073741824}\n", plugin, big))
 	waitFor(t, "100k entities", 20*time.Minute, func() bool { return entities(s) == big })
 	time.Sleep(time.Second)
-	rssPoll, hwmPoll := procKB(t, s.cmd.Process.Pid, "VmRSS"), procKB(t, s.cmd.Process.Pid, "VmHWM")
+	rssPoll, hwmPoll := procKB(s.cmd.Process.Pid, "VmRSS"), procKB(s.cmd.Process.Pid, "VmHWM")
 	s.stop()
 	os.WriteFile(s.config, []byte("socket: s.sock\ndatabase: s.db\nsync: normal\n"), 0o644)
 	s.start()
 	waitFor(t, "100k loaded", 5*time.Minute, func() bool { return entities(s) == big })
 	time.Sleep(2 * time.Second)
-	rssLoaded := procKB(t, s.cmd.Process.Pid, "VmRSS")
+	rssLoaded := procKB(s.cmd.Process.Pid, "VmRSS")
 	t.Logf("memory: empty synchronizer %d MB RSS (yardstick); 100k instances loaded %d MB (%.1fx, %.1f KB per entity above the yardstick); "+
 		"after a first poll of them %d MB (peak %d MB, %.1fx the yardstick)",
 		rss0>>10, rssLoaded>>10, float64(rssLoaded)/float64(rss0), float64(rssLoaded-rss0)/big,

@@ -63,27 +63,27 @@ publishers:
 	if p := st.Publishers["remote"]; p.Lag != 0 || !p.Connected || p.Stream != stream {
 		t.Errorf("status: %+v", p)
 	}
-	all, stderr := startWatch(t, "--stream", amqptest.Broker, stream)
-	half, _ := startWatch(t, "--stream", amqptest.Broker, stream, "--since", "5")
+	all := startWatch(t, s, "--stream", amqptest.Broker, stream)
+	half := startWatch(t, s, "--stream", amqptest.Broker, stream, "--since", "5")
 	for i := int64(1); i <= 11; i++ {
-		if c := nextChange(t, all); c.Seq != i || c.Action != "create" || c.Source != "topology" {
+		if c := all.next(t); c.Seq != i || c.Action != "create" || c.Source != "topology" {
 			t.Fatalf("from first, line %d: %+v", i, c)
 		}
 	}
 	for i := int64(6); i <= 11; i++ {
-		if c := nextChange(t, half); c.Seq != i {
+		if c := half.next(t); c.Seq != i {
 			t.Fatalf("--since 5: got seq %d, want %d", c.Seq, i)
 		}
 	}
 	// A commit after the readers started reaches them through the stream.
 	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
-	for _, lines := range []<-chan change{all, half} {
-		if c := nextChange(t, lines); c.Seq != 12 || c.State != "ERROR" {
+	for _, w := range []*watchProc{all, half} {
+		if c := w.next(t); c.Seq != 12 || c.State != "ERROR" {
 			t.Fatalf("after the edit: %+v", c)
 		}
 	}
-	if !strings.Contains(stderr.String(), "watch: stream "+stream+": database ") {
-		t.Errorf("stderr does not name the database: %q", stderr.String())
+	if !strings.Contains(all.stderr.String(), "watch: stream "+stream+": database ") {
+		t.Errorf("stderr does not name the database: %q", all.stderr.String())
 	}
 	// The Python reader (Debian's python3 and python3-kombu) gets the same.
 	for _, tc := range []struct {
@@ -321,7 +321,7 @@ func (r *streamRegion) lastSeq(t *testing.T) int64 {
 func (r *streamRegion) edit(t *testing.T, old, new string) int64 {
 	t.Helper()
 	before := r.lastSeq(t)
-	rewriteFile(t, r.topo, old, new)
+	rewriteFileAtomic(t, r.topo, old, new)
 	var last int64
 	waitFor(t, "the edit in region "+r.name, 30*time.Second, func() bool {
 		last = r.lastSeq(t)
@@ -683,7 +683,10 @@ func BenchmarkStreamReplicaStart(b *testing.B) {
 				Lag int64 `json:"lag"`
 			} `json:"publishers"`
 		}
-		s.statusInto(b, &st)
+		// A status that fails (the socket not there yet) is asked again.
+		if out, err := s.cli("status"); err != nil || json.Unmarshal([]byte(out), &st) != nil {
+			return false
+		}
 		p := st.Publishers["remote"]
 		return p.Snapshot != nil && p.Snapshot.Entities >= int64(n) && p.Lag == 0
 	})

@@ -185,7 +185,7 @@ func TestVitrageLiveGraph(t *testing.T) {
 	if !cloud.SetServerStatus(liveServer, "ERROR") {
 		t.Fatalf("fake cloud: no server %s", liveServer)
 	}
-	rewriteFile(t, filepath.Join(dir, "topology.yaml"), "      state: ACTIVE\n", "      state: SUSPENDED\n")
+	rewriteFileAtomic(t, filepath.Join(dir, "topology.yaml"), "      state: ACTIVE\n", "      state: SUSPENDED\n")
 	waitLive(t, "the changed states in the live graph", 20*time.Second, func() bool {
 		if !get() {
 			return false
