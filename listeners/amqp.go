@@ -134,23 +134,9 @@ func (l *amqpListener) validate(dir string) error {
 	if len(c.URLs) == 0 {
 		errs = append(errs, errors.New("urls: at least one broker URL is required"))
 	}
-	if c.TLS != nil {
-		tc, err := loadTLS(c.TLS, dir)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("tls: %w", err))
-		}
-		l.tls = tc
-	}
-	for i, raw := range c.URLs {
-		for _, u := range splitHosts(raw) {
-			norm, host, err := normalizeURL(u, c.TLS != nil)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("urls[%d]: %w", i, err))
-				continue
-			}
-			l.urls = append(l.urls, norm)
-			l.hosts = append(l.hosts, host)
-		}
+	var err error
+	if l.urls, l.hosts, l.tls, err = AMQPEndpoints(c.URLs, c.TLS, dir); err != nil {
+		errs = append(errs, err)
 	}
 	for field, list := range map[string][]string{"exchanges": c.Exchanges, "topics": c.Topics, "priorities": c.Priorities} {
 		if len(list) == 0 {

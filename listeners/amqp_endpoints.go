@@ -2,6 +2,8 @@ package listeners
 
 import (
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -50,22 +52,26 @@ func (b *AMQPBroker) Dial(u string, tc *tls.Config, name string) (*amqp.Connecti
 
 // AMQPEndpoints turns urls: (oslo's rabbit:// and multi-host forms too) and
 // tls: into one dialable URL per host, the host:port of each for logs, and
-// the TLS config (nil without tls:). Errors never contain credentials.
+// the TLS config (nil without tls:). Its error names every bad entry
+// ("tls: …", "urls[i]: …"), as check-config shows them; it never contains
+// credentials.
 func AMQPEndpoints(urls []string, t *AMQPTLS, dir string) (dial, hosts []string, tc *tls.Config, err error) {
+	var errs []error
 	if t != nil {
 		if tc, err = loadTLS(t, dir); err != nil {
-			return nil, nil, nil, err
+			errs = append(errs, fmt.Errorf("tls: %w", err))
 		}
 	}
-	for _, raw := range urls {
+	for i, raw := range urls {
 		for _, u := range splitHosts(raw) {
 			norm, host, err := normalizeURL(u, t != nil)
 			if err != nil {
-				return nil, nil, nil, err
+				errs = append(errs, fmt.Errorf("urls[%d]: %w", i, err))
+				continue
 			}
 			dial = append(dial, norm)
 			hosts = append(hosts, host)
 		}
 	}
-	return dial, hosts, tc, nil
+	return dial, hosts, tc, errors.Join(errs...)
 }

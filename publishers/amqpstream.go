@@ -120,7 +120,7 @@ func newAMQPStream(s Settings) (Publisher, error) {
 	}
 	urls, hosts, tc, err := listeners.AMQPEndpoints(c.URLs, c.TLS, s.Dir)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("urls/tls: %w", err))
+		errs = append(errs, err)
 	}
 	if c.Stream == "" || len(c.Stream) > 255 {
 		errs = append(errs, errors.New("stream: a queue name of 1 to 255 bytes"))

@@ -167,6 +167,9 @@ func TestStreamConfig(t *testing.T) {
 		{"oslo multi-host", `urls: ["rabbit://u:secret@h1:5672,u:secret@h2:5672/v"]`, ""},
 		{"no urls", `stream: s`, "urls: at least one broker URL is required"},
 		{"bad scheme", `urls: ["http://u:secret@h/"]`, `scheme "http"`},
+		// Every bad entry is named, as in the amqp listener's errors.
+		{"second of two bad", `urls: ["amqp://u:secret@h/", "http://u:secret@h2/"]`, `urls[1]: `},
+		{"tls and url both bad", "urls: [\"amqp://u:secret@h/\"]\ntls: {ca_file: /nonexistent/ca.pem}", "tls: "},
 		{"tls needs amqps", "urls: [\"amqp://u:secret@h/\"]\ntls: {insecure_skip_verify: true}", "use amqps://"},
 		{"short max_age", "urls: [\"amqp://h/\"]\nmax_age: 10ms", "max_age: 0 (no bound) or at least 1s"},
 		{"negative bytes", "urls: [\"amqp://h/\"]\nmax_length_bytes: -1", "max_length_bytes"},
