@@ -65,9 +65,9 @@ bench: build
 	$(GO) test -run '^$$' -bench BenchmarkStreamReplicaStart -benchtime 1x ./e2e
 	SYNC_BENCH_N=50000 $(GO) test -run '^$$' -bench Stream -benchtime 1x -timeout 10m ./publishers
 	SYNC_SIZING=1 $(GO) test -run TestSizingFigures -v -timeout 40m ./e2e
-	# The real test cloud's figures (openstack/README.md): delta poll bytes, stop-to-subscriber time.
+	# The real test cloud's figures (openstack/README.md): delta poll bytes, stop-to-subscriber time, Vitrage side by side with stock Vitrage.
 	scripts/testcloud/testcloud start
-	SYNC_REALCLOUD_FIGURES=1 $(GO) test -count=1 -run TestRealCloudFigures -v -timeout 40m ./e2e
+	SYNC_REALCLOUD_FIGURES=1 $(GO) test -count=1 -run 'TestRealCloud(Vitrage)?Figures' -v -timeout 40m ./e2e
 
 lint:
 	$(GO) vet $(PKGS)
