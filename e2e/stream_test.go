@@ -32,6 +32,65 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 )
 
+// TestStreamPublisherByReload: publishers follow the config file as
+// collectors do. One added by an edit publishes the log from its start; a
+// bad edit keeps it running; moved to another stream it starts there from
+// its cursor (nothing sent twice); removed, it stops.
+func TestStreamPublisherByReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	topo := filepath.Join(dir, "topology.yaml")
+	s := topologySidecar(t, dir)
+	s1, s2 := amqptest.Name("e2e-reload"), amqptest.Name("e2e-reload")
+	amqptest.DeleteQueueAfter(t, s1)
+	amqptest.DeleteQueueAfter(t, s2)
+	entry := func(stream, extra string) string {
+		return "publishers:\n  - {name: remote, type: amqp-stream, urls: [\"" + amqptest.Broker + "\"], stream: " + stream + extra + "}\ncollectors:"
+	}
+	var st struct {
+		Config struct {
+			LastError string `json:"last_error"`
+		} `json:"config"`
+		Publishers map[string]struct {
+			Cursor int64  `json:"cursor"`
+			Stream string `json:"stream"`
+		} `json:"publishers"`
+	}
+	status := func() bool {
+		// Unmarshal leaves what a status omits: start from nothing.
+		st.Publishers, st.Config.LastError = nil, ""
+		out, err := s.cli("status")
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil
+	}
+	rewriteFile(t, s.config, "collectors:", entry(s1, ""))
+	waitFor(t, "the added publisher at 11", 20*time.Second, func() bool {
+		return status() && st.Publishers["remote"].Cursor == 11
+	})
+	rewriteFile(t, s.config, "stream: "+s1+"}", "stream: "+s1+", window: 0}")
+	waitFor(t, "the bad edit refused", 20*time.Second, func() bool {
+		return status() && strings.Contains(st.Config.LastError, "window")
+	})
+	rewriteFile(t, s.config, "stream: "+s1+", window: 0}", "stream: "+s2+"}")
+	waitFor(t, "the publisher on the second stream", 20*time.Second, func() bool {
+		return status() && st.Config.LastError == "" && st.Publishers["remote"].Stream == s2
+	})
+	rewriteFile(t, topo, "state: SHUTOFF", "state: ERROR")
+	w := startWatch(t, s, "--stream", amqptest.Broker, s2)
+	if c := w.next(t); c.Seq != 12 || c.State != "ERROR" {
+		t.Fatalf("the second stream's first change: %+v, want seq 12 (after the cursor)", c)
+	}
+	first := startWatch(t, s, "--stream", amqptest.Broker, s1)
+	for i := int64(1); i <= 11; i++ {
+		if c := first.next(t); c.Seq != i {
+			t.Fatalf("first stream, change %d: %+v", i, c)
+		}
+	}
+	rewriteFile(t, s.config, entry(s2, ""), "collectors:")
+	waitFor(t, "the publisher removed", 20*time.Second, func() bool {
+		return status() && len(st.Publishers) == 0
+	})
+}
+
 // TestStreamPublisherAndWatchStream runs the real binary with an
 // amqp-stream publisher and reads its stream with `watch --stream`, as a
 // consumer on another host would.

@@ -21,6 +21,7 @@ import (
 	"github.com/openstack-synchronizer/synchronizer/config/configtest"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/entity"
+	"github.com/openstack-synchronizer/synchronizer/eventually"
 	"github.com/openstack-synchronizer/synchronizer/listeners/amqptest"
 	"github.com/openstack-synchronizer/synchronizer/store"
 	"github.com/openstack-synchronizer/synchronizer/store/storetest"
@@ -51,11 +52,10 @@ func openRig(t testing.TB, dir string) *rig {
 // engine as the sidecar does.
 func (r *rig) publisher(conf string) *Set {
 	r.t.Helper()
-	p, err := newAMQPStream(Settings{Name: "s", Node: configtest.Node(r.t, conf), Dir: r.dir, Store: r.st})
+	set, err := NewSet([]config.Publisher{{Name: "s", Type: "amqp-stream", Node: configtest.Node(r.t, conf)}}, r.dir, r.st, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	set := &Set{names: []string{"s"}, pubs: []Publisher{p}, log: p.(*amqpStream).log}
 	r.eng.SetPublisher(set)
 	r.eng.SetPruneFloor(set.Floor)
 	return set
@@ -515,5 +515,80 @@ func TestStreamDeletedUnderThePublisher(t *testing.T) {
 	checkSeqs(t, collect(t, amqptest.Broker, stream, 100, 200), 101, 200)
 	if st := set.Status()["s"]; st.Lag != 0 {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// TestSetApply: a config reload changes the publishers while they run. An
+// unchanged one goes on; a changed one stops and is made again from its
+// cursor (nothing skipped, nothing sent twice); a new one starts from the
+// start of the log; a removed one stops; a bad entry changes nothing.
+func TestSetApply(t *testing.T) {
+	r := openRig(t, t.TempDir())
+	s1, s2, s3 := newStream(t), newStream(t), newStream(t)
+	entry := func(name, stream, extra string) config.Publisher {
+		conf := strings.Replace(streamConf(stream, amqptest.Broker, extra), "name: s\n", "name: "+name+"\n", 1)
+		return config.Publisher{Name: name, Type: "amqp-stream", Node: configtest.Node(t, conf)}
+	}
+	a1 := entry("a", s1, "")
+	set, err := NewSet([]config.Publisher{a1}, r.dir, r.st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.eng.SetPublisher(set)
+	r.eng.SetPruneFloor(set.Floor)
+	stop := run(set)
+	defer stop()
+	r.changes(300)
+	waitFor := func(name string, seq int64) {
+		t.Helper()
+		eventually.True(t, fmt.Sprintf("%s's cursor at %d", name, seq), time.Minute, func() bool {
+			return set.Status()[name].Cursor >= seq
+		})
+	}
+	waitFor("a", 300)
+
+	// A new publisher b; a unchanged (the same entry, decoded again).
+	if err := set.Apply([]config.Publisher{entry("a", s1, ""), entry("b", s2, "")}); err != nil {
+		t.Fatal(err)
+	}
+	r.changes(200)
+	waitFor("a", 500)
+	waitFor("b", 500)
+	if st := set.Status()["a"]; st.Published != 500 {
+		t.Errorf("unchanged a published %d, want 500 (it went on)", st.Published)
+	}
+
+	// a moves to s3 (same name: its cursor goes on), b is removed, and a
+	// bad entry beside them is refused first, changing nothing.
+	bad := entry("c", s3, "window: 0")
+	if err := set.Apply([]config.Publisher{entry("a", s3, ""), bad}); err == nil || !strings.Contains(err.Error(), "publishers[1] (c)") {
+		t.Fatalf("bad entry: %v", err)
+	}
+	if st := set.Status(); len(st) != 2 || st["a"].Stream != s1 {
+		t.Fatalf("after a refused apply: %+v", st)
+	}
+	if err := set.Apply([]config.Publisher{entry("a", s3, "")}); err != nil {
+		t.Fatal(err)
+	}
+	if st := set.Status(); len(st) != 1 || st["a"].Stream != s3 {
+		t.Fatalf("after the move: %+v", st)
+	}
+	r.changes(100)
+	waitFor("a", 600)
+
+	// s1 holds 1..500, s2 (b from the start of the log) 1..500, s3 the
+	// changes after a's cursor only, 501..600, after a snapshot of them
+	// all.
+	for _, tc := range []struct {
+		stream      string
+		first, last int64
+	}{{s1, 1, 500}, {s2, 1, 500}, {s3, 501, 600}} {
+		seqs := raw(t, amqptest.Broker, tc.stream)
+		if int64(len(seqs)) != tc.last-tc.first+1 || seqs[0] != tc.first || seqs[len(seqs)-1] != tc.last {
+			t.Errorf("%s: %d changes, %v..., want %d..%d", tc.stream, len(seqs), seqs[:min(len(seqs), 3)], tc.first, tc.last)
+		}
+	}
+	if st := set.Status()["a"]; st.Snapshot == nil || st.Snapshot.Stream != s3 || st.Snapshot.Entities < 500 {
+		t.Errorf("a's snapshot in s3: %+v", st.Snapshot)
 	}
 }

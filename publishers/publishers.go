@@ -8,15 +8,18 @@ package publishers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/openstack-synchronizer/synchronizer/backoff"
 	"github.com/openstack-synchronizer/synchronizer/config"
 	"github.com/openstack-synchronizer/synchronizer/engine"
 	"github.com/openstack-synchronizer/synchronizer/store"
@@ -106,11 +109,28 @@ func New(p config.Publisher, s Settings) (Publisher, error) {
 }
 
 // Set is the configured publishers. It is an engine.Publisher (it wakes them
-// after each commit) and a prometheus.Collector.
+// after each commit) and a prometheus.Collector. Apply changes it while it
+// runs (a config reload): a publisher whose entry changed is stopped, its
+// cursor saved, and made again from it, so none of the log is skipped.
 type Set struct {
-	names []string
-	pubs  []Publisher
-	log   *slog.Logger
+	dir  string
+	st   *store.Store
+	log  *slog.Logger
+	last atomic.Int64 // the last seq a commit woke the publishers with
+
+	mu      sync.Mutex
+	entries []*entry
+	runCtx  context.Context // Run's; nil before Run
+	wg      sync.WaitGroup
+}
+
+// entry is one running publisher.
+type entry struct {
+	name string
+	conf string // the config entry as YAML: a changed one is made again
+	pub  Publisher
+	stop context.CancelFunc // nil while it does not run
+	done chan struct{}      // closed when its Run returned
 }
 
 // NewSet makes every configured publisher; nothing runs until Run.
@@ -118,20 +138,39 @@ func NewSet(cfg []config.Publisher, dir string, st *store.Store, log *slog.Logge
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Set{log: log}
+	s := &Set{dir: dir, st: st, log: log}
 	for _, p := range cfg {
-		pub, err := New(p, Settings{Name: p.Name, Node: p.Node, Dir: dir, Logger: log.With("publisher", p.Name), Store: st})
+		e, err := s.make(p)
 		if err != nil {
 			return nil, err
 		}
-		s.names = append(s.names, p.Name)
-		s.pubs = append(s.pubs, pub)
+		s.entries = append(s.entries, e)
 	}
 	return s, nil
 }
 
+func (s *Set) make(p config.Publisher) (*entry, error) {
+	pub, err := New(p, Settings{Name: p.Name, Node: p.Node, Dir: s.dir, Logger: s.log.With("publisher", p.Name), Store: s.st})
+	if err != nil {
+		return nil, err
+	}
+	return &entry{name: p.Name, conf: entryYAML(p), pub: pub}, nil
+}
+
+func entryYAML(p config.Publisher) string {
+	b, _ := yaml.Marshal(p.Node)
+	return string(b)
+}
+
+// list is the current entries (the slice is never changed in place).
+func (s *Set) list() []*entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entries
+}
+
 // Len is the number of publishers.
-func (s *Set) Len() int { return len(s.pubs) }
+func (s *Set) Len() int { return len(s.list()) }
 
 // Publish implements engine.Publisher.
 func (s *Set) Publish(p []engine.Published) {
@@ -139,52 +178,157 @@ func (s *Set) Publish(p []engine.Published) {
 		return
 	}
 	last := p[len(p)-1].Seq
-	for _, pub := range s.pubs {
-		pub.Wake(last)
+	s.last.Store(last)
+	for _, e := range s.list() {
+		e.pub.Wake(last)
 	}
 }
 
-// Floor is the lowest floor of all publishers (-1: none).
+// Floor is the lowest floor of all publishers (-1: none). A publisher
+// stopped for a reload keeps its floor until the one made again from its
+// cursor replaces it.
 func (s *Set) Floor() int64 {
 	floor := int64(-1)
-	for _, p := range s.pubs {
-		if f := p.Floor(); f >= 0 && (floor < 0 || f < floor) {
+	for _, e := range s.list() {
+		if f := e.pub.Floor(); f >= 0 && (floor < 0 || f < floor) {
 			floor = f
 		}
 	}
 	return floor
 }
 
-// Run runs every publisher until ctx ends, restarting one that fails.
+// Run runs every publisher until ctx ends, restarting one that fails, and
+// those Apply adds meanwhile.
 func (s *Set) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for i, p := range s.pubs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			backoff := time.Second
-			for ctx.Err() == nil {
-				err := p.Run(ctx)
-				if ctx.Err() != nil {
-					return
-				}
-				s.log.Error("publisher stopped; restarting", "publisher", s.names[i], "err", err, "in", backoff)
-				select {
-				case <-ctx.Done():
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, time.Minute)
-			}
-		}()
+	s.mu.Lock()
+	s.runCtx = ctx
+	for _, e := range s.entries {
+		s.start(e)
 	}
-	wg.Wait()
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.wg.Wait()
+}
+
+// start runs e until its stop or Run's ctx. Caller holds s.mu.
+func (s *Set) start(e *entry) {
+	ctx, stop := context.WithCancel(s.runCtx)
+	e.stop, e.done = stop, make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(e.done)
+		retry := backoff.New(time.Second, time.Minute)
+		for ctx.Err() == nil {
+			err := e.pub.Run(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			wait := retry.Next()
+			s.log.Error("publisher stopped; restarting", "publisher", e.name, "err", err, "in", wait)
+			backoff.Wait(ctx, wait)
+		}
+	}()
+}
+
+// Apply makes the set that of cfg: publishers whose entry is unchanged go
+// on; removed ones stop; changed ones stop (their cursor saved) and are made
+// again from it; new ones start. Every entry is checked first: a bad one
+// changes nothing (the old publishers go on) and is the error.
+func (s *Set) Apply(cfg []config.Publisher) error {
+	old := map[string]*entry{}
+	for _, e := range s.list() {
+		old[e.name] = e
+	}
+	var errs []error
+	changed := map[string]bool{}
+	for i, p := range cfg {
+		if e := old[p.Name]; e != nil && e.conf == entryYAML(p) {
+			continue
+		}
+		changed[p.Name] = true
+		if _, err := New(p, Settings{Name: p.Name, Node: p.Node, Dir: s.dir}); err != nil {
+			errs = append(errs, fmt.Errorf("publishers[%d] (%s): %w", i, p.Name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, p := range cfg {
+		keep[p.Name] = !changed[p.Name]
+	}
+	// Stop what goes or changes, and wait: a publisher saves its cursor as
+	// its Run returns, and the one made again reads it. Meanwhile it stays
+	// in the list, so its floor still holds the unpublished changes.
+	for name, e := range old {
+		if !keep[name] {
+			s.halt(e)
+		}
+	}
+	next := make([]*entry, 0, len(cfg))
+	for _, p := range cfg {
+		if keep[p.Name] {
+			next = append(next, old[p.Name])
+			continue
+		}
+		e, err := s.make(p)
+		if err != nil {
+			// The store failed (the config was checked above). The old
+			// entry stays, stopped, so its floor holds: a later reload
+			// or a restart makes it again from its cursor.
+			errs = append(errs, fmt.Errorf("publisher %s: %w", p.Name, err))
+			if o := old[p.Name]; o != nil {
+				next = append(next, o)
+			}
+			continue
+		}
+		s.log.Info("publisher (re)started by a reload", "publisher", p.Name)
+		next = append(next, e)
+	}
+	s.mu.Lock()
+	s.entries = next
+	if s.runCtx != nil {
+		for _, e := range next {
+			if e.stop == nil {
+				s.start(e)
+			}
+		}
+	}
+	s.mu.Unlock()
+	// A commit between a publisher's making and its place in the list
+	// woke only the others.
+	if last := s.last.Load(); last > 0 {
+		for _, e := range next {
+			e.pub.Wake(last)
+		}
+	}
+	for name := range old {
+		if _, ok := keep[name]; !ok {
+			s.log.Info("publisher removed by a reload", "publisher", name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// halt stops e and waits until its Run returned.
+func (s *Set) halt(e *entry) {
+	s.mu.Lock()
+	stop, done := e.stop, e.done
+	s.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	<-done
 }
 
 // Status is each publisher's Stats by name.
 func (s *Set) Status() map[string]Stats {
-	out := make(map[string]Stats, len(s.pubs))
-	for i, p := range s.pubs {
-		out[s.names[i]] = p.Stats()
+	l := s.list()
+	out := make(map[string]Stats, len(l))
+	for _, e := range l {
+		out[e.name] = e.pub.Stats()
 	}
 	return out
 }
@@ -206,15 +350,15 @@ func (s *Set) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (s *Set) Collect(ch chan<- prometheus.Metric) {
-	for i, p := range s.pubs {
-		st := p.Stats()
+	for _, e := range s.list() {
+		st := e.pub.Stats()
 		c := 0.0
 		if st.Connected {
 			c = 1
 		}
-		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.Lag), s.names[i])
-		ch <- prometheus.MustNewConstMetric(publishedDesc, prometheus.CounterValue, float64(st.Published), s.names[i])
-		ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, c, s.names[i])
-		ch <- prometheus.MustNewConstMetric(resyncDesc, prometheus.CounterValue, float64(st.Resyncs), s.names[i])
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.Lag), e.name)
+		ch <- prometheus.MustNewConstMetric(publishedDesc, prometheus.CounterValue, float64(st.Published), e.name)
+		ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, c, e.name)
+		ch <- prometheus.MustNewConstMetric(resyncDesc, prometheus.CounterValue, float64(st.Resyncs), e.name)
 	}
 }

@@ -83,7 +83,8 @@ func newMetrics(sc *Sidecar) *metrics {
 	m.reloadTime.SetToCurrentTime()
 	m.reg.MustRegister(buildInfo, m.pollDuration, m.polls, m.changes, m.reloads, m.reloadOK, m.reloadTime, m.conflicts, m.duplicates,
 		stateCollector{sc}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if sc.pubs != nil && sc.pubs.Len() > 0 {
+	if sc.pubs != nil {
+		// Even when empty: a reload may add publishers.
 		m.reg.MustRegister(sc.pubs)
 	}
 	return m

@@ -299,7 +299,6 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 		{"sync", cfg.Sync != old.Sync},
 		{"subscriber_queue", cfg.SubscriberQueue != old.SubscriberQueue},
 		{"notify_batch", cfg.NotifyBatch != old.NotifyBatch},
-		{"publishers", publishersDiffer(cfg.Publishers, old.Publishers)},
 		{"write_timeout", cfg.WriteTimeout != old.WriteTimeout},
 		{"quick_check_interval", cfg.QuickCheckInterval != old.QuickCheckInterval},
 		{"max_connections", cfg.MaxConnections != old.MaxConnections},
@@ -317,8 +316,16 @@ func (sc *Sidecar) applyReload(runCtx context.Context, cfg *config.Config) error
 			restart = append(restart, f.name)
 		}
 	}
+	// A bad publisher entry refuses the whole reload, before anything
+	// changes, as a bad collector or listener does.
+	if err := checkPublishers(cfg); err != nil {
+		return err
+	}
 	if err := sc.sup.apply(runCtx, cfg); err != nil {
 		return err
+	}
+	if err := sc.pubs.Apply(cfg.Publishers); err != nil {
+		return fmt.Errorf("publishers: %w", err)
 	}
 	if lv := sc.o.LogLevel; lv != nil && !sc.o.LogLevelFixed {
 		var want slog.Level
