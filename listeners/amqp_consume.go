@@ -28,7 +28,7 @@ import (
 // queue found missing sets it, so that a session that created the queue but
 // failed before consuming leaves the gap to the next one.
 func (l *amqpListener) session(ctx context.Context, sink Sink, i int, gap *string) (bool, error) {
-	conn, err := l.cfg.Dial(l.urls[i], l.tls, "synchronizer "+l.cfg.Name)
+	conn, err := l.cfg.Dial(ctx, l.urls[i], l.tls, "synchronizer "+l.cfg.Name)
 	if err != nil {
 		return false, fmt.Errorf("amqp: connect %s: %w", l.hosts[i], err)
 	}

@@ -1,9 +1,11 @@
 package listeners
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -38,17 +40,46 @@ func DefaultAMQPBroker() AMQPBroker {
 }
 
 // Dial connects to u, one of AMQPEndpoints' (tc is its TLS config), under
-// the connection name the broker's management UI shows.
-func (b *AMQPBroker) Dial(u string, tc *tls.Config, name string) (*amqp.Connection, error) {
+// the connection name the broker's management UI shows. The end of ctx
+// ends the attempt: a broker that accepts TCP and never answers would
+// otherwise hold a shutdown or a reload for the 30 s handshake time-out.
+func (b *AMQPBroker) Dial(ctx context.Context, u string, tc *tls.Config, name string) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(name)
-	return amqp.DialConfig(u, amqp.Config{
+	var closeOnCancel func() bool
+	conn, err := amqp.DialConfig(u, amqp.Config{
 		Vhost:           b.VHost,
 		TLSClientConfig: tc,
 		Heartbeat:       b.Heartbeat.D(),
 		Properties:      props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// As amqp.DefaultDial: the handshake has a deadline, which
+			// the library clears once open.
+			if err := c.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+				c.Close()
+				return nil, err
+			}
+			closeOnCancel = context.AfterFunc(ctx, func() { c.Close() })
+			return c, nil
+		},
 	})
+	if closeOnCancel != nil {
+		closeOnCancel() // the session closes the connection from now on
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return conn, err
 }
+
+// dialTimeout bounds the TCP connect and the AMQP handshake, as the
+// library's default does.
+const dialTimeout = 30 * time.Second
 
 // AMQPEndpoints turns urls: (oslo's rabbit:// and multi-host forms too) and
 // tls: into one dialable URL per host, the host:port of each for logs, and

@@ -343,9 +343,9 @@ type inflight struct {
 	snapshot bool
 }
 
-func (p *amqpStream) dial(i int) (*amqp.Connection, error) {
+func (p *amqpStream) dial(ctx context.Context, i int) (*amqp.Connection, error) {
 	host, _ := os.Hostname()
-	conn, err := p.cfg.Dial(p.urls[i], p.tls, "synchronizer publisher "+p.cfg.Name+" on "+host)
+	conn, err := p.cfg.Dial(ctx, p.urls[i], p.tls, "synchronizer publisher "+p.cfg.Name+" on "+host)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", p.hosts[i], err)
 	}
@@ -368,11 +368,15 @@ func (p *amqpStream) declare(ch *amqp.Channel) error {
 }
 
 func (p *amqpStream) session(ctx context.Context, i int) error {
-	conn, err := p.dial(i)
+	conn, err := p.dial(ctx, i)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	// The end of ctx closes the connection at once: confirms still awaited
+	// then resolve as not confirmed (the cursor stays before them), so a
+	// stop or a reload never waits on a broker that stopped answering.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open channel: %w", err)

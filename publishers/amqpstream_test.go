@@ -547,8 +547,11 @@ func TestSetApply(t *testing.T) {
 	}
 	waitFor("a", 300)
 
-	// A new publisher b; a unchanged (the same entry, decoded again).
-	if err := set.Apply([]config.Publisher{entry("a", s1, ""), entry("b", s2, "")}); err != nil {
+	// A new publisher b; a unchanged (its entry written again, keys in
+	// another order, with a comment: the same settings).
+	a1again := config.Publisher{Name: "a", Type: "amqp-stream", Node: configtest.Node(t,
+		"# the stream of the remote consumers\nstream: "+s1+"\nname: a\ntype: amqp-stream\nurls: [\""+amqptest.Broker+"\"]\nmax_backoff: 500ms\nmin_backoff: 50ms\n")}
+	if err := set.Apply([]config.Publisher{a1again, entry("b", s2, "")}); err != nil {
 		t.Fatal(err)
 	}
 	r.changes(200)
@@ -567,28 +570,91 @@ func TestSetApply(t *testing.T) {
 	if st := set.Status(); len(st) != 2 || st["a"].Stream != s1 {
 		t.Fatalf("after a refused apply: %+v", st)
 	}
+	// Changes keep coming while a moves: what s1 did not confirm, s3 gets.
+	committing := make(chan struct{})
+	go func() {
+		defer close(committing)
+		for i := 0; i < 200; i++ {
+			ev := entity.Event{Action: entity.Create, Entity: entity.Entity{Key: fmt.Sprintf("host:m%d", i), Type: "host",
+				ID: fmt.Sprintf("m%d", i), Name: "m", State: "up", Timestamp: time.Now().UTC()}}
+			if _, err := r.eng.ApplyEvents(context.Background(), "gen", []entity.Event{ev}); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
 	if err := set.Apply([]config.Publisher{entry("a", s3, "")}); err != nil {
 		t.Fatal(err)
 	}
 	if st := set.Status(); len(st) != 1 || st["a"].Stream != s3 {
 		t.Fatalf("after the move: %+v", st)
 	}
+	<-committing
 	r.changes(100)
-	waitFor("a", 600)
+	waitFor("a", 800)
 
-	// s1 holds 1..500, s2 (b from the start of the log) 1..500, s3 the
-	// changes after a's cursor only, 501..600, after a snapshot of them
-	// all.
+	// s1 holds 1..k, s2 (b from the start of the log) 1..500 at least, s3
+	// exactly the changes after s1's last, k+1..800, after a snapshot.
+	one := raw(t, amqptest.Broker, s1)
+	k := int64(len(one))
 	for _, tc := range []struct {
 		stream      string
 		first, last int64
-	}{{s1, 1, 500}, {s2, 1, 500}, {s3, 501, 600}} {
+	}{{s1, 1, k}, {s3, k + 1, 800}} {
 		seqs := raw(t, amqptest.Broker, tc.stream)
 		if int64(len(seqs)) != tc.last-tc.first+1 || seqs[0] != tc.first || seqs[len(seqs)-1] != tc.last {
 			t.Errorf("%s: %d changes, %v..., want %d..%d", tc.stream, len(seqs), seqs[:min(len(seqs), 3)], tc.first, tc.last)
 		}
 	}
+	if k < 500 {
+		t.Errorf("s1 holds %d changes, want the 500 before the move at least", k)
+	}
+	if two := raw(t, amqptest.Broker, s2); len(two) < 500 || two[0] != 1 {
+		t.Errorf("s2: %d changes from %v, want 1.. at least 500", len(two), two[:min(len(two), 1)])
+	}
 	if st := set.Status()["a"]; st.Snapshot == nil || st.Snapshot.Stream != s3 || st.Snapshot.Entities < 500 {
 		t.Errorf("a's snapshot in s3: %+v", st.Snapshot)
+	}
+}
+
+// TestSetApplyBrokerNotAnswering: removing a publisher whose broker
+// accepts connections and never answers does not wait for the 30 s
+// handshake time-out (an operator edits the URL because the broker is dead).
+func TestSetApplyBrokerNotAnswering(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	r := openRig(t, t.TempDir())
+	conf := streamConf(newStream(t), "amqp://guest:guest@"+ln.Addr().String()+"/", "")
+	set, err := NewSet([]config.Publisher{{Name: "s", Type: "amqp-stream", Node: configtest.Node(t, conf)}}, r.dir, r.st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(set)
+	defer stop()
+	eventually.True(t, "the publisher connecting", time.Minute, func() bool { return set.Status()["s"].State == "connecting" })
+	time.Sleep(200 * time.Millisecond) // into the handshake
+	t0 := time.Now()
+	if err := set.Apply(nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("Apply took %v: it waited on the broker's handshake", d)
+	}
+	if n := set.Len(); n != 0 {
+		t.Errorf("%d publishers left", n)
 	}
 }

@@ -8,6 +8,7 @@ package publishers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,19 +119,25 @@ type Set struct {
 	log  *slog.Logger
 	last atomic.Int64 // the last seq a commit woke the publishers with
 
+	applyMu sync.Mutex // one Apply at a time
+
 	mu      sync.Mutex
 	entries []*entry
 	runCtx  context.Context // Run's; nil before Run
+	ended   bool            // Run's ctx ended: nothing starts any more
 	wg      sync.WaitGroup
 }
 
 // entry is one running publisher.
 type entry struct {
 	name string
-	conf string // the config entry as YAML: a changed one is made again
+	conf string // the config entry, canonical: a changed one is made again
 	pub  Publisher
 	stop context.CancelFunc // nil while it does not run
 	done chan struct{}      // closed when its Run returned
+	// retired is set when Apply stops the entry: Run must not start it
+	// again meanwhile (unless Apply keeps it after all).
+	retired bool
 }
 
 // NewSet makes every configured publisher; nothing runs until Run.
@@ -154,11 +161,20 @@ func (s *Set) make(p config.Publisher) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &entry{name: p.Name, conf: entryYAML(p), pub: pub}, nil
+	return &entry{name: p.Name, conf: entryConf(p), pub: pub}, nil
 }
 
-func entryYAML(p config.Publisher) string {
-	b, _ := yaml.Marshal(p.Node)
+// entryConf is the entry as its settings, not as written: an edit of a
+// comment or of the YAML's layout changes nothing, as for collectors.
+func entryConf(p config.Publisher) string {
+	var v any
+	if p.Node != nil {
+		if err := p.Node.Decode(&v); err != nil {
+			b, _ := yaml.Marshal(p.Node)
+			return string(b)
+		}
+	}
+	b, _ := json.Marshal(v)
 	return string(b)
 }
 
@@ -207,11 +223,18 @@ func (s *Set) Run(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	<-ctx.Done()
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
-// start runs e until its stop or Run's ctx. Caller holds s.mu.
+// start runs e until its stop or Run's ctx, unless Run ended or e is
+// retired. Caller holds s.mu.
 func (s *Set) start(e *entry) {
+	if e.retired || s.ended {
+		return
+	}
 	ctx, stop := context.WithCancel(s.runCtx)
 	e.stop, e.done = stop, make(chan struct{})
 	s.wg.Add(1)
@@ -236,6 +259,8 @@ func (s *Set) start(e *entry) {
 // again from it; new ones start. Every entry is checked first: a bad one
 // changes nothing (the old publishers go on) and is the error.
 func (s *Set) Apply(cfg []config.Publisher) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	old := map[string]*entry{}
 	for _, e := range s.list() {
 		old[e.name] = e
@@ -243,7 +268,7 @@ func (s *Set) Apply(cfg []config.Publisher) error {
 	var errs []error
 	changed := map[string]bool{}
 	for i, p := range cfg {
-		if e := old[p.Name]; e != nil && e.conf == entryYAML(p) {
+		if e := old[p.Name]; e != nil && e.conf == entryConf(p) {
 			continue
 		}
 		changed[p.Name] = true
@@ -261,11 +286,13 @@ func (s *Set) Apply(cfg []config.Publisher) error {
 	// Stop what goes or changes, and wait: a publisher saves its cursor as
 	// its Run returns, and the one made again reads it. Meanwhile it stays
 	// in the list, so its floor still holds the unpublished changes.
+	var halting []*entry
 	for name, e := range old {
 		if !keep[name] {
-			s.halt(e)
+			halting = append(halting, e)
 		}
 	}
+	s.halt(halting)
 	next := make([]*entry, 0, len(cfg))
 	for _, p := range cfg {
 		if keep[p.Name] {
@@ -279,6 +306,9 @@ func (s *Set) Apply(cfg []config.Publisher) error {
 			// or a restart makes it again from its cursor.
 			errs = append(errs, fmt.Errorf("publisher %s: %w", p.Name, err))
 			if o := old[p.Name]; o != nil {
+				s.mu.Lock()
+				o.retired = false // it runs again below, from its cursor
+				s.mu.Unlock()
 				next = append(next, o)
 			}
 			continue
@@ -311,16 +341,23 @@ func (s *Set) Apply(cfg []config.Publisher) error {
 	return errors.Join(errs...)
 }
 
-// halt stops e and waits until its Run returned.
-func (s *Set) halt(e *entry) {
+// halt stops the entries, all at once, and waits until their Run
+// returned (their cursor saved).
+func (s *Set) halt(es []*entry) {
+	var done []chan struct{}
 	s.mu.Lock()
-	stop, done := e.stop, e.done
-	s.mu.Unlock()
-	if stop == nil {
-		return
+	for _, e := range es {
+		e.retired = true
+		if e.stop != nil {
+			e.stop()
+			done = append(done, e.done)
+		}
+		e.stop = nil
 	}
-	stop()
-	<-done
+	s.mu.Unlock()
+	for _, d := range done {
+		<-d
+	}
 }
 
 // Status is each publisher's Stats by name.
