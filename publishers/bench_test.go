@@ -29,7 +29,7 @@ func benchPublisher(b *testing.B, r *rig, extra string) (set *Set, stream string
 	b.Helper()
 	stream = newStream(b)
 	set = r.publisher(streamConf(stream, amqptest.Broker, extra))
-	if err := set.entries[0].pub.(*amqpStream).declare(amqptest.Admin(b)); err != nil {
+	if err := set.list()[0].pub.(*amqpStream).declare(amqptest.Admin(b)); err != nil {
 		b.Fatal(err)
 	}
 	return set, stream

@@ -121,8 +121,10 @@ type Set struct {
 
 	applyMu sync.Mutex // one Apply at a time
 
-	mu      sync.Mutex
-	entries []*entry
+	mu sync.Mutex
+	// entries is the current list, replaced whole under mu and read
+	// without it: Publish runs at every commit, publishers or not.
+	entries atomic.Pointer[[]*entry]
 	runCtx  context.Context // Run's; nil before Run
 	ended   bool            // Run's ctx ended: nothing starts any more
 	wg      sync.WaitGroup
@@ -146,13 +148,15 @@ func NewSet(cfg []config.Publisher, dir string, st *store.Store, log *slog.Logge
 		log = slog.Default()
 	}
 	s := &Set{dir: dir, st: st, log: log}
+	var es []*entry
 	for _, p := range cfg {
 		e, err := s.make(p)
 		if err != nil {
 			return nil, err
 		}
-		s.entries = append(s.entries, e)
+		es = append(es, e)
 	}
+	s.entries.Store(&es)
 	return s, nil
 }
 
@@ -180,9 +184,10 @@ func entryConf(p config.Publisher) string {
 
 // list is the current entries (the slice is never changed in place).
 func (s *Set) list() []*entry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.entries
+	if l := s.entries.Load(); l != nil {
+		return *l
+	}
+	return nil
 }
 
 // Len is the number of publishers.
@@ -218,7 +223,7 @@ func (s *Set) Floor() int64 {
 func (s *Set) Run(ctx context.Context) {
 	s.mu.Lock()
 	s.runCtx = ctx
-	for _, e := range s.entries {
+	for _, e := range s.list() {
 		s.start(e)
 	}
 	s.mu.Unlock()
@@ -317,7 +322,7 @@ func (s *Set) Apply(cfg []config.Publisher) error {
 		next = append(next, e)
 	}
 	s.mu.Lock()
-	s.entries = next
+	s.entries.Store(&next)
 	if s.runCtx != nil {
 		for _, e := range next {
 			if e.stop == nil {
